@@ -1,0 +1,251 @@
+"""Reading an area of interest (AOI) from the files organizers have.
+
+Supported inputs:
+
+* GeoJSON, GeoPackage, Shapefile and anything else fiona opens, in any CRS
+  (reprojected to WGS84 with pyproj). Named polygon features become named
+  sub-areas; point features become villages when a radius is given.
+* ``.osm`` / ``.osm.pbf`` files holding a boundary or multipolygon relation
+  (``relation=ID``), assembled by osmium.
+* A CSV of villages (``name,lat,lon``, other columns kept), each buffered by
+  ``radius`` metres in a local metric CRS.
+
+The result is an :class:`AOI`: the union polygon and its named sub-areas
+("villages": every report can be given per village).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import shapely
+from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
+
+from . import geo
+from .errors import MapathonError
+
+DEFAULT_MAX_AREA_KM2 = 5000.0
+NAME_KEYS = ("name", "NAME", "Name", "nom", "NOM", "village", "VILLAGE", "Village")
+OSM_SUFFIXES = (".osm", ".osm.pbf", ".pbf", ".osm.gz", ".osm.bz2", ".o5m")
+
+
+@dataclass
+class SubArea:
+    """A named part of the AOI (a village and its surroundings)."""
+
+    name: str
+    geom: BaseGeometry
+    kind: str = "village"  # village (from a point and a radius) or zone (a named polygon)
+    point: tuple[float, float] | None = None  # (lon, lat) of the village centre
+    props: dict = field(default_factory=dict)
+
+
+@dataclass
+class AOI:
+    geom: BaseGeometry
+    villages: list[SubArea]
+    source: str
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def area_km2(self) -> float:
+        return geo.area_m2(self.geom) / 1e6
+
+
+def read_aoi(
+    path: str | Path,
+    *,
+    relation: int | None = None,
+    radius: float | None = None,
+    max_area_km2: float = DEFAULT_MAX_AREA_KM2,
+) -> AOI:
+    """Read, validate and repair an AOI file. Raises :class:`MapathonError` on bad input."""
+    path = Path(path)
+    if not path.exists():
+        raise MapathonError(f"{path}: no such file")
+    if not path.is_file() and not path.is_dir():
+        raise MapathonError(f"{path}: not a file")
+    if radius is not None and not radius > 0:
+        raise MapathonError(f"--radius {radius}: must be a positive number of metres")
+    name = path.name.lower()
+    if name.endswith(".csv"):
+        aoi = _read_csv(path, radius)
+    elif name.endswith(OSM_SUFFIXES):
+        aoi = _read_osm(path, relation)
+    else:
+        aoi = _read_fiona(path, radius)
+    return _finish(aoi, path, max_area_km2)
+
+
+def _finish(aoi: AOI, path: Path, max_area_km2: float) -> AOI:
+    geom, warning = geo.repair(aoi.geom, str(path))
+    if warning:
+        aoi.warnings.append(warning)
+    if geom.is_empty:
+        raise MapathonError(f"{path}: the area of interest is empty (no polygon with a surface)")
+    aoi.geom = geom
+    seen: dict[str, int] = {}
+    for v in aoi.villages:
+        if v.name.casefold() in seen:
+            seen[v.name.casefold()] += 1
+            new = f"{v.name} ({seen[v.name.casefold()]})"
+            aoi.warnings.append(f"{path}: two areas are named {v.name!r}; the second is called {new!r}")
+            v.name = new
+        seen.setdefault(v.name.casefold(), 1)
+        v.geom, w = geo.repair(v.geom, f"{path}: {v.name}")
+        if w:
+            aoi.warnings.append(w)
+    area = aoi.area_km2
+    if area > max_area_km2:
+        raise MapathonError(
+            f"{path}: the area of interest covers {area:,.0f} km², over the limit of "
+            f"{max_area_km2:,.0f} km² (raise it with --max-area if this is intended)"
+        )
+    return aoi
+
+
+def _villages_from_points(points: list[tuple[str, float, float, dict]], radius: float) -> list[SubArea]:
+    return [
+        SubArea(name=n, geom=geo.buffer_point_m(lon, lat, radius), kind="village", point=(lon, lat), props=p)
+        for n, lon, lat, p in points
+    ]
+
+
+def _read_csv(path: Path, radius: float | None) -> AOI:
+    if radius is None:
+        raise MapathonError(f"{path}: a CSV of villages needs --radius METRES (the area to map around each village)")
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.DictReader(f)
+            fields = [c.strip().lower() for c in (reader.fieldnames or [])]
+            missing = {"name", "lat", "lon"} - set(fields)
+            if missing:
+                raise MapathonError(
+                    f"{path}: CSV needs the columns name,lat,lon (missing: {', '.join(sorted(missing))})"
+                )
+            points = []
+            for lineno, row in enumerate(reader, start=2):
+                row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
+                if not any(row.values()):
+                    continue
+                try:
+                    lat, lon = float(row["lat"]), float(row["lon"])
+                except ValueError:
+                    raise MapathonError(
+                        f"{path}, line {lineno}: lat/lon must be numbers (got {row['lat']!r}, {row['lon']!r})"
+                    ) from None
+                if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+                    raise MapathonError(f"{path}, line {lineno}: lat {lat}, lon {lon} is outside the world")
+                if not row["name"]:
+                    raise MapathonError(f"{path}, line {lineno}: the village has no name")
+                props = {k: v for k, v in row.items() if k not in ("name", "lat", "lon") and v}
+                points.append((row["name"], lon, lat, props))
+    except UnicodeDecodeError:
+        raise MapathonError(f"{path}: not a UTF-8 text file") from None
+    except csv.Error as e:
+        raise MapathonError(f"{path}: unreadable CSV ({e})") from None
+    if not points:
+        raise MapathonError(f"{path}: the CSV has no village rows")
+    names = [p[0] for p in points]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise MapathonError(f"{path}: village names must be unique ({', '.join(sorted(dup))} repeated)")
+    villages = _villages_from_points(points, radius)
+    return AOI(shapely.union_all([v.geom for v in villages]), villages, str(path))
+
+
+def read_features(path: Path) -> list[tuple[BaseGeometry, dict]]:
+    """Every feature of every layer of a vector file, reprojected to WGS84, with its properties."""
+    import fiona
+    from fiona.errors import FionaError
+
+    try:
+        layers = fiona.listlayers(path)
+    except Exception as e:  # fiona raises DriverError and friends
+        raise MapathonError(f"{path}: not a readable vector file ({_first_line(e)})") from None
+    out: list[tuple[BaseGeometry, dict]] = []
+    try:
+        for layer in layers:
+            with fiona.open(path, layer=layer) as src:
+                crs = src.crs.to_wkt() if src.crs else None
+                feats = [(f.geometry, dict(f.properties or {})) for f in src if f.geometry is not None]
+                if not feats:
+                    continue
+                geoms = [shape(g) for g, _ in feats]
+                if crs:
+                    geoms = list(geo.reproject(geoms, crs, geo.WGS84))
+                elif not geo.lonlat_bounds_ok(shapely.total_bounds(geoms)):
+                    raise MapathonError(f"{path}: layer {layer} has no CRS and its coordinates are not degrees")
+                out.extend(
+                    (g, {k: v for k, v in props.items() if v is not None and not isinstance(v, (dict, list))})
+                    for g, (_, props) in zip(geoms, feats)
+                )
+    except FionaError as e:
+        raise MapathonError(f"{path}: unreadable ({_first_line(e)})") from None
+    return out
+
+
+def feature_name(props: dict) -> str | None:
+    """The name of a feature, from the usual name fields."""
+    return next((str(props[k]).strip() for k in NAME_KEYS if props.get(k)), None)
+
+
+def _read_fiona(path: Path, radius: float | None) -> AOI:
+    polygons: list[BaseGeometry] = []
+    named: list[SubArea] = []
+    points: list[tuple[str, float, float, dict]] = []
+    others = 0
+    for g, props in read_features(path):
+        nm = feature_name(props)
+        if g.geom_type in ("Polygon", "MultiPolygon"):
+            polygons.append(g)
+            if nm:
+                named.append(SubArea(nm, g, kind="zone", props=props))
+        elif g.geom_type in ("Point", "MultiPoint"):
+            pt = g.centroid
+            points.append((nm or f"point {len(points) + 1}", pt.x, pt.y, props))
+        else:
+            others += 1
+    if points:
+        if radius is None:
+            raise MapathonError(f"{path}: holds points (villages?); give --radius METRES to map around each one")
+        villages = _villages_from_points(points, radius)
+        named.extend(villages)
+        polygons.extend(v.geom for v in villages)
+    if not polygons:
+        if others:
+            raise MapathonError(f"{path}: holds only lines, no polygon: an area of interest must be a polygon")
+        raise MapathonError(f"{path}: holds no geometry")
+    return AOI(shapely.union_all([geo.repair(p, str(path))[0] for p in polygons]), named, str(path))
+
+
+def _read_osm(path: Path, relation: int | None) -> AOI:
+    import osmium
+
+    if relation is None:
+        raise MapathonError(f"{path}: an OpenStreetMap file needs --relation ID (the boundary relation to use)")
+    wkbfab = osmium.geom.WKBFactory()
+    found = None
+    try:
+        fp = osmium.FileProcessor(str(path)).with_areas().with_filter(osmium.filter.EntityFilter(osmium.osm.AREA))
+        for obj in fp:
+            if not obj.from_way() and obj.orig_id() == relation:
+                found = (shapely.from_wkb(wkbfab.create_multipolygon(obj)), dict(obj.tags))
+                break
+    except RuntimeError as e:
+        raise MapathonError(f"{path}: not a readable OpenStreetMap file ({_first_line(e)})") from None
+    if found is None:
+        raise MapathonError(
+            f"{path}: relation {relation} not found, or not a complete area (boundary/multipolygon with all its ways)"
+        )
+    geom, tags = found
+    nm = tags.get("name") or f"relation {relation}"
+    return AOI(geom, [SubArea(nm, geom, kind="zone", props={"osm_relation": relation})], str(path))
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__

@@ -1,0 +1,1 @@
+"""Exports of project data to the files other tools read (QGIS, JOSM, GPS units, spreadsheets)."""

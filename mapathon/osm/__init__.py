@@ -1,0 +1,1 @@
+"""OpenStreetMap data: reading, merging, checking and writing OSM files."""

@@ -1,0 +1,147 @@
+"""The progress map: the task grid coloured by state, for the projector in the mapathon room."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import shapely
+from PIL import Image, ImageDraw, ImageFont
+
+from ..fsutil import atomic_path
+from ..project import Project
+from ..tasks.progress import Status
+from . import mapnik_env as me
+
+# Tasking Manager's colours, with locks in orange so they stand out on a projector.
+STATE_COLOURS = {
+    "READY": "#ffffff",
+    "LOCKED_FOR_MAPPING": "#f4a340",
+    "MAPPED": "#7fc8e8",
+    "LOCKED_FOR_VALIDATION": "#c9a0dc",
+    "VALIDATED": "#3aa37a",
+    "INVALIDATED": "#f6d860",
+    "BADIMAGERY": "#9a9ca8",
+}
+LABELS = {
+    "READY": "ready",
+    "LOCKED_FOR_MAPPING": "being mapped",
+    "MAPPED": "mapped",
+    "LOCKED_FOR_VALIDATION": "being validated",
+    "VALIDATED": "validated",
+    "INVALIDATED": "to redo",
+    "BADIMAGERY": "bad imagery",
+}
+HEADER, FOOTER = 70, 56
+
+
+def _style(show_ids: bool) -> str:
+    rules = []
+    for state, colour in STATE_COLOURS.items():
+        rules.append(
+            f"<Rule><Filter>[state] = '{state}'</Filter>"
+            f'<PolygonSymbolizer fill="{colour}" fill-opacity="0.85"/>'
+            '<LineSymbolizer stroke="#444444" stroke-width="0.6" stroke-opacity="0.8"/></Rule>'
+        )
+    labels = ""
+    if show_ids:
+        labels = (
+            '<Style name="task-ids"><Rule>'
+            '<TextSymbolizer face-name="DejaVu Sans Book" size="10" fill="#333333" halo-fill="#ffffff" '
+            'halo-radius="1" placement="interior" allow-overlap="false">[id]</TextSymbolizer>'
+            "</Rule></Style>"
+        )
+    return (
+        '<Style name="tasks">' + "".join(rules) + "</Style>" + labels +
+        '<Style name="aoi"><Rule><LineSymbolizer stroke="#b03a2e" stroke-width="2.5" stroke-dasharray="8,4"/></Rule></Style>'
+        '<Style name="village-areas"><Rule><LineSymbolizer stroke="#1f4e79" stroke-width="1" stroke-opacity="0.6"/></Rule></Style>'
+        '<Style name="village-names"><Rule>'
+        '<MarkersSymbolizer fill="#1f4e79" width="7" height="7" stroke="#ffffff" stroke-width="1.5" allow-overlap="true"/>'
+        '<TextSymbolizer face-name="DejaVu Sans Bold" size="16" fill="#10263d" halo-fill="#ffffff" halo-radius="2.5" '
+        'dy="-12" placement="point" allow-overlap="false">[name]</TextSymbolizer>'
+        "</Rule></Style>"
+    )
+
+
+def render_progress_map(project: Project, status: Status, dest: str | Path, *, width: int = 1600) -> Path:
+    """Draw the grid coloured by state with village names, a title and a legend, into a PNG."""
+    conn = project.conn
+    row = conn.execute(
+        "SELECT MIN(minx), MIN(miny), MAX(maxx), MAX(maxy), COUNT(*) FROM task_index"
+    ).fetchone()
+    aoi = project.aoi_geom()
+    bbox = aoi.bounds if row[4] == 0 else (min(row[0], aoi.bounds[0]), min(row[1], aoi.bounds[1]),
+                                            max(row[2], aoi.bounds[2]), max(row[3], aoi.bounds[3]))
+    # pad 4 %, and size the picture to the area's shape in web mercator
+    m = me.mapnik()
+    merc = me.project_bbox(bbox, me.WEB_MERCATOR)
+    pad_x, pad_y = merc.width() * 0.04, merc.height() * 0.04
+    aspect = (merc.height() + 2 * pad_y) / (merc.width() + 2 * pad_x)
+    height = max(400, min(int(width * aspect), 2400))
+    map_h = height
+    villages = project.villages()
+    points = []
+    for v in villages:
+        if v["lon"] is not None:
+            pt = (v["lon"], v["lat"])
+        else:
+            rp = shapely.from_wkb(v["geom"]).representative_point()
+            pt = (rp.x, rp.y)
+        points.append({"type": "Feature", "properties": {"name": v["name"]},
+                       "geometry": {"type": "Point", "coordinates": pt}})
+    village_areas = [{"type": "Feature", "properties": {"name": v["name"]},
+                      "geometry": shapely.geometry.mapping(shapely.from_wkb(v["geom"]))} for v in villages]
+    # task numbers only when a task is at least ~28 px wide on the picture
+    tasks_px = 0.0
+    if row[4]:
+        widest = conn.execute("SELECT MAX(maxx - minx) FROM task_index").fetchone()[0] or 0
+        tasks_px = widest / (bbox[2] - bbox[0]) * width
+    show_ids = tasks_px >= 28 and row[4] <= 5000
+    db = str(project.db_path.resolve())
+    layers = [
+        me.layer("tasks", ["tasks"] + (["task-ids"] if show_ids else []),
+                 me.sqlite_datasource(db, "SELECT id, state, geom FROM tasks WHERE state != 'SPLIT'", extent=bbox))
+        if row[4] else "",
+        me.layer("village-areas", ["village-areas"],
+                 me.geojson_datasource(json.dumps({"type": "FeatureCollection", "features": village_areas})))
+        if village_areas else "",
+        me.layer("aoi", ["aoi"], me.sqlite_datasource(db, "SELECT id, geom FROM areas WHERE kind = 'aoi'", extent=aoi.bounds)),
+        me.layer("village-names", ["village-names"],
+                 me.geojson_datasource(json.dumps({"type": "FeatureCollection", "features": points}, ensure_ascii=False)))
+        if points else "",
+    ]
+    xml = (f'<Map srs="{me.WEB_MERCATOR}" background-color="#eef0e8">' + _style(show_ids) + "".join(layers) + "</Map>")
+    dest = Path(dest)
+    with atomic_path(dest) as tmp:
+        mp = m.Map(width, map_h)
+        m.load_map_from_string(mp, xml, False, "")
+        merc.pad(max(pad_x, pad_y))
+        mp.zoom_to_box(merc)
+        img = m.Image(width, map_h)
+        m.render(mp, img)
+        img.save(str(tmp), "png")
+        _frame(tmp, status, project.name)
+    return dest
+
+
+def _frame(png: Path, status: Status, title: str) -> None:
+    """Add a title band and a legend with the counts of each state."""
+    body = Image.open(png).convert("RGB")
+    w, h = body.size
+    out = Image.new("RGB", (w, h + HEADER + FOOTER), "#ffffff")
+    out.paste(body, (0, HEADER))
+    d = ImageDraw.Draw(out)
+    big = ImageFont.truetype(me.font_path("DejaVuSans-Bold.ttf"), 30)
+    small = ImageFont.truetype(me.font_path("DejaVuSans.ttf"), 18)
+    o = status.overall
+    d.text((16, 10), title, font=big, fill="#10263d")
+    d.text((16, 44), f"{o.total} tasks · mapped {o.mapped_pct:.0f} % · validated {o.validated_pct:.0f} %   "
+                     f"({status.generated[:16].replace('T', ' ')} UTC)", font=small, fill="#333333")
+    x, y = 16, h + HEADER + 16
+    for state, colour in STATE_COLOURS.items():
+        label = f"{LABELS[state]} ({o.states.get(state, 0)})"
+        d.rectangle([x, y, x + 22, y + 22], fill=colour, outline="#444444")
+        d.text((x + 30, y), label, font=small, fill="#222222")
+        x += 30 + int(d.textlength(label, font=small)) + 26
+    d.text((w - 16, h + HEADER + 18), "© OpenStreetMap contributors", font=small, fill="#777777", anchor="ra")
+    out.save(png, "png")

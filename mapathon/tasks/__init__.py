@@ -1,0 +1,1 @@
+"""Tasks: the imagery grid, the task lifecycle and progress."""

@@ -1,0 +1,59 @@
+"""Making a project's grid: choose the cells (grid.py) and store them (lifecycle.save_grid)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import aoi as aoi_mod
+from .. import geo
+from ..errors import MapathonError
+from ..project import Project
+from . import grid as g
+from .lifecycle import save_grid
+
+
+def make_grid(
+    project: Project,
+    *,
+    zoom: int | None = None,
+    size: float | None = None,
+    from_file: str | Path | None = None,
+    min_overlap: float = g.DEFAULT_MIN_OVERLAP_M2,
+    clip: bool = False,
+    max_tasks: int = g.DEFAULT_MAX_TASKS,
+    force: bool = False,
+    actor: str = "organizer",
+) -> tuple[int, str]:
+    """Build and store the grid. Returns (number of tasks, a description)."""
+    if min_overlap < 0:
+        raise MapathonError(f"--min-overlap {min_overlap}: must be zero or more square metres")
+    if max_tasks < 1:
+        raise MapathonError(f"--max-tasks {max_tasks}: must be at least 1")
+    aoi = project.aoi_geom()
+    if zoom is not None:
+        cells = g.tile_grid(aoi, zoom, min_overlap_m2=min_overlap, clip=clip, max_tasks=max_tasks)
+        desc = {"kind": "tiles", "zoom": zoom, "clip": clip, "min_overlap_m2": min_overlap}
+        text = f"web-mercator tiles at zoom {zoom}" + (", clipped" if clip else "")
+    elif size is not None:
+        cells = g.metric_grid(aoi, size, min_overlap_m2=min_overlap, clip=clip, max_tasks=max_tasks)
+        c = aoi.centroid
+        zone = geo.utm_zone_name(geo.utm_epsg(c.x, c.y))
+        desc = {"kind": "metric", "size_m": size, "utm_zone": zone, "clip": clip, "min_overlap_m2": min_overlap}
+        text = f"{size:g} m squares in UTM zone {zone}" + (", clipped" if clip else "")
+    else:
+        path = Path(from_file)
+        if not path.exists():
+            raise MapathonError(f"{path}: no such file")
+        feats = [(geom, props) for geom, props in aoi_mod.read_features(path)
+                 if geom.geom_type in ("Polygon", "MultiPolygon") and not geom.is_empty]
+        if not feats:
+            raise MapathonError(f"{path}: holds no polygon to use as a task")
+        geoms = [geo.repair(geom, str(path))[0] for geom, _ in feats]
+        cells = g.grid_from_polygons(geoms, [p for _, p in feats], max_tasks=max_tasks)
+        tiles = int(np.sum(cells.z >= 0))
+        desc = {"kind": "file", "file": path.name, "tiles": tiles}
+        text = f"{len(cells)} polygons from {path.name}, {tiles} of them tiles"
+    n = save_grid(project, cells, actor=actor, description=desc, force=force)
+    return n, text

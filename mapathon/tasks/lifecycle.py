@@ -1,0 +1,507 @@
+"""The task lifecycle, as in HOT's Tasking Manager.
+
+States and who may move a task between them::
+
+    READY / INVALIDATED --claim--> LOCKED_FOR_MAPPING --done--> MAPPED
+                                          |--release--> (back to READY / INVALIDATED)
+                                          |--badimagery--> BADIMAGERY
+    MAPPED --claim (validator)--> LOCKED_FOR_VALIDATION --validate--> VALIDATED | INVALIDATED
+    READY / INVALIDATED / own lock --split--> SPLIT (+ 4 new READY tasks)
+    any (organizer) --reset--> READY
+
+Every change is one transaction that updates the task and appends its
+event(s). Locks expire (2 hours by default); expired locks are released
+at the start of every change, by the actor ``system``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import shapely
+
+from .. import events, geo
+from ..errors import ForbiddenTransition, MapathonError
+from ..project import Project
+from . import volunteers
+from .grid import DEFAULT_MIN_OVERLAP_M2, Grid, split_cells
+
+READY = "READY"
+LOCKED_FOR_MAPPING = "LOCKED_FOR_MAPPING"
+MAPPED = "MAPPED"
+LOCKED_FOR_VALIDATION = "LOCKED_FOR_VALIDATION"
+VALIDATED = "VALIDATED"
+INVALIDATED = "INVALIDATED"
+BADIMAGERY = "BADIMAGERY"
+SPLIT = "SPLIT"
+STATES = (READY, LOCKED_FOR_MAPPING, MAPPED, LOCKED_FOR_VALIDATION, VALIDATED, INVALIDATED, BADIMAGERY, SPLIT)
+LOCKED = (LOCKED_FOR_MAPPING, LOCKED_FOR_VALIDATION)
+MAPPABLE = (READY, INVALIDATED)
+DEFAULT_LOCK_HOURS = 2.0
+MAX_LOCK_HOURS = 24 * 7
+SYSTEM = "system"
+
+
+@dataclass(frozen=True)
+class Task:
+    id: int
+    key: str
+    z: int | None
+    x: int | None
+    y: int | None
+    parent_id: int | None
+    state: str
+    locked_by: str | None
+    lock_expires: str | None
+    mapped_by: str | None
+    validated_by: str | None
+    area_m2: float
+    geom: object  # shapely geometry
+    villages: tuple[str, ...] = ()
+
+    @property
+    def tile(self) -> str | None:
+        return f"{self.z}/{self.x}/{self.y}" if self.z is not None else None
+
+
+_TASK_SELECT = """
+    SELECT t.*, lv.name AS locked_name, mv.name AS mapped_name, vv.name AS validated_name,
+           (SELECT group_concat(a.name, '|') FROM task_areas ta JOIN areas a ON a.id = ta.area_id
+             WHERE ta.task_id = t.id) AS village_names
+      FROM tasks t
+      LEFT JOIN volunteers lv ON lv.id = t.locked_by
+      LEFT JOIN volunteers mv ON mv.id = t.mapped_by
+      LEFT JOIN volunteers vv ON vv.id = t.validated_by
+"""
+
+
+def _task(row: sqlite3.Row) -> Task:
+    return Task(
+        row["id"],
+        row["key"],
+        row["z"],
+        row["x"],
+        row["y"],
+        row["parent_id"],
+        row["state"],
+        row["locked_name"],
+        row["lock_expires"],
+        row["mapped_name"],
+        row["validated_name"],
+        row["area_m2"],
+        shapely.from_wkb(row["geom"]),
+        tuple(sorted(row["village_names"].split("|"))) if row["village_names"] else (),
+    )
+
+
+def get_task(project: Project, ref: str | int) -> Task:
+    """A task by its number (``12``) or its address (``16/31098/30153``)."""
+    text = str(ref).strip()
+    if text.isdigit():
+        row = project.conn.execute(_TASK_SELECT + " WHERE t.id = ?", (int(text),)).fetchone()
+    else:
+        row = project.conn.execute(_TASK_SELECT + " WHERE t.key = ?", (text,)).fetchone()
+    if row is None:
+        if not project.conn.execute("SELECT 1 FROM tasks LIMIT 1").fetchone():
+            raise MapathonError(f"task {text}: the project has no tasks yet; run 'mapathon grid' first")
+        raise MapathonError(f"task {text}: no such task (give its number or its z/x/y address)")
+    return _task(row)
+
+
+def list_tasks(project: Project, state: str | None = None, village: str | None = None) -> list[Task]:
+    sql, args = _TASK_SELECT + " WHERE 1 = 1", []
+    if state:
+        sql += " AND t.state = ?"
+        args.append(state)
+    if village:
+        sql += " AND t.id IN (SELECT ta.task_id FROM task_areas ta JOIN areas a ON a.id = ta.area_id WHERE a.name = ?)"
+        args.append(village)
+    return [_task(r) for r in project.conn.execute(sql + " ORDER BY t.id", args)]
+
+
+# -- the grid -----------------------------------------------------------------
+
+
+def has_work(project: Project) -> bool:
+    """True when any task has a recorded change (claims, splits, ...)."""
+    return project.conn.execute("SELECT 1 FROM events WHERE task IS NOT NULL LIMIT 1").fetchone() is not None
+
+
+def save_grid(project: Project, grid: Grid, *, actor: str, description: dict, force: bool = False) -> int:
+    """Replace the project's tasks by *grid*, assigning villages. Returns the number of tasks."""
+    with project.transaction():
+        if has_work(project) and not force:
+            raise MapathonError(
+                "the project already has recorded work on its tasks; re-gridding would orphan it "
+                "(use --force to replace the grid anyway; the history is kept)"
+            )
+        conn = project.conn
+        old = conn.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
+        conn.execute("DELETE FROM task_areas")
+        conn.execute("DELETE FROM task_index")
+        conn.execute("UPDATE tasks SET parent_id = NULL")
+        conn.execute("DELETE FROM tasks")
+        n = len(grid)
+        ids = np.arange(1, n + 1)
+        wkb = shapely.to_wkb(grid.geoms)
+        bounds = shapely.bounds(grid.geoms)
+        tile = grid.z >= 0
+        zs = [int(v) if t else None for v, t in zip(grid.z, tile)]
+        xs = [int(v) if t else None for v, t in zip(grid.x, tile)]
+        ys = [int(v) if t else None for v, t in zip(grid.y, tile)]
+        conn.executemany(
+            "INSERT INTO tasks (id, key, z, x, y, area_m2, geom) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            zip(ids.tolist(), grid.keys.tolist(), zs, xs, ys, grid.area_m2.tolist(), wkb.tolist()),
+        )
+        conn.executemany(
+            "INSERT INTO task_index (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
+            zip(ids.tolist(), bounds[:, 0].tolist(), bounds[:, 2].tolist(), bounds[:, 1].tolist(), bounds[:, 3].tolist()),
+        )
+        _assign_villages(project, ids, grid.geoms)
+        project.record(actor=actor, action="grid.create", data={**description, "tasks": n, "replaced": old})
+    return n
+
+
+def _assign_villages(project: Project, ids: np.ndarray, geoms: np.ndarray) -> None:
+    areas = project.conn.execute("SELECT id, geom FROM areas WHERE kind != 'aoi'").fetchall()
+    if not areas or len(geoms) == 0:
+        return
+    area_ids = np.array([a[0] for a in areas])
+    area_geoms = shapely.from_wkb([a[1] for a in areas])
+    tree = shapely.STRtree(geoms)
+    vi, ti = tree.query(area_geoms, predicate="intersects")
+    real = ~shapely.touches(area_geoms[vi], geoms[ti])  # sharing only a border is not overlapping
+    project.conn.executemany(
+        "INSERT INTO task_areas (task_id, area_id) VALUES (?, ?)",
+        zip(ids[ti[real]].tolist(), area_ids[vi[real]].tolist()),
+    )
+
+
+# -- changes --------------------------------------------------------------------
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or events.utcnow()
+
+
+def expire_locks(project: Project, now: datetime | None = None) -> list[str]:
+    """Release the locks whose time is over (inside the caller's transaction). Returns their task keys."""
+    stamp = events.iso(_now(now))
+    rows = project.conn.execute(
+        """SELECT t.id, t.key, t.state, t.unlock_state, v.name FROM tasks t JOIN volunteers v ON v.id = t.locked_by
+            WHERE t.lock_expires IS NOT NULL AND t.lock_expires < ?""",
+        (stamp,),
+    ).fetchall()
+    for r in rows:
+        to_state = r["unlock_state"] or (READY if r["state"] == LOCKED_FOR_MAPPING else MAPPED)
+        project.conn.execute(
+            "UPDATE tasks SET state = ?, locked_by = NULL, lock_expires = NULL, unlock_state = NULL WHERE id = ?",
+            (to_state, r["id"]),
+        )
+        project.record(
+            actor=SYSTEM, action="lock.expire", task=r["key"], from_state=r["state"], to_state=to_state,
+            comment=f"lock of {r['name']} expired", ts=now,
+        )
+    return [r["key"] for r in rows]
+
+
+def _forbid(task: Task, why: str) -> ForbiddenTransition:
+    return ForbiddenTransition(f"task {task.id} ({task.key}) is {task.state}: {why}")
+
+
+def _set(project: Project, task: Task, **cols) -> None:
+    sets = ", ".join(f"{k} = ?" for k in cols)
+    project.conn.execute(f"UPDATE tasks SET {sets} WHERE id = ?", (*cols.values(), task.id))
+
+
+def _lock_hours(hours: float) -> float:
+    if not 0 < hours <= MAX_LOCK_HOURS:
+        raise MapathonError(f"--hours {hours:g}: a lock lasts more than 0 and at most {MAX_LOCK_HOURS} hours")
+    return hours
+
+
+def _holder_or_organizer(task: Task, vol: volunteers.Volunteer, what: str) -> None:
+    if task.locked_by is None:
+        raise _forbid(task, f"it is not locked, so there is nothing to {what}")
+    if task.locked_by.casefold() != vol.name.casefold() and not vol.is_organizer:
+        raise _forbid(task, f"it is locked by {task.locked_by}; only they or an organizer may {what} it")
+
+
+def _vol_id(project: Project, name: str) -> int:
+    return volunteers.find(project, name).id
+
+
+def claim(
+    project: Project,
+    ref: str | int,
+    actor: str,
+    *,
+    hours: float = DEFAULT_LOCK_HOURS,
+    comment: str | None = None,
+    now: datetime | None = None,
+) -> Task:
+    """Lock a task: for mapping when READY/INVALIDATED, for validation when MAPPED."""
+    hours = _lock_hours(hours)
+    with project.transaction():
+        expire_locks(project, now)
+        vol, _ = volunteers.ensure(project, actor)
+        task = get_task(project, ref)
+        return _claim(project, task, vol, hours, comment, now)
+
+
+def _claim(project, task: Task, vol: volunteers.Volunteer, hours: float, comment, now) -> Task:
+    when = _now(now)
+    expires = events.iso(when + timedelta(hours=hours))
+    if task.state in MAPPABLE:
+        held = project.conn.execute(
+            "SELECT id, key FROM tasks WHERE locked_by = ? AND state = ?", (vol.id, LOCKED_FOR_MAPPING)
+        ).fetchone()
+        if held:
+            raise ForbiddenTransition(
+                f"{vol.name} already holds task {held['id']} ({held['key']}) for mapping; "
+                "finish it ('done') or 'release' it first"
+            )
+        to_state, action = LOCKED_FOR_MAPPING, "claim.mapping"
+    elif task.state == MAPPED:
+        if not vol.can_validate:
+            raise _forbid(task, f"it waits for validation and {vol.name} is not a validator")
+        if task.mapped_by and task.mapped_by.casefold() == vol.name.casefold():
+            raise _forbid(task, f"{vol.name} mapped it; nobody validates their own work")
+        to_state, action = LOCKED_FOR_VALIDATION, "claim.validation"
+    elif task.state in LOCKED:
+        raise _forbid(task, f"already locked by {task.locked_by} until {task.lock_expires[:16].replace('T', ' ')} UTC")
+    else:
+        raise _forbid(task, "there is nothing to claim (finished, split or bad imagery)")
+    _set(project, task, state=to_state, locked_by=vol.id, lock_expires=expires, unlock_state=task.state)
+    project.record(
+        actor=vol.name, action=action, task=task.key, from_state=task.state, to_state=to_state,
+        comment=comment, data={"expires": expires}, ts=now,
+    )
+    return get_task(project, task.id)
+
+
+def claim_next(
+    project: Project,
+    actor: str,
+    *,
+    village: str | None = None,
+    hours: float = DEFAULT_LOCK_HOURS,
+    now: datetime | None = None,
+) -> Task:
+    """Lock a task for mapping, chosen for the volunteer: INVALIDATED first, then READY, in
+    number order, skipping tasks that touch a locked task (so that neighbours do not map
+    the same border) unless nothing else is left."""
+    hours = _lock_hours(hours)
+    with project.transaction():
+        expire_locks(project, now)
+        vol, _ = volunteers.ensure(project, actor)
+        area_id = None
+        if village:
+            row = project.conn.execute("SELECT id FROM areas WHERE kind != 'aoi' AND name = ?", (village,)).fetchone()
+            if row is None:
+                names = ", ".join(v["name"] for v in project.villages()) or "none"
+                raise MapathonError(f"--village {village}: no such village (villages: {names})")
+            area_id = row[0]
+        chosen = _pick(project, area_id)
+        if chosen is None:
+            where = f" in {village}" if village else ""
+            raise MapathonError(f"no task left to map{where}: every task is locked, mapped or finished")
+        return _claim(project, get_task(project, chosen), vol, hours, None, now)
+
+
+def _pick(project: Project, area_id: int | None) -> int | None:
+    conn = project.conn
+    join = "JOIN task_areas ta ON ta.task_id = t.id AND ta.area_id = :area" if area_id else ""
+    fallback = None
+    for state in (INVALIDATED, READY):
+        offset = 0
+        while True:
+            rows = conn.execute(
+                f"SELECT t.id FROM tasks t {join} WHERE t.state = :state ORDER BY t.id LIMIT 64 OFFSET :off",
+                {"area": area_id, "state": state, "off": offset},
+            ).fetchall()
+            if not rows:
+                break
+            for (tid,) in rows:
+                fallback = fallback or tid
+                if not _touches_locked(conn, tid):
+                    return tid
+            offset += len(rows)
+    return fallback
+
+
+def _touches_locked(conn: sqlite3.Connection, tid: int) -> bool:
+    eps = 1e-9
+    return (
+        conn.execute(
+            """SELECT 1 FROM task_index me, task_index r JOIN tasks t ON t.id = r.id
+                WHERE me.id = :id AND r.id != :id
+                  AND r.minx <= me.maxx + :e AND r.maxx >= me.minx - :e
+                  AND r.miny <= me.maxy + :e AND r.maxy >= me.miny - :e
+                  AND t.state IN ('LOCKED_FOR_MAPPING', 'LOCKED_FOR_VALIDATION') LIMIT 1""",
+            {"id": tid, "e": eps},
+        ).fetchone()
+        is not None
+    )
+
+
+def release(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
+    """End a lock without a result: the task returns to the state it had."""
+    with project.transaction():
+        expire_locks(project, now)
+        task = get_task(project, ref)
+        vol = _known(project, actor)
+        _holder_or_organizer(task, vol, "release")
+        back = project.conn.execute("SELECT unlock_state FROM tasks WHERE id = ?", (task.id,)).fetchone()[0]
+        back = back or (READY if task.state == LOCKED_FOR_MAPPING else MAPPED)
+        _set(project, task, state=back, locked_by=None, lock_expires=None, unlock_state=None)
+        project.record(actor=vol.name, action="release", task=task.key, from_state=task.state, to_state=back,
+                       comment=comment, ts=now)
+        return get_task(project, task.id)
+
+
+def done(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
+    """Mark a task locked for mapping as MAPPED."""
+    with project.transaction():
+        expire_locks(project, now)
+        task = get_task(project, ref)
+        vol = _known(project, actor)
+        if task.state != LOCKED_FOR_MAPPING:
+            raise _forbid(task, "only a task locked for mapping can be marked done (claim it first)")
+        _holder_or_organizer(task, vol, "finish")
+        mapper = _vol_id(project, task.locked_by)
+        _set(project, task, state=MAPPED, locked_by=None, lock_expires=None, unlock_state=None,
+             mapped_by=mapper, validated_by=None)
+        project.record(actor=vol.name, action="done", task=task.key, from_state=task.state, to_state=MAPPED,
+                       comment=comment, data={"mapper": task.locked_by}, ts=now)
+        return get_task(project, task.id)
+
+
+def badimagery(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
+    """Mark a task as impossible to map from the imagery (clouds, blur, no coverage)."""
+    with project.transaction():
+        expire_locks(project, now)
+        task = get_task(project, ref)
+        vol = _known(project, actor)
+        if task.state == LOCKED_FOR_MAPPING:
+            _holder_or_organizer(task, vol, "mark as bad imagery")
+        elif not (vol.is_organizer and task.state in MAPPABLE):
+            raise _forbid(task, "claim it for mapping first (an organizer may also mark a READY task)")
+        _set(project, task, state=BADIMAGERY, locked_by=None, lock_expires=None, unlock_state=None)
+        project.record(actor=vol.name, action="badimagery", task=task.key, from_state=task.state,
+                       to_state=BADIMAGERY, comment=comment, ts=now)
+        return get_task(project, task.id)
+
+
+def validate(
+    project: Project, ref: str | int, actor: str, *, accept: bool, comment: str | None = None, now=None
+) -> Task:
+    """Accept (VALIDATED) or reject (INVALIDATED) a mapped task."""
+    with project.transaction():
+        expire_locks(project, now)
+        task = get_task(project, ref)
+        vol = _known(project, actor)
+        if not vol.can_validate:
+            raise _forbid(task, f"{vol.name} is not a validator (an organizer can grant it: "
+                                f"'mapathon volunteer add \"{vol.name}\" --validator')")
+        if task.mapped_by and task.mapped_by.casefold() == vol.name.casefold():
+            raise _forbid(task, f"{vol.name} mapped it; nobody validates their own work")
+        if task.state == MAPPED or (task.state == VALIDATED and not accept):
+            pass  # validated in one step, no lock needed
+        elif task.state == LOCKED_FOR_VALIDATION:
+            if task.locked_by.casefold() != vol.name.casefold() and not vol.is_organizer:
+                raise _forbid(task, f"{task.locked_by} is validating it")
+        else:
+            raise _forbid(task, "only a MAPPED task (or a VALIDATED one, to reject it) can be validated")
+        to_state = VALIDATED if accept else INVALIDATED
+        _set(project, task, state=to_state, locked_by=None, lock_expires=None, unlock_state=None,
+             validated_by=vol.id if accept else None)
+        project.record(actor=vol.name, action="validate" if accept else "invalidate", task=task.key,
+                       from_state=task.state, to_state=to_state, comment=comment,
+                       data={"mapper": task.mapped_by}, ts=now)
+        return get_task(project, task.id)
+
+
+def split(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> list[Task]:
+    """Replace a task by its four children (tiles at zoom+1, or quadrants). Returns the children."""
+    with project.transaction():
+        expire_locks(project, now)
+        task = get_task(project, ref)
+        vol = _known(project, actor)
+        if task.state == LOCKED_FOR_MAPPING:
+            _holder_or_organizer(task, vol, "split")
+        elif task.state not in MAPPABLE:
+            raise _forbid(task, "only a READY or INVALIDATED task, or one you hold for mapping, can be split")
+        keys, zs, xs, ys, geoms = split_cells(task.key, task.z, task.x, task.y, task.geom)
+        # as for the grid, keep only the children that overlap the area of interest
+        overlap = geo.areas_m2(shapely.intersection(np.array(geoms, dtype=object), project.aoi_geom()))
+        keep = [i for i in range(len(keys)) if overlap[i] > DEFAULT_MIN_OVERLAP_M2]
+        keys, zs, xs, ys, geoms = ([seq[i] for i in keep] for seq in (keys, zs, xs, ys, geoms))
+        clash = project.conn.execute(
+            f"SELECT key FROM tasks WHERE key IN ({','.join('?' * len(keys))})", keys
+        ).fetchone()
+        if clash:
+            raise MapathonError(f"task {task.id}: a task {clash[0]} already exists")
+        areas = geo.areas_m2(np.array(geoms, dtype=object))
+        first = project.conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM tasks").fetchone()[0]
+        ids = list(range(first, first + len(keys)))
+        conn = project.conn
+        conn.executemany(
+            "INSERT INTO tasks (id, key, z, x, y, parent_id, area_m2, geom) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i, k, z, x, y, task.id, float(a), shapely.to_wkb(g)) for i, k, z, x, y, a, g in zip(ids, keys, zs, xs, ys, areas, geoms)],
+        )
+        conn.executemany(
+            "INSERT INTO task_index (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
+            [(i, g.bounds[0], g.bounds[2], g.bounds[1], g.bounds[3]) for i, g in zip(ids, geoms)],
+        )
+        _assign_villages(project, np.array(ids), np.array(geoms, dtype=object))
+        conn.execute("DELETE FROM task_index WHERE id = ?", (task.id,))
+        _set(project, task, state=SPLIT, locked_by=None, lock_expires=None, unlock_state=None)
+        project.record(actor=vol.name, action="split", task=task.key, from_state=task.state, to_state=SPLIT,
+                       comment=comment, data={"children": keys}, ts=now)
+        return [get_task(project, i) for i in ids]
+
+
+def reset(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
+    """Organizer only: put a task back to READY, forgetting who mapped and validated it."""
+    with project.transaction():
+        expire_locks(project, now)
+        task = get_task(project, ref)
+        vol = _known(project, actor)
+        if not vol.is_organizer:
+            raise _forbid(task, f"{vol.name} is not an organizer; only organizers reset tasks")
+        if task.state == SPLIT:
+            raise _forbid(task, "a split task is replaced by its children; reset those instead")
+        _set(project, task, state=READY, locked_by=None, lock_expires=None, unlock_state=None,
+             mapped_by=None, validated_by=None)
+        project.record(actor=vol.name, action="reset", task=task.key, from_state=task.state, to_state=READY,
+                       comment=comment, ts=now)
+        return get_task(project, task.id)
+
+
+def _known(project: Project, actor: str) -> volunteers.Volunteer:
+    name = volunteers.check_name(actor)
+    vol = volunteers.find(project, name)
+    if vol is None:
+        raise MapathonError(f"--as {name}: no such volunteer in this project (see 'mapathon volunteer list')")
+    return vol
+
+
+def history(project: Project, ref: str | int) -> tuple[Task, list[events.Event]]:
+    """A task and its events, including those of the tasks it was split from."""
+    task = get_task(project, ref)
+    keys, parent = [task.key], task.parent_id
+    while parent is not None:
+        row = project.conn.execute("SELECT key, parent_id FROM tasks WHERE id = ?", (parent,)).fetchone()
+        keys.append(row["key"])
+        parent = row["parent_id"]
+    return task, events.task_events(project.conn, keys)
+
+
+def sweep(project: Project, now: datetime | None = None) -> list[str]:
+    """Release expired locks in a transaction of its own (used before reports)."""
+    with project.transaction():
+        return expire_locks(project, now)

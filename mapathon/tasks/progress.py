@@ -1,0 +1,159 @@
+"""Progress of a project, computed as HOT's Tasking Manager does.
+
+``mapped %`` = (MAPPED + LOCKED_FOR_VALIDATION + VALIDATED) / (tasks - BADIMAGERY)
+``validated %`` = VALIDATED / (tasks - BADIMAGERY)
+
+Split tasks are replaced by their children and are not counted.
+A task that lies in two villages counts in both villages' rows, once overall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+
+from .. import events
+from ..project import Project
+from .lifecycle import BADIMAGERY, LOCKED_FOR_VALIDATION, MAPPED, SPLIT, STATES, VALIDATED, sweep
+
+COUNTED_STATES = tuple(s for s in STATES if s != SPLIT)
+NO_VILLAGE = "(outside villages)"
+
+
+@dataclass
+class Counts:
+    name: str
+    states: dict[str, int] = field(default_factory=lambda: {s: 0 for s in COUNTED_STATES})
+    area_km2: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.states.values())
+
+    @property
+    def mappable(self) -> int:
+        return self.total - self.states[BADIMAGERY]
+
+    @property
+    def mapped_pct(self) -> float:
+        done = self.states[MAPPED] + self.states[LOCKED_FOR_VALIDATION] + self.states[VALIDATED]
+        return 100.0 * done / self.mappable if self.mappable else 0.0
+
+    @property
+    def validated_pct(self) -> float:
+        return 100.0 * self.states[VALIDATED] / self.mappable if self.mappable else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "tasks": self.total,
+            "area_km2": round(self.area_km2, 3),
+            "states": dict(self.states),
+            "mapped_pct": round(self.mapped_pct, 1),
+            "validated_pct": round(self.validated_pct, 1),
+        }
+
+
+@dataclass
+class VolunteerStats:
+    name: str
+    roles: str
+    mapped: int = 0  # tasks credited to them as mapper (MAPPED, under or after validation)
+    validated: int = 0  # tasks they validated (accepted)
+    invalidated: int = 0  # tasks they sent back
+    locked_hours: float = 0.0  # total time they held locks
+    holding: str | None = None  # the task they hold now
+
+
+@dataclass
+class Status:
+    project: str
+    generated: str
+    overall: Counts
+    villages: list[Counts]
+    volunteers: list[VolunteerStats]
+    expired: list[str]
+
+    def as_dict(self) -> dict:
+        return {
+            "project": self.project,
+            "generated": self.generated,
+            "overall": self.overall.as_dict(),
+            "villages": [v.as_dict() for v in self.villages],
+            "volunteers": [asdict(v) | {"locked_hours": round(v.locked_hours, 2)} for v in self.volunteers],
+            "expired_locks_released": self.expired,
+        }
+
+
+def status(project: Project, now: datetime | None = None) -> Status:
+    """Counts per state, per village and overall, and per-volunteer work."""
+    expired = sweep(project, now)
+    conn = project.conn
+    overall = Counts("all")
+    for state, n, area in conn.execute(
+        "SELECT state, COUNT(*), SUM(area_m2) FROM tasks WHERE state != 'SPLIT' GROUP BY state"
+    ):
+        overall.states[state] = n
+        overall.area_km2 += (area or 0) / 1e6
+    villages: dict[str, Counts] = {v["name"]: Counts(v["name"]) for v in project.villages()}
+    if villages:
+        for name, state, n, area in conn.execute(
+            """SELECT a.name, t.state, COUNT(*), SUM(t.area_m2) FROM task_areas ta
+                 JOIN tasks t ON t.id = ta.task_id JOIN areas a ON a.id = ta.area_id
+                WHERE t.state != 'SPLIT' GROUP BY a.name, t.state"""
+        ):
+            villages[name].states[state] = n
+            villages[name].area_km2 += (area or 0) / 1e6
+        outside = Counts(NO_VILLAGE)
+        for state, n, area in conn.execute(
+            """SELECT state, COUNT(*), SUM(area_m2) FROM tasks t WHERE state != 'SPLIT'
+                AND NOT EXISTS (SELECT 1 FROM task_areas ta WHERE ta.task_id = t.id) GROUP BY state"""
+        ):
+            outside.states[state] = n
+            outside.area_km2 += (area or 0) / 1e6
+        if outside.total:
+            villages[NO_VILLAGE] = outside
+    return Status(
+        project.name,
+        events.iso(now or events.utcnow()),
+        overall,
+        list(villages.values()),
+        volunteer_stats(project, now),
+        expired,
+    )
+
+
+def volunteer_stats(project: Project, now: datetime | None = None) -> list[VolunteerStats]:
+    conn = project.conn
+    from .volunteers import list_all
+
+    stats = {v.name: VolunteerStats(v.name, v.roles) for v in list_all(project)}
+    for name, n in conn.execute(
+        """SELECT v.name, COUNT(*) FROM tasks t JOIN volunteers v ON v.id = t.mapped_by
+            WHERE t.state IN ('MAPPED', 'LOCKED_FOR_VALIDATION', 'VALIDATED') GROUP BY v.name"""
+    ):
+        stats[name].mapped = n
+    for name, action, n in conn.execute(
+        "SELECT actor, action, COUNT(*) FROM events WHERE action IN ('validate', 'invalidate') GROUP BY actor, action"
+    ):
+        if name in stats:
+            if action == "validate":
+                stats[name].validated = n
+            else:
+                stats[name].invalidated = n
+    stamp = events.iso(now or events.utcnow())
+    for name, days in conn.execute(
+        """SELECT actor, SUM(julianday(COALESCE(next_ts, :now)) - julianday(ts)) FROM (
+               SELECT actor, action, ts, LEAD(ts) OVER (PARTITION BY task ORDER BY seq) AS next_ts
+                 FROM events WHERE task IS NOT NULL)
+            WHERE action LIKE 'claim.%' GROUP BY actor""",
+        {"now": stamp},
+    ):
+        if name in stats:
+            stats[name].locked_hours = (days or 0) * 24
+    for name, key, tid in conn.execute(
+        "SELECT v.name, t.key, t.id FROM tasks t JOIN volunteers v ON v.id = t.locked_by"
+    ):
+        stats[name].holding = f"{tid} ({key})"
+    return sorted(stats.values(), key=lambda s: (-s.mapped, -s.validated, s.name.casefold()))
+

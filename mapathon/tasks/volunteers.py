@@ -1,0 +1,97 @@
+"""Volunteers: mappers, validators and organizers of a project."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+
+from .. import events
+from ..errors import MapathonError
+from ..project import Project
+
+
+@dataclass(frozen=True)
+class Volunteer:
+    id: int
+    name: str
+    osm_user: str | None
+    is_validator: bool
+    is_organizer: bool
+
+    @classmethod
+    def from_row(cls, r: sqlite3.Row) -> "Volunteer":
+        return cls(r["id"], r["name"], r["osm_user"], bool(r["is_validator"]), bool(r["is_organizer"]))
+
+    @property
+    def can_validate(self) -> bool:
+        return self.is_validator or self.is_organizer
+
+    @property
+    def roles(self) -> str:
+        return ", ".join(r for r, on in (("organizer", self.is_organizer), ("validator", self.is_validator)) if on) or "mapper"
+
+
+def check_name(name: str) -> str:
+    name = (name or "").strip()
+    if not name:
+        raise MapathonError("--as: a volunteer name is needed")
+    if len(name) > 80 or any(ord(c) < 32 for c in name):
+        raise MapathonError(f"volunteer name {name[:40]!r}: at most 80 printable characters")
+    return name
+
+
+def find(project: Project, name: str) -> Volunteer | None:
+    row = project.conn.execute("SELECT * FROM volunteers WHERE name = ?", (name.strip(),)).fetchone()
+    return Volunteer.from_row(row) if row else None
+
+
+def add(
+    project: Project,
+    name: str,
+    *,
+    osm_user: str | None = None,
+    validator: bool = False,
+    organizer: bool = False,
+    actor: str | None = None,
+) -> tuple[Volunteer, bool]:
+    """Register a volunteer, or grant roles to an existing one. Returns (volunteer, created)."""
+    name = check_name(name)
+    with project.transaction():
+        existing = find(project, name)
+        if existing is None:
+            project.conn.execute(
+                "INSERT INTO volunteers (name, osm_user, is_validator, is_organizer, created) VALUES (?, ?, ?, ?, ?)",
+                (name, osm_user, int(validator), int(organizer), events.iso(events.utcnow())),
+            )
+            created = True
+        else:
+            project.conn.execute(
+                """UPDATE volunteers SET osm_user = COALESCE(?, osm_user),
+                   is_validator = MAX(is_validator, ?), is_organizer = MAX(is_organizer, ?) WHERE id = ?""",
+                (osm_user, int(validator), int(organizer), existing.id),
+            )
+            created = False
+        vol = find(project, name)
+        project.record(
+            actor=actor or name,
+            action="volunteer.add" if created else "volunteer.update",
+            data={"name": vol.name, "osm_user": vol.osm_user, "validator": vol.is_validator, "organizer": vol.is_organizer},
+        )
+    return vol, created
+
+
+def ensure(project: Project, name: str) -> tuple[Volunteer, bool]:
+    """The volunteer called *name*, registered as a mapper on first use (inside the caller's transaction)."""
+    name = check_name(name)
+    vol = find(project, name)
+    if vol is not None:
+        return vol, False
+    project.conn.execute(
+        "INSERT INTO volunteers (name, created) VALUES (?, ?)", (name, events.iso(events.utcnow()))
+    )
+    project.record(actor=name, action="volunteer.add", data={"name": name, "validator": False, "organizer": False})
+    return find(project, name), True
+
+
+def list_all(project: Project) -> list[Volunteer]:
+    return [Volunteer.from_row(r) for r in project.conn.execute("SELECT * FROM volunteers ORDER BY name")]
