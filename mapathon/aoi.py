@@ -177,8 +177,13 @@ def read_features(path: Path) -> list[tuple[BaseGeometry, dict]]:
                 geoms = [shape(g) for g, _ in feats]
                 if crs:
                     geoms = list(geo.reproject(geoms, crs, geo.WGS84))
-                elif not geo.lonlat_bounds_ok(shapely.total_bounds(geoms)):
-                    raise MapathonError(f"{path}: layer {layer} has no CRS and its coordinates are not degrees")
+                solid = [g for g in geoms if not g.is_empty]
+                if solid and not geo.lonlat_bounds_ok(shapely.total_bounds(solid)):
+                    # also catches metres in a GeoJSON (always WGS84) or a file with a wrong CRS
+                    raise MapathonError(
+                        f"{path}: layer {layer}: coordinates are not longitude/latitude degrees "
+                        + ("and it has no CRS" if not crs else "in its declared CRS (a wrong or missing .prj?)")
+                    )
                 out.extend(
                     (g, {k: v for k, v in props.items() if v is not None and not isinstance(v, (dict, list))})
                     for g, (_, props) in zip(geoms, feats)
@@ -198,9 +203,13 @@ def _read_fiona(path: Path, radius: float | None) -> AOI:
     named: list[SubArea] = []
     points: list[tuple[str, float, float, dict]] = []
     others = 0
+    warnings: list[str] = []
     for g, props in read_features(path):
         nm = feature_name(props)
         if g.geom_type in ("Polygon", "MultiPolygon"):
+            g, w = geo.repair(g, f"{path}: {nm}" if nm else str(path))
+            if w:
+                warnings.append(w)
             polygons.append(g)
             if nm:
                 named.append(SubArea(nm, g, kind="zone", props=props))
@@ -219,7 +228,7 @@ def _read_fiona(path: Path, radius: float | None) -> AOI:
         if others:
             raise MapathonError(f"{path}: holds only lines, no polygon: an area of interest must be a polygon")
         raise MapathonError(f"{path}: holds no geometry")
-    return AOI(shapely.union_all([geo.repair(p, str(path))[0] for p in polygons]), named, str(path))
+    return AOI(shapely.union_all(polygons), named, str(path), warnings)
 
 
 def _read_osm(path: Path, relation: int | None) -> AOI:

@@ -102,6 +102,11 @@ def init(
     from .project import init_project
     from .tasks import volunteers
 
+    if organizer is not None:  # checked before anything is created
+        try:
+            organizer = volunteers.check_name(organizer)
+        except MapathonError:
+            raise MapathonError(f"--organizer {organizer!r}: give a name of 1 to 80 printable characters") from None
     area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area)
     for w in area.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)

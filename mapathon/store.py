@@ -56,13 +56,14 @@ MIGRATIONS: list[str] = [
         mapped_by    INTEGER REFERENCES volunteers (id),
         validated_by INTEGER REFERENCES volunteers (id),
         area_m2      REAL NOT NULL,
+        minx REAL NOT NULL, miny REAL NOT NULL,    -- bounding box, WGS84
+        maxx REAL NOT NULL, maxy REAL NOT NULL,
         geom         BLOB NOT NULL                 -- WKB, WGS84
     );
     CREATE INDEX tasks_state ON tasks (state);
     CREATE INDEX tasks_lock ON tasks (lock_expires) WHERE lock_expires IS NOT NULL;
     CREATE INDEX tasks_locked_by ON tasks (locked_by) WHERE locked_by IS NOT NULL;
     CREATE INDEX tasks_tile ON tasks (z, x, y) WHERE z IS NOT NULL;
-    CREATE VIRTUAL TABLE task_index USING rtree (id, minx, maxx, miny, maxy);
     CREATE TABLE task_areas (
         task_id INTEGER NOT NULL REFERENCES tasks (id),
         area_id INTEGER NOT NULL REFERENCES areas (id),

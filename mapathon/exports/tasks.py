@@ -102,7 +102,8 @@ def _write_fiona(project: Project, tasks: list[Task], path: Path, fmt: str, name
         villages = project.villages()
         if villages:
             vschema = {"geometry": "MultiPolygon", "properties": {"name": "str", "kind": "str"}}
-            with fiona.open(path, "a", driver="GPKG", layer="villages", schema=vschema, crs="EPSG:4326") as dst:
+            # mode "w" with a new layer name adds a layer to the GeoPackage ("a" appends to an existing layer)
+            with fiona.open(path, "w", driver="GPKG", layer="villages", schema=vschema, crs="EPSG:4326") as dst:
                 for v in villages:
                     g = shapely.from_wkb(v["geom"])
                     g = shapely.multipolygons([g]) if g.geom_type == "Polygon" else g

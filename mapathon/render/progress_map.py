@@ -67,7 +67,7 @@ def render_progress_map(project: Project, status: Status, dest: str | Path, *, w
     """Draw the grid coloured by state with village names, a title and a legend, into a PNG."""
     conn = project.conn
     row = conn.execute(
-        "SELECT MIN(minx), MIN(miny), MAX(maxx), MAX(maxy), COUNT(*) FROM task_index"
+        "SELECT MIN(minx), MIN(miny), MAX(maxx), MAX(maxy), COUNT(*) FROM tasks WHERE state != 'SPLIT'"
     ).fetchone()
     aoi = project.aoi_geom()
     bbox = aoi.bounds if row[4] == 0 else (min(row[0], aoi.bounds[0]), min(row[1], aoi.bounds[1]),
@@ -94,7 +94,7 @@ def render_progress_map(project: Project, status: Status, dest: str | Path, *, w
     # task numbers only when a task is at least ~28 px wide on the picture
     tasks_px = 0.0
     if row[4]:
-        widest = conn.execute("SELECT MAX(maxx - minx) FROM task_index").fetchone()[0] or 0
+        widest = conn.execute("SELECT MAX(maxx - minx) FROM tasks WHERE state != 'SPLIT'").fetchone()[0] or 0
         tasks_px = widest / (bbox[2] - bbox[0]) * width
     show_ids = tasks_px >= 28 and row[4] <= 5000
     db = str(project.db_path.resolve())

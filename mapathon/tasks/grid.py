@@ -80,9 +80,23 @@ def _select(aoi: BaseGeometry, cells: np.ndarray, min_overlap_m2: float, clip: b
     areas = geo.areas_m2(geoms, centre) if len(idx) else np.zeros(0)
     if clip and keep_edge.any():
         pos = np.searchsorted(idx, edge[keep_edge])
-        geoms[pos] = shapely.make_valid(pieces[keep_edge])
+        geoms[pos] = _polygonal(pieces[keep_edge])
         areas[pos] = piece_area[keep_edge]
+    # a cell inside the AOI overlaps it by its whole area, which must exceed min_overlap too
+    big = areas > min_overlap_m2
+    if not big.all():
+        idx, geoms, areas = idx[big], geoms[big], areas[big]
     return idx, geoms, areas
+
+
+def _polygonal(pieces: np.ndarray) -> np.ndarray:
+    """Valid polygons only: an intersection can hold lines where the AOI touches a cell's side from outside."""
+    pieces = shapely.make_valid(pieces)
+    mixed = shapely.get_type_id(pieces) == 7  # GeometryCollection
+    if mixed.any():
+        pieces = pieces.copy()
+        pieces[mixed] = [geo.polygonal_part(p) for p in pieces[mixed]]
+    return pieces
 
 
 def _check_size(count: int, max_tasks: int, what: str) -> None:
@@ -179,7 +193,8 @@ def grid_from_polygons(geoms: list[BaseGeometry], props: list[dict], *, max_task
 
 
 def _as_tile(g: BaseGeometry, props: dict) -> mercantile.Tile | None:
-    zoom = props.get("zoom", props.get("z"))
+    # TM's grid files say "zoom"; its "download tasks" GeoJSON says "taskZoom"
+    zoom = next((props[k] for k in ("zoom", "z", "taskZoom") if props.get(k) is not None), None)
     if zoom is None:
         return None
     try:
@@ -220,7 +235,7 @@ def split_cells(key: str, z: int | None, x: int | None, y: int | None, geom: Bas
         ]
         keys = [f"{key}.{q}" for q in range(4)]
         zs = xs = ys = [None] * 4
-    pieces = shapely.intersection(np.array(boxes, dtype=object), geom)
+    pieces = _polygonal(shapely.intersection(np.array(boxes, dtype=object), geom))
     keep = ~shapely.is_empty(pieces) & (shapely.area(pieces) > 0)
     # a child equal to its full box keeps the exact box (tile children stay exact tiles)
     exact = shapely.equals(pieces, np.array(boxes, dtype=object))

@@ -117,6 +117,9 @@ def list_tasks(project: Project, state: str | None = None, village: str | None =
         sql += " AND t.state = ?"
         args.append(state)
     if village:
+        if not project.conn.execute("SELECT 1 FROM areas WHERE kind != 'aoi' AND name = ?", (village,)).fetchone():
+            names = ", ".join(v["name"] for v in project.villages()) or "none"
+            raise MapathonError(f"--village {village}: no such village (villages: {names})")
         sql += " AND t.id IN (SELECT ta.task_id FROM task_areas ta JOIN areas a ON a.id = ta.area_id WHERE a.name = ?)"
         args.append(village)
     return [_task(r) for r in project.conn.execute(sql + " ORDER BY t.id", args)]
@@ -126,8 +129,11 @@ def list_tasks(project: Project, state: str | None = None, village: str | None =
 
 
 def has_work(project: Project) -> bool:
-    """True when any task has a recorded change (claims, splits, ...)."""
-    return project.conn.execute("SELECT 1 FROM events WHERE task IS NOT NULL LIMIT 1").fetchone() is not None
+    """True when a task of the current grid has a recorded change (claims, splits, ...)."""
+    return project.conn.execute(
+        """SELECT 1 FROM events WHERE task IS NOT NULL
+            AND seq > COALESCE((SELECT MAX(seq) FROM events WHERE action = 'grid.create'), 0) LIMIT 1"""
+    ).fetchone() is not None
 
 
 def save_grid(project: Project, grid: Grid, *, actor: str, description: dict, force: bool = False) -> int:
@@ -141,7 +147,6 @@ def save_grid(project: Project, grid: Grid, *, actor: str, description: dict, fo
         conn = project.conn
         old = conn.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
         conn.execute("DELETE FROM task_areas")
-        conn.execute("DELETE FROM task_index")
         conn.execute("UPDATE tasks SET parent_id = NULL")
         conn.execute("DELETE FROM tasks")
         n = len(grid)
@@ -153,12 +158,10 @@ def save_grid(project: Project, grid: Grid, *, actor: str, description: dict, fo
         xs = [int(v) if t else None for v, t in zip(grid.x, tile)]
         ys = [int(v) if t else None for v, t in zip(grid.y, tile)]
         conn.executemany(
-            "INSERT INTO tasks (id, key, z, x, y, area_m2, geom) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            zip(ids.tolist(), grid.keys.tolist(), zs, xs, ys, grid.area_m2.tolist(), wkb.tolist()),
-        )
-        conn.executemany(
-            "INSERT INTO task_index (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
-            zip(ids.tolist(), bounds[:, 0].tolist(), bounds[:, 2].tolist(), bounds[:, 1].tolist(), bounds[:, 3].tolist()),
+            "INSERT INTO tasks (id, key, z, x, y, area_m2, minx, miny, maxx, maxy, geom)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            zip(ids.tolist(), grid.keys.tolist(), zs, xs, ys, grid.area_m2.tolist(), bounds[:, 0].tolist(),
+                bounds[:, 1].tolist(), bounds[:, 2].tolist(), bounds[:, 3].tolist(), wkb.tolist()),
         )
         _assign_villages(project, ids, grid.geoms)
         project.record(actor=actor, action="grid.create", data={**description, "tasks": n, "replaced": old})
@@ -314,38 +317,33 @@ def claim_next(
 
 def _pick(project: Project, area_id: int | None) -> int | None:
     conn = project.conn
+    # Locked tasks are few (one per volunteer at most): compare bounding boxes against them.
+    eps = 1e-9
+    locked = [tuple(r) for r in conn.execute(
+        "SELECT minx - :e, miny - :e, maxx + :e, maxy + :e FROM tasks WHERE state IN (:m, :v)",
+        {"e": eps, "m": LOCKED_FOR_MAPPING, "v": LOCKED_FOR_VALIDATION})]
+
+    def touches_locked(minx, miny, maxx, maxy) -> bool:
+        return any(minx <= b[2] and maxx >= b[0] and miny <= b[3] and maxy >= b[1] for b in locked)
+
     join = "JOIN task_areas ta ON ta.task_id = t.id AND ta.area_id = :area" if area_id else ""
     fallback = None
     for state in (INVALIDATED, READY):
-        offset = 0
+        last = 0
         while True:
             rows = conn.execute(
-                f"SELECT t.id FROM tasks t {join} WHERE t.state = :state ORDER BY t.id LIMIT 64 OFFSET :off",
-                {"area": area_id, "state": state, "off": offset},
+                f"""SELECT t.id, t.minx, t.miny, t.maxx, t.maxy FROM tasks t {join}
+                     WHERE t.state = :state AND t.id > :last ORDER BY t.id LIMIT 256""",
+                {"area": area_id, "state": state, "last": last},
             ).fetchall()
             if not rows:
                 break
-            for (tid,) in rows:
+            for tid, *bbox in rows:
                 fallback = fallback or tid
-                if not _touches_locked(conn, tid):
+                if not touches_locked(*bbox):
                     return tid
-            offset += len(rows)
+            last = rows[-1][0]
     return fallback
-
-
-def _touches_locked(conn: sqlite3.Connection, tid: int) -> bool:
-    eps = 1e-9
-    return (
-        conn.execute(
-            """SELECT 1 FROM task_index me, task_index r JOIN tasks t ON t.id = r.id
-                WHERE me.id = :id AND r.id != :id
-                  AND r.minx <= me.maxx + :e AND r.maxx >= me.minx - :e
-                  AND r.miny <= me.maxy + :e AND r.maxy >= me.miny - :e
-                  AND t.state IN ('LOCKED_FOR_MAPPING', 'LOCKED_FOR_VALIDATION') LIMIT 1""",
-            {"id": tid, "e": eps},
-        ).fetchone()
-        is not None
-    )
 
 
 def release(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
@@ -440,6 +438,9 @@ def split(project: Project, ref: str | int, actor: str, *, comment: str | None =
         overlap = geo.areas_m2(shapely.intersection(np.array(geoms, dtype=object), project.aoi_geom()))
         keep = [i for i in range(len(keys)) if overlap[i] > DEFAULT_MIN_OVERLAP_M2]
         keys, zs, xs, ys, geoms = ([seq[i] for i in keep] for seq in (keys, zs, xs, ys, geoms))
+        if not keys:  # splitting would leave the task's sliver of the AOI with no task at all
+            raise MapathonError(f"task {task.id} ({task.key}): none of its four parts overlaps the area of "
+                                f"interest by more than {DEFAULT_MIN_OVERLAP_M2:g} m²; it cannot be split")
         clash = project.conn.execute(
             f"SELECT key FROM tasks WHERE key IN ({','.join('?' * len(keys))})", keys
         ).fetchone()
@@ -450,15 +451,12 @@ def split(project: Project, ref: str | int, actor: str, *, comment: str | None =
         ids = list(range(first, first + len(keys)))
         conn = project.conn
         conn.executemany(
-            "INSERT INTO tasks (id, key, z, x, y, parent_id, area_m2, geom) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [(i, k, z, x, y, task.id, float(a), shapely.to_wkb(g)) for i, k, z, x, y, a, g in zip(ids, keys, zs, xs, ys, areas, geoms)],
-        )
-        conn.executemany(
-            "INSERT INTO task_index (id, minx, maxx, miny, maxy) VALUES (?, ?, ?, ?, ?)",
-            [(i, g.bounds[0], g.bounds[2], g.bounds[1], g.bounds[3]) for i, g in zip(ids, geoms)],
+            "INSERT INTO tasks (id, key, z, x, y, parent_id, area_m2, minx, miny, maxx, maxy, geom)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [(i, k, z, x, y, task.id, float(a), *g.bounds, shapely.to_wkb(g))
+             for i, k, z, x, y, a, g in zip(ids, keys, zs, xs, ys, areas, geoms)],
         )
         _assign_villages(project, np.array(ids), np.array(geoms, dtype=object))
-        conn.execute("DELETE FROM task_index WHERE id = ?", (task.id,))
         _set(project, task, state=SPLIT, locked_by=None, lock_expires=None, unlock_state=None)
         project.record(actor=vol.name, action="split", task=task.key, from_state=task.state, to_state=SPLIT,
                        comment=comment, data={"children": keys}, ts=now)

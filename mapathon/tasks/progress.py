@@ -143,8 +143,11 @@ def volunteer_stats(project: Project, now: datetime | None = None) -> list[Volun
                 stats[name].invalidated = n
     stamp = events.iso(now or events.utcnow())
     for name, days in conn.execute(
-        """SELECT actor, SUM(julianday(COALESCE(next_ts, :now)) - julianday(ts)) FROM (
-               SELECT actor, action, ts, LEAD(ts) OVER (PARTITION BY task ORDER BY seq) AS next_ts
+        # a lock ends at the task's next event, but never after it expired (the expiry is only
+        # recorded by the next command, possibly hours later)
+        """SELECT actor, SUM(julianday(MIN(COALESCE(next_ts, :now), COALESCE(json_extract(data, '$.expires'), :now)))
+                             - julianday(ts)) FROM (
+               SELECT actor, action, ts, data, LEAD(ts) OVER (PARTITION BY task ORDER BY seq) AS next_ts
                  FROM events WHERE task IS NOT NULL)
             WHERE action LIKE 'claim.%' GROUP BY actor""",
         {"now": stamp},
