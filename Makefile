@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test install clean bench
+.PHONY: demo test install clean bench docs
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,10 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-test
-	$(BIN)/python benchmarks/run_all.py
+	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+docs: $(VENV)/.installed
+	$(BIN)/typer mapathon.cli utils docs --name mapathon --title "mapathon command reference" --output docs/commands.md
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -64,6 +64,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX tasks_lock ON tasks (lock_expires) WHERE lock_expires IS NOT NULL;
     CREATE INDEX tasks_locked_by ON tasks (locked_by) WHERE locked_by IS NOT NULL;
     CREATE INDEX tasks_tile ON tasks (z, x, y) WHERE z IS NOT NULL;
+    CREATE INDEX tasks_parent ON tasks (parent_id) WHERE parent_id IS NOT NULL;  -- foreign-key checks on delete
     CREATE TABLE task_areas (
         task_id INTEGER NOT NULL REFERENCES tasks (id),
         area_id INTEGER NOT NULL REFERENCES areas (id),
@@ -88,6 +89,25 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX events_task ON events (task, seq);
     CREATE INDEX events_actor ON events (actor);
+    """,
+    # 1 -> 2: volunteers' OSM files collected with 'mapathon submit' (mapathon/osm/submit.py).
+    """
+    CREATE TABLE contributions (
+        id            INTEGER PRIMARY KEY,          -- submission order (the merge's input order)
+        sha256        TEXT NOT NULL UNIQUE,         -- of the bytes; the same bytes are recorded once
+        volunteer_id  INTEGER NOT NULL REFERENCES volunteers (id),
+        task_id       INTEGER,                      -- the task number at submission (no FK: grids can be redone)
+        task_key      TEXT,                         -- and its stable address
+        submitted     TEXT NOT NULL,                -- UTC, ISO 8601
+        size          INTEGER NOT NULL,             -- bytes
+        original_name TEXT NOT NULL,                -- the file name as the volunteer gave it
+        format        TEXT NOT NULL,                -- osm, osc or pbf, with .gz / .bz2
+        stored_name   TEXT NOT NULL,                -- file in <project>/contributions/
+        objects       INTEGER NOT NULL,
+        counts        TEXT NOT NULL DEFAULT '{}'    -- JSON: create / modify / delete / unchanged objects
+    );
+    CREATE INDEX contributions_volunteer ON contributions (volunteer_id);
+    CREATE INDEX contributions_task ON contributions (task_key) WHERE task_key IS NOT NULL;
     """,
 ]
 

@@ -16,6 +16,7 @@ at the start of every change, by the actor ``system``.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -294,9 +295,10 @@ def claim_next(
     hours: float = DEFAULT_LOCK_HOURS,
     now: datetime | None = None,
 ) -> Task:
-    """Lock a task for mapping, chosen for the volunteer: INVALIDATED first, then READY, in
-    number order, skipping tasks that touch a locked task (so that neighbours do not map
-    the same border) unless nothing else is left."""
+    """Lock a task for mapping, chosen for the volunteer: INVALIDATED first, then READY;
+    in number order, or with *village* from the village centre outwards; skipping tasks
+    that touch a locked task (so that neighbours do not map the same border) unless
+    nothing else is left."""
     hours = _lock_hours(hours)
     with project.transaction():
         expire_locks(project, now)
@@ -326,15 +328,32 @@ def _pick(project: Project, area_id: int | None) -> int | None:
     def touches_locked(minx, miny, maxx, maxy) -> bool:
         return any(minx <= b[2] and maxx >= b[0] and miny <= b[3] and maxy >= b[1] for b in locked)
 
-    join = "JOIN task_areas ta ON ta.task_id = t.id AND ta.area_id = :area" if area_id else ""
     fallback = None
+    if area_id is not None:
+        # In a village, start from its centre (where the houses are) and work outwards.
+        centre = conn.execute("SELECT lon, lat FROM areas WHERE id = ?", (area_id,)).fetchone()
+        lon, lat = centre if centre[0] is not None else (0.0, 0.0)
+        k = math.cos(math.radians(lat)) ** 2
+        for state in (INVALIDATED, READY):
+            for tid, *bbox in conn.execute(
+                """SELECT t.id, t.minx, t.miny, t.maxx, t.maxy FROM tasks t
+                     JOIN task_areas ta ON ta.task_id = t.id AND ta.area_id = :area
+                    WHERE t.state = :state
+                    ORDER BY ((t.minx + t.maxx) / 2 - :lon) * ((t.minx + t.maxx) / 2 - :lon) * :k
+                           + ((t.miny + t.maxy) / 2 - :lat) * ((t.miny + t.maxy) / 2 - :lat), t.id""",
+                {"area": area_id, "state": state, "lon": lon, "lat": lat, "k": k},
+            ):
+                fallback = fallback or tid
+                if not touches_locked(*bbox):
+                    return tid
+        return fallback
     for state in (INVALIDATED, READY):
         last = 0
         while True:
             rows = conn.execute(
-                f"""SELECT t.id, t.minx, t.miny, t.maxx, t.maxy FROM tasks t {join}
-                     WHERE t.state = :state AND t.id > :last ORDER BY t.id LIMIT 256""",
-                {"area": area_id, "state": state, "last": last},
+                """SELECT t.id, t.minx, t.miny, t.maxx, t.maxy FROM tasks t
+                    WHERE t.state = :state AND t.id > :last ORDER BY t.id LIMIT 256""",
+                {"state": state, "last": last},
             ).fetchall()
             if not rows:
                 break
