@@ -26,7 +26,7 @@ def played(tmp_path_factory):
     """Dianguirdé at zoom 16 with mapped, validated, locked and split tasks; its tasks as the CLI lists them."""
     folder = copy_project(village_template(tmp_path_factory, 16), tmp_path_factory.mktemp("exp") / "p")
     cli = Cli(folder)
-    cli("volunteer", "add", "Vera", "--validator")
+    cli("volunteer", "add", "Vera", "--validator", "--as", "Mariam")
     cli("claim", "1", "--as", "Awa"); cli("done", "1", "--as", "Awa")            # noqa: E702
     cli("validate", "1", "--as", "Vera", "--accept")
     cli("claim", "2", "--as", "Bakary"); cli("done", "2", "--as", "Bakary")      # noqa: E702

@@ -416,7 +416,7 @@ def test_split_a_clipped_task_gives_clipped_children(villages):
 
 def test_split_refusals_change_nothing(z16):
     cli = Cli(z16)
-    cli("volunteer", "add", "Vera", "--validator")
+    cli("volunteer", "add", "Vera", "--validator", "--as", "Mariam")
     cli("claim", "1", "--as", "Awa")
     cli("claim", "2", "--as", "Bakary")
     cli("done", "2", "--as", "Bakary")

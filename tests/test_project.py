@@ -168,9 +168,9 @@ def test_info_before_grid(proj):
 def test_volunteer_add_list_and_roles(proj):
     cli = Cli(proj)
     assert "Added Awa (mapper)" in cli("volunteer", "add", "Awa", "--osm-user", "awa_osm").stdout
-    assert "Added Vera (validator)" in cli("volunteer", "add", "Vera", "--validator").stdout
+    assert "Added Vera (validator)" in cli("volunteer", "add", "Vera", "--validator", "--as", "Mariam").stdout
     # adding again grants roles, keeps the OSM user
-    assert "Updated Awa (organizer)" in cli("volunteer", "add", "Awa", "--organizer").stdout
+    assert "Updated Awa (organizer)" in cli("volunteer", "add", "Awa", "--organizer", "--as", "Mariam").stdout
     vols = {v["name"]: v for v in json.loads(cli("volunteer", "list", "--json").stdout)}
     assert vols["Awa"] == {"name": "Awa", "osm_user": "awa_osm", "validator": False, "organizer": True}
     assert vols["Vera"]["validator"] and not vols["Vera"]["organizer"]
@@ -217,7 +217,7 @@ def test_tasks_list_filters(gproj):
 
 def test_events_are_append_only_records_with_unique_ids_and_utc_times(gproj):
     cli = Cli(gproj)
-    cli("volunteer", "add", "Vera", "--validator")
+    cli("volunteer", "add", "Vera", "--validator", "--as", "Mariam")
     cli("claim", "3", "--as", "Awa")
     cli("done", "3", "--as", "Awa")
     cli("validate", "3", "--as", "Vera", "--accept", "--comment", "bien")
@@ -234,3 +234,13 @@ def test_events_are_append_only_records_with_unique_ids_and_utc_times(gproj):
     last = evs[-1]
     assert (last["actor"], last["action"], last["from_state"], last["to_state"], last["comment"]) == (
         "Vera", "validate", "MAPPED", "VALIDATED", "bien")
+
+
+def test_only_an_organizer_gives_roles(pcli):
+    """The gridded project has an organizer (Mariam): others cannot hand out roles."""
+    r = pcli("volunteer", "add", "Awa", "--validator", ok=False)
+    assert "only an organizer may give the validator role" in r.stderr
+    r = pcli("volunteer", "add", "Awa", "--organizer", "--as", "Bakary", ok=False)
+    assert "Bakary is not an organizer" in r.stderr
+    pcli("volunteer", "add", "Bakary")  # a plain mapper needs nobody's leave
+    assert "Added Awa (validator)" in pcli("volunteer", "add", "Awa", "--validator", "--as", "Mariam").stdout

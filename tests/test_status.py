@@ -33,8 +33,8 @@ COLOURS = {"READY": "#ffffff", "LOCKED_FOR_MAPPING": "#f4a340", "MAPPED": "#7fc8
 def proj(tmp_path_factory, tmp_path):
     folder = copy_project(village_template(tmp_path_factory, 16), tmp_path / "g")
     cli = Cli(folder)
-    cli("volunteer", "add", "Vera", "--validator")
-    cli("volunteer", "add", "Victor", "--validator")
+    cli("volunteer", "add", "Vera", "--validator", "--as", "Mariam")
+    cli("volunteer", "add", "Victor", "--validator", "--as", "Mariam")
     return folder
 
 

@@ -22,8 +22,8 @@ mapathon grid --zoom 16
 mapathon info
 
 say "3. Volunteers and validators"
-mapathon volunteer add "Seydou Keïta" --validator --osm-user seydou_k
-mapathon volunteer add "Awa Traoré" --osm-user awa_t --validator
+mapathon volunteer add "Seydou Keïta" --validator --osm-user seydou_k --as "Mariam Diallo"
+mapathon volunteer add "Awa Traoré" --osm-user awa_t --validator --as "Mariam Diallo"
 mapathon volunteer add "Bakary Coulibaly"
 mapathon volunteer add "Fanta Sissoko"
 mapathon volunteer list

@@ -195,7 +195,8 @@ def expire_locks(project: Project, now: datetime | None = None) -> list[str]:
     """Release the locks whose time is over (inside the caller's transaction). Returns their task keys."""
     stamp = events.iso(_now(now))
     rows = project.conn.execute(
-        """SELECT t.id, t.key, t.state, t.unlock_state, v.name FROM tasks t JOIN volunteers v ON v.id = t.locked_by
+        """SELECT t.id, t.key, t.state, t.unlock_state, t.lock_expires, v.name
+             FROM tasks t JOIN volunteers v ON v.id = t.locked_by
             WHERE t.lock_expires IS NOT NULL AND t.lock_expires < ?""",
         (stamp,),
     ).fetchall()
@@ -207,7 +208,7 @@ def expire_locks(project: Project, now: datetime | None = None) -> list[str]:
         )
         project.record(
             actor=SYSTEM, action="lock.expire", task=r["key"], from_state=r["state"], to_state=to_state,
-            comment=f"lock of {r['name']} expired", ts=now,
+            comment=f"lock of {r['name']} expired", ts=events.parse_iso(r["lock_expires"]),  # when it ran out
         )
     return [r["key"] for r in rows]
 

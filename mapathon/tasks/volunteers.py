@@ -54,9 +54,20 @@ def add(
     organizer: bool = False,
     actor: str | None = None,
 ) -> tuple[Volunteer, bool]:
-    """Register a volunteer, or grant roles to an existing one. Returns (volunteer, created)."""
+    """Register a volunteer, or grant roles to an existing one. Returns (volunteer, created).
+
+    Once a project has an organizer, only an organizer (*actor*) may grant the
+    validator or organizer role.
+    """
     name = check_name(name)
     with project.transaction():
+        if validator or organizer:
+            has_org = project.conn.execute("SELECT 1 FROM volunteers WHERE is_organizer = 1 LIMIT 1").fetchone()
+            boss = find(project, actor) if actor else None
+            if has_org and not (boss and boss.is_organizer):
+                role = "organizer" if organizer else "validator"
+                who = f"{actor} is not an organizer" if actor else "say who grants it with --as ORGANIZER"
+                raise MapathonError(f"{name}: only an organizer may give the {role} role ({who})")
         existing = find(project, name)
         if existing is None:
             project.conn.execute(
