@@ -16,6 +16,7 @@ at the start of every change, by the actor ``system``.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sqlite3
 from dataclasses import dataclass
@@ -366,12 +367,19 @@ def _pick(project: Project, area_id: int | None) -> int | None:
     return fallback
 
 
-def release(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
-    """End a lock without a result: the task returns to the state it had."""
+@contextlib.contextmanager
+def _acting(project: Project, ref: str | int, actor: str, now: datetime | None):
+    """The prologue of every change by a known volunteer on one task: a write transaction,
+    expired locks released, then the task and the volunteer looked up."""
     with project.transaction():
         expire_locks(project, now)
         task = get_task(project, ref)
-        vol = _known(project, actor)
+        yield task, _known(project, actor)
+
+
+def release(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
+    """End a lock without a result: the task returns to the state it had."""
+    with _acting(project, ref, actor, now) as (task, vol):
         _holder_or_organizer(task, vol, "release")
         back = project.conn.execute("SELECT unlock_state FROM tasks WHERE id = ?", (task.id,)).fetchone()[0]
         back = back or (READY if task.state == LOCKED_FOR_MAPPING else MAPPED)
@@ -383,10 +391,7 @@ def release(project: Project, ref: str | int, actor: str, *, comment: str | None
 
 def done(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
     """Mark a task locked for mapping as MAPPED."""
-    with project.transaction():
-        expire_locks(project, now)
-        task = get_task(project, ref)
-        vol = _known(project, actor)
+    with _acting(project, ref, actor, now) as (task, vol):
         if task.state != LOCKED_FOR_MAPPING:
             raise _forbid(task, "only a task locked for mapping can be marked done (claim it first)")
         _holder_or_organizer(task, vol, "finish")
@@ -400,10 +405,7 @@ def done(project: Project, ref: str | int, actor: str, *, comment: str | None = 
 
 def badimagery(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
     """Mark a task as impossible to map from the imagery (clouds, blur, no coverage)."""
-    with project.transaction():
-        expire_locks(project, now)
-        task = get_task(project, ref)
-        vol = _known(project, actor)
+    with _acting(project, ref, actor, now) as (task, vol):
         if task.state == LOCKED_FOR_MAPPING:
             _holder_or_organizer(task, vol, "mark as bad imagery")
         elif not (vol.is_organizer and task.state in MAPPABLE):
@@ -418,10 +420,7 @@ def validate(
     project: Project, ref: str | int, actor: str, *, accept: bool, comment: str | None = None, now=None
 ) -> Task:
     """Accept (VALIDATED) or reject (INVALIDATED) a mapped task."""
-    with project.transaction():
-        expire_locks(project, now)
-        task = get_task(project, ref)
-        vol = _known(project, actor)
+    with _acting(project, ref, actor, now) as (task, vol):
         if not vol.can_validate:
             raise _forbid(task, f"{vol.name} is not a validator (an organizer can grant it: "
                                 f"'mapathon volunteer add \"{vol.name}\" --validator')")
@@ -445,10 +444,7 @@ def validate(
 
 def split(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> list[Task]:
     """Replace a task by its four children (tiles at zoom+1, or quadrants). Returns the children."""
-    with project.transaction():
-        expire_locks(project, now)
-        task = get_task(project, ref)
-        vol = _known(project, actor)
+    with _acting(project, ref, actor, now) as (task, vol):
         if task.state == LOCKED_FOR_MAPPING:
             _holder_or_organizer(task, vol, "split")
         elif task.state not in MAPPABLE:
@@ -485,10 +481,7 @@ def split(project: Project, ref: str | int, actor: str, *, comment: str | None =
 
 def reset(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
     """Organizer only: put a task back to READY, forgetting who mapped and validated it."""
-    with project.transaction():
-        expire_locks(project, now)
-        task = get_task(project, ref)
-        vol = _known(project, actor)
+    with _acting(project, ref, actor, now) as (task, vol):
         if not vol.is_organizer:
             raise _forbid(task, f"{vol.name} is not an organizer; only organizers reset tasks")
         if task.state == SPLIT:
