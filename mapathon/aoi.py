@@ -114,47 +114,101 @@ def _villages_from_points(points: list[tuple[str, float, float, dict]], radius: 
     ]
 
 
+CSV_COLUMNS = {
+    "name": ("name", "nom", "village", "localite", "localité", "place"),
+    "lat": ("lat", "latitude", "y"),
+    "lon": ("lon", "lng", "long", "longitude", "x"),
+}
+FAR_KM = 300.0  # a village this far from the others is probably a typing mistake
+
+
+def _decode_csv(path: Path, warnings: list[str]) -> str:
+    raw = path.read_bytes()
+    if b"\0" in raw[:4096]:
+        raise MapathonError(f"{path}: not a text file (a CSV of villages is text: name,lat,lon)")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        warnings.append(f"{path}: not UTF-8, read as Windows-1252 (Excel); to be sure, save it as 'CSV UTF-8'")
+        return raw.decode("cp1252", errors="replace")
+
+
 def _read_csv(path: Path, radius: float | None) -> AOI:
     if radius is None:
         raise MapathonError(f"{path}: a CSV of villages needs --radius METRES (the area to map around each village)")
+    warnings: list[str] = []
+    text = _decode_csv(path, warnings)
+    lines = text.splitlines()
+    header = lines[0] if lines else ""
+    delimiter = max(",;\t", key=header.count)  # French Excel writes ';' and decimal commas
     try:
-        with path.open(newline="", encoding="utf-8-sig") as f:
-            reader = csv.DictReader(f)
-            fields = [c.strip().lower() for c in (reader.fieldnames or [])]
-            missing = {"name", "lat", "lon"} - set(fields)
-            if missing:
-                raise MapathonError(
-                    f"{path}: CSV needs the columns name,lat,lon (missing: {', '.join(sorted(missing))})"
-                )
-            points = []
-            for lineno, row in enumerate(reader, start=2):
-                row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-                if not any(row.values()):
-                    continue
-                try:
-                    lat, lon = float(row["lat"]), float(row["lon"])
-                except ValueError:
-                    raise MapathonError(
-                        f"{path}, line {lineno}: lat/lon must be numbers (got {row['lat']!r}, {row['lon']!r})"
-                    ) from None
-                if not (-90 <= lat <= 90 and -180 <= lon <= 180):
-                    raise MapathonError(f"{path}, line {lineno}: lat {lat}, lon {lon} is outside the world")
-                if not row["name"]:
-                    raise MapathonError(f"{path}, line {lineno}: the village has no name")
-                props = {k: v for k, v in row.items() if k not in ("name", "lat", "lon") and v}
-                points.append((row["name"], lon, lat, props))
-    except UnicodeDecodeError:
-        raise MapathonError(f"{path}: not a UTF-8 text file") from None
+        rows = list(csv.reader(lines, delimiter=delimiter))
     except csv.Error as e:
         raise MapathonError(f"{path}: unreadable CSV ({e})") from None
+    if not rows:
+        raise MapathonError(f"{path}: the CSV is empty (it needs the columns name,lat,lon)")
+    fields = [c.strip().lower() for c in rows[0]]
+    col = {}
+    for want, aliases in CSV_COLUMNS.items():
+        col[want] = next((fields.index(a) for a in aliases if a in fields), None)
+    missing = [k for k, v in col.items() if v is None]
+    if missing:
+        raise MapathonError(
+            f"{path}: CSV needs the columns name,lat,lon (missing: {', '.join(missing)}; "
+            f"found: {', '.join(fields) or 'nothing'})"
+        )
+    points = []
+    for lineno, row in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in row):
+            continue
+        if len(row) > len(fields):
+            raise MapathonError(
+                f"{path}, line {lineno}: more values than columns; a decimal comma? write 14.49, "
+                "or separate the columns with ';'"
+            )
+        cell = {k: (row[i].strip() if i < len(row) else "") for k, i in col.items()}
+        try:
+            lat = float(cell["lat"].replace(",", ".")) if delimiter != "," else float(cell["lat"])
+            lon = float(cell["lon"].replace(",", ".")) if delimiter != "," else float(cell["lon"])
+        except ValueError:
+            raise MapathonError(
+                f"{path}, line {lineno}: lat/lon must be numbers (got {cell['lat']!r}, {cell['lon']!r})"
+            ) from None
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            swapped = " (lat and lon swapped?)" if -90 <= lon <= 90 and -180 <= lat <= 180 else ""
+            raise MapathonError(f"{path}, line {lineno}: lat {lat}, lon {lon} is outside the world{swapped}")
+        if not cell["name"]:
+            raise MapathonError(f"{path}, line {lineno}: the village has no name")
+        props = {fields[i]: v.strip() for i, v in enumerate(row) if i < len(fields)
+                 and i not in col.values() and v.strip()}
+        points.append((cell["name"], lon, lat, props))
     if not points:
         raise MapathonError(f"{path}: the CSV has no village rows")
     names = [p[0] for p in points]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise MapathonError(f"{path}: village names must be unique ({', '.join(sorted(dup))} repeated)")
+    warnings.extend(_far_villages(path, points))
     villages = _villages_from_points(points, radius)
-    return AOI(shapely.union_all([v.geom for v in villages]), villages, str(path))
+    return AOI(shapely.union_all([v.geom for v in villages]), villages, str(path), warnings)
+
+
+def _far_villages(path: Path, points) -> list[str]:
+    """Warn about villages far from the others (swapped lat/lon, a lost decimal point)."""
+    if len(points) < 3:
+        return []
+    import numpy as np
+    from pyproj import Geod
+
+    lons = np.array([p[1] for p in points])
+    lats = np.array([p[2] for p in points])
+    mlon, mlat = float(np.median(lons)), float(np.median(lats))
+    _, _, dist = Geod(ellps="WGS84").inv(np.full(len(points), mlon), np.full(len(points), mlat), lons, lats)
+    return [
+        f"{path}: {p[0]} (lat {p[2]}, lon {p[1]}) is {d / 1000:,.0f} km from the other villages: "
+        "check its lat/lon (swapped? decimal point?)"
+        for p, d in zip(points, dist) if d > FAR_KM * 1000
+    ]
 
 
 def read_features(path: Path) -> list[tuple[BaseGeometry, dict]]:
@@ -165,7 +219,10 @@ def read_features(path: Path) -> list[tuple[BaseGeometry, dict]]:
     try:
         layers = fiona.listlayers(path)
     except Exception as e:  # fiona raises DriverError and friends
-        raise MapathonError(f"{path}: not a readable vector file ({_first_line(e)})") from None
+        raise MapathonError(
+            f"{path}: not a file mapathon can read as an area (use GeoJSON, GeoPackage, Shapefile, KML, "
+            ".osm/.osm.pbf with --relation, or a CSV name,lat,lon with --radius)"
+        ) from None
     out: list[tuple[BaseGeometry, dict]] = []
     try:
         for layer in layers:

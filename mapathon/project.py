@@ -15,7 +15,7 @@ from pathlib import Path
 
 import shapely
 
-from . import events, store
+from . import events, names, store
 from .aoi import AOI
 from .errors import MapathonError
 
@@ -66,6 +66,19 @@ class Project:
 
     def villages(self) -> list[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM areas WHERE kind != 'aoi' ORDER BY name").fetchall()
+
+    def village(self, name: str) -> sqlite3.Row:
+        """A village (named sub-area) by name, ignoring case, accents and extra spaces."""
+        rows = self.villages()
+        wanted = names.key(name)
+        for row in rows:
+            if names.key(row["name"]) == wanted:
+                return row
+        if not rows:
+            raise MapathonError(f"--village {name}: this project has no named villages")
+        close = names.suggest(name, [r["name"] for r in rows])
+        hint = f"did you mean {close}? " if close else ""
+        raise MapathonError(f"--village {name}: no such village; {hint}(villages: {', '.join(r['name'] for r in rows)})")
 
     def close(self) -> None:
         self.conn.close()

@@ -37,7 +37,8 @@ MIGRATIONS: list[str] = [
 
     CREATE TABLE volunteers (
         id           INTEGER PRIMARY KEY,
-        name         TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        name         TEXT NOT NULL,
+        name_key     TEXT NOT NULL UNIQUE,         -- names.key(name): no case, accents or extra spaces
         osm_user     TEXT,
         is_validator INTEGER NOT NULL DEFAULT 0,
         is_organizer INTEGER NOT NULL DEFAULT 0,
@@ -108,6 +109,31 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX contributions_volunteer ON contributions (volunteer_id);
     CREATE INDEX contributions_task ON contributions (task_key) WHERE task_key IS NOT NULL;
+    """,
+    # 2 -> 3: sync between sites and the room server (mapathon/sync, mapathon/server).
+    """
+    -- the next event's clock value is MAX(lamport) + 1: keep that a lookup
+    CREATE INDEX events_lamport ON events (lamport);
+    -- changes another site made that could not be applied once the logs were merged (mapathon/sync/replay.py)
+    CREATE TABLE sync_conflicts (
+        id        INTEGER PRIMARY KEY,
+        event_id  TEXT NOT NULL UNIQUE,   -- the change that lost (it stays in the events table)
+        task      TEXT NOT NULL,          -- task key
+        actor     TEXT NOT NULL,
+        action    TEXT NOT NULL,
+        site      TEXT NOT NULL,          -- where it was made
+        ts        TEXT NOT NULL,          -- when it was made (UTC)
+        reason    TEXT NOT NULL,
+        winner    TEXT,                   -- the volunteer whose change holds the task, where there is one
+        noticed   TEXT NOT NULL           -- when this site found it (UTC)
+    );
+    -- room server sign-ins: a name typed in a browser is bound to that browser (mapathon/server)
+    CREATE TABLE room_sessions (
+        token_hash TEXT PRIMARY KEY,      -- sha256 of the browser's token (the token itself is not stored)
+        volunteer  TEXT NOT NULL,
+        created    TEXT NOT NULL
+    );
+    CREATE INDEX room_sessions_volunteer ON room_sessions (volunteer);
     """,
 ]
 

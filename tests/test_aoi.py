@@ -90,7 +90,7 @@ def test_csv_radius_must_be_positive(tmp_path, radius):
         ("name,lat,lon\nA,14.5,-9.0\nB,abc,-9.1\n", ("line 3", "abc")),
         ("name,lat,lon\nA,95,-9.0\n", ("line 2", "outside")),
         ("name,lat,lon\n,14.5,-9.0\n", ("line 2", "no name")),
-        ("name,latitude,lon\nA,14.5,-9.0\n", ("lat",)),
+        ("name,altitude,lon\nA,14.5,-9.0\n", ("lat", "found: name, altitude, lon")),
         ("name,lat,lon\n", ("no village",)),
         ("name,lat,lon\nA,14.5,-9.0\nA,14.6,-9.0\n", ("unique", "A")),
     ],
@@ -102,10 +102,30 @@ def test_bad_villages_csv(tmp_path, content, needles):
     refused(tmp_path, f, "--radius", "1000", needles=("v.csv", *needles))
 
 
-def test_csv_not_utf8(tmp_path):
-    f = tmp_path / "latin.csv"
-    f.write_bytes("name,lat,lon\nDianguirdé,14.49,-9.01\n".encode("latin-1"))
-    refused(tmp_path, f, "--radius", "1000", needles=("latin.csv", "UTF-8"))
+def test_csv_from_french_excel_is_read(tmp_path, cli):
+    """Windows-1252, ';' separators, decimal commas and Latitude/Longitude headers: read, with a warning."""
+    f = tmp_path / "excel.csv"
+    f.write_bytes("Nom;Latitude;Longitude\r\nDianguirdé;14,4931945;-9,0161968\r\nTorodo;14,5113;-8,8428\r\n"
+                  .encode("cp1252"))
+    r = cli("init", tmp_path / "p", "--name", "T", "--aoi", f, "--radius", "1000")
+    assert "Windows-1252" in r.stderr and "CSV UTF-8" in r.stderr
+    info = json.loads(Cli(tmp_path / "p")("info", "--json").stdout)
+    assert info["villages"] == ["Dianguirdé", "Torodo"]
+    assert info["aoi_bounds"][0] == pytest.approx(-9.0161968 - 0.0093, abs=0.001)
+
+
+def test_csv_decimal_comma_with_comma_separator_is_refused(tmp_path):
+    f = tmp_path / "v.csv"
+    f.write_text("name,lat,lon\nDianguirdé,14,49,-9.01\n", encoding="utf-8")
+    refused(tmp_path, f, "--radius", "1000", needles=("v.csv", "line 2", "decimal comma"))
+
+
+def test_far_village_warns(tmp_path, cli):
+    """A swapped lat/lon puts a village thousands of km away: the organizer is warned."""
+    f = tmp_path / "v.csv"
+    f.write_text("name,lat,lon\nA,14.49,-9.01\nB,14.51,-8.84\nC,-9.02,14.42\n", encoding="utf-8")
+    r = cli("init", tmp_path / "p", "--name", "T", "--aoi", f, "--radius", "1000")
+    assert "C (lat -9.02, lon 14.42) is" in r.stderr and "swapped" in r.stderr
 
 
 def test_over_5000_km2_refused_unless_max_area(tmp_path):

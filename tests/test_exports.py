@@ -218,3 +218,20 @@ def test_export_errors(played, tmp_path, tmp_path_factory):
     bare = copy_project(village_template(tmp_path_factory, None), tmp_path_factory.mktemp("bare") / "p")
     assert_error(Cli(bare)("export", "tasks", "-o", tmp_path / "t.geojson", ok=False), "no tasks", "grid")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_format_and_extension_must_agree(played, tmp_path):
+    r = Cli(played[0])("export", "tasks", "--format", "gpx", "-o", tmp_path / "t.gpkg", ok=False)
+    assert_error(r, "t.gpkg", ".gpkg", "gpx")
+    assert not (tmp_path / "t.gpkg").exists()
+    r = Cli(played[0])("status", "--map", tmp_path / "p.jpg", ok=False)
+    assert_error(r, "p.jpg", ".png")
+    assert not (tmp_path / "p.jpg").exists()
+
+
+def test_geojson_layer_is_named_tasks(played, tmp_path):
+    dest = tmp_path / "t.geojson"
+    Cli(played[0])("export", "tasks", "-o", dest)
+    import json
+
+    assert json.loads(dest.read_text())["name"] == "tasks"  # not the temporary file's name

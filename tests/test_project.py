@@ -184,7 +184,7 @@ def test_volunteer_add_list_and_roles(proj):
     assert len(json.loads(cli("volunteer", "list", "--json").stdout)) == 3
 
 
-@pytest.mark.parametrize("bad", ["", "   ", "x" * 81, "tab\there"])
+@pytest.mark.parametrize("bad", ["", "   ", "x" * 81, "bell\x07"])
 def test_volunteer_add_bad_names(proj, bad):
     before = snapshot(proj)
     r = Cli(proj)("volunteer", "add", bad, ok=False)
@@ -241,6 +241,23 @@ def test_only_an_organizer_gives_roles(pcli):
     r = pcli("volunteer", "add", "Awa", "--validator", ok=False)
     assert "only an organizer may give the validator role" in r.stderr
     r = pcli("volunteer", "add", "Awa", "--organizer", "--as", "Bakary", ok=False)
-    assert "Bakary is not an organizer" in r.stderr
+    assert "--as Bakary: no such volunteer" in r.stderr
     pcli("volunteer", "add", "Bakary")  # a plain mapper needs nobody's leave
+    r = pcli("volunteer", "add", "Awa", "--organizer", "--as", "Bakary", ok=False)
+    assert "Bakary is not an organizer" in r.stderr
     assert "Added Awa (validator)" in pcli("volunteer", "add", "Awa", "--validator", "--as", "Mariam").stdout
+
+
+def test_names_match_without_case_accents_or_extra_spaces(pcli):
+    """AWA  TRAORE, awa traoré and a decomposed 'é' are the same person: no second volunteer."""
+    import unicodedata
+
+    pcli("claim", "--next", "--as", "Awa Traoré")
+    for spelling in ("AWA  TRAORE", " awa traoré ", unicodedata.normalize("NFD", "Awa Traoré")):
+        r = pcli("claim", "--next", "--as", spelling, ok=False)
+        assert "already holds task" in r.stderr
+    names = [v["name"] for v in json.loads(pcli("volunteer", "list", "--json").stdout)]
+    assert names.count("Awa Traoré") == 1 and len(names) == 2  # Mariam and Awa
+    assert "Torodo" in pcli("tasks", "--village", "torodo").stdout
+    r = pcli("tasks", "--village", "Torodoo", ok=False)
+    assert "did you mean Torodo?" in r.stderr

@@ -67,6 +67,10 @@ def export_tasks(project: Project, dest: str | Path, fmt: str | None = None, *, 
     fmt = (fmt or guess_format(dest)).lower()
     if fmt not in FORMATS:
         raise MapathonError(f"--format {fmt}: unknown (choose one of {', '.join(FORMATS)})")
+    ext = Path(dest).suffix.lower().lstrip(".")
+    ext = {"json": "geojson"}.get(ext, ext)
+    if ext in FORMATS and ext != fmt:
+        raise MapathonError(f"{dest}: the name says .{ext} but --format is {fmt}; make them agree")
     tasks = [t for t in list_tasks(project) if include_split or t.state != SPLIT]
     if not tasks:
         raise MapathonError("the project has no tasks yet; run 'mapathon grid' first")
@@ -89,7 +93,7 @@ def _write_fiona(project: Project, tasks: list[Task], path: Path, fmt: str, name
     names = names or {}
     schema = {"geometry": "MultiPolygon", "properties": {names.get(k, k): v for k, v in SCHEMA_PROPS.items()}}
     options = {"GEOMETRY": "AS_WKT"} if fmt == "csv" else {}
-    kw = {"layer": "tasks"} if fmt == "gpkg" else {}
+    kw = {"layer": "tasks"} if fmt in ("gpkg", "geojson") else {}  # else the temporary file name shows as layer name
     with fiona.open(path, "w", driver=FIONA_DRIVERS[fmt], schema=schema, crs="EPSG:4326", **kw, **options) as dst:
         dst.writerecords(
             {

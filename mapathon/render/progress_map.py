@@ -32,7 +32,7 @@ LABELS = {
     "INVALIDATED": "to redo",
     "BADIMAGERY": "bad imagery",
 }
-HEADER, FOOTER = 70, 56
+HEADER, SIDEBAR = 100, 400
 
 
 def _style(show_ids: bool) -> str:
@@ -56,15 +56,20 @@ def _style(show_ids: bool) -> str:
         '<Style name="aoi"><Rule><LineSymbolizer stroke="#b03a2e" stroke-width="2.5" stroke-dasharray="8,4"/></Rule></Style>'
         '<Style name="village-areas"><Rule><LineSymbolizer stroke="#1f4e79" stroke-width="1" stroke-opacity="0.6"/></Rule></Style>'
         '<Style name="village-names"><Rule>'
-        '<MarkersSymbolizer fill="#1f4e79" width="7" height="7" stroke="#ffffff" stroke-width="1.5" allow-overlap="true"/>'
-        '<TextSymbolizer face-name="DejaVu Sans Bold" size="16" fill="#10263d" halo-fill="#ffffff" halo-radius="2.5" '
-        'dy="-12" placement="point" allow-overlap="false">[name]</TextSymbolizer>'
+        '<TextSymbolizer face-name="DejaVu Sans Bold" size="22" fill="#10263d" halo-fill="#ffffff" halo-radius="3" '
+        'dy="-6" placement="point" allow-overlap="false">[name]</TextSymbolizer>'
         "</Rule></Style>"
     )
 
 
-def render_progress_map(project: Project, status: Status, dest: str | Path, *, width: int = 1600) -> Path:
-    """Draw the grid coloured by state with village names, a title and a legend, into a PNG."""
+def render_progress_map(project: Project, status: Status, dest: str | Path, *,
+                        width: int = 1920, height: int = 1080) -> Path:
+    """Draw the grid coloured by state with village names, a title and a legend, into a PNG
+    sized for a projector (1920×1080 by default)."""
+    if Path(dest).suffix.lower() != ".png":
+        from ..errors import MapathonError
+
+        raise MapathonError(f"{dest}: the progress map is a PNG picture; give a name ending in .png")
     conn = project.conn
     row = conn.execute(
         "SELECT MIN(minx), MIN(miny), MAX(maxx), MAX(maxy), COUNT(*) FROM tasks WHERE state != 'SPLIT'"
@@ -76,17 +81,16 @@ def render_progress_map(project: Project, status: Status, dest: str | Path, *, w
     m = me.mapnik()
     merc = me.project_bbox(bbox, me.WEB_MERCATOR)
     pad_x, pad_y = merc.width() * 0.04, merc.height() * 0.04
-    aspect = (merc.height() + 2 * pad_y) / (merc.width() + 2 * pad_x)
-    height = max(400, min(int(width * aspect), 2400))
-    map_h = height
+    map_h = height - HEADER
+    map_w = width - SIDEBAR
+    # the map keeps its shape: the picture shows whatever more fits around it
+    scale = max((merc.width() + 2 * pad_x) / map_w, (merc.height() + 2 * pad_y) / map_h)
     villages = project.villages()
     points = []
     for v in villages:
-        if v["lon"] is not None:
-            pt = (v["lon"], v["lat"])
-        else:
-            rp = shapely.from_wkb(v["geom"]).representative_point()
-            pt = (rp.x, rp.y)
+        # the name stands above the village's area, so it never hides the squares being mapped
+        g = shapely.from_wkb(v["geom"])
+        pt = (v["lon"] if v["lon"] is not None else g.representative_point().x, g.bounds[3])
         points.append({"type": "Feature", "properties": {"name": v["name"]},
                        "geometry": {"type": "Point", "coordinates": pt}})
     village_areas = [{"type": "Feature", "properties": {"name": v["name"]},
@@ -95,7 +99,7 @@ def render_progress_map(project: Project, status: Status, dest: str | Path, *, w
     tasks_px = 0.0
     if row[4]:
         widest = conn.execute("SELECT MAX(maxx - minx) FROM tasks WHERE state != 'SPLIT'").fetchone()[0] or 0
-        tasks_px = widest / (bbox[2] - bbox[0]) * width
+        tasks_px = widest / (bbox[2] - bbox[0]) * merc.width() / scale
     show_ids = tasks_px >= 28 and row[4] <= 5000
     db = str(project.db_path.resolve())
     layers = [
@@ -113,11 +117,11 @@ def render_progress_map(project: Project, status: Status, dest: str | Path, *, w
     xml = (f'<Map srs="{me.WEB_MERCATOR}" background-color="#eef0e8">' + _style(show_ids) + "".join(layers) + "</Map>")
     dest = Path(dest)
     with atomic_path(dest) as tmp:
-        mp = m.Map(width, map_h)
+        mp = m.Map(map_w, map_h)
         m.load_map_from_string(mp, xml, False, "")
         merc.pad(max(pad_x, pad_y))
         mp.zoom_to_box(merc)
-        img = m.Image(width, map_h)
+        img = m.Image(map_w, map_h)
         m.render(mp, img)
         img.save(str(tmp), "png")
         _frame(tmp, status, project.name)
@@ -125,23 +129,36 @@ def render_progress_map(project: Project, status: Status, dest: str | Path, *, w
 
 
 def _frame(png: Path, status: Status, title: str) -> None:
-    """Add a title band and a legend with the counts of each state."""
+    """Add a title band and a legend panel with the counts of each state, readable from the back of a room."""
+    from ..events import parse_iso
+
     body = Image.open(png).convert("RGB")
     w, h = body.size
-    out = Image.new("RGB", (w, h + HEADER + FOOTER), "#ffffff")
+    out = Image.new("RGB", (w + SIDEBAR, h + HEADER), "#ffffff")
     out.paste(body, (0, HEADER))
     d = ImageDraw.Draw(out)
-    big = ImageFont.truetype(me.font_path("DejaVuSans-Bold.ttf"), 30)
+    big = ImageFont.truetype(me.font_path("DejaVuSans-Bold.ttf"), 44)
+    mid = ImageFont.truetype(me.font_path("DejaVuSans.ttf"), 28)
+    bold = ImageFont.truetype(me.font_path("DejaVuSans-Bold.ttf"), 30)
     small = ImageFont.truetype(me.font_path("DejaVuSans.ttf"), 18)
     o = status.overall
-    d.text((16, 10), title, font=big, fill="#10263d")
-    d.text((16, 44), f"{o.total} tasks · mapped {o.mapped_pct:.0f} % · validated {o.validated_pct:.0f} %   "
-                     f"({status.generated[:16].replace('T', ' ')} UTC)", font=small, fill="#333333")
-    x, y = 16, h + HEADER + 16
+    d.text((20, 10), title, font=big, fill="#10263d")
+    when = parse_iso(status.generated).astimezone().strftime("%H:%M %Z, %d/%m/%Y")
+    d.text((20, 62), f"{o.total} squares   ({when})", font=mid, fill="#333333")
+    x, y = w + 24, HEADER + 20
+    d.text((x, y), f"mapped {o.mapped_pct:.1f} %", font=bold, fill="#10263d")
+    d.text((x, y + 40), f"validated {o.validated_pct:.1f} %", font=bold, fill="#10263d")
+    y += 110
     for state, colour in STATE_COLOURS.items():
-        label = f"{LABELS[state]} ({o.states.get(state, 0)})"
-        d.rectangle([x, y, x + 22, y + 22], fill=colour, outline="#444444")
-        d.text((x + 30, y), label, font=small, fill="#222222")
-        x += 30 + int(d.textlength(label, font=small)) + 26
-    d.text((w - 16, h + HEADER + 18), "© OpenStreetMap contributors", font=small, fill="#777777", anchor="ra")
+        d.rectangle([x, y, x + 34, y + 34], fill=colour, outline="#444444")
+        d.text((x + 48, y + 2), f"{LABELS[state]}: {o.states.get(state, 0)}", font=mid, fill="#222222")
+        y += 52
+    y += 10
+    d.line([x, y + 17, x + 34, y + 17], fill="#b03a2e", width=4)
+    d.text((x + 48, y + 2), "area of interest", font=mid, fill="#222222")
+    y += 52
+    d.ellipse([x, y, x + 34, y + 34], outline="#1f4e79", width=3)
+    d.text((x + 48, y + 2), "village area", font=mid, fill="#222222")
+    d.text((w + SIDEBAR - 16, h + HEADER - 14), "© OpenStreetMap contributors", font=small, fill="#777777",
+           anchor="rb")
     out.save(png, "png")

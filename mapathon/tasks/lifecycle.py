@@ -119,11 +119,8 @@ def list_tasks(project: Project, state: str | None = None, village: str | None =
         sql += " AND t.state = ?"
         args.append(state)
     if village:
-        if not project.conn.execute("SELECT 1 FROM areas WHERE kind != 'aoi' AND name = ?", (village,)).fetchone():
-            names = ", ".join(v["name"] for v in project.villages()) or "none"
-            raise MapathonError(f"--village {village}: no such village (villages: {names})")
-        sql += " AND t.id IN (SELECT ta.task_id FROM task_areas ta JOIN areas a ON a.id = ta.area_id WHERE a.name = ?)"
-        args.append(village)
+        sql += " AND t.id IN (SELECT task_id FROM task_areas WHERE area_id = ?)"
+        args.append(project.village(village)["id"])
     return [_task(r) for r in project.conn.execute(sql + " ORDER BY t.id", args)]
 
 
@@ -297,21 +294,17 @@ def claim_next(
     hours: float = DEFAULT_LOCK_HOURS,
     now: datetime | None = None,
 ) -> Task:
-    """Lock a task for mapping, chosen for the volunteer: INVALIDATED first, then READY;
-    in number order, or with *village* from the village centre outwards; skipping tasks
-    that touch a locked task (so that neighbours do not map the same border) unless
-    nothing else is left."""
+    """Lock a task for mapping, chosen for the volunteer.
+
+    INVALIDATED tasks first, then READY ones; in the given village, or else village by
+    village from the least advanced, each from its centre outwards, then tasks outside
+    villages in number order. Tasks that touch a locked task are skipped (so that two volunteers do
+    not map the same border) unless nothing else is left."""
     hours = _lock_hours(hours)
     with project.transaction():
         expire_locks(project, now)
+        area_id = project.village(village)["id"] if village else None
         vol, _ = volunteers.ensure(project, actor)
-        area_id = None
-        if village:
-            row = project.conn.execute("SELECT id FROM areas WHERE kind != 'aoi' AND name = ?", (village,)).fetchone()
-            if row is None:
-                names = ", ".join(v["name"] for v in project.villages()) or "none"
-                raise MapathonError(f"--village {village}: no such village (villages: {names})")
-            area_id = row[0]
         chosen = _pick(project, area_id)
         if chosen is None:
             where = f" in {village}" if village else ""
@@ -320,6 +313,7 @@ def claim_next(
 
 
 def _pick(project: Project, area_id: int | None) -> int | None:
+    """The task to give next (see :func:`claim_next`); None when nothing is left."""
     conn = project.conn
     # Locked tasks are few (one per volunteer at most): compare bounding boxes against them.
     eps = 1e-9
@@ -330,26 +324,29 @@ def _pick(project: Project, area_id: int | None) -> int | None:
     def touches_locked(minx, miny, maxx, maxy) -> bool:
         return any(minx <= b[2] and maxx >= b[0] and miny <= b[3] and maxy >= b[1] for b in locked)
 
-    fallback = None
     if area_id is not None:
-        # In a village, start from its centre (where the houses are) and work outwards.
-        centre = conn.execute("SELECT lon, lat FROM areas WHERE id = ?", (area_id,)).fetchone()
-        lon, lat = centre if centre[0] is not None else (0.0, 0.0)
-        k = math.cos(math.radians(lat)) ** 2
-        for state in (INVALIDATED, READY):
-            for tid, *bbox in conn.execute(
-                """SELECT t.id, t.minx, t.miny, t.maxx, t.maxy FROM tasks t
-                     JOIN task_areas ta ON ta.task_id = t.id AND ta.area_id = :area
-                    WHERE t.state = :state
-                    ORDER BY ((t.minx + t.maxx) / 2 - :lon) * ((t.minx + t.maxx) / 2 - :lon) * :k
-                           + ((t.miny + t.maxy) / 2 - :lat) * ((t.miny + t.maxy) / 2 - :lat), t.id""",
-                {"area": area_id, "state": state, "lon": lon, "lat": lat, "k": k},
-            ):
-                fallback = fallback or tid
-                if not touches_locked(*bbox):
-                    return tid
-        return fallback
+        areas = [area_id]
+    else:
+        # The least advanced village first (the one listed first on ties), so that villages
+        # are finished one after the other and can go to print.
+        areas = [r[0] for r in conn.execute(
+            """SELECT a.id FROM areas a LEFT JOIN task_areas ta ON ta.area_id = a.id
+                 LEFT JOIN tasks t ON t.id = ta.task_id AND t.state NOT IN ('SPLIT', 'BADIMAGERY')
+                WHERE a.kind != 'aoi'
+                GROUP BY a.id
+               HAVING SUM(t.state IN ('READY', 'INVALIDATED')) > 0
+                ORDER BY 1.0 * SUM(t.state NOT IN ('READY', 'INVALIDATED', 'LOCKED_FOR_MAPPING'))
+                         / COUNT(t.id), a.id""")]
+    fallback = None
     for state in (INVALIDATED, READY):
+        for aid in areas:
+            clean, first = _pick_in_area(project, aid, state, touches_locked)
+            if clean is not None:
+                return clean
+            fallback = fallback or first
+        if area_id is not None:
+            continue
+        # Tasks outside every village (or a project without villages): in number order.
         last = 0
         while True:
             rows = conn.execute(
@@ -365,6 +362,31 @@ def _pick(project: Project, area_id: int | None) -> int | None:
                     return tid
             last = rows[-1][0]
     return fallback
+
+
+def _pick_in_area(project: Project, area_id: int, state: str, touches_locked) -> tuple[int | None, int | None]:
+    """In a village, from its centre (where the houses are) outwards: the first task that
+    touches no locked task, and the first task at all."""
+    row = project.conn.execute("SELECT lon, lat, geom FROM areas WHERE id = ?", (area_id,)).fetchone()
+    if row["lon"] is not None:
+        lon, lat = row["lon"], row["lat"]
+    else:
+        p = shapely.from_wkb(row["geom"]).representative_point()
+        lon, lat = p.x, p.y
+    k = math.cos(math.radians(lat)) ** 2
+    first = None
+    for tid, *bbox in project.conn.execute(
+        """SELECT t.id, t.minx, t.miny, t.maxx, t.maxy FROM tasks t
+             JOIN task_areas ta ON ta.task_id = t.id AND ta.area_id = :area
+            WHERE t.state = :state
+            ORDER BY ((t.minx + t.maxx) / 2 - :lon) * ((t.minx + t.maxx) / 2 - :lon) * :k
+                   + ((t.miny + t.maxy) / 2 - :lat) * ((t.miny + t.maxy) / 2 - :lat), t.id""",
+        {"area": area_id, "state": state, "lon": lon, "lat": lat, "k": k},
+    ):
+        first = first or tid
+        if not touches_locked(*bbox):
+            return tid, first
+    return None, first
 
 
 @contextlib.contextmanager
@@ -423,7 +445,7 @@ def validate(
     with _acting(project, ref, actor, now) as (task, vol):
         if not vol.can_validate:
             raise _forbid(task, f"{vol.name} is not a validator (an organizer can grant it: "
-                                f"'mapathon volunteer add \"{vol.name}\" --validator')")
+                                f"'mapathon volunteer add \"{vol.name}\" --validator --as ORGANIZER')")
         if task.mapped_by and task.mapped_by.casefold() == vol.name.casefold():
             raise _forbid(task, f"{vol.name} mapped it; nobody validates their own work")
         if task.state == MAPPED or (task.state == VALIDATED and not accept):

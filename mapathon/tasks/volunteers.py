@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import dataclass
 
-from .. import events
+from .. import events, names
 from ..errors import MapathonError
 from ..project import Project
 
@@ -32,7 +32,7 @@ class Volunteer:
 
 
 def check_name(name: str) -> str:
-    name = (name or "").strip()
+    name = names.clean(name)
     if not name:
         raise MapathonError("--as: a volunteer name is needed")
     if len(name) > 80 or any(ord(c) < 32 for c in name):
@@ -41,7 +41,7 @@ def check_name(name: str) -> str:
 
 
 def find(project: Project, name: str) -> Volunteer | None:
-    row = project.conn.execute("SELECT * FROM volunteers WHERE name = ?", (name.strip(),)).fetchone()
+    row = project.conn.execute("SELECT * FROM volunteers WHERE name_key = ?", (names.key(name),)).fetchone()
     return Volunteer.from_row(row) if row else None
 
 
@@ -64,6 +64,8 @@ def add(
         if validator or organizer:
             has_org = project.conn.execute("SELECT 1 FROM volunteers WHERE is_organizer = 1 LIMIT 1").fetchone()
             boss = find(project, actor) if actor else None
+            if has_org and actor and boss is None:
+                raise MapathonError(f"--as {actor}: no such volunteer in this project (see 'mapathon volunteer list')")
             if has_org and not (boss and boss.is_organizer):
                 role = "organizer" if organizer else "validator"
                 who = f"{actor} is not an organizer" if actor else "say who grants it with --as ORGANIZER"
@@ -71,8 +73,9 @@ def add(
         existing = find(project, name)
         if existing is None:
             project.conn.execute(
-                "INSERT INTO volunteers (name, osm_user, is_validator, is_organizer, created) VALUES (?, ?, ?, ?, ?)",
-                (name, osm_user, int(validator), int(organizer), events.iso(events.utcnow())),
+                "INSERT INTO volunteers (name, name_key, osm_user, is_validator, is_organizer, created)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (name, names.key(name), osm_user, int(validator), int(organizer), events.iso(events.utcnow())),
             )
             created = True
         else:
@@ -98,7 +101,8 @@ def ensure(project: Project, name: str) -> tuple[Volunteer, bool]:
     if vol is not None:
         return vol, False
     project.conn.execute(
-        "INSERT INTO volunteers (name, created) VALUES (?, ?)", (name, events.iso(events.utcnow()))
+        "INSERT INTO volunteers (name, name_key, created) VALUES (?, ?, ?)",
+        (name, names.key(name), events.iso(events.utcnow())),
     )
     project.record(actor=name, action="volunteer.add", data={"name": name, "validator": False, "organizer": False})
     return find(project, name), True
