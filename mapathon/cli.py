@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 from typing import Optional
@@ -74,8 +75,11 @@ def _open(ctx: typer.Context):
     return open_project(ctx.find_root().obj["project"])
 
 
-def _utc(stamp: str | None) -> str:
-    return f"{stamp[:16].replace('T', ' ')} UTC" if stamp else "-"
+def _when(stamp: str | None) -> str:
+    """An event time in this computer's time zone, e.g. '2026-11-25 19:40 CET'."""
+    from .events import parse_iso
+
+    return parse_iso(stamp).astimezone().strftime("%Y-%m-%d %H:%M %Z") if stamp else "-"
 
 
 def _task_line(t) -> str:
@@ -116,7 +120,7 @@ def init(
         console.print(f"Created project [bold]{project.name}[/] in {directory}")
         console.print(f"Area of interest: {area.area_km2:,.1f} km², {len(area.villages)} named area(s)"
                       + (": " + ", ".join(v.name for v in area.villages[:20]) if area.villages else ""))
-        console.print("Next: mapathon --project {} grid --zoom 16".format(directory))
+        console.print(f"Next: mapathon --project {shlex.quote(str(directory))} grid --zoom 16")
 
 
 @app.command()
@@ -146,7 +150,16 @@ def info(ctx: typer.Context, as_json: bool = JsonOpt):
     console.print(f"[bold]{out['name']}[/]  ({out['folder']})")
     console.print(f"Area of interest: {out['aoi_km2']:,} km², bounds {out['aoi_bounds']}")
     console.print(f"Villages ({len(out['villages'])}): {', '.join(out['villages']) or '-'}")
-    console.print(f"Tasks: {out['tasks']}" + (f" — grid {out['grid']}" if out["grid"] else " — no grid yet"))
+    g = out["grid"]
+    if not g:
+        grid_text = "no grid yet (mapathon grid --zoom 16)"
+    elif g.get("kind") == "tiles":
+        grid_text = f"tiles at zoom {g['zoom']}" + (", clipped" if g.get("clip") else "")
+    elif g.get("kind") == "metric":
+        grid_text = f"{g['size_m']:g} m squares, UTM zone {g['utm_zone']}" + (", clipped" if g.get("clip") else "")
+    else:
+        grid_text = f"from {g.get('file')}"
+    console.print(f"Tasks: {out['tasks']} — {grid_text}")
 
 
 @app.command()
@@ -200,8 +213,10 @@ def claim(
     """Lock a task for mapping (or, for a validator, a mapped task for validation)."""
     from .tasks import lifecycle
 
-    if next_ == (task is not None):
-        raise MapathonError("give a TASK or --next (not both)")
+    if next_ and task is not None:
+        raise MapathonError("give a TASK or --next, not both")
+    if not next_ and task is None:
+        raise MapathonError("which task? give its number (or z/x/y), or --next to be given one")
     if village and not next_:
         raise MapathonError("--village goes with --next")
     with _open(ctx) as p:
@@ -210,7 +225,7 @@ def claim(
         else:
             t = lifecycle.claim(p, task, actor, hours=hours, comment=comment)
     what = "mapping" if t.state == lifecycle.LOCKED_FOR_MAPPING else "validation"
-    console.print(f"{t.locked_by} holds {_task_line(t)} for {what} until {_utc(t.lock_expires)}")
+    console.print(f"{t.locked_by} holds {_task_line(t)} for {what} until {_when(t.lock_expires)}")
 
 
 def _simple(fn_name: str, verb: str):
@@ -260,11 +275,11 @@ def history(ctx: typer.Context, task: str = typer.Argument(..., help="Task numbe
         print(json.dumps({"task": t.id, "key": t.key, "state": t.state, "events": [e.as_dict() for e in evs]},
                          ensure_ascii=False, indent=2))
         return
-    console.print(f"[bold]{_task_line(t)}[/]: {t.state}" + (f", locked by {t.locked_by} until {_utc(t.lock_expires)}"
+    console.print(f"[bold]{_task_line(t)}[/]: {t.state}" + (f", locked by {t.locked_by} until {_when(t.lock_expires)}"
                                                             if t.locked_by else ""))
-    table = Table("when (UTC)", "who", "what", "from", "to", "comment")
+    table = Table("when", "who", "what", "from", "to", "comment")
     for e in evs:
-        table.add_row(e.ts[:19].replace("T", " "), e.actor, e.action + ("" if e.task == t.key else f" [{e.task}]"),
+        table.add_row(_when(e.ts), e.actor, e.action + ("" if e.task == t.key else f" [{e.task}]"),
                       e.from_state or "", e.to_state or "", e.comment or "")
     console.print(table)
 
@@ -306,12 +321,13 @@ def volunteer_add(
     osm_user: Optional[str] = typer.Option(None, "--osm-user", help="Their OpenStreetMap user name."),
     validator: bool = typer.Option(False, "--validator", help="May validate others' tasks."),
     organizer: bool = typer.Option(False, "--organizer", help="May release, reset and split any task."),
+    actor: Optional[str] = typer.Option(None, "--as", help="The organizer giving a role (needed once the project has one)."),
 ):
     """Register a volunteer, or give roles to one already registered."""
     from .tasks import volunteers
 
     with _open(ctx) as p:
-        v, created = volunteers.add(p, name, osm_user=osm_user, validator=validator, organizer=organizer)
+        v, created = volunteers.add(p, name, osm_user=osm_user, validator=validator, organizer=organizer, actor=actor)
     console.print(f"{'Added' if created else 'Updated'} {v.name} ({v.roles})")
 
 
@@ -353,22 +369,29 @@ def status(
     if as_json:
         print(json.dumps(st.as_dict(), ensure_ascii=False, indent=2))
         return
-    states = progress.COUNTED_STATES
-    short = {"READY": "ready", "LOCKED_FOR_MAPPING": "mapping", "MAPPED": "mapped",
-             "LOCKED_FOR_VALIDATION": "validating", "VALIDATED": "valid.", "INVALIDATED": "invalid.",
-             "BADIMAGERY": "bad img"}
-    table = Table("village", "tasks", *(short[s] for s in states), "mapped %", "validated %", title=st.project)
+    # Narrow enough for an 80-column terminal; --json has every state apart.
+    from rich import box
+
+    cols = [("ready", ("READY",)), ("locked", ("LOCKED_FOR_MAPPING", "LOCKED_FOR_VALIDATION")),
+            ("mapped", ("MAPPED",)), ("valid", ("VALIDATED",)), ("redo", ("INVALIDATED",)), ("bad", ("BADIMAGERY",))]
+    table = Table(title=st.project, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1))
+    table.add_column("village", no_wrap=True, min_width=min(14, max(len(c.name) for c in st.villages + [st.overall])))
+    for head in ("tasks", *(c for c, _ in cols), "mapped%", "valid%"):
+        table.add_column(head, justify="right", no_wrap=True)
     for c in st.villages + [st.overall]:
         style = "bold" if c is st.overall else None
-        table.add_row("All" if c is st.overall else c.name, str(c.total), *(str(c.states[s]) for s in states),
+        table.add_row("All" if c is st.overall else c.name, str(c.total),
+                      *(str(sum(c.states[s] for s in group)) for _, group in cols),
                       f"{c.mapped_pct:.1f}", f"{c.validated_pct:.1f}", style=style)
     console.print(table)
+    console.print("locked = being mapped or validated; redo = invalidated; bad = bad imagery (not counted in %)")
     if st.volunteers:
-        vt = Table("volunteer", "roles", "mapped", "validated", "invalidated", "time locked", "holding now")
+        vt = Table("volunteer", "roles", "mapped", "validated", "rejected", "time", "holds",
+                   box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1))
         for v in st.volunteers:
             h, m = divmod(round(v.locked_hours * 60), 60)
             vt.add_row(v.name, v.roles, str(v.mapped), str(v.validated), str(v.invalidated), f"{h}:{m:02d}",
-                       v.holding or "")
+                       v.holding.split(" ")[0] if v.holding else "")
         console.print(vt)
     if st.expired:
         console.print(f"Released {len(st.expired)} expired lock(s): {', '.join(st.expired)}")
@@ -389,6 +412,422 @@ def export_tasks_cmd(
     with _open(ctx) as p:
         n = export_tasks(p, output, fmt, include_split=include_split)
     console.print(f"Wrote {n} tasks to {output}")
+
+
+# -- contributions and merging (issue 3) -------------------------------------------------------------
+
+
+@app.command("submit")
+def submit_cmd(
+    ctx: typer.Context,
+    files: list[Path] = typer.Argument(..., help="JOSM .osm, .osc or .osm.pbf files (optionally .gz/.bz2)."),
+    actor: str = typer.Option(..., "--as", help="The volunteer who mapped them (their name)."),
+    task: Optional[str] = typer.Option(None, "--task", help="The task they were mapped for (number or z/x/y)."),
+    as_json: bool = JsonOpt,
+):
+    """Collect volunteers' OSM files into the project (checked, copied and recorded)."""
+    from .osm.submit import submit
+
+    with _open(ctx) as p:
+        subs = submit(p, files, actor, task)
+    if as_json:
+        print(json.dumps([c.as_dict() for c in subs], ensure_ascii=False, indent=2))
+        return
+    for c in subs:
+        what = ", ".join(f"{c.counts.get(k, 0)} {k}" for k in ("create", "modify", "delete") if c.counts.get(k))
+        if c.already:
+            console.print(f"{c.original_name}: already submitted as contribution {c.id} by {c.volunteer} "
+                          f"on {_when(c.submitted)}; not recorded again")
+        else:
+            console.print(f"Contribution {c.id}: {c.original_name} from {c.volunteer}"
+                          + (f" for task {c.task_id} ({c.task})" if c.task else "")
+                          + f", {c.objects:,} objects ({what or 'no changes'}), {c.size:,} bytes")
+
+
+@app.command("merge")
+def merge_cmd(
+    ctx: typer.Context,
+    files: Optional[list[Path]] = typer.Argument(None, help="Files to merge (default: the project's contributions)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="OSM extract to merge onto (sorted .osm.pbf)."),
+    output: Path = typer.Option(..., "--output", "-o", help="The merged snapshot (.osm.pbf)."),
+    upload: Optional[Path] = typer.Option(None, "--upload", help="Also write only the changes as osmChange (.osc)."),
+    josm: Optional[Path] = typer.Option(None, "--josm", help="Also write the changes as JOSM XML (.osm) to upload."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files and merge the rest."),
+    as_json: bool = JsonOpt,
+):
+    """Merge volunteers' files (renumbering new objects, settling conflicts) into one snapshot."""
+    from .osm.merge import merge
+    from .osm.submit import merge_inputs, with_provenance
+    from .project import DB_NAME, resolve_dir
+
+    if files:
+        folder = resolve_dir(ctx.find_root().obj["project"])
+        if (folder / DB_NAME).is_file():
+            with _open(ctx) as p:
+                specs = with_provenance(p, files)
+        else:
+            specs = with_provenance(None, files)
+    else:
+        with _open(ctx) as p:
+            specs = merge_inputs(p)
+        if not specs:
+            raise MapathonError("the project has no contributions yet: 'mapathon submit FILE --as NAME' first, "
+                                "or give the files to merge")
+    result = merge(specs, output, base=base, upload=upload, josm=josm, skip_bad=skip_bad)
+    if as_json:
+        print(json.dumps(result.summary(), ensure_ascii=False, indent=2))
+        return
+    _print_merge(result)
+
+
+def _print_merge(result) -> None:
+    st = result.stats
+    table = Table("file", "volunteer", "task", "objects", "new", "modified", "deleted", "renumbered",
+                  title=f"{st['inputs']} file(s) merged" + (f" onto {result.base.name}" if result.base else ""))
+    for i in result.inputs[:40]:
+        table.add_row(i.display or i.name, i.volunteer or "", i.task or "", f"{i.objects:,}", f"{i.counts.get('create', 0):,}",
+                      f"{i.counts.get('modify', 0):,}", f"{i.counts.get('delete', 0):,}", f"{i.renumbered:,}")
+    if len(result.inputs) > 40:
+        table.add_row(f"... and {len(result.inputs) - 40} more", "", "", "", "", "", "", "")
+    console.print(table)
+    by = st["by_type"]
+    console.print(f"Objects read: {st['objects_in']:,}; in the outputs: {st['new']:,} new, {st['modified']:,} modified, "
+                  f"{st['deleted']:,} deleted (" + "; ".join(
+                      f"{t}s {c['create']:,}/{c['modify']:,}/{c['delete']:,}" for t, c in by.items()) + ")")
+    console.print(f"Renumbered new objects: {st['renumbered']:,}; identical edits merged: "
+                  f"{st['identical_edits_merged']:,}; duplicates collapsed: {st['duplicates_collapsed']:,}; "
+                  f"deletions refused: {st['deletions_refused']:,}; conflicts: {st['conflicts']:,}")
+    for c in result.conflicts[:25]:
+        console.print(f"  [yellow]conflict ({c.kind})[/]: {c.message}", soft_wrap=True)
+    if len(result.conflicts) > 25:
+        console.print(f"  ... and {len(result.conflicts) - 25} more conflicts (see --json)")
+    for s in result.skipped:
+        console.print(f"[yellow]Skipped[/] {s['file']}: {s['reason']}", soft_wrap=True)
+    out = result.outputs
+    console.print(f"Wrote {out['snapshot']}" + (f", {out['upload']}" if out.get("upload") else "")
+                  + (f", {out['josm']}" if out.get("josm") else "") + f" in {st['seconds']:.1f} s")
+
+
+# -- printing: field atlases (issue 4) ------------------------------------------------------------------
+
+
+@app.command("print")
+def print_cmd(
+    ctx: typer.Context,
+    output: Path = typer.Option(..., "--output", "-o", help="The atlas (.pdf); with --format png, page pictures NAME-01.png..."),
+    data: Optional[Path] = typer.Option(None, "--data", help="OSM data (.osm.pbf); default: the project's merged/latest.osm.pbf."),
+    village: Optional[list[str]] = typer.Option(None, "--village", help="A village to print (repeat it for several); default: all the project's villages."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Print the area of these tasks, e.g. 12,15,20-30."),
+    bbox: Optional[str] = typer.Option(None, "--bbox", help="Print this box: W,S,E,N in degrees."),
+    paper: str = typer.Option("A4", "--paper", help="A4, A3 or letter."),
+    orientation: str = typer.Option("portrait", "--orientation", help="portrait or landscape."),
+    scale: str = typer.Option("1:5000", "--scale", help="Map scale, e.g. 1:5000."),
+    lang: str = typer.Option("fr", "--lang", help="Language of every word on the sheets: fr or en."),
+    grayscale: bool = typer.Option(False, "--grayscale", help="Only shades of grey (for black-and-white printers)."),
+    notes: Optional[str] = typer.Option(None, "--notes", help="Room for field notes: half (of each map page) or page (a page after each map)."),
+    tasks_overlay: bool = typer.Option(False, "--tasks-overlay", help="Draw the task squares with their numbers and states."),
+    imagery: Optional[Path] = typer.Option(None, "--imagery", help="Cached satellite imagery (.mbtiles) under the map."),
+    fmt: str = typer.Option("pdf", "--format", help="pdf, or png (one picture per page, for phones)."),
+    max_pages: int = typer.Option(60, "--max-pages", help="Refuse an atlas needing more map pages than this."),
+    as_json: bool = JsonOpt,
+):
+    """Print a field atlas: cover, map pages at scale, index of places (PDF, offline)."""
+    from .atlas import PrintOptions, make_atlas
+
+    villages = [n.strip() for v in (village or []) for n in v.split(",") if n.strip()]
+    result = make_atlas(PrintOptions(
+        output=output, data=data, villages=villages, tasks=tasks, bbox=bbox, paper=paper, orientation=orientation,
+        scale=scale, lang=lang, grayscale=grayscale, notes=notes, tasks_overlay=tasks_overlay, imagery=imagery,
+        fmt=fmt, max_pages=max_pages, project_dir=ctx.find_root().obj["project"]))
+    if as_json:
+        print(json.dumps({"outputs": [str(o) for o in result.outputs], "pages": result.pages,
+                          "map_pages": result.map_pages, "areas": result.areas, "data": str(result.data),
+                          "cache": str(result.cache), "cache_built": result.cache_built,
+                          "seconds": round(result.seconds, 2)}, ensure_ascii=False, indent=2))
+        return
+    what = str(result.outputs[0]) if len(result.outputs) == 1 else \
+        f"{len(result.outputs)} pictures ({result.outputs[0].name} ... {result.outputs[-1].name})"
+    console.print(f"Wrote {what}: {result.pages} pages, {result.map_pages} of them maps "
+                  f"({', '.join(result.areas[:6])}{' ...' if len(result.areas) > 6 else ''}) in {result.seconds:.1f} s")
+    console.print(f"Data: {result.data} (layer cache {'built' if result.cache_built else 'reused'}: {result.cache})")
+
+
+# -- imagery and editors (issue 5) ---------------------------------------------------------------------
+
+imagery_app = _app("Imagery: sources, purchase estimates, an offline tile cache and its server.")
+app.add_typer(imagery_app, name="imagery")
+ZoomOpt = typer.Option("16-19", "--zoom", "-z", help="Zooms: 18, 16-19 or 16,18.")
+VillageOpt = typer.Option(None, "--village", help="Only this village.")
+TasksOpt = typer.Option(None, "--tasks", help="Only these tasks: numbers, ranges or z/x/y, e.g. 3,5-8.")
+SourceOpt = typer.Option(None, "--source", "-s", help="Imagery source (default: the project's default).")
+TilesUrlOpt = typer.Option("http://127.0.0.1:8001", "--tiles-url",
+                           help="Address of 'mapathon imagery serve' as the volunteers' computers reach it.")
+HashtagsOpt = typer.Option(None, "--hashtags", help="Changeset hashtags, e.g. '#mapathon #dianguirde' "
+                           "(remembered for the project).")
+
+
+@imagery_app.command("add")
+def imagery_add(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A short name, e.g. 'maxar-2024' (names the cache file)."),
+    spec: str = typer.Argument(..., help="JOSM/Tasking Manager imagery: tms[19]:https://.../{zoom}/{x}/{y}.jpg, "
+                                         "tms[12,20]:..., wms:...{bbox}..."),
+    title: Optional[str] = typer.Option(None, "--title", help="A readable title."),
+    attribution: str = typer.Option("", "--attribution", help="Attribution to show with the imagery."),
+    licence: str = typer.Option("", "--licence", help="Licence or permission to trace for OSM."),
+    terms_url: str = typer.Option("", "--terms-url", help="Where the licence or terms are written."),
+    replace: bool = typer.Option(False, "--replace", help="Replace a source of that name."),
+    make_default: bool = typer.Option(False, "--default", help="Also make it the project's default."),
+):
+    """Add a custom imagery source to the project."""
+    from .imagery import sources
+
+    with _open(ctx) as p:
+        src = sources.add(p, sources.parse(spec, name, title=title, licence=licence, attribution=attribution,
+                                           terms_url=terms_url), replace=replace)
+        if make_default:
+            sources.set_default(p, src.name)
+    console.print(f"Added imagery source {src.name}: {src.josm_string()}" + (" (default)" if make_default else ""))
+
+
+@imagery_app.command("list")
+def imagery_list(ctx: typer.Context, as_json: bool = JsonOpt):
+    """List imagery sources, their licence and what the cache holds."""
+    from .imagery import mbtiles, sources
+
+    with _open(ctx) as p:
+        srcs, default = sources.all_sources(p), sources.default_name(p)
+        cached = {n: mbtiles.Reader(mbtiles.cache_path(p.path, n)).summary()
+                  for n in srcs if mbtiles.cache_path(p.path, n).is_file()}
+    rows = [{**s.as_dict(), "builtin": s.builtin, "default": s.name == default,
+             "cached_tiles": cached.get(s.name, {}).get("tiles", 0), "cached_bytes": cached.get(s.name, {}).get("bytes", 0)}
+            for s in srcs.values()]
+    if as_json:
+        print(json.dumps(rows, ensure_ascii=False, indent=2))
+        return
+    from .imagery.plan import human_bytes
+
+    table = Table("", "name", "type", "zooms", "cached", "licence / attribution")
+    for r in rows:
+        table.add_row("*" if r["default"] else "", r["name"], r["type"], f"{r['min_zoom']}-{r['max_zoom']}",
+                      f"{r['cached_tiles']:,} tiles, {human_bytes(r['cached_bytes'])}" if r["cached_tiles"] else "-",
+                      "; ".join(x for x in (r["licence"], r["attribution"]) if x))
+    console.print(table)
+    console.print(f"* default: {default}")
+
+
+@imagery_app.command("default")
+def imagery_default(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Source to make the default.")):
+    """Show or set the project's default imagery source."""
+    from .imagery import sources
+
+    with _open(ctx) as p:
+        src = sources.set_default(p, name) if name else sources.get(p)
+    console.print(f"Default imagery source: {src.name} ({src.title})")
+
+
+@imagery_app.command("plan")
+def imagery_plan(
+    ctx: typer.Context,
+    village: Optional[str] = VillageOpt,
+    tasks: Optional[str] = TasksOpt,
+    zoom: str = ZoomOpt,
+    price: float = typer.Option(8.0, "--price-per-km2", help="Purchase price per km² (8 € from 200 € for 25 km²)."),
+    min_order: float = typer.Option(0.0, "--min-order-km2", help="The vendor's minimum order area in km²."),
+    currency: str = typer.Option("€", "--currency", help="Currency shown with costs."),
+    source: Optional[str] = SourceOpt,
+    as_json: bool = JsonOpt,
+):
+    """Area, tiles per zoom, download size and purchase cost, per village and in total."""
+    from .imagery import coverage, plan, sources
+
+    zooms = coverage.parse_zooms(zoom)
+    with _open(ctx) as p:
+        pl = plan.make_plan(p, zooms, village=village, tasks=tasks, price_per_km2=price, min_order_km2=min_order,
+                            source=sources.get(p, source).name)
+    if as_json:
+        print(json.dumps(pl.as_dict(), ensure_ascii=False, indent=2))
+        return
+    table = Table("area", "km²", *[f"z{z} tiles" for z in zooms], "download", f"cost ({currency})",
+                  title=f"Imagery plan, zooms {zoom}, {price:g} {currency}/km²"
+                        + (f", minimum order {min_order:g} km²" if min_order else ""))
+    for r in pl.rows[:60]:
+        table.add_row(r.label, f"{r.area_km2:,.2f}", *[f"{r.tiles[z]:,}" for z in zooms], plan.human_bytes(r.bytes),
+                      f"{r.cost:,.0f}")
+    if len(pl.rows) > 60:
+        table.add_row(f"... and {len(pl.rows) - 60} more", *[""] * (len(zooms) + 3))
+    t = pl.total
+    table.add_row("[bold]total[/]", f"{t.area_km2:,.2f}", *[f"{t.tiles[z]:,}" for z in zooms],
+                  plan.human_bytes(t.bytes), f"[bold]{t.cost:,.0f}[/]")
+    console.print(table)
+    console.print(f"Download: {t.total_tiles:,} tiles, about {plan.human_bytes(t.bytes)} (at {pl.size_basis}).")
+    console.print(f"Purchase estimate: {t.cost:,.0f} {currency} for {max(t.area_km2, min_order):,.2f} km².")
+    for n in pl.notes:
+        console.print(f"Note: {n}")
+
+
+@imagery_app.command("fetch")
+def imagery_fetch(
+    ctx: typer.Context,
+    village: Optional[str] = VillageOpt,
+    tasks: Optional[str] = TasksOpt,
+    zoom: str = ZoomOpt,
+    source: Optional[str] = SourceOpt,
+    workers: int = typer.Option(8, "--workers", "-w", help="Parallel downloads (be polite: 2-8)."),
+    max_size: Optional[str] = typer.Option(None, "--max-size", help="Refuse to grow the cache past this, e.g. 2GB."),
+    retries: int = typer.Option(4, "--retries", help="Further attempts for a tile after a transient error."),
+    timeout: float = typer.Option(30.0, "--timeout", help="Seconds to wait for a tile."),
+    as_json: bool = JsonOpt,
+):
+    """Download imagery tiles into the project's cache (resumable: run it again to fetch what is missing)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .imagery import coverage, fetch, plan
+
+    zooms = coverage.parse_zooms(zoom)
+    opts = fetch.FetchOptions(workers=workers, retries=retries, read_timeout=timeout, max_size=plan.parse_size(max_size))
+    with _open(ctx) as p, Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[size]}"),
+                                   TimeRemainingColumn(), console=err_console, disable=as_json) as bar:
+        job = bar.add_task("tiles", total=None, rate="", size="")
+        t0 = [None]
+
+        def progress(done, total, nbytes):
+            import time
+
+            t0[0] = t0[0] or time.perf_counter()
+            rate = done / max(time.perf_counter() - t0[0], 1e-6)
+            bar.update(job, completed=done, total=total, rate=f"{rate:,.0f} tiles/s", size=plan.human_bytes(nbytes))
+
+        res = fetch.fetch_for_project(p, zooms, village=village, tasks=tasks, source=source, options=opts,
+                                      progress=progress)
+    if as_json:
+        print(json.dumps(res.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        missing = sum(res.missing.values())
+        console.print(f"{res.source}: {res.stored:,} tiles stored ({plan.human_bytes(res.bytes)}) in {res.seconds:.1f} s; "
+                      f"{res.already:,} already in the cache; {missing:,} empty or blank (recorded, not fetched again)"
+                      + (f"; {res.failed_total:,} failed" if res.failed_total else ""))
+        for why, n in sorted(res.failed.items(), key=lambda kv: -kv[1])[:5]:
+            console.print(f"  {n:,} tile(s): {why}", soft_wrap=True)
+        console.print(f"Cache {res.path}: {res.cache_tiles:,} tiles, {plan.human_bytes(res.cache_bytes)}")
+    if res.interrupted:
+        err_console.print("Interrupted: every tile stored so far is kept; run the same command to resume")
+        raise typer.Exit(130)
+    if res.aborted:
+        raise MapathonError(f"fetch stopped: {res.aborted} (tiles stored so far are kept; run it again to resume)")
+    if res.failed_total:
+        raise MapathonError(f"{res.failed_total:,} tile(s) could not be fetched; run the same command again to retry them")
+
+
+@imagery_app.command("import")
+def imagery_import(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="A z/x/y folder, an .mbtiles file or a GeoTIFF."),
+    source: Optional[str] = typer.Option(None, "--source", "-s", help="Cache to import into (default: named after the file)."),
+    scheme: str = typer.Option("auto", "--scheme", help="Folder row numbering: xyz, tms, or auto (tms when tilemapresource.xml is there)."),
+    zoom: Optional[str] = typer.Option(None, "--zoom", "-z", help="GeoTIFF: zooms to cut (default: its native zoom and 3 below)."),
+    title: Optional[str] = typer.Option(None, "--title", help="A readable title for a new source."),
+    attribution: str = typer.Option("", "--attribution", help="Attribution (e.g. the vendor and capture date)."),
+    licence: str = typer.Option("", "--licence", help="Licence or permission to trace for OSM."),
+    as_json: bool = JsonOpt,
+):
+    """Load imagery delivered on a disk (purchased imagery) into the project's cache."""
+    from .imagery import coverage, importer, plan
+
+    zooms = coverage.parse_zooms(zoom) if zoom else None
+    with _open(ctx) as p:
+        res = importer.import_tiles(p, path, source=source, scheme=scheme, zooms=zooms, title=title,
+                                    attribution=attribution, licence=licence)
+    if as_json:
+        print(json.dumps(res.as_dict(), ensure_ascii=False, indent=2))
+        return
+    console.print(f"Imported {res.stored:,} tiles from {path} ({res.kind}) into {res.source}, zooms "
+                  f"{', '.join(map(str, res.zooms)) or '-'}; {res.blank:,} blank; cache now {res.cache_tiles:,} tiles, "
+                  f"{plan.human_bytes(res.cache_bytes)}")
+    for b in res.bad[:10]:
+        err_console.print(f"[yellow]Skipped[/] {b}", soft_wrap=True)
+    if len(res.bad) > 10:
+        err_console.print(f"[yellow]Skipped[/] {len(res.bad) - 10} more bad file(s)")
+
+
+@imagery_app.command("serve")
+def imagery_serve(
+    ctx: typer.Context,
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: the whole local network)."),
+    port: int = typer.Option(8001, "--port", help="Port to listen on."),
+):
+    """Serve the imagery cache as XYZ tiles for JOSM and iD (Ctrl-C stops)."""
+    from .imagery.serve import make_server
+
+    with _open(ctx) as p:
+        folder = p.path
+    httpd = make_server(folder, host, port)
+    shown = "127.0.0.1" if host == "0.0.0.0" else host
+    names = httpd.service.sources()
+    console.print(f"Serving {', '.join(names) or 'no cache yet'} on http://{shown}:{httpd.server_address[1]}/tiles/"
+                  f"<source>/{{z}}/{{x}}/{{y}} (Ctrl-C stops)")
+    try:
+        httpd.serve_forever()
+    except KeyboardInterrupt:
+        console.print("Stopped")
+    finally:
+        httpd.server_close()
+
+
+@app.command("josm")
+def josm_cmd(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="Task number or z/x/y."),
+    source: Optional[str] = SourceOpt,
+    tiles_url: str = TilesUrlOpt,
+    hashtags: Optional[str] = HashtagsOpt,
+    josm_url: str = typer.Option("http://127.0.0.1:8111", "--josm-url", help="JOSM's remote control."),
+    download: bool = typer.Option(False, "--download", help="Also download current OSM data (online rooms)."),
+    open_: bool = typer.Option(False, "--open", help="Send the requests to JOSM now."),
+    as_json: bool = JsonOpt,
+):
+    """Print (or --open) the JOSM remote-control requests for a task: imagery, locked boundary, zoom, changeset."""
+    from .imagery import editors
+    from .tasks.lifecycle import get_task
+
+    with _open(ctx) as p:
+        if hashtags:
+            editors.set_hashtags(p, hashtags)
+        s = editors.setup(p, get_task(p, task), source=source, tiles_url=tiles_url)
+        urls = editors.josm_urls(p, s, josm_url=josm_url, download=download)
+    for w in s.warnings:
+        err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
+    if as_json:
+        print(json.dumps([{"what": w, "url": u} for w, u in urls], ensure_ascii=False, indent=2))
+    else:
+        for _, u in urls:
+            print(u)
+    if open_:
+        editors.open_in_josm(urls)
+        err_console.print(f"Sent {len(urls)} requests to JOSM")
+
+
+@app.command("id-url")
+def id_url_cmd(
+    ctx: typer.Context,
+    task: str = typer.Argument(..., help="Task number or z/x/y."),
+    source: Optional[str] = SourceOpt,
+    tiles_url: str = TilesUrlOpt,
+    hashtags: Optional[str] = HashtagsOpt,
+):
+    """Print the iD editor URL for a task, with the cached imagery, the boundary and the changeset comment."""
+    from .imagery import editors
+    from .tasks.lifecycle import get_task
+
+    with _open(ctx) as p:
+        if hashtags:
+            editors.set_hashtags(p, hashtags)
+        s = editors.setup(p, get_task(p, task), source=source, tiles_url=tiles_url)
+        url = editors.id_url(p, s, tiles_url=tiles_url)
+    for w in s.warnings:
+        err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
+    print(url)
 
 
 def main() -> None:

@@ -69,5 +69,37 @@ for fmt in geojson gpkg gpx osm csv; do
 done
 mapathon export tasks --format shp -o "$OUT/exports/shapefile/tasks.shp"
 
+say "8. Imagery: what the area needs, what buying it would cost, an offline cache for the editors"
+mapathon imagery plan --zoom 16-19 --min-order-km2 25
+mapathon imagery plan --village Dianguirdé --zoom 16-19
+# A stand-in for a real imagery server, on this computer only: the demo needs no internet.
+python3 "$HERE/../../tests/tileserver.py" > "$OUT/tileserver.txt" &
+TILES_PID=$!
+trap 'kill $TILES_PID 2>/dev/null || true' EXIT
+for _ in $(seq 100); do grep -q PORT "$OUT/tileserver.txt" 2>/dev/null && break; sleep 0.1; done
+TILES_PORT=$(awk '/PORT/ {print $2}' "$OUT/tileserver.txt")
+mapathon imagery add demo-tiles "tms[0,20]:http://127.0.0.1:$TILES_PORT/{zoom}/{x}/{y}.jpg" \
+  --attribution "generated demo tiles" --default
+mapathon imagery fetch --village Dianguirdé --zoom 16-17 --workers 4
+mapathon imagery fetch --village Dianguirdé --zoom 16-17   # run again: nothing left to fetch
+kill $TILES_PID 2>/dev/null || true
+mapathon imagery list
+# What a volunteer's JOSM or iD receives for Awa's task (with 'mapathon imagery serve' running)
+mapathon josm "$AWA"
+mapathon id-url "$AWA"
+
+say "9. Paper maps for the field teams: the Dianguirdé atlas in French, and one village for phones"
+# From the project's merged data (merged/latest.osm.pbf) when there is one, else from the 2019 extract.
+DATA_OPT=()
+[ -f "$MAPATHON_PROJECT/merged/latest.osm.pbf" ] || DATA_OPT=(--data "$HERE/dianguirde-area-pois-osm2019.osm.pbf")
+mapathon print ${DATA_OPT[@]+"${DATA_OPT[@]}"} --lang fr --paper A4 --scale 1:5000 --tasks-overlay \
+  -o "$OUT/atlas-dianguirde.pdf"
+mkdir -p "$OUT/phone"
+mapathon print ${DATA_OPT[@]+"${DATA_OPT[@]}"} --village Dianguirdé --format png -o "$OUT/phone/dianguirde.png"
+if [ -f "$MAPATHON_PROJECT/imagery/demo-tiles.mbtiles" ]; then  # the imagery cached in step 8, under the map
+  mapathon print ${DATA_OPT[@]+"${DATA_OPT[@]}"} --village Dianguirdé --grayscale \
+    --imagery "$MAPATHON_PROJECT/imagery/demo-tiles.mbtiles" -o "$OUT/atlas-dianguirde-imagery.pdf"
+fi
+
 say "Done: see $OUT"
 ls -R "$OUT" | head -40

@@ -17,16 +17,32 @@ WGS84 = "epsg:4326"
 
 @functools.lru_cache(maxsize=1)
 def mapnik():
-    """Import mapnik and register its bundled fonts (once)."""
+    """Import mapnik and register its bundled fonts (once).
+
+    The wheel's ``__init__`` points GDAL_DATA, PROJ_LIB and ICU_DATA at its own
+    copies for the whole process; that breaks pyproj, rasterio and any GDAL
+    command run afterwards. Mapnik has read them by the end of the import, so
+    they are put back as they were.
+    """
+    keys = ("GDAL_DATA", "PROJ_LIB", "PROJ_DATA", "ICU_DATA")
+    before = {k: os.environ.get(k) for k in keys}
     import mapnik as _mapnik
     from mapnik import paths
 
     _mapnik.register_fonts(paths.fontscollectionpath)
+    # make sure PROJ inside mapnik has found its database before the variables go
+    _mapnik.ProjTransform(_mapnik.Projection(WGS84), _mapnik.Projection(WEB_MERCATOR)).forward(_mapnik.Box2d(0, 0, 1, 1))
+    for k, v in before.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
     return _mapnik
 
 
 def font_path(name: str = "DejaVuSans.ttf") -> str:
     """Path of a bundled TrueType font (for page furniture drawn outside Mapnik)."""
+    mapnik()  # importing anything from the wheel runs its __init__: do it the safe way
     from mapnik import paths
 
     return os.path.join(paths.fontscollectionpath, name)
@@ -78,3 +94,27 @@ def project_bbox(bbox_lonlat, srs: str):
     m = mapnik()
     tr = m.ProjTransform(m.Projection(WGS84), m.Projection(srs))
     return tr.forward(m.Box2d(*bbox_lonlat))
+
+
+# -- print (mapathon print): Mapnik XML style files in the package, vector PDF output -------------------
+
+STYLES_DIR = Path(__file__).parent / "styles"
+
+
+def style_template(name: str) -> str:
+    """The text of a Mapnik XML style file shipped in ``mapathon/render/styles/``."""
+    return (STYLES_DIR / name).read_text(encoding="utf-8")
+
+
+def render_pdf(xml: str, box, width_pt: int, height_pt: int, path: str | Path, *, base_path: str = "") -> None:
+    """Render a Mapnik XML map into a one-page vector PDF (cairo) of width × height points.
+
+    *box* is a ``mapnik.Box2d`` in the map's own srs with the same aspect ratio as the page,
+    so 1 Mapnik pixel is 1 PDF point and symbol sizes in the style are in points. Text is
+    kept as text with embedded, subset fonts.
+    """
+    m = mapnik()
+    mp = m.Map(int(width_pt), int(height_pt))
+    m.load_map_from_string(mp, xml, False, base_path)
+    mp.zoom_to_box(box)
+    m.render_to_file(mp, str(path), "pdf")

@@ -1,0 +1,797 @@
+"""``mapathon print``: a printable field atlas from OSM data, offline.
+
+The steps: read the data once into the layer cache; choose the areas (villages, tasks
+or a box) and lay pages over them in the local UTM zone; render each map body with
+Mapnik to vector PDF; draw the page furniture, cover and index with ReportLab; put
+the maps under the furniture with pikepdf; write the PDF (or one PNG per page)
+atomically. Every check that can fail is made before anything is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+from shapely.geometry import box as shapely_box
+
+from .. import geo
+from ..errors import MapathonError
+from ..fsutil import atomic_path
+from . import furniture, imagery as imagery_mod, layout, mapbody, symbols
+from .cache import open_cache
+from .i18n import LANGS, Words
+
+FORMAT_VERSION = 1
+MERGED_LATEST = Path("merged") / "latest.osm.pbf"
+# how far around a village point its houses are looked for, by place rank (metres)
+SEARCH_RADIUS = {1: 3000, 2: 1500, 3: 1000, 4: 500, 5: 400, 6: 300, 7: 250}
+CLUSTER_GAP = 60.0  # houses closer than this belong to the same village
+# name:xx put in the index: the atlas's languages and those of the Sahel (Bambara, Fula, Soninke...)
+INDEX_NAME_LANGS = {"fr", "en", "bm", "ff", "snk", "son", "dyu", "wo", "ha", "mos", "tmh", "kr", "dje"}
+
+
+@dataclass
+class PrintOptions:
+    output: Path
+    data: Path | None = None
+    villages: list[str] = field(default_factory=list)
+    tasks: str | None = None
+    bbox: str | None = None
+    paper: str = "A4"
+    orientation: str = "portrait"
+    scale: str = "1:5000"
+    lang: str = "fr"
+    grayscale: bool = False
+    notes: str | None = None
+    tasks_overlay: bool = False
+    imagery: Path | None = None
+    fmt: str = "pdf"
+    max_pages: int = 60
+    project_dir: Path | None = None  # the --project option (or $MAPATHON_PROJECT), may not be a project
+
+
+@dataclass
+class AtlasResult:
+    outputs: list[Path]
+    pages: int
+    map_pages: int
+    areas: list[str]
+    data: Path
+    cache: Path
+    cache_built: bool
+    seconds: float
+    timings: dict[str, float]
+
+
+@dataclass
+class Area:
+    name: str
+    extent: tuple[float, float, float, float]  # UTM
+    keep: object = None  # callable(box) -> bool, or None
+    kind: str = "village"
+
+
+# -- entry point -----------------------------------------------------------------------------------------
+
+
+def make_atlas(opts: PrintOptions) -> AtlasResult:
+    t0 = time.perf_counter()
+    timings: dict[str, float] = {}
+    words, scale, lay, fmt = _check_options(opts)
+    project = _open_project(opts)
+    try:
+        return _make(opts, project, words, scale, lay, fmt, t0, timings)
+    finally:
+        if project is not None:
+            project.close()
+
+
+def _check_options(opts: PrintOptions):
+    if opts.lang not in LANGS:
+        raise MapathonError(f"--lang {opts.lang}: choose fr or en")
+    fmt = (opts.fmt or "pdf").lower()
+    if fmt not in ("pdf", "png"):
+        raise MapathonError(f"--format {opts.fmt}: choose pdf or png")
+    scale = layout.parse_scale(opts.scale)
+    if opts.notes not in (None, "half", "page"):
+        raise MapathonError(f"--notes {opts.notes}: choose half or page")
+    lay = layout.page_layout(opts.paper, opts.orientation, opts.notes)
+    if opts.max_pages < 1:
+        raise MapathonError(f"--max-pages {opts.max_pages}: give at least 1")
+    chosen = sum(1 for v in (opts.villages, opts.tasks, opts.bbox) if v)
+    if chosen > 1:
+        raise MapathonError("give only one of --village, --tasks and --bbox")
+    out = Path(opts.output)
+    if fmt == "pdf" and out.suffix.lower() != ".pdf":
+        raise MapathonError(f"-o {out}: the atlas is a PDF; name it .pdf (or use --format png)")
+    if str(out.parent) and not out.parent.is_dir():
+        raise MapathonError(f"-o {out}: folder {out.parent} does not exist")
+    return Words(opts.lang), scale, lay, fmt
+
+
+def _open_project(opts: PrintOptions):
+    from ..project import DB_NAME, open_project, resolve_dir
+
+    folder = resolve_dir(opts.project_dir)
+    needs = opts.tasks or opts.tasks_overlay or not (opts.villages or opts.bbox)
+    if (folder / DB_NAME).is_file():
+        return open_project(folder)
+    if needs:
+        what = "--tasks" if opts.tasks else "--tasks-overlay" if opts.tasks_overlay else \
+            "printing the project's villages (no --village/--bbox given)"
+        raise MapathonError(f"{folder}: not a mapathon project, and {what} needs one "
+                            f"(use --project, or give --bbox W,S,E,N / --village NAME with --data FILE)")
+    return None
+
+
+def _data_file(opts: PrintOptions, project) -> Path:
+    if opts.data:
+        data = Path(opts.data)
+        if not data.is_file():
+            raise MapathonError(f"--data {data}: no such file")
+        return data
+    if project is not None:
+        latest = project.path / MERGED_LATEST
+        if latest.is_file():
+            return latest
+        raise MapathonError(f"{project.path}: no merged data yet ({MERGED_LATEST} is missing); "
+                            f"run 'mapathon merge' first or give --data FILE.osm.pbf")
+    raise MapathonError("no data: give --data FILE.osm.pbf")
+
+
+def _make(opts, project, words: Words, scale, lay, fmt, t0, timings) -> AtlasResult:
+    data = _data_file(opts, project)
+    out = Path(opts.output)
+    cache_dir = (project.path / "cache") if project is not None else (out.parent / ".mapathon-cache")
+    cache = open_cache(data, cache_dir)
+    timings["cache"] = time.perf_counter() - t0
+    mb = imagery_mod.open_mbtiles(opts.imagery) if opts.imagery else None
+    conn = cache.connect()
+    try:
+        centre = _selection_centre(opts, project, conn)
+        epsg = geo.utm_epsg(*centre)
+        to_utm = geo.transformer(4326, epsg)
+        to_wgs = geo.transformer(epsg, 4326)
+        areas, title = _areas(opts, project, conn, to_utm, words)
+        ground = lay.ground_size(scale)
+        overlap = layout.OVERLAP_MM * scale / 1000.0
+        # count first: refuse before any work
+        count = sum(_count_pages(a, ground, overlap) for a in areas)
+        if count > opts.max_pages:
+            raise MapathonError(
+                f"the atlas would need {count} map pages at 1:{scale} on {lay.paper} {lay.orientation}, more than "
+                f"--max-pages {opts.max_pages}; choose fewer villages, a smaller scale (e.g. 1:{scale * 2}), "
+                f"a larger paper, or raise --max-pages")
+        pages: list[layout.MapPage] = []
+        for ai, a in enumerate(areas):
+            grid = layout.plan_grid(a.extent, ground, overlap, a.keep)
+            ncols = max((g[0] for g in grid), default=0) + 1
+            nrows = max((g[1] for g in grid), default=0) + 1
+            for col, row, bx in grid:
+                pages.append(layout.MapPage(a.name, ai, col, row, bx, grid_size=(ncols, nrows)))
+        if not pages:
+            raise MapathonError("nothing to print: the selection covers no page")
+        polys_wgs = [_wgs_polygon(p.box, to_wgs) for p in pages]
+        boxes_wgs = [pw.bounds for pw in polys_wgs]
+        if not _has_data(conn, polys_wgs):
+            raise MapathonError(f"{data}: no mapped features in the area to print "
+                                f"({_fmt_bbox(_union(boxes_wgs))}); check --data, --bbox or the village names")
+        # physical page numbers: cover = 1, then maps (each followed by its notes page with --notes page)
+        per = 2 if opts.notes == "page" else 1
+        for i, p in enumerate(pages):
+            p.number = 2 + i * per
+        _link_neighbours(pages)
+        tasks = _load_tasks(project) if opts.tasks_overlay else None
+        timings["plan"] = time.perf_counter() - t0 - sum(timings.values())
+
+        with tempfile.TemporaryDirectory(prefix="mapathon-print-") as tmpd:
+            work = Path(tmpd)
+            style = mapbody.MapStyle(cache.path, f"epsg:{epsg}", work, grayscale=opts.grayscale,
+                                     imagery=mb is not None)
+            # map bodies
+            legends, bodies = [], []
+            for i, (p, bw, pw) in enumerate(zip(pages, boxes_wgs, polys_wgs)):
+                query = mapbody.expand(bw, 0.0005)
+                img_layer = ""
+                if mb is not None:
+                    img_layer = imagery_mod.page_layer(mb, query, scale * 0.00025, work / f"img-{i}.png",
+                                                       grayscale=opts.grayscale)
+                ptasks = _page_tasks(tasks, bw, words) if tasks else None
+                xml = style.page_xml(query, imagery_layer=img_layer, tasks=ptasks,
+                                     blockers=_blockers(p, lay, words))
+                dest = work / f"map-{i}.pdf"
+                mapbody.render(xml, p.box, lay.frame_pt, dest, what=f"map of page {p.number}")
+                bodies.append(dest)
+                legends.append(_legend_keys(conn, pw) + (["task"] if ptasks else []))
+            timings["maps"] = time.perf_counter() - t0 - sum(timings.values())
+
+            # the cover's key map
+            cover_frame, contents_rect = furniture.cover_layout(lay.width, lay.height, len(areas))
+            key_box, key_scale = _key_box(pages, project if not (opts.villages or opts.bbox or opts.tasks) else None,
+                                          to_utm, cover_frame)
+            key_wgs = _wgs_bounds(key_box, to_wgs)
+            n_buildings = conn.execute(
+                "SELECT COUNT(*) FROM rt_polys r WHERE " + mapbody.where_sql(key_wgs)).fetchone()[0]
+            key_pt = (int(cover_frame.w * layout.MM), int(cover_frame.h * layout.MM))
+            page_feats = [{"type": "Feature", "properties": {"number": str(p.number)},
+                           "geometry": shapely.geometry.mapping(_wgs_polygon(p.box, to_wgs))} for p in pages]
+            frame_mm = min(ground) / key_scale * 1000
+            points = None
+            if frame_mm < 12:  # frames too small to hold their number: write it beside them
+                points = [{"type": "Feature", "properties": {"number": str(p.number)},
+                           "geometry": shapely.geometry.mapping(shapely.Point(*to_wgs.transform(*p.centre)))}
+                          for p in pages]
+            xml = style.keymap_xml(mapbody.expand(key_wgs, 0.001), areas=_area_features(project, opts),
+                                   pages=page_feats, buildings=n_buildings < 60000,
+                                   number_size=9 if points else min(11.0, max(6.0, frame_mm * 0.8)),
+                                   number_points=points, number_offset=frame_mm * layout.MM / 2 + 1.5)
+            key_pdf = work / "keymap.pdf"
+            mapbody.render(xml, key_box, key_pt, key_pdf, what="key map of the cover")
+
+            # index
+            index = _index_entries(conn, pages, boxes_wgs, to_utm, lay, scale, words)
+            timings["keymap+index"] = time.perf_counter() - t0 - sum(timings.values())
+
+            # furniture, cover, notes, index with ReportLab
+            data_date = words("data_date", date=words.date(cache.data_date)) if cache.data_date else words("unknown_date")
+            print_date = words.date(dt.date.today().isoformat())
+            atlas_id = hashlib.sha256(json.dumps([cache.sha256, opts.villages, opts.tasks, opts.bbox, scale, lay.paper,
+                                                  lay.orientation]).encode()).hexdigest()[:8]
+            project_name = project.name if project is not None else data.name.split(".")[0]
+            furniture_pdf = work / "furniture.pdf"
+            n_index = _draw_furniture(furniture_pdf, opts, lay, scale, words, pages, legends, boxes_wgs, to_wgs,
+                                      to_utm, epsg, areas, title, project_name, atlas_id, data_date, print_date,
+                                      index, cover_frame, contents_rect, key_scale, style.pal,
+                                      tasks is not None, mb is not None)
+            timings["furniture"] = time.perf_counter() - t0 - sum(timings.values())
+            total = 1 + len(pages) * per + n_index
+            assembled = work / "atlas.pdf"
+            _assemble(furniture_pdf, assembled, pages, bodies, lay, key_pdf, cover_frame)
+            outputs = _write_outputs(assembled, out, fmt, lay)
+            timings["assemble"] = time.perf_counter() - t0 - sum(timings.values())
+    finally:
+        conn.close()
+    return AtlasResult(outputs, total, len(pages), [a.name for a in areas], data, cache.path, cache.built,
+                       time.perf_counter() - t0, timings)
+
+
+# -- selecting areas -------------------------------------------------------------------------------------
+
+
+def _norm(name: str) -> str:
+    s = unicodedata.normalize("NFKD", name.casefold())
+    return "".join(ch for ch in s if not unicodedata.combining(ch)).replace("-", " ").replace("'", "").strip()
+
+
+def parse_bbox(text: str) -> tuple[float, float, float, float]:
+    try:
+        w, s, e, n = (float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        raise MapathonError(f"--bbox {text}: give four numbers W,S,E,N in degrees (e.g. 9.50,47.12,9.54,47.15)") \
+            from None
+    if not (-180 <= w < e <= 180 and -80 <= s < n <= 84):
+        raise MapathonError(f"--bbox {text}: not a box W,S,E,N in degrees (west < east, south < north, "
+                            f"latitudes within the UTM zones)")
+    return w, s, e, n
+
+
+def parse_task_ids(text: str) -> list[int]:
+    ids: list[int] = []
+    for part in text.replace(" ", "").split(","):
+        if not part:
+            continue
+        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not m:
+            raise MapathonError(f"--tasks {text}: give task numbers like 12,15,20-30")
+        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
+        if b < a or b - a > 100_000:
+            raise MapathonError(f"--tasks {text}: bad range {part}")
+        ids.extend(range(a, b + 1))
+    if not ids:
+        raise MapathonError(f"--tasks {text}: give task numbers like 12,15,20-30")
+    return ids
+
+
+def _find_village(name: str, project, conn):
+    """(name, lon, lat, rank, region polygon WGS84 or None) for a village name."""
+    key = _norm(name)
+    if project is not None:
+        for v in project.villages():
+            if v["name"] and _norm(v["name"]) == key:
+                g = shapely.from_wkb(v["geom"])
+                if v["lon"] is not None:
+                    lon, lat = v["lon"], v["lat"]
+                else:
+                    rp = g.representative_point()
+                    lon, lat = rp.x, rp.y
+                row = conn.execute("SELECT rank FROM places WHERE name = ? ORDER BY rank LIMIT 1", (v["name"],)).fetchone()
+                return v["name"], lon, lat, row[0] if row else 3, g
+    rows = conn.execute("SELECT name, names, lon, lat, rank FROM places ORDER BY rank").fetchall()
+    for r in rows:
+        if _norm(r["name"]) == key:
+            return r["name"], r["lon"], r["lat"], r["rank"], None
+    for r in rows:
+        if r["names"] and any(_norm(v) == key for v in json.loads(r["names"]).values()):
+            return r["name"], r["lon"], r["lat"], r["rank"], None
+    if project is not None and project.villages():
+        names = ", ".join(v["name"] for v in project.villages())
+        raise MapathonError(f"--village {name}: no such village in the project or the data (villages: {names})")
+    near = [r["name"] for r in rows if key[:3] and _norm(r["name"]).startswith(key[:3])][:8]
+    hint = f" (similar: {', '.join(near)})" if near else ""
+    raise MapathonError(f"--village {name}: no place of that name in the data{hint}")
+
+
+def _selection_centre(opts, project, conn) -> tuple[float, float]:
+    if opts.bbox:
+        w, s, e, n = parse_bbox(opts.bbox)
+        return (w + e) / 2, (s + n) / 2
+    if opts.tasks:
+        geoms = _task_geoms(project, parse_task_ids(opts.tasks))
+        c = shapely.union_all(list(geoms.values())).centroid
+        return c.x, c.y
+    if opts.villages:
+        pts = [_find_village(v, project, conn)[1:3] for v in opts.villages]
+    else:
+        pts = []
+        for v in project.villages():
+            if v["lon"] is not None:
+                pts.append((v["lon"], v["lat"]))
+            else:
+                rp = shapely.from_wkb(v["geom"]).representative_point()
+                pts.append((rp.x, rp.y))
+        if not pts:
+            raise MapathonError(f"{project.path}: the project has no villages; give --bbox W,S,E,N or --village NAME")
+    return float(np.mean([p[0] for p in pts])), float(np.mean([p[1] for p in pts]))
+
+
+def _task_geoms(project, ids: list[int]) -> dict[int, object]:
+    from ..tasks import lifecycle
+
+    found = {t.id: t.geom for t in lifecycle.list_tasks(project) if t.id in set(ids)}
+    missing = [i for i in ids if i not in found]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
+        raise MapathonError(f"--tasks: no such task(s): {shown}")
+    return found
+
+
+def _areas(opts, project, conn, to_utm, words: Words) -> tuple[list[Area], str]:
+    if opts.bbox:
+        w, s, e, n = parse_bbox(opts.bbox)
+        poly = geo.reproject(shapely.segmentize(shapely_box(w, s, e, n), 0.001), "EPSG:4326", to_utm.target_crs)
+        name = project.name if project is not None else words("area")
+        return [Area(name, poly.bounds, kind="bbox")], name
+    if opts.tasks:
+        ids = parse_task_ids(opts.tasks)
+        geoms = _task_geoms(project, ids)
+        utm = [geo.reproject(g, "EPSG:4326", to_utm.target_crs) for g in geoms.values()]
+        union = shapely.union_all(utm)
+        shapely.prepare(union)
+        label = words("tasks_area", ids=_short_ids(sorted(set(ids))))
+        return [Area(label, union.bounds, keep=lambda b, u=union: u.intersects(shapely_box(*b)), kind="tasks")], label
+    names = opts.villages or [v["name"] for v in project.villages()]
+    areas = []
+    seen = set()
+    for nm in names:
+        name, lon, lat, rank, region = _find_village(nm, project, conn)
+        if name in seen:
+            continue
+        seen.add(name)
+        areas.append(Area(name, _village_extent(conn, lon, lat, rank, region, to_utm)))
+    title = project.name if project is not None else ", ".join(a.name for a in areas[:3])
+    return areas, title
+
+
+def _short_ids(ids: list[int]) -> str:
+    parts, start, prev = [], None, None
+    for i in ids + [None]:
+        if start is None:
+            start = prev = i
+        elif i is not None and i == prev + 1:
+            prev = i
+        else:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = prev = i
+    return ", ".join(parts[:6]) + (" ..." if len(parts) > 6 else "")
+
+
+def _village_extent(conn, lon, lat, rank, region, to_utm) -> tuple[float, float, float, float]:
+    """The built-up area around a village point: the cluster of houses that holds (or is nearest to)
+    the point, within the project's village area or a radius suited to the place's rank."""
+    cx, cy = to_utm.transform(lon, lat)
+    radius = SEARCH_RADIUS.get(rank, 500)
+    if region is not None:
+        reg = geo.reproject(region, "EPSG:4326", to_utm.target_crs)
+        reg = reg.intersection(shapely.Point(cx, cy).buffer(max(radius, 1000)))
+    else:
+        reg = shapely.Point(cx, cy).buffer(radius)
+    w, s, e, n = geo.reproject(reg, to_utm.target_crs, "EPSG:4326").bounds
+    rows = conn.execute(
+        "SELECT p.geom FROM polys p JOIN rt_polys r ON r.id = p.id WHERE p.kind = 'building' AND "
+        + mapbody.where_sql((w, s, e, n))).fetchall()
+    point_extent = (cx - 1, cy - 1, cx + 1, cy + 1)
+    if not rows:
+        return point_extent
+    geoms = geo.reproject(shapely.from_wkb([r[0] for r in rows]), "EPSG:4326", to_utm.target_crs)
+    cent = shapely.centroid(geoms)
+    inside = shapely.contains_xy(reg, shapely.get_x(cent), shapely.get_y(cent))
+    if not inside.any():
+        return point_extent
+    blobs = shapely.union_all(shapely.buffer(cent[inside], CLUSTER_GAP / 2, quad_segs=2))
+    parts = list(blobs.geoms) if hasattr(blobs, "geoms") else [blobs]
+    here = shapely.Point(cx, cy)
+    best = min(parts, key=lambda g: g.distance(here))
+    if best.distance(here) > 400:
+        return point_extent
+    minx, miny, maxx, maxy = best.buffer(-CLUSTER_GAP / 2 + 5).bounds if not best.buffer(
+        -CLUSTER_GAP / 2 + 5).is_empty else best.bounds
+    return (min(minx, cx), min(miny, cy), max(maxx, cx), max(maxy, cy))
+
+
+def _count_pages(a: Area, ground, overlap) -> int:
+    if a.keep is None:
+        return layout.grid_count(a.extent, ground, overlap)
+    return len(layout.plan_grid(a.extent, ground, overlap, a.keep))
+
+
+def _link_neighbours(pages: list[layout.MapPage]) -> None:
+    where = {(p.area_index, p.col, p.row): p.number for p in pages}
+    for p in pages:
+        for side, (dc, dr) in {"N": (0, -1), "S": (0, 1), "W": (-1, 0), "E": (1, 0)}.items():
+            n = where.get((p.area_index, p.col + dc, p.row + dr))
+            if n:
+                p.neighbours[side] = n
+
+
+# -- geometry helpers ------------------------------------------------------------------------------------
+
+
+def _wgs_polygon(box_utm, to_wgs):
+    poly = shapely.segmentize(shapely_box(*box_utm), max(1.0, (box_utm[2] - box_utm[0]) / 20))
+    return geo.reproject(poly, to_wgs.source_crs, "EPSG:4326")
+
+
+def _wgs_bounds(box_utm, to_wgs):
+    return _wgs_polygon(box_utm, to_wgs).bounds
+
+
+def _union(boxes):
+    return (min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes))
+
+
+def _fmt_bbox(b):
+    return ",".join(f"{v:.5f}" for v in b)
+
+
+def _blockers(p: layout.MapPage, lay, words: Words):
+    """The neighbour arrows' boxes, in UTM, as (x, y, width pt, height pt) for the map style."""
+    fw, fh = lay.frame_pt
+    minx, miny, maxx, maxy = p.box
+    out = []
+    for side, num in p.neighbours.items():
+        x, y, w, h = furniture.arrow_box(side, num, 0, 0, fw, fh, words)
+        cx, cy = x + w / 2, y + h / 2
+        out.append((minx + cx / fw * (maxx - minx), miny + cy / fh * (maxy - miny), w + 4, h + 4))
+    return out
+
+
+def _has_data(conn, pages_wgs) -> bool:
+    """True when some feature of the cache is really on one of the pages (not only its bounding box)."""
+    return any(_kinds_on_page(conn, poly, first_only=True) for poly in pages_wgs)
+
+
+def _kinds_on_page(conn, poly, first_only=False) -> dict[str, set]:
+    """The kinds of features drawn on a page (WGS84 polygon), per table."""
+    w = mapbody.where_sql(poly.bounds)
+    shapely.prepare(poly)
+    out: dict[str, set] = {}
+    for table, cols in (("points", "p.kind"), ("places", "p.kind"), ("lines", "p.kind, p.seasonal"),
+                        ("polys", "p.kind")):
+        rows = conn.execute(f"SELECT {cols}, p.geom FROM {table} p JOIN rt_{table} r ON r.id = p.id WHERE {w}").fetchall()
+        if not rows:
+            continue
+        hit = shapely.intersects(poly, shapely.from_wkb([r[-1] for r in rows]))
+        kinds = set()
+        for r, h in zip(rows, hit):
+            if h:
+                kinds.add(("seasonal" if r[1] and r[0] in ("stream", "river", "ditch") else r[0])
+                          if table == "lines" else r[0])
+        if kinds:
+            out[table] = kinds
+            if first_only:
+                return out
+    return out
+
+
+def _legend_keys(conn, poly) -> list[str]:
+    """The legend entries of what is drawn on a page, in legend order."""
+    k = _kinds_on_page(conn, poly)
+    polys, lines, points = k.get("polys", set()), k.get("lines", set()), k.get("points", set())
+    keys = [x for x in symbols.WATER_POINTS if x in points]
+    keys += [x for x in symbols.POI_KINDS if x in points and x not in symbols.WATER_POINTS]
+    keys += [x for x in symbols.AREA_KEYS if x in polys]
+    keys += [x for x in symbols.LINE_KEYS if x in lines]
+    return keys
+
+
+def _load_tasks(project):
+    from ..tasks import lifecycle
+
+    ts = [t for t in lifecycle.list_tasks(project) if t.state != lifecycle.SPLIT]
+    if not ts:
+        raise MapathonError(f"--tasks-overlay: the project {project.name} has no tasks yet; run 'mapathon grid' first")
+    geoms = np.array([t.geom for t in ts], dtype=object)
+    return ts, shapely.STRtree(geoms), geoms
+
+
+def _page_tasks(tasks, bw, words: Words) -> list[dict]:
+    ts, tree, geoms = tasks
+    idx = tree.query(shapely_box(*bw))
+    feats = []
+    for i in sorted(idx):
+        t = ts[i]
+        feats.append({"type": "Feature",
+                      "properties": {"id": t.id, "state": t.state, "label": f"#{t.id} {words(t.state)}"},
+                      "geometry": shapely.geometry.mapping(geoms[i])})
+    return feats
+
+
+def _area_features(project, opts) -> list[dict]:
+    if project is None:
+        return []
+    feats = [{"type": "Feature", "properties": {"kind": "aoi"},
+              "geometry": shapely.geometry.mapping(project.aoi_geom())}]
+    for v in project.villages():
+        feats.append({"type": "Feature", "properties": {"kind": v["kind"], "name": v["name"]},
+                      "geometry": shapely.geometry.mapping(shapely.from_wkb(v["geom"]))})
+    return feats
+
+
+def _key_box(pages, project, to_utm, frame: layout.Rect):
+    """The key map's UTM box: every page (and the project's area) with a margin, in the frame's shape.
+    Returns (box, scale denominator)."""
+    b = _union([p.box for p in pages])
+    if project is not None:
+        aoi = geo.reproject(project.aoi_geom(), "EPSG:4326", to_utm.target_crs).bounds
+        b = (min(b[0], aoi[0]), min(b[1], aoi[1]), max(b[2], aoi[2]), max(b[3], aoi[3]))
+    w, h = b[2] - b[0], b[3] - b[1]
+    pad = 0.06 * max(w, h)
+    w, h = w + 2 * pad, h + 2 * pad
+    fw, fh = int(frame.w * layout.MM), int(frame.h * layout.MM)
+    if w / h > fw / fh:
+        h = w * fh / fw
+    else:
+        w = h * fw / fh
+    cx, cy = (b[0] + b[2]) / 2, (b[1] + b[3]) / 2
+    box = (cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2)
+    return box, w / (fw / layout.MM / 1000)
+
+
+# -- index -----------------------------------------------------------------------------------------------
+
+
+def _index_entries(conn, pages, boxes_wgs, to_utm, lay, scale, words: Words):
+    union = _union(boxes_wgs)
+    w = mapbody.where_sql(union)
+    places = conn.execute(f"SELECT p.name, p.names, p.kind, p.lon, p.lat FROM places p JOIN rt_places r "
+                          f"ON r.id = p.id WHERE {w}").fetchall()
+    points = conn.execute(f"SELECT p.name, p.names, p.kind, r.minx AS lon, r.miny AS lat FROM points p "
+                          f"JOIN rt_points r ON r.id = p.id WHERE {w}").fetchall()
+    step = furniture.grid_step_for(scale)
+    min_part = furniture.MIN_SQUARE_MM * scale / 1000.0
+    edges = []
+    for p in pages:
+        minx, miny, maxx, maxy = p.box
+        edges.append((furniture.square_edges(minx, maxx, step, min_part),
+                      list(reversed(furniture.square_edges(miny, maxy, step, min_part)))))
+
+    def locate(lon, lat):
+        x, y = to_utm.transform(lon, lat)
+        best = None
+        for p, (ce, re_) in zip(pages, edges):
+            minx, miny, maxx, maxy = p.box
+            if minx <= x <= maxx and miny <= y <= maxy:
+                d = min(x - minx, maxx - x, y - miny, maxy - y)
+                if best is None or d > best[0]:
+                    best = (d, p, ce, re_)
+        if best is None:
+            return None
+        _, p, ce, re_ = best
+        return f"{words('p')} {p.number}, {furniture.square_of(x, y, ce, re_)}", (p.number, x, -y)
+
+    def latin(s: str) -> bool:
+        return all(not ch.isalpha() or "LATIN" in unicodedata.name(ch, "") for ch in s)
+
+    sections = {"places_section": [], "water_section": [], "services_section": []}
+    for rows, is_place in ((places, True), (points, False)):
+        for r in rows:
+            loc = locate(r["lon"], r["lat"])
+            if loc is None:
+                continue
+            ref, pos = loc
+            kind_word = words(r["kind"])
+            if is_place:
+                sec = "places_section"
+            elif r["kind"] in symbols.WATER_POINTS:
+                sec = "water_section"
+            else:
+                sec = "services_section"
+            if r["name"]:
+                name, detail = r["name"], kind_word.lower() if not is_place else kind_word
+                if _norm(name) == _norm(kind_word):
+                    detail = ""
+            else:
+                name, detail = kind_word, ""
+            sort = _norm(name) + f" {pos[0]:05d}"
+            sections[sec].append(furniture.IndexEntry(sec, name, detail, ref, sort))
+            if r["names"] and r["name"]:
+                for k, alt in json.loads(r["names"]).items():
+                    k = k.split("#")[0]
+                    if k.startswith("name:") and k[5:] not in INDEX_NAME_LANGS:
+                        continue
+                    if alt != r["name"] and latin(alt):
+                        sections[sec].append(furniture.IndexEntry(sec, alt, f"→ {r['name']}", ref, _norm(alt)))
+    out = []
+    for sec, entries in sections.items():
+        entries.sort(key=lambda e: e.sort)
+        # identical lines (same name, same page and square) once
+        uniq, seen = [], set()
+        for e in entries:
+            k = (e.name, e.detail, e.ref)
+            if k not in seen:
+                seen.add(k)
+                uniq.append(e)
+        out.append((sec, uniq))
+    return out
+
+
+# -- drawing and assembling --------------------------------------------------------------------------------
+
+
+def _draw_furniture(dest, opts, lay, scale, words, pages, legends, boxes_wgs, to_wgs, to_utm, epsg, areas, title,
+                    project_name, atlas_id, data_date, print_date, index, cover_frame, contents_rect, key_scale,
+                    pal, tasks_overlay, with_imagery) -> int:
+    from reportlab.pdfgen import canvas
+
+    furniture.register_fonts()
+    per = 2 if opts.notes == "page" else 1
+    index_title = f"{title} — {project_name}" if title != project_name else title
+    n_index = furniture.draw_index_pages(None, index, lay.width, lay.height, words, 0, 0, index_title, dry_run=True) \
+        if any(e for _, e in index) else 0
+    total = 1 + len(pages) * per + n_index
+    c = canvas.Canvas(str(dest), pagesize=(lay.width * layout.MM, lay.height * layout.MM), pageCompression=1)
+    c.setTitle(f"{title} — {words('atlas')}")
+    c.setAuthor("mapathon")
+    c.setSubject("© OpenStreetMap contributors (ODbL)")
+
+    # cover
+    contents: list[tuple[str, str]] = []
+    for ai, a in enumerate(areas):
+        nums = [p.number for p in pages if p.area_index == ai]
+        if not nums:
+            continue
+        pages_txt = f"{words('p')} {nums[0]}" if len(nums) == 1 else f"{words('p')} {nums[0]}–{nums[-1]}"
+        contents.append((a.name, pages_txt))
+    if n_index:
+        contents.append((words("index"), f"{words('p')} {total - n_index + 1}"))
+    zone = geo.utm_zone_name(epsg)
+    cover = furniture.CoverInfo(
+        title=f"{words('atlas')} — {title}",
+        subtitle=(project_name + " · " if project_name != title else "") + f"{words('overview')} 1:{_round_scale(key_scale)}",
+        lines=[], frame=cover_frame, contents=contents, total=total, data_date=data_date, print_date=print_date,
+        scale_note=words("map_pages", n=len(pages), scale=f"1:{scale}") + f" · {lay.paper} {lay.orientation}"
+        + f" · UTM {zone}")
+    furniture.draw_cover(c, cover, contents_rect, words, lay.width, lay.height)
+    c.showPage()
+
+    step = furniture.grid_step_for(scale)
+    min_part = furniture.MIN_SQUARE_MM * scale / 1000.0
+    subtitle_base = project_name if project_name != title else ""
+    for p, keys in zip(pages, legends):
+        minx, miny, maxx, maxy = p.box
+        cx, cy = p.centre
+        lon, lat = to_wgs.transform(cx, cy)
+        nx, ny = to_utm.transform(lon, lat + 0.01)
+        conv = math.degrees(math.atan2(nx - cx, ny - cy))
+        n_in_area = sum(1 for q in pages if q.area_index == p.area_index)
+        part = ""
+        if n_in_area > 1:
+            idx = [q.number for q in pages if q.area_index == p.area_index].index(p.number) + 1
+            part = f"{words('page')} {idx}/{n_in_area}"
+        bbox = [round(v, 6) for v in _wgs_bounds(p.box, to_wgs)]
+        page_id = f"{atlas_id}-{p.number}"
+        payload = json.dumps({"mapathon": FORMAT_VERSION, "project": project_name, "page": page_id,
+                              "bbox": bbox, "paper": lay.paper, "orientation": lay.orientation, "scale": scale},
+                             ensure_ascii=False, separators=(",", ":"))
+        info = furniture.MapPageInfo(
+            number=p.number, total=total, title=p.area, subtitle=subtitle_base if p.area != subtitle_base else "",
+            area_part=part, layout=lay, scale=scale, box=p.box, zone=zone,
+            to_lonlat=lambda xs, ys: to_wgs.transform(xs, ys), convergence_deg=conv, grid_step=step, legend=keys,
+            neighbours=p.neighbours, qr_payload=payload, page_id=page_id, data_date=data_date,
+            print_date=print_date, tasks=tasks_overlay, imagery=with_imagery,
+            col_edges=furniture.square_edges(minx, maxx, step, min_part),
+            row_edges=list(reversed(furniture.square_edges(miny, maxy, step, min_part))))
+        furniture.draw_map_page(c, info, pal, words)
+        c.showPage()
+        if opts.notes == "page":
+            furniture.draw_notes_page(c, lay, words, p.number + 1, total, p.number, p.area)
+            c.showPage()
+    if n_index:
+        furniture.draw_index_pages(c, index, lay.width, lay.height, words, total - n_index + 1, total, index_title)
+        c.showPage()
+    c.save()
+    return n_index
+
+
+def _round_scale(s: float) -> int:
+    mag = 10 ** max(0, int(math.log10(s)) - 1)
+    return int(round(s / mag) * mag)
+
+
+def _assemble(furniture_pdf: Path, dest: Path, pages, bodies, lay, key_pdf: Path, cover_frame) -> None:
+    """Put each Mapnik map body under its page's furniture (as a form XObject)."""
+    import pikepdf
+
+    with pikepdf.open(furniture_pdf) as pdf:
+        def underlay(page_index: int, body: Path, rect: layout.Rect, size_pt):
+            with pikepdf.open(body) as src:
+                x, y = rect.x * layout.MM, rect.y * layout.MM
+                r = pikepdf.Rectangle(x, y, x + size_pt[0], y + size_pt[1])
+                pikepdf.Page(pdf.pages[page_index]).add_underlay(src.pages[0], r)
+
+        underlay(0, key_pdf, cover_frame, (int(cover_frame.w * layout.MM), int(cover_frame.h * layout.MM)))
+        for p, body in zip(pages, bodies):
+            underlay(p.number - 1, body, lay.frame, lay.frame_pt)
+        pdf.remove_unreferenced_resources()
+        pdf.save(dest, compress_streams=True, object_stream_mode=pikepdf.ObjectStreamMode.generate)
+
+
+def _write_outputs(assembled: Path, out: Path, fmt: str, lay) -> list[Path]:
+    if fmt == "pdf":
+        with atomic_path(out) as tmp:
+            shutil.copyfile(assembled, tmp)
+        return [out]
+    return _write_pngs(assembled, out, lay)
+
+
+PHONE_PX = 1440  # the short side of a page picture, for phone screens
+
+
+def _write_pngs(pdf: Path, out: Path, lay) -> list[Path]:
+    try:
+        import pypdfium2 as pdfium
+    except ImportError:
+        raise MapathonError("--format png needs the pypdfium2 package (pip install pypdfium2)") from None
+    stem = out.name[: -len(out.suffix)] if out.suffix.lower() in (".png", ".pdf") else out.name
+    folder = out.parent if str(out.parent) else Path(".")
+    doc = pdfium.PdfDocument(str(pdf))
+    n = len(doc)
+    digits = max(2, len(str(n)))
+    names = [folder / f"{stem}-{i + 1:0{digits}d}.png" for i in range(n)]
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{stem}.", dir=folder))
+    try:
+        for i in range(n):
+            page = doc[i]
+            w, h = page.get_size()
+            s = PHONE_PX / min(w, h)
+            img = page.render(scale=s).to_pil()
+            img.save(tmpdir / names[i].name, "PNG")
+            page.close()
+        doc.close()
+        for nm in names:
+            os.replace(tmpdir / nm.name, nm)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    return names

@@ -1,0 +1,236 @@
+"""Open a task in JOSM or iD the way HOT's Tasking Manager does, with imagery from the local cache.
+
+JOSM (remote control, http://127.0.0.1:8111), in order:
+
+1. ``/imagery``   the cached imagery as a TMS layer served by ``mapathon imagery serve``;
+2. ``/load_data`` the task boundary as a new *locked* layer that is never uploaded;
+3. ``/load_data`` a new empty layer to map in (saved and handed in with ``mapathon submit``),
+   or with ``download=True`` a ``/load_and_zoom`` that downloads current OSM data (online rooms);
+4. ``/zoom``      to the task, with the changeset comment, source and hashtags.
+
+iD: one URL (``https://www.openstreetmap.org/edit?editor=id#map=...``) with the cached imagery as
+a custom background, the task boundary as a GPX overlay served by ``imagery serve``, the comment
+and the hashtags.
+
+Nothing here touches the network (``open_in_josm`` does, when asked).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import unicodedata
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+from xml.sax.saxutils import escape, quoteattr
+
+import requests
+
+from ..errors import MapathonError
+from . import sources as srcmod
+from .mbtiles import Reader, cache_path
+
+META_HASHTAGS = "hashtags"
+DEFAULT_TILES_URL = "http://127.0.0.1:8001"
+DEFAULT_JOSM_URL = "http://127.0.0.1:8111"
+ID_URL = "https://www.openstreetmap.org/edit"
+
+
+def slug(text: str) -> str:
+    """'Dianguirdé 2026' -> 'dianguirde-2026'."""
+    ascii_ = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_.lower()).strip("-") or "project"
+
+
+def parse_hashtags(text: str) -> list[str]:
+    tags = []
+    for part in re.split(r"[\s,;]+", text or ""):
+        part = part.strip()
+        if not part:
+            continue
+        tag = "#" + part.lstrip("#")
+        if not re.fullmatch(r"#[\w\-]{1,64}", tag):
+            raise MapathonError(f"--hashtags: {part!r} is not a hashtag (letters, digits, '-' and '_')")
+        if tag not in tags:
+            tags.append(tag)
+    if not tags:
+        raise MapathonError("--hashtags: give at least one hashtag, e.g. '#mapathon #dianguirde'")
+    return tags
+
+
+def hashtags(project) -> list[str]:
+    stored = project.meta(META_HASHTAGS)
+    return parse_hashtags(stored) if stored else ["#mapathon", f"#{slug(project.name)}"]
+
+
+def set_hashtags(project, text: str, *, actor: str = "organizer") -> list[str]:
+    tags = parse_hashtags(text)
+    with project.transaction():
+        project.set_meta(META_HASHTAGS, " ".join(tags))
+        project.record(actor=actor, action="project.hashtags", data={"hashtags": tags})
+    return tags
+
+
+def cache_format(project, source_name: str) -> str:
+    path = cache_path(project.path, source_name)
+    if path.is_file():
+        return Reader(path).metadata().get("format", "jpg")
+    return "jpg"
+
+
+def tile_template(tiles_url: str, source_name: str, ext: str = "jpg") -> str:
+    """The XYZ template of a cache as ``imagery serve`` publishes it."""
+    return f"{tiles_url.rstrip('/')}/tiles/{source_name}/{{zoom}}/{{x}}/{{y}}.{ext}"
+
+
+# -- task boundaries ------------------------------------------------------------------------------------
+
+
+def _rings(geom) -> list[list[tuple[float, float]]]:
+    polys = [geom] if geom.geom_type == "Polygon" else list(getattr(geom, "geoms", []))
+    rings = []
+    for p in polys:
+        if p.geom_type != "Polygon" or p.is_empty:
+            continue
+        rings.append(list(p.exterior.coords))
+        rings.extend(list(r.coords) for r in p.interiors)
+    return rings
+
+
+def boundary_osm(task, project_name: str) -> str:
+    """The task boundary as JOSM XML: closed ways with negative ids, never to be uploaded."""
+    lines = ["<?xml version='1.0' encoding='UTF-8'?>",
+             "<osm version='0.6' generator='mapathon' upload='never' download='never'>"]
+    nid = wid = 0
+    ways = []
+    for ring in _rings(task.geom):
+        ids = []
+        for lon, lat in ring[:-1]:
+            nid -= 1
+            ids.append(nid)
+            lines.append(f"<node id='{nid}' lat='{lat:.7f}' lon='{lon:.7f}'/>")
+        ids.append(ids[0])
+        wid -= 1
+        ways.append((wid, ids))
+    for w, ids in ways:
+        lines.append(f"<way id='{w}'>" + "".join(f"<nd ref='{i}'/>" for i in ids)
+                     + f"<tag k='name' v={quoteattr(f'Task {task.id} ({task.key}) of {project_name}')}/>"
+                     + "<tag k='mapathon:task_boundary' v='yes'/></way>")
+    lines.append("</osm>")
+    return "\n".join(lines)
+
+
+def boundary_gpx(task, project_name: str) -> str:
+    """The task boundary as a GPX track (iD shows it as an overlay, as from the Tasking Manager)."""
+    segs = []
+    for ring in _rings(task.geom):
+        segs.append("<trkseg>" + "".join(f'<trkpt lat="{lat:.7f}" lon="{lon:.7f}"/>' for lon, lat in ring)
+                    + "</trkseg>")
+    name = escape(f"Task {task.id} ({task.key}) of {project_name}")
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            '<gpx version="1.1" creator="mapathon" xmlns="http://www.topografix.com/GPX/1/1">'
+            f"<trk><name>{name}</name>{''.join(segs)}</trk></gpx>\n")
+
+
+# -- editor requests ------------------------------------------------------------------------------------
+
+
+@dataclass
+class EditorSetup:
+    task: object
+    source: srcmod.Source
+    tiles: str  # XYZ template of the local cache
+    comment: str
+    hashtags: list[str]
+    warnings: list[str]
+
+
+def setup(project, task, *, source: str | None = None, tiles_url: str = DEFAULT_TILES_URL,
+          hashtags_text: str | None = None) -> EditorSetup:
+    src = srcmod.get(project, source)
+    warnings = []
+    if not cache_path(project.path, src.name).is_file():
+        warnings.append(f"no imagery cache for {src.name} yet: run 'mapathon imagery fetch --source {src.name}' "
+                        "(or 'imagery import') and 'mapathon imagery serve' before opening the editor")
+    tags = parse_hashtags(hashtags_text) if hashtags_text else hashtags(project)
+    where = f" — {', '.join(task.villages)}" if task.villages else ""
+    comment = f"{project.name}: task {task.id} ({task.key}){where} {' '.join(tags)}"
+    if not re.match(r"^https?://[^/\s]+", tiles_url):
+        raise MapathonError(f"--tiles-url {tiles_url}: give the http:// address of 'mapathon imagery serve'")
+    ext = cache_format(project, src.name)
+    return EditorSetup(task, src, tile_template(tiles_url, src.name, ext), comment, tags, warnings)
+
+
+def josm_urls(project, s: EditorSetup, *, josm_url: str = DEFAULT_JOSM_URL, download: bool = False) -> list[tuple[str, str]]:
+    """The remote-control requests, in order, as (what, URL)."""
+    t, base = s.task, josm_url.rstrip("/")
+    west, south, east, north = t.geom.bounds
+    title = f"{s.source.title} (offline cache)"
+    # url must come last: older JOSM versions read everything after url= as the URL
+    imagery = urlencode({"title": title, "type": "tms", "min_zoom": s.source.min_zoom,
+                         "max_zoom": s.source.max_zoom}) + "&url=" + quote(s.tiles, safe="")
+    boundary = urlencode({
+        "new_layer": "true",
+        "layer_name": f"Boundary of task {t.id} ({t.key}) — do not edit or upload",
+        "layer_locked": "true",
+        "upload_policy": "never",
+        "download_policy": "never",
+        "mime_type": "application/x-osm+xml",
+        "data": boundary_osm(t, project.name),
+    })
+    changeset = {"changeset_comment": s.comment, "changeset_source": s.source.title,
+                 "changeset_hashtags": ";".join(h.lstrip("#") for h in s.hashtags)}
+    bbox = {"left": f"{west:.7f}", "right": f"{east:.7f}", "top": f"{north:.7f}", "bottom": f"{south:.7f}"}
+    layer = f"Task {t.id} ({t.key}) edits"
+    out = [("imagery", f"{base}/imagery?{imagery}"), ("task boundary", f"{base}/load_data?{boundary}")]
+    if download:
+        out.append(("OSM data, zoom and changeset", f"{base}/load_and_zoom?" + urlencode(
+            {**bbox, "new_layer": "true", "layer_name": layer, **changeset})))
+    else:
+        empty = "<?xml version='1.0' encoding='UTF-8'?><osm version='0.6' generator='mapathon'></osm>"
+        out.append(("layer to map in", f"{base}/load_data?" + urlencode(
+            {"new_layer": "true", "layer_name": layer, "mime_type": "application/x-osm+xml", "data": empty})))
+        out.append(("zoom and changeset", f"{base}/zoom?" + urlencode({**bbox, **changeset})))
+    return out
+
+
+def map_zoom(task) -> int:
+    """An editor zoom that shows the whole task on a ~1000-pixel-wide screen."""
+    if task.z is not None:
+        return min(task.z + 1, 20)
+    west, south, east, north = task.geom.bounds
+    span = max(east - west, 1e-9)
+    return max(1, min(20, int(math.floor(math.log2(800 * 360 / (256 * span))))))
+
+
+def id_url(project, s: EditorSetup, *, tiles_url: str = DEFAULT_TILES_URL, editor_url: str = ID_URL) -> str:
+    t = s.task
+    c = t.geom.centroid
+    params = {
+        "map": f"{map_zoom(t)}/{c.y:.6f}/{c.x:.6f}",
+        "background": f"custom:{s.tiles}",
+        "comment": s.comment,
+        "hashtags": ",".join(s.hashtags),
+        "source": s.source.title,
+        "gpx": f"{tiles_url.rstrip('/')}/tasks/{t.id}.gpx",
+        "disable_features": "boundaries",
+    }
+    return f"{editor_url}?editor=id#" + urlencode(params, quote_via=quote, safe="")
+
+
+def open_in_josm(urls: list[tuple[str, str]], *, timeout: float = 10.0, pause: float = 0.3) -> None:
+    """Send the requests to JOSM's remote control, in order."""
+    for i, (what, url) in enumerate(urls):
+        try:
+            r = requests.get(url, timeout=timeout)
+        except requests.exceptions.RequestException:
+            host = url.split("/")[2]
+            raise MapathonError(
+                f"JOSM is not answering on {host}: start JOSM and tick Preferences > Remote Control "
+                "> Enable remote control (and 'Import data from URL' / 'Load imagery layers')") from None
+        if r.status_code != 200:
+            raise MapathonError(f"JOSM refused the {what} request (HTTP {r.status_code}: {r.text.strip()[:200]})")
+        if i + 1 < len(urls):
+            time.sleep(pause)
+

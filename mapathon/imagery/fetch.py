@@ -1,0 +1,540 @@
+"""Download tiles into the MBTiles cache: concurrent, polite, resumable.
+
+* a pool of worker threads, each with its own ``requests.Session`` (kept-alive connections);
+* one writer thread owns the SQLite connection and commits in batches, so an interrupted
+  run loses at most the tiles of the last, uncommitted batch, never the file;
+* every body is decoded with Pillow before it is stored: truncated, corrupt and non-image
+  bodies are refused (and retried); blank tiles and 404s are recorded in ``mapathon_missing``;
+* retries with exponential backoff and jitter on timeouts, broken connections, 5xx and bad
+  bodies; HTTP 429 (and 503) with ``Retry-After`` pause *all* workers for that long;
+* a resumed run skips every tile already stored or recorded as missing;
+* a size guard (``max_size``) checked before the start (estimate) and while running.
+
+This is the only module of the package that touches the network.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import io
+import os
+import queue
+import random
+import shutil
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+import requests
+from PIL import Image
+
+from .. import __version__
+from ..errors import MapathonError
+from . import mbtiles
+from .plan import human_bytes
+from .sources import Source
+
+USER_AGENT = (f"mapathon/{__version__} (offline imagery cache for a humanitarian OpenStreetMap mapathon; "
+              "python-requests)")
+MAX_TILE_PIXELS = 4096 * 4096
+_DONE = object()
+
+
+@dataclass
+class FetchOptions:
+    workers: int = 8
+    retries: int = 4  # further attempts after the first, for transient faults
+    backoff: float = 0.5  # seconds; doubles each attempt, with jitter
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    max_retry_after: float = 300.0  # a server asking to wait longer aborts the run (resume later)
+    max_429: int = 20  # per tile
+    max_size: int | None = None  # bytes for the whole cache file
+    batch: int = 200  # tiles per commit
+    commit_seconds: float = 1.0
+    max_consecutive_failures: int | None = None  # default: max(20, 3 * workers)
+    user_agent: str = USER_AGENT
+
+
+@dataclass
+class FetchResult:
+    path: Path
+    source: str
+    planned: int = 0
+    already: int = 0
+    stored: int = 0
+    missing: dict[str, int] = field(default_factory=dict)
+    failed: dict[str, int] = field(default_factory=dict)
+    bytes: int = 0
+    seconds: float = 0.0
+    retries: int = 0
+    throttled: int = 0
+    aborted: str | None = None
+    interrupted: bool = False
+    cache_tiles: int = 0
+    cache_bytes: int = 0
+
+    @property
+    def todo(self) -> int:
+        return self.planned - self.already
+
+    @property
+    def failed_total(self) -> int:
+        return sum(self.failed.values())
+
+    def as_dict(self) -> dict:
+        return {"path": str(self.path), "source": self.source, "planned": self.planned, "already": self.already,
+                "stored": self.stored, "missing": self.missing, "failed": self.failed, "bytes": self.bytes,
+                "seconds": round(self.seconds, 3), "retries": self.retries, "throttled": self.throttled,
+                "aborted": self.aborted, "interrupted": self.interrupted, "cache_tiles": self.cache_tiles,
+                "cache_bytes": self.cache_bytes}
+
+
+class BadBody(Exception):
+    pass
+
+
+def inspect_image(body: bytes) -> tuple[str, bool]:
+    """(format, blank) of a tile body, after decoding it fully; raises BadBody otherwise."""
+    if not body:
+        raise BadBody("empty body")
+    try:
+        with Image.open(io.BytesIO(body)) as im:
+            fmt = mbtiles.FORMATS.get(im.format or "")
+            if fmt is None:
+                raise BadBody(f"{im.format or 'unknown'} image, not JPEG/PNG/WebP")
+            if im.width * im.height > MAX_TILE_PIXELS:
+                raise BadBody(f"a {im.width}x{im.height} image is not a tile")
+            if fmt == "jpg":
+                # decode at 1/8 scale (DCT scaling): every byte of the stream is still read and checked, a
+                # truncated or corrupt body still raises, in half the time of a full decode
+                im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+            im.load()  # decodes everything: a truncated or corrupt body raises here
+            extrema = im.getextrema()
+            if im.mode in ("1", "L", "P", "I", "F"):
+                extrema = [extrema]
+            bands = im.getbands()
+            if "A" in bands and extrema[bands.index("A")][1] == 0:
+                return fmt, True  # fully transparent
+            if im.mode == "P":
+                blank = extrema[0][0] == extrema[0][1]
+            else:
+                blank = all(lo == hi for lo, hi in extrema)
+            return fmt, blank
+    except BadBody:
+        raise
+    except Exception as e:  # PIL raises many kinds for bad data
+        head = body[:60].lstrip()
+        if head[:1] == b"<" or head[:1] == b"{":
+            raise BadBody("the server sent text (an error page?) instead of an image") from None
+        raise BadBody(f"not a valid image ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def retry_after_seconds(value: str | None, default: float) -> float:
+    if not value:
+        return default
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, when.timestamp() - time.time())
+    except (TypeError, ValueError, IndexError):
+        return default
+
+
+class _Abort(Exception):
+    pass
+
+
+class _State:
+    def __init__(self, total: int):
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.not_before = 0.0  # global pause until (monotonic), set by 429
+        self.done = 0
+        self.total = total
+        self.bytes_received = 0
+        self.consecutive_failures = 0
+        self.successes = 0
+        self.connect_failures = 0
+        self.aborted: str | None = None
+        self.retries = 0
+        self.throttled = 0
+        self.failed: dict[str, int] = {}
+
+    def abort(self, reason: str) -> None:
+        with self.lock:
+            if self.aborted is None:
+                self.aborted = reason
+        self.stop.set()
+
+    def pause_until(self, t: float) -> None:
+        with self.lock:
+            self.not_before = max(self.not_before, t)
+
+    def wait_pause(self) -> None:
+        while not self.stop.is_set():
+            delay = self.not_before - time.monotonic()
+            if delay <= 0:
+                return
+            self.stop.wait(min(delay, 0.5))
+
+
+class Fetcher:
+    def __init__(self, source: Source, path: Path, options: FetchOptions | None = None,
+                 progress: Callable[[int, int, int], None] | None = None,
+                 connect: Callable[[Path], sqlite3.Connection] | None = None):
+        self.source = source
+        self.path = Path(path)
+        self.opt = options or FetchOptions()
+        self.progress = progress
+        self._connect = connect or (lambda p: mbtiles.connect(p, create=True))
+        if not 1 <= self.opt.workers <= 64:
+            raise MapathonError(f"--workers {self.opt.workers}: must be between 1 and 64")
+        host = urlsplit(source.url or "").netloc
+        self.host = host or "the server"
+
+    # -- one tile ------------------------------------------------------------------------
+    def _get_tile(self, session: requests.Session, st: _State, z: int, x: int, y: int):
+        """('tile', body, fmt) | ('missing', reason) | ('failed', reason) | None when stopped."""
+        url = self.source.tile_url(z, x, y)
+        attempt = 0
+        throttles = 0
+        reason = "unknown error"
+        timeout = (self.opt.connect_timeout, self.opt.read_timeout)
+        while True:
+            st.wait_pause()
+            if st.stop.is_set():
+                return None
+            retryable = True
+            connect_error = False
+            try:
+                r = session.get(url, timeout=timeout)
+                body = r.content
+            except requests.exceptions.ConnectTimeout:
+                reason, connect_error = f"could not connect to {self.host} (timed out)", True
+            except requests.exceptions.ReadTimeout:
+                reason = f"no answer within {self.opt.read_timeout:g} s (slow server)"
+            except requests.exceptions.ConnectionError as e:
+                text = str(e)
+                if "Connection refused" in text or "Name or service not known" in text or "NewConnectionError" in text \
+                        or "Failed to resolve" in text or "No route to host" in text:
+                    reason, connect_error = f"cannot reach {self.host} ({_short_conn_error(text)})", True
+                else:
+                    reason = "the connection broke during the download (truncated body)"
+            except requests.exceptions.ChunkedEncodingError:
+                reason = "the connection broke during the download (truncated body)"
+            except requests.exceptions.RequestException as e:
+                reason = f"request failed ({type(e).__name__})"
+            else:
+                status = r.status_code
+                if status == 200:
+                    with st.lock:
+                        st.bytes_received += len(body)
+                    try:
+                        fmt, blank = inspect_image(body)
+                    except BadBody as e:
+                        reason = f"bad tile body: {e}"
+                    else:
+                        if blank:
+                            return ("missing", "blank")
+                        return ("tile", body, fmt)
+                elif status in (204, 404, 410):
+                    return ("missing", "not-found")
+                elif status in (429, 503) and (status == 429 or r.headers.get("Retry-After")):
+                    throttles += 1
+                    with st.lock:
+                        st.throttled += 1
+                    wait = retry_after_seconds(r.headers.get("Retry-After"),
+                                               self.opt.backoff * 2 ** min(throttles, 6))
+                    if wait > self.opt.max_retry_after:
+                        st.abort(f"{self.host} asks to wait {wait:,.0f} s before more requests (HTTP {status}); "
+                                 "run the same command again later to resume")
+                        return None
+                    if throttles > self.opt.max_429:
+                        return ("failed", f"HTTP {status}: still throttled after {throttles} waits")
+                    st.pause_until(time.monotonic() + wait)
+                    continue  # a throttle is not a failed attempt
+                elif 500 <= status < 600:
+                    reason = f"HTTP {status} (server error)"
+                else:
+                    retryable = False
+                    reason = f"HTTP {status}" + (" (access refused: check the URL, key or terms)"
+                                                 if status in (401, 403) else "")
+            if connect_error:
+                with st.lock:
+                    st.connect_failures += 1
+                    # nothing ever arrived and every worker cannot connect: the server is unreachable
+                    if st.successes == 0 and st.connect_failures >= max(3, min(self.opt.workers, 8)) * 2:
+                        st.aborted = st.aborted or f"{reason}; check the URL and the network"
+                        st.stop.set()
+            if not retryable or attempt >= self.opt.retries or st.stop.is_set():
+                return ("failed", reason)
+            attempt += 1
+            with st.lock:
+                st.retries += 1
+            delay = self.opt.backoff * 2 ** (attempt - 1) * (0.75 + random.random() / 2)
+            if st.stop.wait(delay):
+                return None
+
+    # -- threads -----------------------------------------------------------------------------
+    def _worker(self, st: _State, todo: list[tuple[int, int, int]], cursor: list[int], out: queue.Queue):
+        session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers.update({"User-Agent": self.opt.user_agent, "Accept": "image/*"})
+        # read the environment (proxies, CA bundle) once, not on every request: it costs more than the request
+        probe = self.source.tile_url(*todo[0]) if todo else ""
+        session.proxies.update(requests.utils.get_environ_proxies(probe) if probe else {})
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            session.verify = bundle
+        session.trust_env = False
+        limit = self.opt.max_consecutive_failures or max(20, 3 * self.opt.workers)
+        try:
+            while not st.stop.is_set():
+                with st.lock:
+                    i = cursor[0]
+                    if i >= len(todo):
+                        return
+                    cursor[0] = i + 1
+                z, x, y = todo[i]
+                res = self._get_tile(session, st, z, x, y)
+                if res is None:
+                    return
+                with st.lock:
+                    if res[0] == "failed":
+                        st.consecutive_failures += 1
+                        st.failed[res[1]] = st.failed.get(res[1], 0) + 1
+                        if st.consecutive_failures >= limit and st.aborted is None:
+                            st.aborted = (f"{st.consecutive_failures} tiles in a row failed (last: {res[1]}); "
+                                          "the server may be down or the URL wrong")
+                            st.stop.set()
+                    else:
+                        st.consecutive_failures = 0
+                        st.successes += 1
+                    st.done += 1
+                if res[0] != "failed":
+                    out.put((z, x, y, res))
+        except Exception as e:  # a bug or an unexpected library error must not hang the run
+            st.abort(f"download worker failed: {type(e).__name__}: {e}")
+        finally:
+            session.close()
+
+    def _writer(self, st: _State, conn: sqlite3.Connection, inbox: queue.Queue, result: FetchResult,
+                base_bytes: int):
+        pending_tiles: list[tuple] = []
+        pending_missing: list[tuple] = []
+        last = time.monotonic()
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        stored_bytes = 0
+        missing: dict[str, int] = {}
+
+        def flush():
+            nonlocal pending_tiles, pending_missing, last
+            if pending_tiles or pending_missing:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    if pending_tiles:
+                        conn.executemany("INSERT OR REPLACE INTO tiles (zoom_level, tile_column, tile_row, tile_data)"
+                                         " VALUES (?, ?, ?, ?)", pending_tiles)
+                    if pending_missing:
+                        conn.executemany("INSERT OR REPLACE INTO mapathon_missing"
+                                         " (zoom_level, tile_column, tile_row, reason, checked) VALUES (?, ?, ?, ?, ?)",
+                                         pending_missing)
+                    conn.execute("COMMIT")
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                result.stored += len(pending_tiles)
+                result.bytes += sum(len(t[3]) for t in pending_tiles)
+                for m in pending_missing:
+                    missing[m[3]] = missing.get(m[3], 0) + 1
+                result.missing = dict(missing)
+            pending_tiles, pending_missing = [], []
+            last = time.monotonic()
+
+        finished = False
+        try:
+            while True:
+                try:
+                    item = inbox.get(timeout=0.2)
+                except queue.Empty:
+                    item = None
+                if item is _DONE:
+                    finished = True
+                    flush()
+                    return
+                if item is not None:
+                    z, x, y, res = item
+                    if res[0] == "tile":
+                        if self.opt.max_size is not None and base_bytes + stored_bytes + len(res[1]) > self.opt.max_size:
+                            st.abort(f"the cache reached --max-size {human_bytes(self.opt.max_size)}; raise it to "
+                                     "fetch the rest (what is stored is kept)")
+                            continue
+                        stored_bytes += len(res[1])
+                        pending_tiles.append((z, x, mbtiles.tms_row(z, y), res[1]))
+                        if self._format is None:
+                            self._format = res[2]
+                    else:
+                        pending_missing.append((z, x, mbtiles.tms_row(z, y), res[1], stamp))
+                if len(pending_tiles) + len(pending_missing) >= self.opt.batch or (
+                        time.monotonic() - last >= self.opt.commit_seconds):
+                    flush()
+        except Exception as e:
+            text = str(e)
+            if isinstance(e, sqlite3.OperationalError) and "full" in text:
+                st.abort(f"the disk holding {self.path} is full ({result.stored:,} tiles stored this run); "
+                         "free some space and run the same command again to resume")
+            else:
+                st.abort(f"{self.path}: cannot write the cache ({type(e).__name__}: {text})")
+            # keep draining so workers never block on a full queue
+            while not finished and inbox.get() is not _DONE:
+                pass
+
+    # -- the run ---------------------------------------------------------------------------------
+    def run(self, tiles: dict[int, tuple], estimate_bytes: int | None = None) -> FetchResult:
+        t0 = time.perf_counter()
+        self._format = None
+        result = FetchResult(self.path, self.source.name)
+        if self.source.url is None:
+            raise MapathonError(f"imagery source {self.source.name}: has no URL (imported tiles only); nothing to fetch")
+        zooms = sorted(tiles)
+        lo, hi = self.source.min_zoom, self.source.max_zoom
+        bad = [z for z in zooms if not lo <= z <= hi]
+        if bad:
+            raise MapathonError(f"--zoom {bad[0]}: the source {self.source.name} has zooms {lo}-{hi} only")
+        try:
+            conn = self._connect(self.path)
+        except sqlite3.OperationalError as e:
+            raise MapathonError(f"{self.path}: cannot create the cache ({e})") from None
+        try:
+            known = mbtiles.known_keys(conn, zooms)
+            todo: list[tuple[int, int, int]] = []
+            for z in zooms:
+                xs, ys = tiles[z]
+                for x, y in zip(xs.tolist(), ys.tolist()):
+                    result.planned += 1
+                    if mbtiles.key(z, x, y) in known:
+                        result.already += 1
+                    else:
+                        todo.append((z, x, y))
+            base = conn.execute("SELECT COALESCE(SUM(LENGTH(tile_data)), 0) FROM tiles").fetchone()[0]
+            self._check_space(len(todo), base, estimate_bytes)
+            if not todo:
+                if self.progress:
+                    self.progress(0, 0, 0)
+                self._finish(conn, result, t0)
+                return result
+            mbtiles.set_metadata(conn, {"name": self.source.title, "format": None})
+            st = _State(len(todo))
+            inbox: queue.Queue = queue.Queue(maxsize=4 * self.opt.batch)
+            writer = threading.Thread(target=self._writer, args=(st, conn, inbox, result, base),
+                                      name="mbtiles-writer", daemon=True)
+            writer.start()
+            cursor = [0]
+            workers = [threading.Thread(target=self._worker, args=(st, todo, cursor, inbox), daemon=True,
+                                        name=f"fetch-{i}") for i in range(min(self.opt.workers, len(todo)))]
+            for w in workers:
+                w.start()
+            try:
+                while True:
+                    alive = [w for w in workers if w.is_alive()]
+                    if not alive:
+                        break
+                    alive[0].join(timeout=0.1)
+                    if self.progress:
+                        self.progress(st.done, len(todo), result.bytes)
+            except KeyboardInterrupt:
+                result.interrupted = True
+                st.abort("interrupted")
+                for w in workers:
+                    w.join()
+            finally:
+                inbox.put(_DONE)
+                writer.join()
+            if self.progress and not result.interrupted:
+                self.progress(st.done, len(todo), result.bytes)
+            result.failed = dict(st.failed)
+            result.retries, result.throttled = st.retries, st.throttled
+            result.aborted = st.aborted
+            self._finish(conn, result, t0, self._format)
+        finally:
+            conn.close()
+        return result
+
+    def _check_space(self, n: int, base: int, estimate_bytes: int | None) -> None:
+        if not n:
+            return
+        per_tile = estimate_bytes or 20_000
+        need = n * per_tile
+        if self.opt.max_size is not None and base + need > self.opt.max_size:
+            raise MapathonError(
+                f"{n:,} tiles to fetch would make the cache about {human_bytes(base + need)}, over --max-size "
+                f"{human_bytes(self.opt.max_size)}: fetch fewer zooms or a smaller area, or raise --max-size")
+        free = shutil.disk_usage(self.path.parent).free
+        if need > free:
+            raise MapathonError(f"{n:,} tiles need about {human_bytes(need)} but the disk holding {self.path.parent} "
+                                f"has {human_bytes(free)} free")
+
+    def _finish(self, conn, result: FetchResult, t0: float, fmt: str | None = None) -> None:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            summ = mbtiles.refresh_metadata(conn, self.source, fmt)
+            conn.execute("COMMIT")
+            result.cache_tiles, result.cache_bytes = summ["tiles"], summ["bytes"]
+        except sqlite3.OperationalError as e:
+            try:
+                conn.execute("ROLLBACK")
+            except sqlite3.OperationalError:
+                pass
+            if result.aborted is None:
+                result.aborted = f"{self.path}: could not update the cache metadata ({e})"
+        result.seconds = time.perf_counter() - t0
+
+
+def _short_conn_error(text: str) -> str:
+    for key in ("Connection refused", "Name or service not known", "Failed to resolve", "No route to host",
+                "timed out"):
+        if key in text:
+            return key.lower()
+    return "connection failed"
+
+
+def fetch(source: Source, path: Path, tiles: dict[int, tuple], options: FetchOptions | None = None,
+          progress: Callable[[int, int, int], None] | None = None, estimate_bytes: int | None = None,
+          connect: Callable[[Path], sqlite3.Connection] | None = None) -> FetchResult:
+    """Fetch *tiles* ({zoom: (xs, ys)}) from *source* into the MBTiles file *path*."""
+    return Fetcher(source, path, options, progress, connect).run(tiles, estimate_bytes)
+
+
+def fetch_for_project(project, zooms: list[int], *, village: str | None = None, tasks: str | None = None,
+                      source: str | None = None, options: FetchOptions | None = None,
+                      progress: Callable[[int, int, int], None] | None = None,
+                      actor: str = "organizer") -> FetchResult:
+    """Fetch the tiles covering the project's area (or a village, or tasks) into ``imagery/<source>.mbtiles``."""
+    from . import coverage, plan
+    from .sources import get
+
+    src = get(project, source)
+    if src.url is None:
+        raise MapathonError(f"imagery source {src.name}: was imported from a disk and has no URL; nothing to fetch")
+    _, whole = plan.select_areas(project, village, tasks)
+    tiles = coverage.tiles(whole.geom, zooms)
+    sizes, _ = plan.tile_sizes(project, src.name, zooms)
+    n = sum(len(v[0]) for v in tiles.values())
+    avg = sum(len(tiles[z][0]) * sizes[z] for z in zooms) // max(n, 1)
+    result = fetch(src, mbtiles.cache_path(project.path, src.name), tiles, options, progress, estimate_bytes=avg)
+    with project.transaction():
+        project.record(actor=actor, action="imagery.fetch",
+                       data={"area": whole.label, "zooms": zooms, **{k: v for k, v in result.as_dict().items()
+                                                                      if k != "path"}})
+    return result

@@ -1,0 +1,1364 @@
+"""Merging volunteers' OSM files, optionally on top of a base extract.
+
+The rules (see ``docs/merging.md`` for the organizer's version):
+
+**New objects** (id <= 0) of each input are renumbered so that no two inputs
+share an id: per object type, inputs are numbered one after the other (in
+input order), each keeping the order of its own ids. Input 1's ``-1``,
+``-2``... stay ``-1``, ``-2``...; input 2's start where input 1's stopped.
+References inside each input follow. New objects keep negative ids in every
+output (the snapshot too: osmium sorts negative ids before positive ones,
+and ``osmium check-refs``/``fileinfo`` accept them), because OpenStreetMap
+gives the real ids only on upload. Positive ids are kept.
+
+**Existing objects** (id > 0): among all copies (each input's and the
+base's), the highest version wins. At the same version an edited copy
+(JOSM ``action="modify"``/``"delete"``, or any object of an ``.osc``) beats an
+unedited one. Identical edits are merged silently. Different edits of the
+same version are a *conflict*; the kept copy is chosen by this rule:
+
+1. a modification beats a deletion (nothing is lost);
+2. otherwise the copy from the input that comes first wins: inputs are
+   taken in the order given on the command line, or for a project's
+   contributions in the order they were submitted.
+
+Every copy is listed in the conflict. An edit of an older version than the
+one kept is listed too (``outdated``).
+
+**Deletions** are honoured unless a surviving object (from the base or an
+input) still uses the deleted object; then the deletion is dropped, the
+object kept, and that is a conflict (``deleted-but-used``).
+
+**Duplicates**: new nodes with the same tags and coordinates (tagged nodes,
+or untagged nodes nothing uses) collapse into the first one; new ways with
+the same tags and the same node coordinates collapse into the first one,
+the duplicate's own nodes going with it unless something else uses them;
+new relations with the same tags and members likewise.
+
+**Missing nodes**: a way using a node found in no input and not in the base
+is an error naming the file and the way.
+
+The base extract is never loaded into Python: it is read twice with C++
+filters (only the objects the inputs touch come out), then merged with
+the contributions by libosmium (``MergeInputReader.apply_to_reader``),
+which writes the sorted snapshot.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import operator
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Sequence
+
+from .. import __version__
+from ..errors import MapathonError
+from ..fsutil import atomic_path
+from .readers import (KIND_NAMES, KINDS, NODE, RELATION, WAY, OsmData, OsmObject, from_osmium, osmium_refs,
+                      read_osm_file)
+from .writers import OscWriter, opl_bytes, write_josm
+
+# -- inputs and results --------------------------------------------------------------------------
+
+
+@dataclass
+class InputSpec:
+    """A file to merge and who it comes from."""
+
+    path: Path
+    name: str | None = None  # shown in messages (default: the path)
+    volunteer: str | None = None
+    task: str | None = None  # task key (or number) it was mapped for
+    contribution: int | None = None  # id in the project's contributions table
+    sha256: str | None = None  # expected checksum (a stored contribution), verified on reading
+    display: str | None = None  # short name for tables (default: the file name)
+
+
+@dataclass
+class InputFile:
+    """An input that took part in the merge (provenance of every change)."""
+
+    index: int
+    path: Path
+    name: str
+    format: str
+    volunteer: str | None = None
+    task: str | None = None
+    contribution: int | None = None
+    sha256: str | None = None
+    objects: int = 0
+    counts: dict = field(default_factory=dict)  # create / modify / delete / unchanged as read
+    renumbered: int = 0
+    display: str = ""
+
+    def as_dict(self) -> dict:
+        return {"file": self.name, "name": self.display, "path": str(self.path), "format": self.format,
+                "volunteer": self.volunteer,
+                "task": self.task, "contribution": self.contribution, "sha256": self.sha256,
+                "objects": self.objects, **self.counts, "renumbered": self.renumbered}
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a merged object came from: an input file and the object's id in that file."""
+
+    input: InputFile
+    id: int
+
+    def as_dict(self) -> dict:
+        return {"file": self.input.name, "id": self.id, "volunteer": self.input.volunteer, "task": self.input.task}
+
+
+class Change:
+    """A new, modified or deleted object of the merge result and its provenance.
+
+    ``origin`` is the input whose copy was kept (file, volunteer, task and the
+    object's id in that file); ``also`` lists the other inputs that made the
+    same edit, or whose duplicate was collapsed into this object.
+    """
+
+    __slots__ = ("kind", "id", "action", "obj", "also", "_inputs")
+
+    def __init__(self, kind: str, oid: int, action: str, obj: OsmObject, inputs: list[InputFile],
+                 also: list[Origin] | None = None):
+        self.kind = kind  # "node" | "way" | "relation"
+        self.id = oid  # id in the outputs
+        self.action = action  # "create" | "modify" | "delete"
+        self.obj = obj
+        self.also = also or []
+        self._inputs = inputs
+
+    @property
+    def origin(self) -> Origin:
+        return Origin(self._inputs[self.obj.src], self.obj.orig)
+
+    @property
+    def input(self) -> InputFile:
+        return self._inputs[self.obj.src]
+
+    @property
+    def sources(self) -> list[Origin]:
+        """Every input this object came from: the kept one first."""
+        return [self.origin, *self.also]
+
+    def as_dict(self) -> dict:
+        return {"type": self.kind, "id": self.id, "action": self.action, "version": self.obj.version,
+                "origin": self.origin.as_dict(), "also": [o.as_dict() for o in self.also]}
+
+    def __repr__(self) -> str:
+        return f"Change({self.kind} {self.id} {self.action} from {self.input.name} id {self.obj.orig})"
+
+
+@dataclass
+class Conflict:
+    """A disagreement between inputs (or an input and the base) and how it was settled."""
+
+    kind: str  # "edit" | "copies-differ" | "outdated" | "deleted-but-used"
+    type: str
+    id: int
+    message: str
+    kept: dict
+    others: list[dict]
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "type": self.type, "id": self.id, "message": self.message, "kept": self.kept,
+                "others": self.others}
+
+
+class MergeResult:
+    """What a merge did: inputs, skipped files, changes with provenance, conflicts, figures.
+
+    ``changes`` (built on first use) lists every new, modified and deleted
+    object in output order, each with the input file, volunteer and task it
+    came from (:class:`Change`); :meth:`change` finds one by type and id.
+    """
+
+    def __init__(self, inputs: list[InputFile], skipped: list[dict], base: Path | None, conflicts: list[Conflict],
+                 stats: dict, *, final: dict, base_objs: dict, base_ts: dict, new_ids: dict, bbox: tuple | None,
+                 also: dict):
+        self.inputs = inputs
+        self.skipped = skipped
+        self.base = base
+        self.conflicts = conflicts
+        self.stats = stats
+        self.outputs: dict = {}
+        self._final = final
+        self._base_objs = base_objs
+        self._base_ts = base_ts
+        self._new_ids = new_ids
+        self._bbox = bbox
+        self._also = also
+        self._changes: list[Change] | None = None
+        self._by_key: dict | None = None
+        self._new_opl: bytes | None = None  # the new objects already serialised for the snapshot
+
+    @property
+    def changes(self) -> list[Change]:
+        if self._changes is None:
+            out: list[Change] = []
+            add = out.append
+            also = self._also
+            inputs = self.inputs
+            for k in KINDS:
+                name = KIND_NAMES[k]
+                table = self._final[k]
+                neg = [i for i in table if i < 0]
+                neg.sort(reverse=True)
+                pos = [i for i in table if i >= 0]
+                pos.sort()
+                for oid in neg + pos:
+                    o = table[oid]
+                    if o.action is not None:
+                        add(Change(name, oid, o.action if o.visible else "delete", o, inputs, also.get((k, oid))))
+            self._changes = out
+        return self._changes
+
+    def change(self, kind: str, oid: int) -> Change | None:
+        """The change for an object (kind "node"/"way"/"relation" or "n"/"w"/"r"), if it is one."""
+        if self._by_key is None:
+            self._by_key = {(c.obj.kind, c.id): c for c in self.changes}
+        return self._by_key.get((kind[0], oid))
+
+    def changed_objects(self) -> list[OsmObject]:
+        """The new, modified and deleted objects (what the upload files hold)."""
+        return [o for k in KINDS for o in self._final[k].values() if o.action is not None]
+
+    def node_location(self, oid: int) -> tuple[float, float] | None:
+        """(lon, lat) of a node of the merge: from the inputs, else from the base (nodes the inputs' ways use)."""
+        o = self._final.get(NODE, {}).get(oid) or self._base_objs.get(NODE, {}).get(oid)
+        if o is None or o.lon is None or not o.visible:
+            return None
+        return (o.lon / 1e7, o.lat / 1e7)
+
+    def way_coords(self, oid: int) -> list[tuple[float, float]] | None:
+        """Coordinates of a way of the inputs (or a base way they modified), None if a node is unknown."""
+        w = self._final.get(WAY, {}).get(oid) or self._base_objs.get(WAY, {}).get(oid)
+        if w is None:
+            return None
+        out = []
+        for r in w.refs:
+            p = self.node_location(r)
+            if p is None:
+                return None
+            out.append(p)
+        return out
+
+    def summary(self) -> dict:
+        return {
+            "inputs": [i.as_dict() for i in self.inputs],
+            "skipped": self.skipped,
+            "base": str(self.base) if self.base else None,
+            "stats": self.stats,
+            "conflicts": [c.as_dict() for c in self.conflicts],
+            "outputs": self.outputs,
+        }
+
+
+class BadInput(MapathonError):
+    """A problem that is one input file's fault (``--skip-bad`` can leave that file out)."""
+
+    def __init__(self, index: int, message: str):
+        super().__init__(message)
+        self.index = index
+
+
+# -- the engine --------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _no_gc():
+    """Pause Python's cyclic garbage collector while hundreds of thousands of objects are made.
+
+    The merge creates no reference cycles worth collecting, and the collector's
+    repeated passes over the growing heap cost about a fifth of the merge time.
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _base_error(base: Path, e: Exception) -> MapathonError:
+    return MapathonError(f"{base}: cannot read the base extract ({e})")
+
+
+def _read_base_header(base: Path):
+    import osmium
+
+    if not base.is_file():
+        raise MapathonError(f"{base}: no such base file")
+    try:
+        with osmium.io.Reader(str(base), osmium.osm.NOTHING) as rd:
+            return rd.header()
+    except Exception as e:
+        raise _base_error(base, e) from None
+
+
+#: libosmium's id sets (IdTracker, IdFilter) are dense bitmaps allocated in chunks of 2**22 ids
+#: (512 KiB each, and a few milliseconds to allocate): a thousand ids scattered over the planet's
+#: id range would take gigabytes. So a set is handed to libosmium only when its ids fall in few
+#: chunks; otherwise objects of that type are checked in Python, which for ways and relations (a
+#: tenth of an extract) is cheaper than many chunks, and for nodes (nine tenths) is the slow path.
+_CHUNK_BITS = 22
+_MAX_NODE_CHUNKS = 256  # at most 128 MiB
+_MAX_OTHER_CHUNKS = 16
+
+
+def _chunks(ids: set[int]) -> int:
+    return len({i >> _CHUNK_BITS for i in ids})
+
+
+class _BaseLookup:
+    """Reads of the base extract: the objects the inputs touch, and the ways/relations using deleted objects.
+
+    Only what matches leaves libosmium when the ids allow it (see ``_MAX_NODE_CHUNKS``).
+    """
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.node_tracker = None  # kept from the first read for the second
+
+    def _run(self, bits, filters):
+        import osmium
+
+        fp = osmium.FileProcessor(str(self.base), bits)
+        for f in filters:
+            fp.with_filter(f)
+        return fp
+
+    def fetch(self, ids: dict[str, set[int]]) -> dict[str, dict[int, OsmObject]]:
+        """Objects of the base with the given ids, by kind."""
+        import osmium
+
+        out: dict[str, dict[int, OsmObject]] = {k: {} for k in KINDS}
+        if not any(ids.values()):
+            return out
+        bit = {NODE: osmium.osm.NODE, WAY: osmium.osm.WAY, RELATION: osmium.osm.RELATION}
+        bits = osmium.osm.NOTHING
+        filters, in_python, keep = [], set(), []
+        for k in KINDS:
+            if not ids.get(k):
+                continue
+            bits |= bit[k]
+            if _chunks(ids[k]) <= (_MAX_NODE_CHUNKS if k == NODE else _MAX_OTHER_CHUNKS):
+                tracker = osmium.IdTracker()
+                add = {NODE: tracker.add_node, WAY: tracker.add_way, RELATION: tracker.add_relation}[k]
+                for i in ids[k]:
+                    add(i)
+                if k == NODE:
+                    self.node_tracker = tracker
+                f = tracker.id_filter()
+                f.enable_for(bit[k])
+                filters.append(f)
+                keep.append(tracker)  # alive while its filter runs
+            else:
+                in_python.add(k)
+        try:
+            for o in self._run(bits, filters):
+                kind = NODE if o.is_node() else (WAY if o.is_way() else RELATION)
+                if kind in in_python and o.id not in ids[kind]:
+                    continue
+                out[kind][o.id] = from_osmium(o, kind)
+        except Exception as e:
+            raise _base_error(self.base, e) from None
+        return out
+
+    def referrers(self, deleted: dict[str, set[int]]) -> dict[str, dict[int, OsmObject]]:
+        """Ways and relations of the base that use any of the *deleted* objects."""
+        import osmium
+
+        out: dict[str, dict[int, OsmObject]] = {k: {} for k in KINDS}
+        dn, dw, dr = deleted.get(NODE, set()), deleted.get(WAY, set()), deleted.get(RELATION, set())
+        if not (dn or dw or dr):
+            return out
+        filters = []
+        tracker = self.node_tracker  # a superset of the deleted nodes: the Python check below settles it
+        if tracker is None and dn and _chunks(dn) <= _MAX_NODE_CHUNKS:
+            tracker = osmium.IdTracker()
+            for i in dn:
+                tracker.add_node(i)
+        if tracker is not None:
+            f = tracker.contains_filter()
+            f.enable_for(osmium.osm.WAY)  # relations (few) are all checked here
+            filters.append(f)
+        elif not dn:
+            filters.append(osmium.filter.EntityFilter(osmium.osm.RELATION))
+        kinds = {NODE: dn, WAY: dw, RELATION: dr}
+        try:
+            for o in self._run(osmium.osm.WAY | osmium.osm.RELATION, filters):
+                if o.is_way():
+                    if dn and not dn.isdisjoint(osmium_refs(o)):
+                        out[WAY][o.id] = from_osmium(o, WAY)
+                elif any(m.ref in kinds[m.type] for m in o.members):
+                    out[RELATION][o.id] = from_osmium(o, RELATION)
+        except Exception as e:
+            raise _base_error(self.base, e) from None
+        return out
+
+
+def _tagkey(tags: dict) -> frozenset:
+    return frozenset(tags.items())
+
+
+class _Engine:
+    def __init__(self, inputs: list[InputFile], datas: list[OsmData], base: Path | None, new_id_start: dict):
+        self.inputs = inputs
+        self.datas = datas
+        self.base = base
+        self.next_id = dict(new_id_start)
+        self.conflicts: list[Conflict] = []
+        self.also: dict[tuple[str, int], list[Origin]] = {}
+        self.dups = {NODE: 0, WAY: 0, RELATION: 0}
+        self.deletions_kept = 0
+        self.timings: dict[str, float] = {}
+
+    # -- helpers
+    def origin(self, o: OsmObject) -> Origin:
+        return Origin(self.inputs[o.src], o.orig)
+
+    def describe(self, o: OsmObject) -> dict:
+        if o.src < 0:
+            return {"file": "base", "volunteer": None, "task": None, "id": o.id, "version": o.version,
+                    "action": "unchanged"}
+        i = self.inputs[o.src]
+        return {"file": i.name, "volunteer": i.volunteer, "task": i.task, "id": o.orig, "version": o.version,
+                "action": ("delete" if not o.visible else (o.action or "unchanged"))}
+
+    def who(self, o: OsmObject) -> str:
+        if o.src < 0:
+            return "the base"
+        i = self.inputs[o.src]
+        return i.name + (f" ({i.volunteer})" if i.volunteer and i.volunteer not in i.name else "")
+
+    # -- step 1: renumber new objects
+    def renumber(self) -> None:
+        """Give each input's new objects ids no other input uses; split new from existing objects."""
+        self.new_tables: list[dict[str, dict[int, OsmObject]]] = []
+        self.old_tables: list[dict[str, dict[int, OsmObject]]] = []
+        for idx, data in enumerate(self.datas):
+            maps = {}
+            objs = data.objects
+            count = 0
+            for k in KINDS:
+                neg = [i for i in objs[k] if i <= 0]
+                neg.sort(reverse=True)
+                nxt = self.next_id[k]
+                ids = range(nxt, nxt - len(neg), -1)
+                m = dict(zip(neg, ids))
+                if neg:
+                    count += sum(map(operator.ne, neg, ids))
+                self.next_id[k] = nxt - len(neg)
+                maps[k] = m
+            nmap = maps[NODE]
+            label = data.name
+            for w in objs[WAY].values():
+                refs = w.refs
+                if refs and min(refs) <= 0:
+                    try:
+                        w.refs = tuple([nmap[r] if r <= 0 else r for r in refs])
+                    except KeyError as e:
+                        raise BadInput(idx, f"{label}: way {w.id} uses node {e.args[0]}, which is not in the file "
+                                            "(new objects must be in the same file)") from None
+            for rel in objs[RELATION].values():
+                mem = rel.members
+                if any(r <= 0 for _t, r, _role in mem):
+                    new = []
+                    for t, r, role in mem:
+                        if r <= 0:
+                            nr = maps[t].get(r)
+                            if nr is None:
+                                raise BadInput(idx, f"{label}: relation {rel.id} has member {KIND_NAMES[t]} {r}, "
+                                                    "which is not in the file")
+                            r = nr
+                        new.append((t, r, role))
+                    rel.members = tuple(new)
+            new_t, old_t = {}, {}
+            for k in KINDS:
+                m = maps[k]
+                table = objs[k]
+                if not m:
+                    new_t[k], old_t[k] = {}, table
+                    continue
+                nt = {}
+                for old_id, new_id in m.items():
+                    o = table[old_id]
+                    o.id = new_id
+                    nt[new_id] = o
+                new_t[k] = nt
+                old_t[k] = {i: o for i, o in table.items() if i > 0} if len(m) < len(table) else {}
+            self.new_tables.append(new_t)
+            self.old_tables.append(old_t)
+            self.inputs[idx].renumbered = count
+
+    # -- step 2: group the copies of every object; what the base must tell
+    def gather(self) -> None:
+        final: dict[str, dict[int, OsmObject]] = {k: {} for k in KINDS}
+        cands: dict[str, dict[int, object]] = {k: {} for k in KINDS}
+        for new_t, old_t in zip(self.new_tables, self.old_tables):
+            for k in KINDS:
+                final[k].update(new_t[k])
+                c = cands[k]
+                for oid, o in old_t[k].items():
+                    prev = c.get(oid)
+                    if prev is None:
+                        c[oid] = o
+                    elif type(prev) is list:
+                        prev.append(o)
+                    else:
+                        c[oid] = [prev, o]
+        self.final = final
+        self.cands = cands
+        # What the base must tell us: the objects edited in the inputs, and the nodes that
+        # the inputs' ways use but no input has; and which base ways/relations use deleted objects.
+        need = {k: set() for k in KINDS}
+        deleted = {k: set() for k in KINDS}
+        for k in KINDS:
+            s = need[k]
+            d = deleted[k]
+            for oid, c in cands[k].items():
+                if type(c) is list:
+                    if any(o.action is not None for o in c):
+                        s.add(oid)
+                    if any(not o.visible for o in c):
+                        d.add(oid)
+                elif c.action is not None:
+                    s.add(oid)
+                    if not c.visible:
+                        d.add(oid)
+                elif not c.visible:
+                    d.add(oid)
+        cn = cands[NODE]
+        nodes_needed = need[NODE]
+        for table in (final[WAY], cands[WAY]):
+            for c in table.values():
+                for o in (c if type(c) is list else (c,)):
+                    refs = o.refs
+                    if o.visible and refs and max(refs) > 0:
+                        for r in refs:
+                            if r > 0 and r not in cn:
+                                nodes_needed.add(r)
+        self.need = need
+        self.deletion_candidates = deleted
+
+    # -- step 3: choose a copy of every existing object
+    def settle(self) -> None:
+        final, cands, base_objs = self.final, self.cands, self.base_objs
+        for k in KINDS:
+            fk = final[k]
+            bk = base_objs[k]
+            for oid, c in cands[k].items():
+                if type(c) is not list and c.action is None:
+                    fk[oid] = c  # the common case: one unchanged copy
+                    continue
+                copies = c if type(c) is list else [c]
+                w = self._choose(k, oid, copies, bk.get(oid))
+                if w is not None and w.src >= 0:
+                    fk[oid] = w
+
+    def _choose(self, k: str, oid: int, copies: list[OsmObject], base: OsmObject | None) -> OsmObject | None:
+        allc = copies + ([base] if base is not None else [])
+
+        def rank(o: OsmObject) -> tuple:
+            return (o.version or 0, o.action is not None)
+
+        top = max(rank(o) for o in allc)
+        group = [o for o in allc if rank(o) == top]
+        reps: list[list[OsmObject]] = []
+        for o in group:
+            for rep in reps:
+                if rep[0].same_content(o):
+                    rep.append(o)
+                    break
+            else:
+                reps.append([o])
+        if len(reps) == 1:
+            chosen_rep = reps[0]
+        else:
+            visible = [r for r in reps if r[0].visible]
+            pool = visible or reps
+            chosen_rep = next((r for r in pool if any(o.src < 0 for o in r)), pool[0]) if not top[1] else pool[0]
+        winner = next((o for o in chosen_rep if o.src < 0), chosen_rep[0])
+        others = [o for o in chosen_rep if o is not winner and o.src >= 0]
+        if others and winner.src >= 0:
+            self.also.setdefault((k, oid), []).extend(self.origin(o) for o in others)
+        name = KIND_NAMES[k]
+        if len(reps) > 1:
+            lost = [o for r in reps if r is not chosen_rep for o in r]
+            what = "edited differently" if top[1] else "has different copies"
+            rule = ("a modification beats a deletion" if winner.visible and any(not o.visible for o in lost)
+                    else "the first input wins")
+            self.conflicts.append(Conflict(
+                "edit" if top[1] else "copies-differ", name, oid,
+                f"{name} {oid} version {top[0]} {what} in {', '.join(sorted({self.who(o) for o in group}))}; "
+                f"kept the copy of {self.who(winner)} ({rule})",
+                self.describe(winner), [self.describe(o) for o in lost + others]))
+        stale = [o for o in allc if o.action is not None and (o.version or 0) < top[0]]
+        if stale:
+            self.conflicts.append(Conflict(
+                "outdated", name, oid,
+                f"{name} {oid}: edit of version {', '.join(str(o.version) for o in stale)} by "
+                f"{', '.join(sorted({self.who(o) for o in stale}))} dropped: {self.who(winner)} has version {top[0]}",
+                self.describe(winner), [self.describe(o) for o in stale]))
+        return winner
+
+    # -- step 4: deletions still in use
+    def check_deletions(self) -> None:
+        final = self.final
+        deleted = {k: {oid for oid, o in final[k].items() if not o.visible} for k in KINDS}
+        if not any(deleted.values()):
+            return
+        users: dict[tuple[str, int], list[OsmObject]] = {}
+
+        def scan(o: OsmObject) -> None:
+            if not o.visible:
+                return
+            dn = deleted[NODE]
+            if o.kind == WAY:
+                if dn and not dn.isdisjoint(o.refs):
+                    for r in o.refs:
+                        if r in dn:
+                            users.setdefault((NODE, r), []).append(o)
+            elif o.kind == RELATION:
+                for t, r, _role in o.members:
+                    if r in deleted[t]:
+                        users.setdefault((t, r), []).append(o)
+
+        for k in (WAY, RELATION):
+            for o in final[k].values():
+                scan(o)
+        if self.base:
+            referrers = self.base_referrers  # of every deletion in the inputs: a superset
+            for k in (WAY, RELATION):
+                for oid, b in referrers[k].items():
+                    mine = final[k].get(oid)
+                    if mine is not None and (mine.version or 0) >= (b.version or 0):
+                        continue  # the inputs' copy replaces this base object
+                    b.src = -1
+                    scan(b)
+        todo = list(users)
+        while todo:
+            key = todo.pop()
+            k, oid = key
+            if oid not in deleted[k]:
+                continue
+            deleted[k].discard(oid)
+            gone = final[k][oid]
+            c = self.cands[k].get(oid)
+            copies = (c if type(c) is list else [c]) if c is not None else []
+            base = self.base_objs[k].get(oid)
+            alive = [o for o in copies + ([base] if base is not None else []) if o.visible]
+            if alive:
+                keep = max(alive, key=lambda o: ((o.version or 0), o.action is not None, -o.src if o.src >= 0 else 1))
+            else:
+                keep = gone.copy()
+                keep.visible, keep.action = True, None
+                if keep.kind == NODE and keep.lon is None:
+                    keep = None
+            if keep is None or keep.src < 0:
+                del final[k][oid]
+            else:
+                final[k][oid] = keep
+            self.also.pop(key, None)
+            self.deletions_kept += 1
+            name = KIND_NAMES[k]
+            by = users[key]
+            self.conflicts.append(Conflict(
+                "deleted-but-used", name, oid,
+                f"{name} {oid} deleted by {self.who(gone)} but still used by "
+                + ", ".join(f"{KIND_NAMES[u.kind]} {u.orig if u.src >= 0 else u.id} ({self.who(u)})" for u in by[:5])
+                + (f" and {len(by) - 5} more" if len(by) > 5 else "") + "; kept",
+                self.describe(keep) if keep is not None else {"file": "base", "id": oid},
+                [self.describe(gone)] + [self.describe(u) for u in by[:20]]))
+            if keep is not None and keep.kind in (WAY, RELATION):
+                before = set(users)
+                scan(keep)
+                todo.extend(k2 for k2 in users if k2 not in before)
+
+    # -- step 5: duplicates among new objects (before step 3: it needs no base)
+    def collapse_duplicates(self) -> None:
+        final = self.final
+        fn, fw, fr = final[NODE], final[WAY], final[RELATION]
+        node_map: dict[int, int] = {}
+        way_map: dict[int, int] = {}
+        rel_map: dict[int, int] = {}
+
+        # Existing ways and relations are still grouped copies (step 3 has not chosen yet): all count.
+        other_ways = [o for c in self.cands[WAY].values() for o in (c if type(c) is list else (c,))]
+        other_rels = [o for c in self.cands[RELATION].values() for o in (c if type(c) is list else (c,))]
+        used_nodes: set[int] = set()
+        for w in (*fw.values(), *other_ways):
+            if w.visible:
+                used_nodes.update(w.refs)
+        for rel in (*fr.values(), *other_rels):
+            if rel.visible:
+                used_nodes.update(r for t, r, _ in rel.members if t == NODE)
+
+        # new nodes: tagged ones, and untagged ones nothing uses
+        seen: dict[tuple, int] = {}
+        for oid, o in fn.items():
+            if oid >= 0:
+                continue
+            tags = o.tags
+            if not tags and oid in used_nodes:
+                continue
+            key = (frozenset(tags.items()) if tags else None, o.lon, o.lat)
+            first = seen.get(key)
+            if first is None:
+                seen[key] = oid
+            else:
+                node_map[oid] = first
+
+        # new ways: same tags and same node coordinates. Ways are first grouped by their
+        # length and first node's position (cheap); only groups of two or more are compared fully.
+        fn_get = fn.get
+        cn_get = self.cands[NODE].get
+
+        def loc(r: int):
+            n = fn_get(r) or cn_get(r)
+            if type(n) is list:
+                n = n[0]
+            if n is None or not n.visible or n.lon is None:
+                return None  # a base node: not known yet, so such ways are not compared
+            return (n.lon, n.lat)
+
+        groups: dict[tuple, object] = {}
+        for oid, w in fw.items():
+            refs = w.refs
+            if oid >= 0 or not refs:
+                continue
+            n = fn_get(refs[0])
+            if n is None:
+                continue
+            key1 = (len(refs), n.lon, n.lat)
+            g = groups.get(key1)
+            if g is None:
+                groups[key1] = w
+            elif type(g) is list:
+                g.append(w)
+            else:
+                groups[key1] = [g, w]
+        pairs: list[tuple[int, int]] = []
+        for g in groups.values():
+            if type(g) is not list:
+                continue
+            seen_w: dict[tuple, OsmObject] = {}
+            for w in g:
+                coords = tuple(loc(r) for r in w.refs)
+                if None in coords:
+                    continue
+                key = (_tagkey(w.tags), coords)
+                first = seen_w.get(key)
+                if first is None:
+                    seen_w[key] = w
+                else:
+                    way_map[w.id] = first.id
+                    pairs.extend((d, c) for d, c in zip(w.refs, first.refs) if d != c and d < 0)
+        if pairs:
+            # a duplicate way's own nodes go with it, unless something else still uses them
+            still_used: set[int] = set()
+            for oid, w in fw.items():
+                if w.visible and oid not in way_map:
+                    still_used.update(w.refs)
+            for w in other_ways:
+                if w.visible:
+                    still_used.update(w.refs)
+            for rel in (*fr.values(), *other_rels):
+                if rel.visible:
+                    still_used.update(r for t, r, _ in rel.members if t == NODE)
+            for d, c in pairs:
+                if d not in still_used and d not in node_map and not fn[d].tags:
+                    node_map[d] = node_map.get(c, c)
+
+        def remap_members(members):
+            return tuple((t, (node_map if t == NODE else way_map if t == WAY else rel_map).get(r, r), role)
+                         for t, r, role in members)
+
+        seen_r: dict[tuple, int] = {}
+        for oid, rel in fr.items():
+            if oid >= 0:
+                continue
+            key = (_tagkey(rel.tags), remap_members(rel.members))
+            first = seen_r.get(key)
+            if first is None:
+                seen_r[key] = oid
+            else:
+                rel_map[oid] = first
+
+        for kind, m, table in ((NODE, node_map, fn), (WAY, way_map, fw), (RELATION, rel_map, fr)):
+            for d, c in m.items():
+                o = table.pop(d)
+                self.dups[kind] += 1
+                lst = self.also.setdefault((kind, c), [])
+                lst.append(self.origin(o))
+                lst.extend(self.also.pop((kind, d), []))
+        if node_map:
+            for w in (*fw.values(), *other_ways):
+                refs = w.refs
+                if refs and min(refs) < 0 and any(r in node_map for r in refs):
+                    w.refs = tuple(node_map.get(r, r) for r in refs)
+        if node_map or way_map or rel_map:
+            for rel in (*fr.values(), *other_rels):
+                if any(r < 0 for _t, r, _ in rel.members):
+                    rel.members = remap_members(rel.members)
+
+    # -- step 6: every node a way uses must exist somewhere
+    def check_refs(self) -> None:
+        fn = self.final[NODE]
+        base_nodes = self.base_objs[NODE]
+        for oid, w in self.final[WAY].items():
+            if not w.visible:
+                continue
+            for r in w.refs:
+                o = fn.get(r)
+                if o is not None and o.visible:
+                    continue
+                b = base_nodes.get(r)
+                if b is not None and (o is None or (o.version or 0) < (b.version or 0)):
+                    continue
+                data = self.inputs[w.src]
+                where = "in no input file and not in the base" if self.base else \
+                    "in no input file (and no --base extract was given)"
+                raise BadInput(w.src, f"{data.name}: way {w.orig} uses node {r}, which is {where}")
+
+    def run(self, pre_opl: bool = False) -> None:
+        """Apply the rules. The base is read (in a forked helper for big merges) while the new
+        objects are renumbered, de-duplicated and, if *pre_opl*, serialised for the snapshot."""
+        t = time.perf_counter()
+        self.renumber()
+        self.gather()
+        self.timings["renumber"] = time.perf_counter() - t
+        job = _BaseJob(self.base, self.need, self.deletion_candidates,
+                       fork=sum(len(v) for v in self.final.values()) >= _FORK_MIN_NEW)
+        try:
+            t = time.perf_counter()
+            self.collapse_duplicates()
+            self.new_opl = opl_bytes([o for k in KINDS for o in self.final[k].values()]) if pre_opl else None
+            self.timings["new_objects"] = time.perf_counter() - t
+            t = time.perf_counter()
+            self.base_objs, self.base_referrers, helper_times = job.result()
+            self.timings["base_wait"] = time.perf_counter() - t
+            self.timings.update(helper_times)
+        finally:
+            job.close()
+        t = time.perf_counter()
+        self.settle()
+        self.check_deletions()
+        self.check_refs()
+        self.timings["rules"] = time.perf_counter() - t
+
+
+#: Below this many new objects, reading the base in a helper process is not worth a fork.
+_FORK_MIN_NEW = 20_000
+
+
+def _pack_tables(tables: dict[str, dict[int, OsmObject]]) -> dict:
+    return {k: [(o.id, o.version, o.visible, o.action, o.tags, o.lon, o.lat, o.refs, o.members, o.meta, o.src)
+                for o in t.values()] for k, t in tables.items()}
+
+
+def _unpack_tables(packed: dict) -> dict[str, dict[int, OsmObject]]:
+    out: dict[str, dict[int, OsmObject]] = {k: {} for k in KINDS}
+    new = OsmObject.__new__
+    for k, rows in packed.items():
+        table = out[k]
+        for oid, version, visible, action, tags, lon, lat, refs, members, meta, src in rows:
+            o = new(OsmObject)
+            o.kind, o.id, o.version, o.visible, o.action, o.tags = k, oid, version, visible, action, tags
+            o.lon, o.lat, o.refs, o.members, o.meta, o.src, o.orig = lon, lat, refs, members, meta, src, oid
+            table[oid] = o
+    return out
+
+
+class _BaseJob:
+    """The two reads of the base (:class:`_BaseLookup`), in a forked helper process when *fork*.
+
+    Without a base, or without fork, the reads happen in :meth:`result`.
+    """
+
+    def __init__(self, base: Path | None, need: dict, deleted: dict, *, fork: bool):
+        self.base, self.need, self.deleted = base, need, deleted
+        self.pid = None
+        self.fd = None
+        if base is None or not fork or not hasattr(os, "fork") or os.environ.get("MAPATHON_JOBS") == "1" \
+                or (os.cpu_count() or 1) < 2:
+            return
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the helper
+            code = 0
+            try:
+                os.close(r)
+                try:
+                    payload = ("ok",) + self._read_packed()
+                except MapathonError as e:
+                    payload = ("error", str(e))
+                import marshal
+
+                with os.fdopen(w, "wb") as f:
+                    f.write(marshal.dumps(payload))
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        self.pid, self.fd = pid, r
+
+    def _read(self):
+        times = {}
+        lookup = _BaseLookup(self.base)
+        t = time.perf_counter()
+        objs = lookup.fetch(self.need)
+        times["base_lookup"] = time.perf_counter() - t
+        t = time.perf_counter()
+        refs = lookup.referrers(self.deleted)
+        times["base_referrers"] = time.perf_counter() - t
+        return objs, refs, times
+
+    def _read_packed(self):
+        objs, refs, times = self._read()
+        return _pack_tables(objs), _pack_tables(refs), times
+
+    def result(self):
+        """(base objects, base referrers of deletions, timings)."""
+        if self.base is None:
+            return {k: {} for k in KINDS}, {k: {} for k in KINDS}, {}
+        if self.pid is None:
+            return self._read()
+        import marshal
+
+        with os.fdopen(self.fd, "rb") as f:
+            self.fd = None
+            data = f.read()
+        _pid, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        if status != 0 or not data:
+            return self._read()  # the helper failed: read here
+        payload = marshal.loads(data)
+        if payload[0] == "error":
+            raise MapathonError(payload[1])
+        _ok, objs, refs, times = payload
+        return _unpack_tables(objs), _unpack_tables(refs), times
+
+    def close(self) -> None:
+        """Do not leave a helper behind (after an error or Ctrl-C)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, 9)
+                os.waitpid(self.pid, 0)
+            except OSError:
+                pass
+            self.pid = None
+
+
+_NEW_IDS = re.compile(r"new ids down to n(-?\d+) w(-?\d+) r(-?\d+)")
+
+
+def _new_id_start(header) -> dict[str, int]:
+    """Where to number new objects from: below the new objects of a base that mapathon wrote.
+
+    A PBF header keeps no custom options, so the lowest new ids are noted in
+    the ``generator`` text (``mapathon 0.1.0; new ids down to n-40 w-8 r0``).
+    """
+    start = {k: -1 for k in KINDS}
+    if header is None:
+        return start
+    m = _NEW_IDS.search(header.get("generator", ""))
+    if m:
+        for k, v in zip(KINDS, m.groups()):
+            start[k] = min(-1, int(v) - 1)
+    return start
+
+
+def _load_one(spec: InputSpec, base: Path | None, src: int) -> tuple[str | None, OsmData | None, str | None]:
+    """(sha256, data, error message) of one input; never raises a MapathonError."""
+    path = Path(spec.path)
+    label = spec.name or str(path)
+    sha = None
+    try:
+        if base is not None and path.exists() and base.exists() and os.path.samefile(path, base):
+            raise MapathonError(f"{label}: is the base extract; give it only as --base")
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise MapathonError(f"{label}: cannot read ({e.strerror or e})") from None
+        sha = hashlib.sha256(raw).hexdigest()
+        if spec.sha256 and spec.sha256 != sha:
+            raise MapathonError(f"{label}: damaged: its checksum is not the one recorded when it was submitted")
+        return sha, read_osm_file(path, name=label, src=src, data=raw), None
+    except MapathonError as e:
+        return sha, None, str(e)
+
+
+def _pack(result):
+    sha, data, err = result
+    if data is None:
+        return (sha, None, err)
+    objs = {k: [(o.id, o.version, o.visible, o.action, o.tags, o.lon, o.lat, o.refs, o.members, o.meta, o.src)
+                for o in t.values()] for k, t in data.objects.items()}
+    return (sha, (data.name, data.format, objs), None)
+
+
+def _unpack(packed):
+    sha, d, err = packed
+    if d is None:
+        return (sha, None, err)
+    name, fmt, objs = d
+    data = OsmData(name, fmt)
+    new = OsmObject.__new__
+    for k, rows in objs.items():
+        table = data.objects[k]
+        for oid, version, visible, action, tags, lon, lat, refs, members, meta, src in rows:
+            o = new(OsmObject)
+            o.kind, o.id, o.version, o.visible, o.action, o.tags = k, oid, version, visible, action, tags
+            o.lon, o.lat, o.refs, o.members, o.meta, o.src, o.orig = lon, lat, refs, members, meta, src, oid
+            table[oid] = o
+    return (sha, data, None)
+
+
+#: Reading many files is split between this process and one forked helper (parsing XML is most of a
+#: merge's time). MAPATHON_JOBS=1 turns it off.
+_PARALLEL_MIN_FILES = 16
+
+
+def _load_all(todo: list[tuple[int, InputSpec]], base: Path | None) -> list:
+    """_load_one for every (src, spec), in order; the second half in a forked process when worthwhile."""
+    jobs = os.environ.get("MAPATHON_JOBS", "")
+    parallel = (len(todo) >= _PARALLEL_MIN_FILES and hasattr(os, "fork") and (os.cpu_count() or 1) >= 2
+                and jobs != "1")
+    if not parallel:
+        return [_load_one(spec, base, src) for src, spec in todo]
+    import marshal  # our own tuples of str/int/None/dict: marshal is several times faster than pickle
+
+    mid = (len(todo) * 53) // 100  # the helper also packs its objects for the pipe: give it a bit less
+    mine, theirs = todo[:mid], todo[mid:]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the helper: parse, send, exit without running any cleanup of the parent's state
+        code = 0
+        try:
+            os.close(r)
+            payload = marshal.dumps([_pack(_load_one(spec, base, src)) for src, spec in theirs])
+            with os.fdopen(w, "wb") as f:
+                f.write(payload)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    results = None
+    try:
+        out = [_load_one(spec, base, src) for src, spec in mine]
+        with os.fdopen(r, "rb") as f:
+            payload = f.read()
+        _pid, status = os.waitpid(pid, 0)
+        pid = None
+        if status == 0 and payload:
+            results = [_unpack(p) for p in marshal.loads(payload)]
+    finally:
+        if pid is not None:  # interrupted: do not leave the helper behind
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    if results is None:  # the helper failed: read its share here
+        results = [_load_one(spec, base, src) for src, spec in theirs]
+    return out + results
+
+
+def _read_inputs(specs: Sequence[InputSpec], skip_bad: bool, skipped: list[dict], exclude: set[int],
+                 base: Path | None, progress: Callable[[str], None] | None
+                 ) -> tuple[list[InputFile], list[OsmData], list[int]]:
+    todo = [(si, spec) for si, spec in enumerate(specs) if si not in exclude]
+    loaded = _load_all(todo, base)
+    inputs: list[InputFile] = []
+    datas: list[OsmData] = []
+    spec_index: list[int] = []
+    seen: dict[str, str] = {}
+    for (si, spec), (sha, data, err) in zip(todo, loaded):
+        path = Path(spec.path)
+        label = spec.name or str(path)
+        if err is None and sha in seen:
+            skipped.append({"file": label, "reason": f"same bytes as {seen[sha]}; merged once"})
+            continue
+        if err is not None:
+            if not skip_bad:
+                raise MapathonError(err)
+            skipped.append({"file": label, "reason": err})
+            continue
+        seen[sha] = label
+        idx = len(inputs)
+        if idx != si:  # objects were read with their position among all specs
+            for table in data.objects.values():
+                for o in table.values():
+                    o.src = idx
+        if progress:
+            progress(label)
+        inputs.append(InputFile(idx, path, label, data.format, spec.volunteer, spec.task,
+                                spec.contribution, sha, data.count(), data.counts(),
+                                display=spec.display or path.name))
+        datas.append(data)
+        spec_index.append(si)
+    return inputs, datas, spec_index
+
+
+def plan_merge(specs: Sequence[InputSpec], *, base: str | os.PathLike | None = None, skip_bad: bool = False,
+               progress: Callable[[str], None] | None = None, _for_writing: bool = False) -> MergeResult:
+    """Read the inputs and apply the merge rules; nothing is written (see :func:`write_merge`).
+
+    Raises MapathonError for a bad input (naming the file) unless *skip_bad*,
+    in which case the file is left out and listed in ``result.skipped``.
+    """
+    t0 = time.perf_counter()
+    base_path = Path(base) if base is not None else None
+    if base_path is not None and not base_path.is_file():
+        raise MapathonError(f"{base_path}: no such base file")
+    header = None  # read after the inputs: the parallel reading forks, better before libosmium starts threads
+    if not specs and base_path is None:
+        raise MapathonError("nothing to merge: give files (or submit contributions to the project)")
+    skipped: list[dict] = []
+    exclude: set[int] = set()
+    while True:
+        t = time.perf_counter()
+        attempt_skipped: list[dict] = []
+        inputs, datas, spec_index = _read_inputs(specs, skip_bad, attempt_skipped, exclude, base_path, progress)
+        t_read = time.perf_counter() - t
+        if not inputs and base_path is None:
+            raise MapathonError("nothing left to merge: every input was skipped")
+        if header is None and base_path is not None:
+            header = _read_base_header(base_path)
+        engine = _Engine(inputs, datas, base_path, _new_id_start(header))
+        try:
+            engine.run(pre_opl=_for_writing)
+        except BadInput as e:
+            if not skip_bad:
+                raise MapathonError(str(e)) from None
+            skipped.append({"file": inputs[e.index].name, "reason": str(e)})
+            exclude.add(spec_index[e.index])
+            continue
+        skipped = attempt_skipped + skipped
+        break
+    engine.timings["read"] = t_read
+    return _result(engine, inputs, skipped, base_path, header, time.perf_counter() - t0)
+
+
+def _result(engine: _Engine, inputs: list[InputFile], skipped: list[dict], base: Path | None, header,
+            elapsed: float) -> MergeResult:
+    t = time.perf_counter()
+    final = engine.final
+    base_objs = engine.base_objs
+    also = engine.also
+    by_kind = {}
+    from_inputs = 0
+    for k in KINDS:
+        counts = by_kind[KIND_NAMES[k]] = {"create": 0, "modify": 0, "delete": 0}
+        for o in final[k].values():
+            if o.visible:
+                from_inputs += 1
+                if o.action is not None:
+                    counts[o.action] += 1
+            elif o.action is not None:
+                counts["delete"] += 1
+    xs = [o.lon for o in final[NODE].values() if o.visible]
+    ys = [o.lat for o in final[NODE].values() if o.visible]
+    bbox = (min(xs), min(ys), max(xs), max(ys)) if xs else None
+    identical = sum(len(v) for (k, oid), v in also.items() if oid > 0)
+    total = {a: sum(c[a] for c in by_kind.values()) for a in ("create", "modify", "delete")}
+    stats = {
+        "inputs": len(inputs),
+        "skipped": len(skipped),
+        "objects_in": sum(i.objects for i in inputs),
+        "objects_from_inputs": from_inputs,
+        "new": total["create"],
+        "modified": total["modify"],
+        "deleted": total["delete"],
+        "by_type": by_kind,
+        "renumbered": sum(i.renumbered for i in inputs),
+        "conflicts": len(engine.conflicts),
+        "conflicts_by_kind": {},
+        "deletions_refused": engine.deletions_kept,
+        "identical_edits_merged": identical,
+        "duplicates_collapsed": sum(engine.dups.values()),
+        "duplicates_by_type": {KIND_NAMES[k]: v for k, v in engine.dups.items()},
+    }
+    for c in engine.conflicts:
+        stats["conflicts_by_kind"][c.kind] = stats["conflicts_by_kind"].get(c.kind, 0) + 1
+    # Timestamps of base copies, so that an edit of the same version replaces them in libosmium's merge.
+    base_ts = {}
+    for k in KINDS:
+        bk = base_objs[k]
+        if not bk:
+            continue
+        for oid, o in final[k].items():
+            b = bk.get(oid)
+            if b is not None and o.action is not None and (o.version or 0) == (b.version or 0):
+                base_ts[(k, oid)] = b.meta[0] if b.meta else None
+    new_ids = {k: engine.next_id[k] + 1 for k in KINDS}  # the lowest new id given (0: none)
+    engine.timings["result"] = time.perf_counter() - t
+    stats["seconds"] = round(elapsed + engine.timings["result"], 3)
+    stats["timings"] = {k: round(v, 3) for k, v in engine.timings.items()}
+    result = MergeResult(inputs, skipped, base, engine.conflicts, stats, final=final, base_objs=base_objs,
+                         base_ts=base_ts, new_ids=new_ids, bbox=bbox, also=also)
+    result._new_opl = engine.new_opl
+    return result
+
+
+# -- writing -----------------------------------------------------------------------------------------
+
+
+def check_outputs(output: str | os.PathLike, upload=None, josm=None, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    """Refuse output names with the wrong extension, or that would overwrite an input."""
+    output = Path(output)
+    if not output.name.lower().endswith(".pbf"):
+        raise MapathonError(f"{output}: the merged snapshot is written as .osm.pbf; name it so")
+    if upload is not None and not Path(upload).name.lower().endswith(".osc"):
+        raise MapathonError(f"{upload}: the upload file is an osmChange; its name should end in .osc")
+    if josm is not None and not Path(josm).name.lower().endswith(".osm"):
+        raise MapathonError(f"{josm}: the JOSM file is OSM XML; its name should end in .osm")
+    outs = [Path(p) for p in (output, upload, josm) if p is not None]
+    if len({p.resolve() for p in outs}) != len(outs):
+        raise MapathonError("the output files must be different files")
+    for p in outs:
+        for i in inputs:
+            i = Path(i)
+            if p.resolve() == i.resolve() or (p.exists() and i.exists() and os.path.samefile(p, i)):
+                raise MapathonError(f"{p}: is an input; inputs are never overwritten, choose another name")
+
+
+def _snapshot_header(result: MergeResult, base_header):
+    import osmium
+
+    h = osmium.io.Header()
+    h.set("generator", f"mapathon {__version__}; new ids down to "
+          + " ".join(f"{k}{result._new_ids[k]}" for k in KINDS))
+    box = base_header.box() if base_header is not None else None
+    x0 = y0 = x1 = y1 = None
+    if box is not None and box.valid():
+        x0, y0, x1, y1 = box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat
+    if result._bbox:
+        bx0, by0, bx1, by1 = (v / 1e7 for v in result._bbox)
+        x0 = bx0 if x0 is None else min(x0, bx0)
+        y0 = by0 if y0 is None else min(y0, by0)
+        x1 = bx1 if x1 is None else max(x1, bx1)
+        y1 = by1 if y1 is None else max(y1, by1)
+    if x0 is not None:
+        h.add_box(osmium.osm.Box(osmium.osm.Location(x0, y0), osmium.osm.Location(x1, y1)))
+    return h
+
+
+def _write_snapshot(result: MergeResult, dest: Path) -> None:
+    import osmium
+
+    rows: list[OsmObject] = []
+    done = result._new_opl is not None  # new objects (id < 0) serialised while the base was being read
+    for k in KINDS:
+        table = result._final[k]
+        if done:
+            rows.extend(o for i, o in table.items() if i > 0 and (o.visible or result.base is not None))
+        elif result.base is None:
+            rows.extend(o for o in table.values() if o.visible)  # nothing to delete from
+        else:
+            rows.extend(table.values())
+    header = _read_base_header(result.base) if result.base else None
+    mr = osmium.MergeInputReader()
+    if done and len(result._new_opl) > 1:
+        mr.add_buffer(result._new_opl, "opl")
+    if rows:
+        mr.add_buffer(opl_bytes(rows, result._base_ts), "opl")
+    h = _snapshot_header(result, header)
+    try:
+        # libosmium's default pool leaves two cores idle (one thread on a small machine): PBF
+        # decompression and compression are what this step spends its time on, so use the cores.
+        pool = osmium.io.ThreadPool(max(2, min(8, os.cpu_count() or 1)))
+        if result.base:
+            reader = osmium.io.Reader(str(result.base), thread_pool=pool)
+        else:
+            reader = osmium.io.Reader(osmium.io.FileBuffer(b"", "opl"), thread_pool=pool)
+        writer = osmium.io.Writer(str(dest), h, thread_pool=pool)
+        try:
+            mr.apply_to_reader(reader, writer, False)
+        finally:
+            writer.close()
+            reader.close()
+    except MapathonError:
+        raise
+    except Exception as e:
+        raise MapathonError(f"{result.base or dest}: merging failed ({e})") from None
+
+
+def _context_nodes(result: MergeResult, changes: list[OsmObject]) -> list[OsmObject]:
+    """Unchanged nodes that the changed ways use (JOSM needs them to show and upload the ways)."""
+    have = {o.id for o in changes if o.kind == NODE}
+    fn = result._final[NODE]
+    bn = result._base_objs[NODE]
+    out: dict[int, OsmObject] = {}
+    for o in changes:
+        if o.kind == WAY and o.visible:
+            for r in o.refs:
+                if r in have or r in out:
+                    continue
+                n = fn.get(r)
+                b = bn.get(r)
+                if n is None or not n.visible or (b is not None and (b.version or 0) > (n.version or 0)):
+                    n = b
+                if n is not None and n.visible:
+                    out[r] = n
+    return list(out.values())
+
+
+def write_merge(result: MergeResult, output: str | os.PathLike, *, upload: str | os.PathLike | None = None,
+                josm: str | os.PathLike | None = None) -> MergeResult:
+    """Write the snapshot (and the upload/JOSM files): all of them appear at the end, or none."""
+    check_outputs(output, upload, josm, [i.path for i in result.inputs] + ([result.base] if result.base else []))
+    changes = result.changed_objects() if (upload is not None or josm is not None) else []
+    fill = {}
+    for o in changes:
+        if not o.visible:
+            b = result._base_objs[o.kind].get(o.id)
+            if b is not None and (o.kind != NODE or o.lon is None):
+                fill[(o.kind, o.id)] = b
+    t = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        snap = stack.enter_context(atomic_path(output))
+        _write_snapshot(result, snap)
+        result.stats.setdefault("timings", {})["write_snapshot"] = round(time.perf_counter() - t, 3)
+        if upload is not None:
+            tmp = stack.enter_context(atomic_path(upload))
+            with open(tmp, "wb") as f:
+                w = OscWriter(f)
+                w.write(changes, fill)
+                w.close()
+        if josm is not None:
+            tmp = stack.enter_context(atomic_path(josm))
+            with open(tmp, "wb") as f:
+                write_josm(f, changes, _context_nodes(result, changes), fill)
+    result.outputs = {"snapshot": str(output), "upload": str(upload) if upload else None,
+                      "josm": str(josm) if josm else None}
+    return result
+
+
+def merge(specs: Sequence[InputSpec | str | os.PathLike], output: str | os.PathLike, *,
+          base: str | os.PathLike | None = None, upload: str | os.PathLike | None = None,
+          josm: str | os.PathLike | None = None, skip_bad: bool = False,
+          progress: Callable[[str], None] | None = None) -> MergeResult:
+    """Merge *specs* (on *base* if given) into *output*, plus optional upload/JOSM files."""
+    specs = [s if isinstance(s, InputSpec) else InputSpec(Path(s)) for s in specs]
+    check_outputs(output, upload, josm, [s.path for s in specs] + ([base] if base else []))
+    t = time.perf_counter()
+    with _no_gc():
+        result = plan_merge(specs, base=base, skip_bad=skip_bad, progress=progress, _for_writing=True)
+        write_merge(result, output, upload=upload, josm=josm)
+    result.stats["seconds"] = round(time.perf_counter() - t, 3)
+    return result

@@ -1,0 +1,161 @@
+"""Collecting volunteers' files (``mapathon submit``) and merging a project's contributions."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import sqlite3
+
+import osmium
+import pytest
+
+from mapathon import store
+from mapathon.errors import MapathonError
+from mapathon.osm.submit import list_contributions, submit
+from mapathon.project import open_project
+
+from conftest import DIANGUIRDE_POIS
+from test_merge import building, josm, node, read_objects
+
+
+def _rows(project_dir, sql, *args):
+    conn = sqlite3.connect(project_dir / "mapathon.sqlite")
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.close()
+
+
+def test_submit_copies_records_and_logs(gridded, pcli, tmp_path):
+    f = josm(tmp_path / "awa-task-3.osm", *building(-1, -1, 14.5, -9.1))
+    r = pcli("submit", f, "--as", "Awa", "--task", "3")
+    assert "Contribution 1" in r.stdout and "awa-task-3.osm" in r.stdout
+    sha = hashlib.sha256(f.read_bytes()).hexdigest()
+    stored = gridded / "contributions" / f"{sha}.osm"
+    assert stored.read_bytes() == f.read_bytes()
+    (row,) = _rows(gridded, "SELECT c.*, v.name FROM contributions c JOIN volunteers v ON v.id = c.volunteer_id")
+    assert (row["sha256"], row["name"], row["task_id"], row["size"], row["original_name"], row["format"]) == \
+        (sha, "Awa", 3, f.stat().st_size, "awa-task-3.osm", "osm")
+    assert row["task_key"] and row["submitted"].endswith("Z") and row["objects"] == 5
+    assert json.loads(row["counts"])["create"] == 5
+    (ev,) = _rows(gridded, "SELECT * FROM events WHERE action = 'contribution.submit'")
+    assert ev["actor"] == "Awa" and ev["task"] == row["task_key"] and json.loads(ev["data"])["sha256"] == sha
+    # Awa was not registered: submitting registers her as a mapper, like claiming does
+    assert _rows(gridded, "SELECT name FROM volunteers WHERE name = 'Awa'")
+
+
+def test_same_bytes_twice_are_recorded_once(gridded, pcli, tmp_path):
+    f = josm(tmp_path / "a.osm", *building(-1, -1, 14.5, -9.1))
+    copy = tmp_path / "copy-of-a.osm"
+    copy.write_bytes(f.read_bytes())
+    pcli("submit", f, "--as", "Awa")
+    r = pcli("submit", copy, f, "--as", "Bakary")
+    assert "already submitted as contribution 1 by Awa" in r.stdout
+    assert len(_rows(gridded, "SELECT * FROM contributions")) == 1
+    assert len(_rows(gridded, "SELECT * FROM events WHERE action = 'contribution.submit'")) == 1
+    assert len(list((gridded / "contributions").iterdir())) == 1
+
+
+def test_a_bad_file_records_nothing(gridded, pcli, tmp_path):
+    good = josm(tmp_path / "good.osm", *building(-1, -1, 14.5, -9.1))
+    bad = tmp_path / "bad.osm"
+    bad.write_text("<osm><node id='1' lat='1' lon='1'>")  # truncated
+    wrong = tmp_path / "notes.txt"
+    wrong.write_text("hello")
+    for args in ((good, bad), (wrong,), (bad,)):
+        r = pcli("submit", *args, "--as", "Awa", ok=False)
+        err = r.stderr.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("Error:")
+        assert bad.name in err or wrong.name in err
+    assert _rows(gridded, "SELECT * FROM contributions") == []
+    assert not (gridded / "contributions").exists() or not list((gridded / "contributions").iterdir())
+    r = pcli("submit", good, "--as", "Awa", "--task", "999999", ok=False)
+    assert "999999" in r.stderr
+    assert _rows(gridded, "SELECT * FROM contributions") == []
+
+
+def test_compressed_and_pbf_submissions_keep_their_kind(gridded, tmp_path):
+    gz = tmp_path / "a.osm.gz"
+    gz.write_bytes(gzip.compress(josm(tmp_path / "a.osm", *building(-1, -1, 14.5, -9.1)).read_bytes()))
+    with open_project(gridded) as p:
+        subs = submit(p, [gz, DIANGUIRDE_POIS], "Awa")
+        assert [c.format for c in subs] == ["osm.gz", "pbf"]
+        assert subs[0].path.name.endswith(".osm.gz") and subs[1].path.name.endswith(".osm.pbf")
+        assert [c.id for c in list_contributions(p)] == [1, 2]
+        with pytest.raises(MapathonError, match="volunteer name"):
+            submit(p, [gz], "   ")
+
+
+def test_merge_takes_the_contributions_in_submission_order(gridded, pcli, tmp_path):
+    a = josm(tmp_path / "a.osm", *building(-1, -1, 14.5, -9.1),
+             node(1035398271, 14.5417966, -9.1912651, {"place": "town", "name": "Diéma A"}, 1, "modify"))
+    b = josm(tmp_path / "b.osm", *building(-1, -1, 14.6, -9.2),
+             node(1035398271, 14.5417966, -9.1912651, {"place": "town", "name": "Diéma B"}, 1, "modify"))
+    pcli("submit", b, "--as", "Bakary", "--task", "2")
+    pcli("submit", a, "--as", "Awa", "--task", "1")
+    out, jo = tmp_path / "merged.osm.pbf", tmp_path / "merged.osm"
+    r = pcli("merge", "--base", DIANGUIRDE_POIS, "-o", out, "--josm", jo, "--json")
+    summary = json.loads(r.stdout)
+    assert [i["volunteer"] for i in summary["inputs"]] == ["Bakary", "Awa"]
+    assert [i["name"] for i in summary["inputs"]] == ["b.osm", "a.osm"]
+    (conflict,) = summary["conflicts"]
+    assert conflict["kept"]["volunteer"] == "Bakary"  # submitted first
+    objs = read_objects(out)
+    assert objs[("n", 1035398271)][2]["name"] == "Diéma B"
+    assert len([k for k in objs if k[0] == "w"]) == 2
+    assert len(read_objects(DIANGUIRDE_POIS)) + 8 + 2 == len(objs)
+    # the human summary names volunteers and the conflict
+    r = pcli("merge", "--base", DIANGUIRDE_POIS, "-o", tmp_path / "again.osm.pbf")
+    assert "Bakary" in r.stdout and "conflict (edit)" in r.stdout and "node 1035398271" in r.stdout
+
+
+def test_merge_result_gives_provenance_per_object(gridded, tmp_path):
+    from mapathon.osm.merge import merge
+    from mapathon.osm.submit import merge_inputs
+
+    a = josm(tmp_path / "a.osm", *building(-1, -1, 14.5, -9.1))
+    b = josm(tmp_path / "b.osm", *building(-1, -1, 14.6, -9.2))
+    with open_project(gridded) as p:
+        submit(p, [a], "Awa", "5")
+        submit(p, [b], "Bakary", "6")
+        specs = merge_inputs(p)
+    result = merge(specs, tmp_path / "m.osm.pbf")
+    by_volunteer = {}
+    for c in result.changes:
+        by_volunteer.setdefault((c.origin.input.volunteer, c.origin.input.task), []).append((c.kind, c.action))
+    assert len(by_volunteer) == 2
+    for objs in by_volunteer.values():
+        assert sorted(objs) == [("node", "create")] * 4 + [("way", "create")]
+    w = result.change("way", -2)
+    assert w.origin.input.volunteer == "Bakary" and w.origin.id == -1 and w.origin.input.contribution == 2
+    assert result.way_coords(-2)[0] == (-9.2, 14.6)
+
+
+def test_damaged_stored_copy_is_reported(gridded, pcli, tmp_path):
+    f = josm(tmp_path / "a.osm", *building(-1, -1, 14.5, -9.1))
+    pcli("submit", f, "--as", "Awa")
+    (stored,) = (gridded / "contributions").iterdir()
+    stored.write_bytes(stored.read_bytes().replace(b"14.5", b"14.7"))
+    r = pcli("merge", "-o", tmp_path / "m.osm.pbf", ok=False)
+    assert "damaged" in r.stderr and "Awa" in r.stderr
+    # submitting the same bytes again repairs the copy, and the record stays single
+    pcli("submit", f, "--as", "Awa")
+    assert stored.read_bytes() == f.read_bytes()
+    pcli("merge", "-o", tmp_path / "m.osm.pbf")
+
+
+def test_merge_needs_files_or_contributions(gridded, pcli, tmp_path, cli):
+    r = pcli("merge", "-o", tmp_path / "m.osm.pbf", ok=False)
+    assert "no contributions" in r.stderr
+    # outside any project, files are enough
+    f = josm(tmp_path / "a.osm", *building(-1, -1, 14.5, -9.1))
+    cli("merge", f, "-o", tmp_path / "m.osm.pbf")
+    assert len(list(osmium.FileProcessor(str(tmp_path / "m.osm.pbf")))) == 5
+
+
+def test_schema_has_the_contributions_migration(gridded):
+    rows = _rows(gridded, "PRAGMA user_version")
+    assert rows[0][0] == store.SCHEMA_VERSION == len(store.MIGRATIONS)
+    assert _rows(gridded, "SELECT name FROM sqlite_master WHERE name = 'contributions'")
