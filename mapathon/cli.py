@@ -395,6 +395,15 @@ def status(
         console.print(vt)
     if st.expired:
         console.print(f"Released {len(st.expired)} expired lock(s): {', '.join(st.expired)}")
+    if st.conflicts:  # sync between sites (docs/sync.md)
+        console.print(f"[yellow]Sync conflicts ({len(st.conflicts)})[/]: changes made at another site that lost when "
+                      "the sites' logs were merged; the volunteers' files are kept. Check these tasks:", soft_wrap=True)
+        for c in st.conflicts[:20]:
+            num = f"task {c['task_id']} " if c.get("task_id") else "task "
+            console.print(f"  {num}({c['task']}): {c['actor']}'s {c['action']} of {_when(c['ts'])}, site "
+                          f"{c['site'][:8]}: {c['reason']}", soft_wrap=True)
+        if len(st.conflicts) > 20:
+            console.print(f"  ... and {len(st.conflicts) - 20} more (see --json)")
     if map_png:
         console.print(f"Progress map written to {map_png}")
 
@@ -457,12 +466,12 @@ def merge_cmd(
 ):
     """Merge volunteers' files (renumbering new objects, settling conflicts) into one snapshot."""
     from .osm.merge import merge
-    from .osm.submit import merge_inputs, with_provenance
+    from .osm.submit import merge_inputs, publish_merge, with_provenance
     from .project import DB_NAME, resolve_dir
 
+    in_project = (resolve_dir(ctx.find_root().obj["project"]) / DB_NAME).is_file()
     if files:
-        folder = resolve_dir(ctx.find_root().obj["project"])
-        if (folder / DB_NAME).is_file():
+        if in_project:
             with _open(ctx) as p:
                 specs = with_provenance(p, files)
         else:
@@ -474,6 +483,11 @@ def merge_cmd(
             raise MapathonError("the project has no contributions yet: 'mapathon submit FILE --as NAME' first, "
                                 "or give the files to merge")
     result = merge(specs, output, base=base, upload=upload, josm=josm, skip_bad=skip_bad)
+    if in_project:
+        with _open(ctx) as p:
+            latest = publish_merge(p, result)
+        if not as_json:
+            console.print(f"The project's latest data is now {latest} (used by 'mapathon print')")
     if as_json:
         print(json.dumps(result.summary(), ensure_ascii=False, indent=2))
         return
@@ -828,6 +842,111 @@ def id_url_cmd(
     for w in s.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
     print(url)
+
+
+# -- sync between sites and the room server (issue 6) ------------------------------------------------------
+
+sync_app = _app("Work at several sites without internet: copy the project, then exchange changes by file.")
+app.add_typer(sync_app, name="sync")
+
+
+@sync_app.command("clone")
+def sync_clone(
+    ctx: typer.Context,
+    dest: Path = typer.Argument(..., help="A new (or empty) folder for the other site's copy."),
+    site_name: Optional[str] = typer.Option(None, "--site-name", help="A name for the new site, e.g. 'Bamako'."),
+    no_imagery: bool = typer.Option(False, "--no-imagery", help="Leave the imagery cache out of the copy."),
+):
+    """Copy the project for another site: the same project, with a site id of its own."""
+    from .sync import clone_project
+
+    with _open(ctx) as p, clone_project(p, dest, imagery=not no_imagery, site_name=site_name) as c:
+        console.print(f"Copied {p.name} to {dest} for another site (site {c.site[:8]}).")
+    console.print("Exchange changes with 'mapathon sync export -o FILE' at one site and 'mapathon sync import FILE' "
+                  "at the other.")
+
+
+@sync_app.command("export")
+def sync_export(
+    ctx: typer.Context,
+    output: Path = typer.Option(..., "--output", "-o", help="The bundle file to write (.zip)."),
+    since: Optional[int] = typer.Option(None, "--since", help="Only changes after this mark (printed by an earlier "
+                                        "export from this copy)."),
+    with_contributions: bool = typer.Option(False, "--with-contributions",
+                                            help="Also carry the submitted OSM files."),
+    as_json: bool = JsonOpt,
+):
+    """Write this site's changes (its whole log, or what is newer than --since) to one file."""
+    from .sync import export_bundle
+
+    with _open(ctx) as p:
+        r = export_bundle(p, output, since=since, with_contributions=with_contributions)
+    if as_json:
+        print(json.dumps(r.as_dict(), ensure_ascii=False, indent=2))
+        return
+    console.print(f"Wrote {r.events} event(s)" + (f" and {r.contributions} contribution(s)" if with_contributions else "")
+                  + f" to {output}")
+    console.print(f"Mark: {r.mark} (next time, 'mapathon sync export --since {r.mark}' writes only newer changes)")
+
+
+@sync_app.command("import")
+def sync_import(
+    ctx: typer.Context,
+    bundle: Path = typer.Argument(..., help="A bundle written by 'mapathon sync export' at another site."),
+    as_json: bool = JsonOpt,
+):
+    """Apply another site's changes. Importing twice is the same as once; the order of bundles does not matter."""
+    from .sync import import_bundle
+
+    with _open(ctx) as p:
+        r = import_bundle(p, bundle)
+    if as_json:
+        print(json.dumps(r.as_dict(), ensure_ascii=False, indent=2))
+        return
+    console.print(f"{bundle}: {r.events_new} new event(s) of {r.events_in_bundle} from site {r.site[:8]}; "
+                  f"{r.tasks_changed} task(s) changed" + (f", {len(r.tasks_created)} created by splits"
+                                                           if r.tasks_created else "")
+                  + (f", {len(r.tasks_removed)} removed (their split lost)" if r.tasks_removed else ""))
+    if r.volunteers_new:
+        console.print("New volunteers: " + ", ".join(r.volunteers_new))
+    if r.contributions_new:
+        console.print(f"New contributions: {r.contributions_new}")
+    if r.conflicts_new:
+        console.print(f"[yellow]{r.conflicts_new} new conflict(s)[/] between the sites' changes: "
+                      "see 'mapathon status'", soft_wrap=True)
+
+
+@sync_app.command("show")
+def sync_show(bundle: Path = typer.Argument(..., help="A bundle file."), as_json: bool = JsonOpt):
+    """Check a bundle (checksums, format) and show what it holds, without importing it."""
+    from .sync import bundle_info
+
+    info = bundle_info(bundle)
+    if as_json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    c = info.get("counts") or {}
+    console.print(f"{bundle}: intact; project {info.get('project_name')} ({info['project_id']}), site "
+                  f"{info['site'][:8]}, made {_when(info.get('created'))}; {c.get('events', 0)} event(s), "
+                  f"{c.get('contributions', 0)} contribution(s); format {info['version']}")
+
+
+@app.command("serve")
+def serve_cmd(
+    ctx: typer.Context,
+    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on (0.0.0.0: every network of this computer)."),
+    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="MAPATHON_ORGANIZER_TOKEN",
+                                        help="Organizer token (default: a new random one, printed at start)."),
+    max_upload_mb: float = typer.Option(20, "--max-upload-mb", help="Largest .osm file volunteers may upload."),
+):
+    """The room server: volunteers claim, map and hand in tasks from their browser; a progress board."""
+    from .project import open_project, resolve_dir
+    from .server import run
+
+    folder = resolve_dir(ctx.find_root().obj["project"])
+    open_project(folder).close()  # a clear error before anything starts
+    run(folder, host=host, port=port, token=token, max_upload_mb=max_upload_mb)
 
 
 def main() -> None:

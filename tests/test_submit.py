@@ -109,6 +109,13 @@ def test_merge_takes_the_contributions_in_submission_order(gridded, pcli, tmp_pa
     # the human summary names volunteers and the conflict
     r = pcli("merge", "--base", DIANGUIRDE_POIS, "-o", tmp_path / "again.osm.pbf")
     assert "Bakary" in r.stdout and "conflict (edit)" in r.stdout and "node 1035398271" in r.stdout
+    # the project keeps the latest snapshot for 'mapathon print', and the log records each merge
+    latest = pcli.project / "merged" / "latest.osm.pbf"
+    assert read_objects(latest) == read_objects(tmp_path / "again.osm.pbf")
+    assert "latest data" in r.stdout
+    from foundation_helpers import query
+
+    assert query(pcli.project, "SELECT COUNT(*) FROM events WHERE action = 'merge'")[0][0] == 2
 
 
 def test_merge_result_gives_provenance_per_object(gridded, tmp_path):

@@ -187,3 +187,25 @@ def with_provenance(project: Project | None, paths: Iterable[str | os.PathLike])
                 spec = InputSpec(p, volunteer=c.volunteer, task=c.task, contribution=c.id)
         specs.append(spec)
     return specs
+
+
+LATEST_MERGE = Path("merged") / "latest.osm.pbf"
+
+
+def publish_merge(project: Project, result, actor: str = "organizer") -> Path:
+    """Keep a copy of a merged snapshot as the project's latest data (``merged/latest.osm.pbf``,
+    which ``mapathon print`` uses by default) and record the merge in the event log."""
+    import shutil
+
+    from ..fsutil import atomic_path
+
+    snapshot = Path(result.outputs["snapshot"])
+    dest = project.path / LATEST_MERGE
+    dest.parent.mkdir(exist_ok=True)
+    if snapshot.resolve() != dest.resolve():
+        with atomic_path(dest) as tmp:
+            shutil.copyfile(snapshot, tmp)
+    with project.transaction():
+        project.record(actor=actor, action="merge", data={"stats": result.stats, "outputs": result.outputs,
+                                                           "conflicts": len(result.conflicts)})
+    return dest
