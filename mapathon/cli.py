@@ -462,9 +462,11 @@ def merge_cmd(
     upload: Optional[Path] = typer.Option(None, "--upload", help="Also write only the changes as osmChange (.osc)."),
     josm: Optional[Path] = typer.Option(None, "--josm", help="Also write the changes as JOSM XML (.osm) to upload."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files and merge the rest."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the credit and quality report (.html)."),
+    findings: Optional[Path] = typer.Option(None, "--findings", help="Also write the quality findings as GeoJSON."),
     as_json: bool = JsonOpt,
 ):
-    """Merge volunteers' files (renumbering new objects, settling conflicts) into one snapshot."""
+    """Merge volunteers' files (renumbering new objects, settling conflicts) into one snapshot; check it; credit the work."""
     from .osm.merge import merge
     from .osm.submit import merge_inputs, publish_merge, with_provenance
     from .project import DB_NAME, resolve_dir
@@ -488,10 +490,14 @@ def merge_cmd(
             latest = publish_merge(p, result)
         if not as_json:
             console.print(f"The project's latest data is now {latest} (used by 'mapathon print')")
+    from .quality.commands import after_merge, print_after_merge  # quality checks and credit of the merge
+
+    checked = after_merge(ctx.find_root().obj["project"], result, output, html=report, geojson=findings)
     if as_json:
-        print(json.dumps(result.summary(), ensure_ascii=False, indent=2))
+        print(json.dumps({**result.summary(), **checked.as_dict()}, ensure_ascii=False, indent=2))
         return
     _print_merge(result)
+    print_after_merge(checked, console)
 
 
 def _print_merge(result) -> None:
@@ -520,6 +526,46 @@ def _print_merge(result) -> None:
     out = result.outputs
     console.print(f"Wrote {out['snapshot']}" + (f", {out['upload']}" if out.get("upload") else "")
                   + (f", {out['josm']}" if out.get("josm") else "") + f" in {st['seconds']:.1f} s")
+
+
+# -- quality checks and credit (issue 3) ---------------------------------------------------------------
+
+
+@app.command("check")
+def check_cmd(
+    ctx: typer.Context,
+    file: Path = typer.Argument(..., help="OSM data to check: .osm (JOSM), .osc or .osm.pbf (e.g. the merged snapshot)."),
+    geojson: Optional[Path] = typer.Option(None, "--geojson", help="Also write the findings as a GeoJSON layer (JOSM, QGIS)."),
+    limit: int = typer.Option(25, "--limit", help="Findings listed on screen (all are in --json and --geojson)."),
+    as_json: bool = JsonOpt,
+):
+    """Find duplicate, overlapping, unclosed, self-intersecting, tiny and not-square buildings, untagged ways, crossings."""
+    from .quality.commands import print_check, run_check
+
+    result = run_check(ctx.find_root().obj["project"], file, geojson)
+    if as_json:
+        print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
+        return
+    print_check(result, console, limit)
+
+
+@app.command("report")
+def report_cmd(
+    ctx: typer.Context,
+    base: Optional[Path] = typer.Option(None, "--base", help="The extract the merge was made on (for what changed)."),
+    merged: Optional[Path] = typer.Option(None, "--merged", help="The merged snapshot: also check it and credit the findings."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as a self-contained HTML page."),
+    geojson: Optional[Path] = typer.Option(None, "--geojson", help="With --merged: the findings as a GeoJSON layer."),
+    as_json: bool = JsonOpt,
+):
+    """Credit and progress: buildings, km of roads and tracks, water points and POIs per volunteer, task and village."""
+    from .quality.commands import print_after_merge, run_report
+
+    rep = run_report(ctx.find_root().obj["project"], base=base, merged=merged, html=html, geojson=geojson)
+    if as_json:
+        print(json.dumps(rep.as_dict(), ensure_ascii=False, indent=2))
+        return
+    print_after_merge(rep, console)
 
 
 # -- printing: field atlases (issue 4) ------------------------------------------------------------------

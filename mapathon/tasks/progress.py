@@ -73,6 +73,8 @@ class Status:
     villages: list[Counts]
     volunteers: list[VolunteerStats]
     expired: list[str]
+    # sync between sites (mapathon/sync): changes from another site that lost when the logs were merged
+    conflicts: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -82,6 +84,7 @@ class Status:
             "villages": [v.as_dict() for v in self.villages],
             "volunteers": [asdict(v) | {"locked_hours": round(v.locked_hours, 2)} for v in self.volunteers],
             "expired_locks_released": self.expired,
+            "sync_conflicts": self.conflicts,
         }
 
 
@@ -120,7 +123,15 @@ def status(project: Project, now: datetime | None = None) -> Status:
         list(villages.values()),
         volunteer_stats(project, now),
         expired,
+        _sync_conflicts(project),
     )
+
+
+def _sync_conflicts(project: Project) -> list[dict]:
+    """Sync conflicts, listed by mapathon/sync (see docs/sync.md)."""
+    from ..sync import list_conflicts
+
+    return list_conflicts(project)
 
 
 def volunteer_stats(project: Project, now: datetime | None = None) -> list[VolunteerStats]:

@@ -1,0 +1,644 @@
+"""The room server's web application (FastAPI): pages, static files, imagery tiles and the JSON API.
+
+Every change goes through the project's own modules (``tasks.lifecycle``,
+``tasks.volunteers``, ``osm.submit``): the rules that say who may do what live
+there, not here. What the server adds is *who is asking*:
+
+* a volunteer signs in by typing a name and gets a token kept by their browser
+  (``X-Session`` header); the name is then bound to that browser: nobody else
+  can act under it from another device (an organizer can free it);
+* organizer actions (reset, force-release, split, validator rights, freeing a
+  name, signing in under an organizer's name) need the organizer token printed
+  when the server starts (``X-Organizer-Token`` header).
+
+Database work runs off the event loop, in threads that each keep their own
+connection to the project database: every change in one writer thread (so
+changes queue in order inside the process instead of spinning on SQLite's busy
+handler; across processes the lifecycle's ``BEGIN IMMEDIATE`` serialises them),
+reads in two reader threads (WAL lets them read while the writer writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Optional
+
+import shapely
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from .. import __version__, events
+from ..errors import ForbiddenTransition, MapathonError
+from ..project import Project, open_project
+
+STATIC = Path(__file__).parent / "static"
+DEFAULT_MAX_UPLOAD = 20 * 1024 * 1024
+MAX_JSON_BODY = 64 * 1024
+_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+          ".css": "text/css; charset=utf-8", ".png": "image/png", ".svg": "image/svg+xml", ".txt": "text/plain",
+          "": "text/plain; charset=utf-8"}
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._ -]+")
+_HOST = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,255}$")
+
+
+# -- request and answer models (they make the OpenAPI description) -----------------------------------------
+
+
+class JoinIn(BaseModel):
+    name: str = Field(..., max_length=200, description="The volunteer's name, as they want to appear.")
+
+
+class NextIn(BaseModel):
+    village: Optional[str] = Field(None, max_length=200, description="Only a task in this village.")
+
+
+class CommentIn(BaseModel):
+    comment: Optional[str] = Field(None, max_length=2000)
+
+
+class ValidateIn(BaseModel):
+    accept: bool = Field(..., description="true: VALIDATED; false: INVALIDATED (sent back to mapping).")
+    comment: Optional[str] = Field(None, max_length=2000)
+
+
+class GrantIn(BaseModel):
+    name: str = Field(..., max_length=200)
+
+
+class Room:
+    """The server's state: the project folder, per-thread connections, the write lock, the organizer token."""
+
+    def __init__(self, folder: str | Path, token: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD):
+        self.folder = Path(folder)
+        with open_project(self.folder) as p:  # fails early, with the project's own message
+            self.name = p.name
+        self.token = token or secrets.token_urlsafe(9)
+        self.max_upload = max_upload
+        self._local = threading.local()
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="mapathon-write")
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="mapathon-read")
+        self._geoms: dict[str | None, str] = {}  # task key -> GeoJSON geometry text (None -> the grid's event id)
+        self._villages: dict | None = None
+        self.tiles = _tile_service(self.folder)
+
+    def project(self) -> Project:
+        p = getattr(self._local, "project", None)
+        if p is None:
+            p = self._local.project = open_project(self.folder)
+        return p
+
+    def _call(self, fn, args, kw):
+        return fn(self.project(), *args, **kw)
+
+    async def write(self, fn, *args, **kw):
+        """``fn(project, ...)`` in the writer thread: one change at a time, in arrival order."""
+        return await asyncio.wrap_future(self._writer.submit(self._call, fn, args, kw))
+
+    async def read(self, fn, *args, **kw):
+        """``fn(project, ...)`` in a reader thread."""
+        return await asyncio.wrap_future(self._readers.submit(self._call, fn, args, kw))
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+
+    def is_organizer_request(self, request: Request) -> bool:
+        given = request.headers.get("x-organizer-token", "")
+        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+
+
+class _BodyLimit:
+    """Refuses request bodies larger than allowed before they are read (pure ASGI: cheap per request)."""
+
+    def __init__(self, app, room: Room):
+        self.app, self.room = app, room
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
+            headers = dict(scope["headers"])
+            upload = scope["path"].endswith("/upload")
+            limit = self.room.max_upload if upload else MAX_JSON_BODY
+            length = headers.get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > limit):
+                what = f"{limit / (1024 * 1024):g} MB" if upload else f"{limit // 1024} KiB"
+                await JSONResponse({"detail": f"request too large (at most {what} here)"}, status_code=413)(
+                    scope, receive, send)
+                return
+            if length is None and not upload and b"chunked" in headers.get(b"transfer-encoding", b""):
+                await JSONResponse({"detail": "send a Content-Length"}, status_code=411)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def _tile_service(folder: Path):
+    """The imagery cache server of mapathon.imagery, when this installation has it."""
+    try:
+        from ..imagery.serve import TileService
+    except ImportError:  # pragma: no cover - the imagery module is optional for the room server
+        return None
+    return TileService(folder)
+
+
+def _h(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _err(status: int, message: str) -> HTTPException:
+    return HTTPException(status_code=status, detail=message)
+
+
+def _base_url(request: Request) -> str:
+    host = request.headers.get("host", "")
+    if not _HOST.match(host):
+        host = f"{request.url.hostname}:{request.url.port}"
+    return f"{request.url.scheme}://{host}"
+
+
+# -- JSON views ---------------------------------------------------------------------------------------------------
+
+
+def _task_json(t) -> dict:
+    return {"id": t.id, "key": t.key, "state": t.state, "locked_by": t.locked_by, "lock_expires": t.lock_expires,
+            "mapped_by": t.mapped_by, "validated_by": t.validated_by, "villages": list(t.villages),
+            "bounds": [round(v, 7) for v in t.geom.bounds], "parent_id": t.parent_id}
+
+
+def _round(obj):
+    if isinstance(obj, float):
+        return round(obj, 7)
+    if isinstance(obj, (list, tuple)):
+        return [_round(v) for v in obj]
+    return obj
+
+
+def _geometry(geom) -> dict:
+    g = shapely.geometry.mapping(geom)
+    return {"type": g["type"], "coordinates": _round(g["coordinates"])}
+
+
+def create_app(folder: str | Path, *, token: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
+    """The room server for the project in *folder*. ``app.state.room.token`` is the organizer token."""
+    room = Room(folder, token, max_upload)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        room.close()
+
+    app = FastAPI(
+        title=f"mapathon room server — {room.name}",
+        version=__version__,
+        description="Claim, map, hand in and validate the tasks of a mapathon project from a browser. "
+                    "Volunteers sign in with POST /api/join and send the token they get as `X-Session`; "
+                    "organizer actions need the token printed when the server started, as `X-Organizer-Token`. "
+                    "Refusals by the task rules are HTTP 409 with the reason in `detail`.",
+        docs_url=None, redoc_url=None,  # their pages load scripts from CDNs: the room may have no internet
+        openapi_url="/api/openapi.json",
+        lifespan=lifespan,
+    )
+    app.state.room = room
+    static = _static_files()
+
+    @app.exception_handler(MapathonError)
+    async def _mapathon_error(request: Request, e: MapathonError):
+        status = 409 if isinstance(e, ForbiddenTransition) else 400
+        return JSONResponse({"detail": str(e)}, status_code=status)
+
+    app.add_middleware(_BodyLimit, room=room)
+
+    # -- pages and files ---------------------------------------------------------------------------------------
+
+    def _file(name: str) -> Response:
+        body, ctype = static[name]
+        return Response(body, media_type=ctype, headers={"Cache-Control": "no-cache"})
+
+    @app.get("/", include_in_schema=False)
+    async def index():
+        return _file("index.html")
+
+    @app.get("/board", include_in_schema=False)
+    async def board():
+        return _file("board.html")
+
+    @app.get("/static/{path:path}", include_in_schema=False)
+    async def static_file(path: str):
+        if path not in static:  # only the files shipped with mapathon, looked up by name
+            raise _err(404, "no such file")
+        return _file(path)
+
+    @app.api_route("/tiles/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    @app.api_route("/tasks/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
+    async def imagery(request: Request):
+        if room.tiles is None:
+            raise _err(404, "this mapathon installation has no imagery cache support")
+        status, headers, body = await room.read(lambda p: room.tiles.respond(request.url.path, _base_url(request)))
+        return Response(body if request.method == "GET" else b"", status_code=status, headers=headers)
+
+    # -- who is asking (these run in the database threads) -----------------------------------------------------
+
+    def volunteer(p: Project, token: str) -> str:
+        if not token:
+            raise _err(401, "sign in first: type your name")
+        row = p.conn.execute("SELECT volunteer FROM room_sessions WHERE token_hash = ?", (_h(token),)).fetchone()
+        if row is None:
+            raise _err(401, "this browser's sign-in is not known here any more; type your name again")
+        return row[0]
+
+    def organizer(p: Project, org_ok: bool, token: str) -> str:
+        from ..tasks import volunteers
+
+        if not org_ok:
+            raise _err(403, "organizers only: give the organizer token printed when the server started")
+        if token:
+            row = p.conn.execute("SELECT volunteer FROM room_sessions WHERE token_hash = ?", (_h(token),)).fetchone()
+            if row:
+                v = volunteers.find(p, row[0])
+                if v and v.is_organizer:
+                    return v.name
+        row = p.conn.execute("SELECT name FROM volunteers WHERE is_organizer = 1 ORDER BY id LIMIT 1").fetchone()
+        if row is None:
+            raise _err(409, "the project has no organizer: add one with 'mapathon volunteer add NAME --organizer'")
+        return row[0]
+
+    def exists(p: Project, task_id: int) -> None:
+        if not p.conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone():
+            raise _err(404, f"task {task_id}: no such task")
+
+    def sess(request: Request) -> str:
+        return request.headers.get("x-session", "")
+
+    # -- the project -----------------------------------------------------------------------------------------------
+
+    @app.get("/api/project", tags=["project"], summary="The project: name, villages, area, imagery, limits")
+    async def project_info(request: Request):
+        base = _base_url(request)
+
+        def do(p: Project):
+            aoi = p.aoi_geom()
+            imagery = []
+            if room.tiles is not None:
+                for name in room.tiles.sources():
+                    try:
+                        imagery.append(room.tiles.tilejson(name, base))
+                    except Exception:  # noqa: BLE001 - an unreadable cache is left out, not fatal
+                        continue
+            return {
+                "name": p.name, "project_id": p.id, "site": p.site, "bounds": [round(v, 6) for v in aoi.bounds],
+                "villages": [{"name": v["name"], "lon": v["lon"], "lat": v["lat"]} for v in p.villages()],
+                "imagery": imagery, "max_upload_bytes": room.max_upload,
+                "tasks": p.conn.execute("SELECT COUNT(*) FROM tasks WHERE state != 'SPLIT'").fetchone()[0],
+            }
+
+        return JSONResponse(await room.read(do))
+
+    @app.get("/api/villages", tags=["project"], summary="Village outlines and the area of interest, as GeoJSON")
+    async def villages():
+        def do(p: Project):
+            if room._villages is None:
+                feats = [{"type": "Feature", "properties": {"kind": r["kind"], "name": r["name"]},
+                          "geometry": _geometry(shapely.from_wkb(r["geom"]))}
+                         for r in p.conn.execute("SELECT kind, name, geom FROM areas ORDER BY kind, name")]
+                room._villages = json.dumps({"type": "FeatureCollection", "features": feats}, ensure_ascii=False)
+            return room._villages
+
+        return Response(await room.read(do), media_type="application/json")
+
+    def _version(p: Project) -> int:
+        return p.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+
+    _STATE_SQL = """SELECT t.id, t.key, t.state, lv.name, mv.name, vv.name, t.lock_expires FROM tasks t
+                      LEFT JOIN volunteers lv ON lv.id = t.locked_by LEFT JOIN volunteers mv ON mv.id = t.mapped_by
+                      LEFT JOIN volunteers vv ON vv.id = t.validated_by WHERE t.state != 'SPLIT' ORDER BY t.id"""
+
+    def _snapshot(p: Project):
+        """The event-log version and the task rows, read in one transaction."""
+        p.conn.execute("BEGIN")
+        try:
+            return _version(p), p.conn.execute(_STATE_SQL).fetchall()
+        finally:
+            p.conn.execute("COMMIT")
+
+    @app.get("/api/tasks", tags=["tasks"], summary="Every task (not split ones) with its state, as GeoJSON")
+    async def tasks_geojson():
+        def do(p: Project):
+            grid = p.conn.execute(
+                "SELECT id FROM events WHERE action = 'grid.create' ORDER BY seq DESC LIMIT 1").fetchone()
+            if (grid[0] if grid else None) != room._geoms.get(None):  # gridded again: shapes may differ
+                room._geoms = {None: grid[0] if grid else None}
+            geoms = room._geoms  # this request's reference, whatever other threads do
+            p.conn.execute("BEGIN")  # states and shapes from the same moment
+            try:
+                version = _version(p)
+                rows = p.conn.execute(_STATE_SQL).fetchall()
+                missing = [r[1] for r in rows if r[1] not in geoms]
+                for i in range(0, len(missing), 500):
+                    chunk = missing[i:i + 500]
+                    for key, geom in p.conn.execute(
+                            f"SELECT key, geom FROM tasks WHERE key IN ({','.join('?' * len(chunk))})", chunk):
+                        # a key's geometry never changes within a grid: kept as JSON text
+                        geoms[key] = json.dumps(_geometry(shapely.from_wkb(geom)))
+            finally:
+                p.conn.execute("COMMIT")
+            parts = [f'{{"type":"Feature","id":{r[0]},"geometry":{geoms[r[1]]},"properties":'
+                     + json.dumps({"id": r[0], "key": r[1], "state": r[2], "locked_by": r[3], "mapped_by": r[4],
+                                   "validated_by": r[5], "lock_expires": r[6]}, ensure_ascii=False) + "}"
+                     for r in rows]
+            return f'{{"type":"FeatureCollection","version":{version},"features":[{",".join(parts)}]}}'
+
+        return Response(await room.read(do), media_type="application/json")
+
+    @app.get("/api/states", tags=["tasks"],
+             summary="Compact task states for refreshing the map: [id, key, state, locked by, mapped by, validated by]")
+    async def states(since: Optional[int] = None):
+        def do(p: Project):
+            if since is not None and since == _version(p):
+                return {"version": since, "unchanged": True}
+            version, rows = _snapshot(p)
+            return {"version": version, "unchanged": False, "tasks": [list(r[:6]) for r in rows]}
+
+        return JSONResponse(await room.read(do))
+
+    @app.get("/api/tasks/{task_id}", tags=["tasks"], summary="One task")
+    async def task(task_id: int):
+        from ..tasks import lifecycle
+
+        def do(p: Project):
+            exists(p, task_id)
+            return _task_json(lifecycle.get_task(p, task_id))
+
+        return JSONResponse(await room.read(do))
+
+    @app.get("/api/tasks/{task_id}/editors", tags=["tasks"],
+             summary="Links that open the task in JOSM (remote control, in order) and in iD")
+    async def editors(task_id: int, request: Request):
+        from ..tasks import lifecycle
+
+        base = _base_url(request)
+
+        def do(p: Project):
+            exists(p, task_id)
+            t = lifecycle.get_task(p, task_id)
+            west, south, east, north = t.geom.bounds
+            out = {"josm": [], "id": None, "warnings": []}
+            try:
+                from ..imagery import editors as ed
+
+                s = ed.setup(p, t, tiles_url=base)
+                out["josm"] = [{"what": w, "url": u} for w, u in ed.josm_urls(p, s)]
+                out["id"] = ed.id_url(p, s, tiles_url=base)
+                out["warnings"] = s.warnings
+            except (ImportError, MapathonError) as e:
+                out["warnings"].append(str(e) if isinstance(e, MapathonError) else "no imagery support installed")
+                out["josm"] = [{"what": "zoom", "url": "http://127.0.0.1:8111/load_and_zoom?"
+                                f"left={west:.7f}&right={east:.7f}&top={north:.7f}&bottom={south:.7f}&new_layer=true"}]
+                c = t.geom.centroid
+                out["id"] = f"https://www.openstreetmap.org/edit?editor=id#map=17/{c.y:.6f}/{c.x:.6f}"
+            return out
+
+        return JSONResponse(await room.read(do))
+
+    # -- volunteers ------------------------------------------------------------------------------------------------
+
+    @app.post("/api/join", tags=["volunteers"],
+              summary="Sign in with a name; returns the token to send as X-Session")
+    async def join(body: JoinIn, request: Request):
+        from ..tasks import volunteers
+
+        name = volunteers.check_name(body.name)
+        is_org = room.is_organizer_request(request)
+        token = secrets.token_urlsafe(24)
+
+        def do(p: Project):
+            with p.transaction():
+                vol = volunteers.find(p, name)
+                if vol is not None and vol.is_organizer and not is_org:
+                    raise _err(403, f"{vol.name} is an organizer: sign in with the organizer token")
+                canonical = vol.name if vol else name
+                if not is_org and p.conn.execute("SELECT 1 FROM room_sessions WHERE volunteer = ?",
+                                                 (canonical,)).fetchone():
+                    raise _err(409, f"{canonical} is already signed in on another device; choose another name "
+                                    "(e.g. add your initial) or ask the organizer to free this one")
+                vol, _created = volunteers.ensure(p, name)
+                p.conn.execute("INSERT INTO room_sessions (token_hash, volunteer, created) VALUES (?, ?, ?)",
+                               (_h(token), vol.name, events.iso(events.utcnow())))
+                return vol
+
+        vol = await room.write(do)
+        return JSONResponse({"name": vol.name, "token": token, "roles": vol.roles, "validator": vol.can_validate,
+                             "organizer": vol.is_organizer})
+
+    @app.get("/api/me", tags=["volunteers"], summary="Who this browser is signed in as, and the task they hold")
+    async def me(request: Request):
+        from ..tasks import volunteers
+
+        token = sess(request)
+
+        def do(p: Project):
+            v = volunteers.find(p, volunteer(p, token))
+            held = p.conn.execute("SELECT id FROM tasks WHERE locked_by = ? ORDER BY id", (v.id,)).fetchall()
+            return {"name": v.name, "roles": v.roles, "validator": v.can_validate, "organizer": v.is_organizer,
+                    "holding": [r[0] for r in held]}
+
+        return JSONResponse(await room.read(do))
+
+    async def _act(fn_name: str, task_id: int | None, request: Request, **kw):
+        """A lifecycle change by the signed-in volunteer (the lifecycle decides whether they may)."""
+        from ..tasks import lifecycle
+
+        token = sess(request)
+
+        def do(p: Project):
+            name = volunteer(p, token)
+            if task_id is None:
+                return _task_json(getattr(lifecycle, fn_name)(p, name, **kw))
+            exists(p, task_id)
+            return _task_json(getattr(lifecycle, fn_name)(p, task_id, name, **kw))
+
+        return JSONResponse(await room.write(do))
+
+    @app.post("/api/tasks/{task_id}/claim", tags=["tasks"],
+              summary="Lock a task: for mapping (READY/INVALIDATED) or, for validators, for validation (MAPPED)")
+    async def claim(task_id: int, request: Request):
+        return await _act("claim", task_id, request)
+
+    @app.post("/api/claim-next", tags=["tasks"], summary="Give me a task: lock the best next task for mapping")
+    async def claim_next(request: Request, body: Optional[NextIn] = None):
+        return await _act("claim_next", None, request, village=(body.village if body else None) or None)
+
+    @app.post("/api/tasks/{task_id}/release", tags=["tasks"], summary="Give your task back without a result")
+    async def release(task_id: int, request: Request, body: Optional[CommentIn] = None):
+        return await _act("release", task_id, request, comment=body.comment if body else None)
+
+    @app.post("/api/tasks/{task_id}/done", tags=["tasks"], summary="Mark the task you are mapping as MAPPED")
+    async def done(task_id: int, request: Request, body: Optional[CommentIn] = None):
+        return await _act("done", task_id, request, comment=body.comment if body else None)
+
+    @app.post("/api/tasks/{task_id}/badimagery", tags=["tasks"],
+              summary="The imagery does not allow mapping your task (clouds, blur)")
+    async def badimagery(task_id: int, request: Request, body: Optional[CommentIn] = None):
+        return await _act("badimagery", task_id, request, comment=body.comment if body else None)
+
+    @app.post("/api/tasks/{task_id}/validate", tags=["tasks"],
+              summary="Validators: accept or reject a mapped task (never one's own)")
+    async def validate(task_id: int, body: ValidateIn, request: Request):
+        return await _act("validate", task_id, request, accept=body.accept, comment=body.comment)
+
+    @app.post("/api/tasks/{task_id}/upload", tags=["tasks"],
+              summary="Hand in the .osm file saved from JOSM (the request body is the file)",
+              openapi_extra={"requestBody": {"required": True, "content": {
+                  "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}})
+    async def upload(task_id: int, request: Request, filename: str = "task.osm"):
+        from ..osm.readers import file_format
+        from ..osm.submit import submit
+
+        token = sess(request)
+
+        def who(p: Project):
+            name = volunteer(p, token)
+            exists(p, task_id)
+            return name
+
+        name = await room.read(who)
+        # the file name only gives the file type and the name shown later: reduced to safe characters,
+        # it names a file in a fresh temporary folder, nowhere else
+        safe = _SAFE_NAME.sub("_", Path(filename.replace("\\", "/")).name).strip(" .") or "task.osm"
+        safe = safe[-120:]
+        file_format(safe)  # refuses other file types with submit's own message
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > room.max_upload:
+                raise _err(413, f"{safe}: larger than {room.max_upload / (1024 * 1024):g} MB; "
+                                "hand it to the organizer on a USB stick instead")
+            chunks.append(chunk)
+        if not size:
+            raise _err(400, f"{safe}: the file is empty")
+
+        def do(p: Project):
+            with tempfile.TemporaryDirectory(prefix="mapathon-upload-") as tmp:
+                path = Path(tmp) / safe
+                path.write_bytes(b"".join(chunks))
+                return submit(p, [path], name, str(task_id))
+
+        subs = await room.write(do)
+        return JSONResponse([c.as_dict() | {"stored": c.path.name} for c in subs])
+
+    # -- progress --------------------------------------------------------------------------------------------------
+
+    @app.get("/api/status", tags=["progress"],
+             summary="Progress overall and per village, and the volunteers' leaderboard")
+    async def status():
+        from ..tasks import progress
+
+        st = await room.write(progress.status)  # status releases expired locks first: a change
+        out = st.as_dict()
+        out["board"] = sorted(({"name": v.name, "mapped": v.mapped, "validated": v.validated}
+                               for v in st.volunteers if v.mapped or v.validated),
+                              key=lambda v: (-v["mapped"], -v["validated"], v["name"].casefold()))
+        return JSONResponse(out)
+
+    # -- organizers ----------------------------------------------------------------------------------------------
+
+    def _orgreq(request: Request) -> tuple[bool, str]:
+        return room.is_organizer_request(request), sess(request)
+
+    @app.post("/api/organizer/check", tags=["organizer"], summary="Check the organizer token")
+    async def organizer_check(request: Request):
+        ok, token = _orgreq(request)
+        return JSONResponse({"organizer": await room.read(organizer, ok, token)})
+
+    async def _org(fn_name: str, task_id: int, request: Request, comment: str | None):
+        from ..tasks import lifecycle
+
+        ok, token = _orgreq(request)
+
+        def do(p: Project):
+            who = organizer(p, ok, token)
+            exists(p, task_id)
+            r = getattr(lifecycle, fn_name)(p, task_id, who, comment=comment)
+            return [_task_json(t) for t in r] if isinstance(r, list) else _task_json(r)
+
+        return JSONResponse(await room.write(do))
+
+    @app.post("/api/organizer/tasks/{task_id}/reset", tags=["organizer"], summary="Put a task back to READY")
+    async def org_reset(task_id: int, request: Request, body: Optional[CommentIn] = None):
+        return await _org("reset", task_id, request, body.comment if body else None)
+
+    @app.post("/api/organizer/tasks/{task_id}/release", tags=["organizer"], summary="Force-release anyone's lock")
+    async def org_release(task_id: int, request: Request, body: Optional[CommentIn] = None):
+        return await _org("release", task_id, request, body.comment if body else None)
+
+    @app.post("/api/organizer/tasks/{task_id}/split", tags=["organizer"], summary="Split a task into four")
+    async def org_split(task_id: int, request: Request, body: Optional[CommentIn] = None):
+        return await _org("split", task_id, request, body.comment if body else None)
+
+    @app.post("/api/organizer/validators", tags=["organizer"], summary="Give a volunteer the validator role")
+    async def org_grant(body: GrantIn, request: Request):
+        from ..tasks import volunteers
+
+        ok, token = _orgreq(request)
+
+        def do(p: Project):
+            who = organizer(p, ok, token)
+            v, created = volunteers.add(p, body.name, validator=True, actor=who)
+            return {"name": v.name, "roles": v.roles, "created": created}
+
+        return JSONResponse(await room.write(do))
+
+    @app.post("/api/organizer/free-name", tags=["organizer"],
+              summary="Sign a name out everywhere (a volunteer changed device or cleared their browser)")
+    async def org_free(body: GrantIn, request: Request):
+        from ..tasks import volunteers
+
+        ok, token = _orgreq(request)
+
+        def do(p: Project):
+            organizer(p, ok, token)
+            v = volunteers.find(p, body.name)
+            if v is None:
+                raise _err(404, f"{body.name}: no such volunteer")
+            with p.transaction():
+                n = p.conn.execute("DELETE FROM room_sessions WHERE volunteer = ?", (v.name,)).rowcount
+            return {"name": v.name, "signed_out": n}
+
+        return JSONResponse(await room.write(do))
+
+    @app.get("/api/organizer/conflicts", tags=["organizer"],
+             summary="Changes from other sites that could not be applied (see docs/sync.md)")
+    async def org_conflicts(request: Request):
+        from ..sync import list_conflicts
+
+        ok, token = _orgreq(request)
+
+        def do(p: Project):
+            organizer(p, ok, token)
+            return list_conflicts(p)
+
+        return JSONResponse(await room.read(do))
+
+    return app
+
+
+def _static_files() -> dict[str, tuple[bytes, str]]:
+    """The files under static/, read once: requests pick one by name, never build a path."""
+    out = {}
+    for f in sorted(STATIC.rglob("*")):
+        if f.is_file() and not f.name.startswith("."):
+            rel = f.relative_to(STATIC).as_posix()
+            out[rel] = (f.read_bytes(), _TYPES.get(f.suffix, _TYPES[""]))
+    return out
+
+
+def openapi_json(folder: str | Path) -> str:
+    return json.dumps(create_app(folder).openapi(), indent=1)

@@ -1,0 +1,130 @@
+// Shared by the volunteers' page and the progress board: colours, the map, API calls.
+"use strict";
+
+const STATES = {
+  READY: { label: "Ready to map", color: "#ffffff", fill: 0.15 },
+  LOCKED_FOR_MAPPING: { label: "Being mapped", color: "#f39c12", fill: 0.55 },
+  MAPPED: { label: "Mapped, to validate", color: "#3498db", fill: 0.55 },
+  LOCKED_FOR_VALIDATION: { label: "Being validated", color: "#9b59b6", fill: 0.55 },
+  VALIDATED: { label: "Validated", color: "#27ae60", fill: 0.6 },
+  INVALIDATED: { label: "Needs more mapping", color: "#e74c3c", fill: 0.55 },
+  BADIMAGERY: { label: "Bad imagery", color: "#2c3e50", fill: 0.6 },
+};
+
+async function api(method, path, body, headers) {
+  const opts = { method, headers: Object.assign({}, headers || {}) };
+  if (body !== undefined && body !== null) {
+    if (body instanceof Blob) {
+      opts.body = body;
+      opts.headers["Content-Type"] = "application/octet-stream";
+    } else {
+      opts.body = JSON.stringify(body);
+      opts.headers["Content-Type"] = "application/json";
+    }
+  }
+  const r = await fetch(path, opts);
+  let data = null;
+  try { data = await r.json(); } catch (e) { data = null; }
+  if (!r.ok) {
+    let msg = data && data.detail ? data.detail : r.status + " " + r.statusText;
+    if (Array.isArray(msg)) msg = msg.map((d) => d.msg).join("; ");
+    const err = new Error(msg);
+    err.status = r.status;
+    throw err;
+  }
+  return data;
+}
+
+function el(tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  if (cls) e.className = cls;
+  return e;
+}
+
+function taskStyle(state, mine) {
+  const s = STATES[state] || STATES.READY;
+  return {
+    color: mine ? "#d35400" : "#555",
+    weight: mine ? 4 : 1,
+    fillColor: s.color,
+    fillOpacity: s.fill,
+  };
+}
+
+// A Leaflet map with the project's imagery (when cached), village outlines and names, and the task grid.
+async function makeMap(divId, opts) {
+  opts = opts || {};
+  const info = await api("GET", "/api/project");
+  const map = L.map(divId, { zoomSnap: 0.25, attributionControl: true });
+  const b = info.bounds;
+  map.fitBounds([[b[1], b[0]], [b[3], b[2]]]);
+  if (info.imagery && info.imagery.length) {
+    const src = info.imagery[0];
+    const url = src.tiles[0];
+    L.tileLayer(url, { maxZoom: 20, maxNativeZoom: src.maxzoom || 19, minNativeZoom: src.minzoom || 0,
+      attribution: src.attribution || src.name }).addTo(map);
+  }
+  const villages = await api("GET", "/api/villages");
+  L.geoJSON(villages, {
+    interactive: false,
+    style: (f) => f.properties.kind === "aoi"
+      ? { color: "#222", weight: 2, fill: false, dashArray: "6 4" }
+      : { color: "#8e44ad", weight: 2, fill: false, dashArray: "3 3" },
+  }).addTo(map);
+  for (const v of info.villages) {
+    if (v.lat === null || v.lon === null) continue;
+    L.marker([v.lat, v.lon], { opacity: 0, interactive: false, keyboard: false })
+      .bindTooltip(v.name, { permanent: true, direction: "center", className: "village-label" })
+      .addTo(map);
+  }
+  const layers = {};
+  const grid = L.geoJSON(null, {
+    style: (f) => Object.assign(taskStyle(f.properties.state, false), { className: "task task-" + f.properties.id }),
+    onEachFeature: (f, layer) => {
+      layers[f.properties.id] = layer;
+      if (opts.onClick) layer.on("click", () => opts.onClick(f.properties.id));
+    },
+  }).addTo(map);
+  const state = { map, info, grid, layers, props: {}, version: null };
+  await reloadTasks(state);
+  return state;
+}
+
+async function reloadTasks(state) {
+  const fc = await api("GET", "/api/tasks");
+  state.grid.clearLayers();
+  for (const k of Object.keys(state.layers)) delete state.layers[k];
+  state.props = {};
+  for (const f of fc.features) state.props[f.properties.id] = f.properties;
+  state.grid.addData(fc);
+  state.version = fc.version;
+}
+
+// Poll compact states; returns true when something changed.
+async function refreshStates(state, restyle) {
+  const r = await api("GET", "/api/states" + (state.version !== null ? "?since=" + state.version : ""));
+  if (r.unchanged) return false;
+  const ids = new Set(r.tasks.map((t) => t[0]));
+  const same = ids.size === Object.keys(state.props).length && r.tasks.every((t) => state.props[t[0]]);
+  if (!same) {
+    await reloadTasks(state);
+  } else {
+    for (const [id, key, st, locked, mapped, validated] of r.tasks) {
+      Object.assign(state.props[id], { state: st, locked_by: locked, mapped_by: mapped, validated_by: validated });
+    }
+    state.version = r.version;
+  }
+  for (const id of Object.keys(state.layers)) restyle(Number(id));
+  return true;
+}
+
+function fillLegend(ul) {
+  for (const [k, s] of Object.entries(STATES)) {
+    const li = el("li");
+    const sw = el("span", "", "swatch");
+    sw.style.background = s.color;
+    li.append(sw, el("span", s.label));
+    ul.append(li);
+  }
+}

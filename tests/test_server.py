@@ -1,0 +1,401 @@
+"""The room server through HTTP: a real server (uvicorn, in a subprocess) on 127.0.0.1 and a random free port."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from conftest import Cli
+from foundation_helpers import copy_project, query, village_template
+
+TOKEN = "organizer-secret-for-tests"
+OSM = b"""<?xml version='1.0' encoding='UTF-8'?>
+<osm version='0.6' generator='JOSM'>
+  <node id='-1' lat='14.49' lon='-9.01'/>
+  <node id='-2' lat='14.491' lon='-9.01'/>
+  <node id='-3' lat='14.491' lon='-9.011'/>
+  <way id='-4'><nd ref='-1'/><nd ref='-2'/><nd ref='-3'/><nd ref='-1'/><tag k='building' v='yes'/></way>
+</osm>
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RoomServer:
+    """``python -m mapathon.server`` on a project folder, for as long as the ``with`` block lasts."""
+
+    def __init__(self, folder: Path, token: str = TOKEN, max_upload_mb: float = 1):
+        self.folder = Path(folder)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = token
+        env = dict(os.environ, MAPATHON_ORGANIZER_TOKEN=token)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mapathon.server", str(folder), "--host", "127.0.0.1", "--port", str(self.port),
+             "--max-upload-mb", str(max_upload_mb)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the server did not start:\n{self.proc.stdout.read()}\n{self.proc.stderr.read()}")
+            try:
+                if requests.get(self.url + "/api/project", timeout=2).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if time.monotonic() > deadline:
+                self.close()
+                raise RuntimeError("the server did not answer within 60 s")
+            time.sleep(0.1)
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # helpers
+    def join(self, name: str, organizer: bool = False) -> dict:
+        r = requests.post(self.url + "/api/join", json={"name": name},
+                          headers={"X-Organizer-Token": self.token} if organizer else {}, timeout=30)
+        assert r.status_code == 200, r.text
+        return {"X-Session": r.json()["token"]}
+
+    def post(self, path: str, headers=None, **kw) -> requests.Response:
+        return requests.post(self.url + path, headers=headers or {}, timeout=60, **kw)
+
+    def get(self, path: str, **kw) -> requests.Response:
+        return requests.get(self.url + path, timeout=60, **kw)
+
+    @property
+    def org(self) -> dict:
+        return {"X-Organizer-Token": self.token}
+
+
+def make_project(tmp_path_factory, name: str = "srv") -> Path:
+    folder = copy_project(village_template(tmp_path_factory, 16), tmp_path_factory.mktemp(name) / "p")
+    Cli(folder)("volunteer", "add", "Fanta", "--validator", "--as", "Mariam")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    with RoomServer(make_project(tmp_path_factory)) as s:
+        yield s
+
+
+def state(folder: Path, task_id: int) -> tuple:
+    r = query(folder, """SELECT t.state, v.name FROM tasks t LEFT JOIN volunteers v ON v.id = t.locked_by
+                          WHERE t.id = ?""", (task_id,))[0]
+    return r[0], r[1]
+
+
+# -- pages, files, description ------------------------------------------------------------------------------------
+
+
+def test_pages_and_every_asset_come_from_the_server(srv):
+    import re
+
+    for page in ("/", "/board"):
+        r = srv.get(page)
+        assert r.status_code == 200 and "text/html" in r.headers["content-type"]
+        refs = re.findall(r'(?:src|href)="([^"]+)"', r.text)
+        assert refs and not [u for u in refs if u.startswith(("http:", "https:", "//")) and "/board" not in u]
+        for u in refs:
+            if u.startswith("/static/"):
+                assert srv.get(u).status_code == 200, u
+    css = srv.get("/static/leaflet/leaflet.css").text
+    for img in re.findall(r"url\((images/[^)]+)\)", css):
+        assert srv.get("/static/leaflet/" + img).status_code == 200
+    assert "BSD" in srv.get("/static/leaflet/LICENSE").text or "Redistribution" in srv.get("/static/leaflet/LICENSE").text
+    spec = srv.get("/api/openapi.json").json()
+    assert spec["openapi"].startswith("3.")
+    for path in ("/api/join", "/api/tasks/{task_id}/claim", "/api/claim-next", "/api/tasks/{task_id}/upload",
+                 "/api/organizer/tasks/{task_id}/reset", "/api/status"):
+        assert path in spec["paths"], path
+    assert srv.get("/docs").status_code == 404  # Swagger UI would load scripts from a CDN
+
+
+@pytest.mark.parametrize("path", [
+    "/static/../mapathon.sqlite", "/static/%2e%2e/app.py", "/static/..%2fapp.py", "/static//etc/passwd",
+    "/static/leaflet/../../app.py", "/tiles/../../mapathon.sqlite", "/tiles/x/1/2/3/../../../../../etc/passwd",
+    "/tasks/..%2f..%2fmapathon.sqlite", "/static/%00",
+])
+def test_request_paths_never_reach_the_file_system(srv, path):
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("GET", path)  # sent as is (no client-side normalisation)
+    r = conn.getresponse()
+    body = r.read()
+    assert r.status == 404, (path, r.status, body[:200])
+    assert b"SQLite format" not in body and b"root:" not in body
+
+
+def test_project_tasks_and_states(srv):
+    info = srv.get("/api/project").json()
+    assert info["name"] == "Dianguirdé" and len(info["villages"]) == 14
+    fc = srv.get("/api/tasks").json()
+    n = query(srv.folder, "SELECT COUNT(*) FROM tasks WHERE state != 'SPLIT'")[0][0]
+    assert fc["type"] == "FeatureCollection" and len(fc["features"]) == n
+    f = fc["features"][0]
+    assert f["geometry"]["type"] == "Polygon" and f["properties"]["state"] in ("READY", "LOCKED_FOR_MAPPING", "MAPPED")
+    st = srv.get("/api/states").json()
+    assert st["version"] >= fc["version"] and len(st["tasks"]) == n
+    assert srv.get(f"/api/states?since={st['version']}").json()["unchanged"] in (True, False)
+    assert srv.get("/api/villages").json()["features"][0]["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    assert srv.get("/api/tasks/999999").status_code == 404
+    assert srv.get("/api/tasks/abc").status_code == 422
+
+
+# -- signing in ------------------------------------------------------------------------------------------------------
+
+
+def test_sign_in_binds_a_name_to_one_browser(srv):
+    assert srv.post("/api/tasks/3/claim").status_code == 401
+    assert srv.post("/api/tasks/3/claim", headers={"X-Session": "made-up"}).status_code == 401
+    h = srv.join("Oumar")
+    again = srv.post("/api/join", json={"name": "oumar"})  # the same name, from another device
+    assert again.status_code == 409 and "already signed in" in again.json()["detail"]
+    assert srv.post("/api/join", json={"name": ""}).status_code in (400, 422)
+    assert srv.post("/api/join", json={"name": "x" * 300}).status_code == 422
+    # an organizer's name needs the organizer token
+    r = srv.post("/api/join", json={"name": "Mariam"})
+    assert r.status_code == 403 and "organizer token" in r.json()["detail"]
+    srv.join("Mariam", organizer=True)
+    # the organizer frees a name; then it can be used again
+    assert srv.post("/api/organizer/free-name", json={"name": "Oumar"}).status_code == 403
+    r = srv.post("/api/organizer/free-name", json={"name": "Oumar"}, headers=srv.org)
+    assert r.status_code == 200 and r.json()["signed_out"] == 1
+    assert srv.get("/api/me", headers=h).status_code == 401
+    h2 = srv.join("Oumar")
+    assert srv.get("/api/me", headers=h2).json()["name"] == "Oumar"
+
+
+# -- the lifecycle through HTTP ----------------------------------------------------------------------------------------
+
+
+def test_claim_map_hand_in_done_validate(srv):
+    awa, fanta = srv.join("Awa"), srv.join("Fanta")
+    r = srv.post("/api/tasks/5/claim", headers=awa)
+    assert r.status_code == 200 and r.json()["locked_by"] == "Awa"
+    assert state(srv.folder, 5) == ("LOCKED_FOR_MAPPING", "Awa")
+    assert srv.get("/api/me", headers=awa).json()["holding"] == [5]
+    r = srv.post("/api/tasks/6/claim", headers=awa)  # one task at a time
+    assert r.status_code == 409 and "already holds task 5" in r.json()["detail"]
+    links = srv.get("/api/tasks/5/editors").json()
+    assert links["josm"] and all(u["url"].startswith("http://127.0.0.1:8111/") for u in links["josm"])
+    assert "openstreetmap.org/edit" in links["id"]
+    r = srv.post("/api/tasks/5/upload?filename=task5.osm", headers=awa, data=OSM)
+    assert r.status_code == 200, r.text
+    c = r.json()[0]
+    assert c["volunteer"] == "Awa" and c["task_id"] == 5 and c["objects"] == 4
+    row = query(srv.folder, "SELECT original_name, stored_name, task_key FROM contributions WHERE sha256 = ?",
+                (c["sha256"],))[0]
+    assert row["original_name"] == "task5.osm" and (srv.folder / "contributions" / row["stored_name"]).read_bytes() == OSM
+    assert srv.post("/api/tasks/5/validate", headers=awa, json={"accept": True}).status_code == 409
+    assert srv.post("/api/tasks/5/done", headers=awa, json={}).json()["state"] == "MAPPED"
+    # nobody validates their own work; a non-validator cannot validate
+    r = srv.post("/api/tasks/5/validate", headers=awa, json={"accept": True})
+    assert r.status_code == 409 and "not a validator" in r.json()["detail"]
+    r = srv.post("/api/tasks/5/claim", headers=fanta)
+    assert r.status_code == 200 and r.json()["state"] == "LOCKED_FOR_VALIDATION"
+    r = srv.post("/api/tasks/5/validate", headers=fanta, json={"accept": True, "comment": "nice"})
+    assert r.json()["state"] == "VALIDATED" and r.json()["validated_by"] == "Fanta"
+    board = srv.get("/api/status").json()
+    assert {"name": "Awa", "mapped": 1, "validated": 0} in board["board"]
+    assert any(v["name"] == "Dianguirdé" for v in board["villages"])
+
+
+def test_a_volunteer_cannot_touch_anothers_task(srv):
+    bakary, kadi = srv.join("Bakary"), srv.join("Kadi")
+    assert srv.post("/api/tasks/8/claim", headers=bakary).status_code == 200
+    for action in ("release", "done", "badimagery"):
+        r = srv.post(f"/api/tasks/8/{action}", headers=kadi, json={})
+        assert r.status_code == 409 and "Bakary" in r.json()["detail"], (action, r.text)
+    assert srv.post("/api/tasks/8/claim", headers=kadi).status_code == 409
+    assert state(srv.folder, 8) == ("LOCKED_FOR_MAPPING", "Bakary")
+    # a volunteer cannot use organizer actions, even with their own session
+    for path in ("/api/organizer/tasks/8/release", "/api/organizer/tasks/8/reset", "/api/organizer/tasks/8/split"):
+        assert srv.post(path, headers=kadi).status_code == 403
+        assert srv.post(path, headers={**kadi, "X-Organizer-Token": "guess"}).status_code == 403
+    assert srv.post("/api/organizer/validators", headers=kadi, json={"name": "Kadi"}).status_code == 403
+    assert srv.post("/api/tasks/8/release", headers=bakary, json={}).json()["state"] == "READY"
+
+
+def test_organizer_actions_with_the_token(srv):
+    moussa = srv.join("Moussa")
+    assert srv.post("/api/tasks/9/claim", headers=moussa).status_code == 200
+    r = srv.post("/api/organizer/tasks/9/release", headers=srv.org, json={"comment": "left early"})
+    assert r.status_code == 200 and r.json()["state"] == "READY"
+    ev = query(srv.folder, "SELECT actor, comment FROM events WHERE task = (SELECT key FROM tasks WHERE id = 9) "
+                           "AND action = 'release'")
+    assert (ev[-1]["actor"], ev[-1]["comment"]) == ("Mariam", "left early")
+    r = srv.post("/api/organizer/tasks/9/split", headers=srv.org)
+    assert r.status_code == 200 and len(r.json()) == 4 and all(t["parent_id"] == 9 for t in r.json())
+    assert srv.post("/api/organizer/tasks/9/reset", headers=srv.org).status_code == 409  # split: reset the children
+    kid = r.json()[0]["id"]
+    assert srv.post(f"/api/tasks/{kid}/claim", headers=moussa).status_code == 200
+    assert srv.post(f"/api/tasks/{kid}/done", headers=moussa).status_code == 200
+    assert srv.post(f"/api/organizer/tasks/{kid}/reset", headers=srv.org).json()["state"] == "READY"
+    r = srv.post("/api/organizer/validators", headers=srv.org, json={"name": "Moussa"})
+    assert r.status_code == 200 and "validator" in r.json()["roles"]
+    assert srv.get("/api/me", headers=moussa).json()["validator"] is True
+    assert srv.get("/api/organizer/conflicts", headers=srv.org).json() == []
+
+
+def test_uploads_are_limited_and_checked(srv):
+    sira = srv.join("Sira")
+    srv.post("/api/tasks/12/claim", headers=sira)
+    n0 = query(srv.folder, "SELECT COUNT(*) FROM contributions")[0][0]
+    r = srv.post("/api/tasks/12/upload?filename=big.osm", headers=sira, data=b" " * (1024 * 1024 + 10))
+    assert r.status_code == 413
+    r = srv.post("/api/tasks/12/upload?filename=virus.exe", headers=sira, data=b"MZ...")
+    assert r.status_code == 400 and "unsupported file type" in r.json()["detail"]
+    r = srv.post("/api/tasks/12/upload?filename=broken.osm", headers=sira, data=b"<osm><node id='1'")
+    assert r.status_code == 400 and "broken.osm" in r.json()["detail"]
+    assert srv.post("/api/tasks/12/upload?filename=x.osm", headers=sira, data=b"").status_code == 400
+    assert srv.post("/api/tasks/12/upload?filename=x.osm", data=OSM).status_code == 401
+
+    def chunks():  # no Content-Length: the limit is enforced while reading
+        for _ in range(40):
+            yield b" " * 32768
+
+    r = srv.post("/api/tasks/12/upload?filename=stream.osm", headers=sira, data=chunks())
+    assert r.status_code == 413
+    # a path in the file name is reduced to a plain name: nothing is written outside the project's folder
+    evil = OSM.replace(b"building", b"amenity")
+    r = srv.post("/api/tasks/12/upload?filename=../../../../tmp/evil.osm", headers=sira, data=evil)
+    assert r.status_code == 200, r.text
+    assert r.json()[0]["file"] == "evil.osm"
+    assert query(srv.folder, "SELECT COUNT(*) FROM contributions")[0][0] == n0 + 1
+    assert not list(srv.folder.parent.glob("**/evil.osm"))
+
+
+def test_imagery_cache_tiles_are_served(srv):
+    pytest.importorskip("mapathon.imagery.serve")
+    folder = srv.folder / "imagery"
+    folder.mkdir(exist_ok=True)
+    png = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                        "0000000d4944415478da63f8cfc0f01f0005000201ba55a1a30000000049454e44ae426082")
+    conn = sqlite3.connect(folder / "test.mbtiles")
+    conn.executescript("""CREATE TABLE metadata (name TEXT, value TEXT);
+        CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);
+        INSERT INTO metadata VALUES ('name', 'test'), ('format', 'png'), ('minzoom', '16'), ('maxzoom', '16');""")
+    conn.execute("INSERT INTO tiles VALUES (16, 31098, ?, ?)", ((1 << 16) - 1 - 30153, png))
+    conn.commit()
+    conn.close()
+    r = srv.get("/tiles/test/16/31098/30153.png")
+    assert r.status_code == 200 and r.content == png and r.headers["content-type"] == "image/png"
+    assert srv.get("/tiles/test/16/31098/30154.png").status_code == 404
+    assert srv.get("/tiles/nothere/16/31098/30153.png").status_code == 404
+    info = srv.get("/api/project").json()
+    assert info["imagery"] and info["imagery"][0]["tiles"][0].startswith(srv.url + "/tiles/test/")
+
+
+# -- 200 people at once ---------------------------------------------------------------------------------------------
+
+
+def test_two_hundred_clients_claim_at_once(srv):
+    n = 200
+    contested = [600, 601, 602, 603, 604]
+    names = [f"Room{i:03d}" for i in range(n)]
+    sessions: dict[str, dict] = {}
+
+    def join(name):
+        sessions[name] = srv.join(name)
+
+    threads = [threading.Thread(target=join, args=(nm,)) for nm in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(sessions) == n
+
+    barrier = threading.Barrier(n)
+    results: dict[str, tuple] = {}
+
+    def worker(i, name):
+        # half of them want one of five squares, the other half ask for "a task"
+        path = f"/api/tasks/{contested[i % 5]}/claim" if i % 2 == 0 else "/api/claim-next"
+        barrier.wait()
+        try:
+            r = requests.post(srv.url + path, headers=sessions[name], json={}, timeout=120)
+            results[name] = (r.status_code, r.json())
+        except Exception as e:  # noqa: BLE001 - any failure to get an answer is an error
+            results[name] = ("error", repr(e))
+
+    threads = [threading.Thread(target=worker, args=(i, nm)) for i, nm in enumerate(names)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    codes = Counter(r[0] for r in results.values())
+    assert set(codes) <= {200, 409}, codes  # answered; a refusal is a 409 with a reason, never an error
+    won = {nm: r[1]["id"] for nm, r in results.items() if r[0] == 200}
+    assert len(set(won.values())) == len(won)  # no task won twice
+    assert sum(1 for i, nm in enumerate(names) if i % 2 == 0 and nm in won) == len(contested)  # one per square
+    assert all(nm in won for i, nm in enumerate(names) if i % 2 == 1)  # "give me one" always gives one
+    for nm, r in results.items():
+        if r[0] == 409:
+            assert "locked by" in r[1]["detail"]
+    # the database agrees: each winner holds exactly their task, nobody else holds anything
+    rows = query(srv.folder, """SELECT t.id, v.name FROM tasks t JOIN volunteers v ON v.id = t.locked_by
+                                 WHERE v.name LIKE 'Room%'""")
+    assert {r["name"]: r["id"] for r in rows} == won
+    claims = query(srv.folder, """SELECT task, COUNT(*) AS n FROM events WHERE action = 'claim.mapping'
+                                   AND actor LIKE 'Room%' GROUP BY task""")
+    assert all(r["n"] == 1 for r in claims) and len(claims) == len(won)
+
+
+# -- the command ----------------------------------------------------------------------------------------------------
+
+
+def test_mapathon_serve_prints_addresses_and_token(srv, tmp_path):
+    port = free_port()
+    exe = Path(sys.executable).parent / "mapathon"
+    env = {k: v for k, v in os.environ.items() if k != "MAPATHON_ORGANIZER_TOKEN"}
+    proc = subprocess.Popen([str(exe), "--project", str(srv.folder), "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        lines = [proc.stdout.readline() for _ in range(6)]
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{port}/" in text and f"http://127.0.0.1:{port}/board" in text
+        token = text.split("Organizer token: ")[1].split()[0]
+        assert len(token) >= 12
+        r = requests.post(f"http://127.0.0.1:{port}/api/organizer/check", headers={"X-Organizer-Token": token},
+                          timeout=30)
+        assert r.status_code == 200 and r.json() == {"organizer": "Mariam"}
+        assert requests.post(f"http://127.0.0.1:{port}/api/organizer/check", timeout=30).status_code == 403
+        # the port is taken now: a clear one-line error
+        r2 = subprocess.run([str(exe), "--project", str(srv.folder), "serve", "--host", "127.0.0.1", "--port",
+                             str(port)], capture_output=True, text=True, timeout=60)
+        assert r2.returncode != 0 and "cannot listen" in r2.stderr and "Traceback" not in r2.stderr
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    r3 = subprocess.run([str(exe), "--project", str(tmp_path / "nothing"), "serve"], capture_output=True, text=True,
+                        timeout=60)
+    assert r3.returncode != 0 and "not a mapathon project" in r3.stderr and "Traceback" not in r3.stderr

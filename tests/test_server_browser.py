@@ -1,0 +1,100 @@
+"""A real browser on the room server: Debian's Chromium driven by Playwright (nothing is downloaded).
+
+Loads the volunteers' page from a server started by the test, types a name, clicks a square on the map,
+clicks "Claim", and checks the lock in the database. Screenshots go to docs/img/.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from foundation_helpers import query
+from test_server import RoomServer, make_project
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
+        "--disable-component-update", "--no-first-run", "--disable-sync"]
+DOCS_IMG = Path(__file__).parent.parent / "docs" / "img"
+
+pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
+                                reason="no /usr/bin/chromium: install Debian's chromium (apt-get install chromium) "
+                                       "to run the browser test")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def room(tmp_path_factory):
+    folder = make_project(tmp_path_factory, "browser")
+    with RoomServer(folder) as s:
+        # an evening under way around Dianguirdé: squares validated, mapped, sent back, being mapped
+        plan = [("Awa", 172, "validated"), ("Bakary", 173, "validated"), ("Sira", 146, "mapped"),
+                ("Oumar", 147, "mapped"), ("Ali", 224, "mapped"), ("Ina", 174, "invalidated"),
+                ("Kadi", 225, "locked"), ("Moussa", 250, "locked")]
+        fanta = s.join("Fanta")
+        for name, task, end in plan:
+            h = s.join(name)
+            assert s.post(f"/api/tasks/{task}/claim", headers=h).status_code == 200
+            if end != "locked":
+                assert s.post(f"/api/tasks/{task}/done", headers=h).status_code == 200
+            if end in ("validated", "invalidated"):
+                r = s.post(f"/api/tasks/{task}/validate", headers=fanta, json={"accept": end == "validated"})
+                assert r.status_code == 200
+        yield s
+
+
+def test_claim_a_square_by_clicking(browser, room):
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("requestfailed", lambda r: errors.append(f"{r.url} failed"))
+    page.on("request", lambda r: None if r.url.startswith(room.url) or r.url.startswith("data:")
+            else errors.append(f"request outside the room server: {r.url}"))
+    page.goto(room.url + "/")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    page.fill("#name", "Aminata")
+    page.click("#join")
+    page.wait_for_selector("#whoami:not([hidden])")
+    assert page.inner_text("#me-name") == "Aminata"
+
+    target = 198  # a square in Dianguirdé
+    page.click(f"path.task-{target}", force=True)  # the square on the map
+    page.wait_for_selector("#task:not([hidden])")
+    assert page.inner_text("#t-id") == str(target)
+    page.click("#claim")
+    page.wait_for_selector("#mine:not([hidden])")
+    assert "yours" in page.inner_text("#msg")
+
+    row = query(room.folder, """SELECT t.state, v.name FROM tasks t JOIN volunteers v ON v.id = t.locked_by
+                                 WHERE t.id = ?""", (target,))
+    assert [tuple(r) for r in row] == [("LOCKED_FOR_MAPPING", "Aminata")]
+    ev = query(room.folder, "SELECT actor FROM events WHERE action = 'claim.mapping' AND task = "
+                            "(SELECT key FROM tasks WHERE id = ?)", (target,))
+    assert [r[0] for r in ev] == ["Aminata"]
+
+    page.wait_for_timeout(700)  # the map flies to the task
+    DOCS_IMG.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(DOCS_IMG / "room-server.png"))
+    assert not errors, errors
+    page.close()
+
+
+def test_progress_board(browser, room):
+    page = browser.new_page(viewport={"width": 1280, "height": 720})
+    page.goto(room.url + "/board")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    leaders = page.inner_text("#leaders")
+    assert "Awa" in leaders and "Oumar" in leaders and "Fanta" in leaders
+    assert "Dianguirdé" in page.inner_text("#villages")
+    assert int(page.inner_text("#active")) >= 2
+    page.screenshot(path=str(DOCS_IMG / "room-board.png"))
+    page.close()

@@ -1,0 +1,288 @@
+"""Sync by file between sites: `mapathon sync clone / export / import / show`, the conflict rule, refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from conftest import Cli
+from foundation_helpers import assert_error, copy_project, query, snapshot, village_template
+from mapathon.project import open_project
+from mapathon.sync.replay import task_states
+from mapathon.tasks import lifecycle as lc
+from test_server import OSM
+
+T0 = datetime(2031, 3, 1, 18, 0, tzinfo=timezone.utc)
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+@pytest.fixture
+def sites(tmp_path_factory, tmp_path):
+    """Two copies of the gridded Dianguirdé project: Paris (the original) and Bamako (a clone)."""
+    paris = copy_project(village_template(tmp_path_factory, 16), tmp_path / "paris")
+    Cli(paris)("volunteer", "add", "Fanta", "--validator", "--as", "Mariam")
+    Cli(paris)("sync", "clone", tmp_path / "bamako", "--site-name", "Bamako")
+    return paris, tmp_path / "bamako"
+
+
+def states(folder: Path) -> dict:
+    with open_project(folder) as p:
+        return task_states(p.conn)
+
+
+def full_snapshot(folder: Path):
+    tasks, vols, areas, evs = snapshot(folder)
+    return tasks, vols, areas, evs, [tuple(r) for r in query(folder, "SELECT * FROM sync_conflicts ORDER BY id")], \
+        [tuple(r) for r in query(folder, "SELECT * FROM contributions ORDER BY id")]
+
+
+def exchange(a: Path, b: Path, tmp: Path, *extra: str) -> None:
+    Cli(a)("sync", "export", "-o", tmp / "from-a.zip", *extra)
+    Cli(b)("sync", "export", "-o", tmp / "from-b.zip", *extra)
+    Cli(b)("sync", "import", tmp / "from-a.zip")
+    Cli(a)("sync", "import", tmp / "from-b.zip")
+
+
+def test_clone_is_the_same_project_at_another_site(sites, tmp_path):
+    paris, bamako = sites
+    a, b = query(paris, "SELECT key, value FROM meta"), query(bamako, "SELECT key, value FROM meta")
+    a, b = dict(map(tuple, a)), dict(map(tuple, b))
+    assert a["project_id"] == b["project_id"] and a["site_id"] != b["site_id"] and b["site_name"] == "Bamako"
+    assert states(paris) == states(bamako)
+    assert query(bamako, "SELECT action FROM events ORDER BY seq DESC LIMIT 1")[0][0] == "site.clone"
+    r = Cli(paris)("sync", "clone", bamako, ok=False)
+    assert_error(r, "not an empty folder")
+
+
+def test_work_at_two_sites_comes_together(sites, tmp_path):
+    paris, bamako = sites
+    Cli(paris)("claim", "10", "--as", "Awa")
+    Cli(paris)("done", "10", "--as", "Awa")
+    Cli(bamako)("claim", "20", "--as", "Moussa")
+    Cli(bamako)("volunteer", "add", "Ibrahim", "--validator", "--as", "Mariam")
+    exchange(paris, bamako, tmp_path)
+    assert states(paris) == states(bamako)
+    for site in (paris, bamako):
+        t = {r["id"]: (r["state"], r["name"]) for r in query(site, """SELECT t.id, t.state, v.name FROM tasks t
+             LEFT JOIN volunteers v ON v.id = COALESCE(t.locked_by, t.mapped_by) WHERE t.id IN (10, 20)""")}
+        assert t == {10: ("MAPPED", "Awa"), 20: ("LOCKED_FOR_MAPPING", "Moussa")}
+        vols = {r["name"]: r["is_validator"] for r in query(site, "SELECT name, is_validator FROM volunteers")}
+        assert vols["Ibrahim"] == 1 and "Moussa" in vols and "Awa" in vols
+    # Ibrahim, made a validator at Bamako, can validate at Paris
+    Cli(paris)("validate", "10", "--as", "Ibrahim", "--accept")
+    # and importing the same bundle again changes nothing
+    before = full_snapshot(bamako)
+    out = Cli(bamako)("sync", "import", tmp_path / "from-a.zip").stdout
+    assert "0 new event(s)" in out
+    assert full_snapshot(bamako) == before
+
+
+def test_since_mark_sends_only_newer_changes(sites, tmp_path):
+    paris, bamako = sites
+    Cli(paris)("claim", "10", "--as", "Awa")
+    out = Cli(paris)("sync", "export", "-o", tmp_path / "1.zip").stdout
+    mark = int(out.split("Mark: ")[1].split()[0])
+    Cli(paris)("done", "10", "--as", "Awa")
+    r = json.loads(Cli(paris)("sync", "export", "-o", tmp_path / "2.zip", "--since", str(mark), "--json").stdout)
+    assert r["events"] == 1 and r["since"] == mark and r["mark"] > mark
+    # the increments, in either order, give the same as the whole log
+    Cli(bamako)("sync", "import", tmp_path / "2.zip")
+    Cli(bamako)("sync", "import", tmp_path / "1.zip")
+    assert states(bamako) == states(paris)
+    assert_error(Cli(paris)("sync", "export", "-o", tmp_path / "3.zip", "--since", "99999", ok=False), "--since")
+
+
+def test_both_sites_claim_the_same_square(sites, tmp_path):
+    """The conflict rule: the earlier claim wins the task; the later volunteer's work is kept and listed."""
+    paris, bamako = sites
+    with open_project(paris) as p:
+        lc.claim(p, 30, "Awa", now=at(0))  # Paris, 18:00
+    with open_project(bamako) as b:
+        lc.claim(b, 30, "Bakary", now=at(5))  # Bamako, 18:05, not knowing
+        lc.done(b, 30, "Bakary", now=at(50))
+    Cli(bamako)("submit", _osm(tmp_path), "--as", "Bakary", "--task", "30")
+    exchange(paris, bamako, tmp_path, "--with-contributions")
+    assert states(paris) == states(bamako)
+    for site in (paris, bamako):
+        row = query(site, """SELECT t.state, v.name FROM tasks t JOIN volunteers v ON v.id = t.locked_by
+                              WHERE t.id = 30""")[0]
+        assert tuple(row) == ("LOCKED_FOR_MAPPING", "Awa")
+        conflicts = query(site, "SELECT actor, action, winner, reason FROM sync_conflicts ORDER BY ts")
+        assert [(c["actor"], c["action"], c["winner"]) for c in conflicts] == [
+            ("Bakary", "claim.mapping", "Awa"), ("Bakary", "done", "Awa")]
+        # Bakary's file travelled and is kept
+        c = query(site, """SELECT c.task_key, v.name FROM contributions c JOIN volunteers v ON v.id = c.volunteer_id""")
+        assert [tuple(r) for r in c] == [(query(site, "SELECT key FROM tasks WHERE id = 30")[0][0], "Bakary")]
+        assert len(list((site / "contributions").iterdir())) == 1
+    out = Cli(paris)("status").stdout
+    assert "Sync conflicts (2)" in out and "Bakary's claim.mapping" in out and "Awa" in out
+    st = json.loads(Cli(bamako)("status", "--json").stdout)
+    assert len(st["sync_conflicts"]) == 2 and st["sync_conflicts"][0]["site_name"] == "Bamako"
+    # the organizer settles it as usual, at either site; the next exchange keeps everyone agreed
+    Cli(paris)("release", "30", "--as", "Mariam")
+    exchange(paris, bamako, tmp_path)
+    assert states(paris) == states(bamako)
+
+
+def _osm(tmp_path: Path) -> Path:
+    f = tmp_path / "bakary-task30.osm"
+    f.write_bytes(OSM)
+    return f
+
+
+def test_splits_at_both_sites(sites, tmp_path):
+    """Split children have the same keys everywhere; their local numbers may differ, deterministically."""
+    paris, bamako = sites
+    with open_project(paris) as p:
+        lc.split(p, 40, "Mariam", now=at(0))
+        kids_p = [t.key for t in lc.list_tasks(p) if t.parent_id == 40]
+        lc.claim(p, kids_p[0], "Awa", now=at(1))
+        lc.split(p, 41, "Mariam", now=at(2))
+    with open_project(bamako) as b:
+        lc.split(b, 41, "Mariam", now=at(3))  # the same split, made twice
+        lc.claim(b, 42, "Moussa", now=at(4))
+        kids_b = [t.key for t in lc.list_tasks(b) if t.parent_id == 41]
+        lc.claim(b, kids_b[-1], "Kadi", now=at(5))
+    exchange(paris, bamako, tmp_path)
+    sp, sb = states(paris), states(bamako)
+    assert sp == sb
+    assert sp[kids_p[0]][4] == "awa" and sp[kids_b[-1]][4] == "kadi"
+    ids_p = {r["key"]: r["id"] for r in query(paris, "SELECT key, id FROM tasks")}
+    ids_b = {r["key"]: r["id"] for r in query(bamako, "SELECT key, id FROM tasks")}
+    assert len(set(ids_p.values())) == len(ids_p) and len(set(ids_b.values())) == len(ids_b)
+    assert query(paris, "SELECT COUNT(*) FROM sync_conflicts")[0][0] == 0  # a split made twice is no conflict
+    # every child is in its village, at both sites
+    for site in (paris, bamako):
+        assert query(site, """SELECT COUNT(*) FROM tasks t WHERE parent_id IS NOT NULL
+                               AND NOT EXISTS (SELECT 1 FROM task_areas ta WHERE ta.task_id = t.id)""")[0][0] == 0
+
+
+def test_a_split_that_lost_takes_its_children_away(sites, tmp_path):
+    paris, bamako = sites
+    with open_project(paris) as p:
+        lc.claim(p, 50, "Awa", now=at(0))
+    with open_project(bamako) as b:
+        lc.split(b, 50, "Mariam", now=at(1))
+        kid = [t for t in lc.list_tasks(b) if t.parent_id == 50][0]
+        lc.claim(b, kid.key, "Kadi", now=at(2))
+    exchange(paris, bamako, tmp_path)
+    assert states(paris) == states(bamako)
+    assert not query(bamako, "SELECT 1 FROM tasks WHERE key = ?", (kid.key,))
+    reasons = {r["action"]: r["reason"] for r in query(bamako, "SELECT action, reason FROM sync_conflicts")}
+    assert set(reasons) == {"split", "claim.mapping"} and "does not exist" in reasons["claim.mapping"]
+    assert query(bamako, "SELECT COUNT(*) FROM events WHERE task = ?", (kid.key,))[0][0] == 1  # kept in the log
+
+
+# -- refusals: nothing changes, one clear line -------------------------------------------------------------------
+
+
+@pytest.fixture
+def bundle(sites, tmp_path) -> Path:
+    paris, bamako = sites
+    Cli(bamako)("claim", "10", "--as", "Moussa")
+    Cli(bamako)("submit", _osm(tmp_path), "--as", "Moussa", "--task", "10")
+    Cli(bamako)("sync", "export", "-o", tmp_path / "b.zip", "--with-contributions")
+    return tmp_path / "b.zip"
+
+
+def _rewrite(src: Path, dest: Path, change) -> Path:
+    with zipfile.ZipFile(src) as z:
+        members = {n: z.read(n) for n in z.namelist()}
+    change(members)
+    with zipfile.ZipFile(dest, "w") as z:
+        for n, data in members.items():
+            z.writestr(n, data)
+    return dest
+
+
+def _refused(folder: Path, path: Path, *needles: str) -> None:
+    before = full_snapshot(folder)
+    files = sorted((folder / "contributions").glob("*")) if (folder / "contributions").exists() else []
+    assert_error(Cli(folder)("sync", "import", path, ok=False), *needles)
+    assert full_snapshot(folder) == before
+    after = sorted((folder / "contributions").glob("*")) if (folder / "contributions").exists() else []
+    assert after == files
+
+
+def test_refuses_a_bundle_of_another_project(bundle, tmp_path, tmp_path_factory):
+    other = tmp_path / "other"
+    Cli()("init", other, "--name", "Elsewhere", "--aoi", Path(__file__).parent / "data" / "dianguirde-villages.csv",
+          "--radius", "1000")
+    _refused(other, bundle, "not of this project", "Elsewhere")
+
+
+def test_refuses_truncated_and_damaged_bundles(sites, bundle, tmp_path):
+    paris, _ = sites
+    data = bundle.read_bytes()
+    for cut in (len(data) // 2, len(data) - 30, 10):
+        short = tmp_path / f"cut{cut}.zip"
+        short.write_bytes(data[:cut])
+        _refused(paris, short, str(short))
+    (tmp_path / "notzip.zip").write_text("hello")
+    _refused(paris, tmp_path / "notzip.zip", "not a mapathon sync bundle")
+    _refused(paris, tmp_path / "missing.zip", "no such file")
+
+
+def test_refuses_tampered_bundles(sites, bundle, tmp_path):
+    paris, _ = sites
+
+    def edit_event(m):
+        lines = m["events.jsonl"].decode().splitlines()
+        e = json.loads(lines[-1])
+        e["actor"] = "X" * len(e["actor"])  # same size: only the checksum can tell
+        lines[-1] = json.dumps(e, ensure_ascii=False, sort_keys=True)
+        m["events.jsonl"] = ("\n".join(lines) + "\n").encode()
+
+    _refused(paris, _rewrite(bundle, tmp_path / "t1.zip", edit_event), "events.jsonl", "checksum")
+
+    def add_member(m):
+        m["contributions/../../evil.osm"] = b"x"
+
+    _refused(paris, _rewrite(bundle, tmp_path / "t2.zip", add_member), "does not list")
+
+    def swap_file(m):
+        name = [n for n in m if n.startswith("contributions/")][0]
+        m[name] = m[name].replace(b"building", b"buildinG")
+
+    _refused(paris, _rewrite(bundle, tmp_path / "t3.zip", swap_file), "checksum")
+
+    def drop_events(m):  # recompute the checksum too: the counts still give it away
+        import hashlib
+        lines = m["events.jsonl"].splitlines(keepends=True)[:-1]
+        m["events.jsonl"] = b"".join(lines)
+        man = json.loads(m["manifest.json"])
+        man["members"]["events.jsonl"] = {"size": len(m["events.jsonl"]),
+                                          "sha256": hashlib.sha256(m["events.jsonl"]).hexdigest()}
+        m["manifest.json"] = json.dumps(man).encode()
+
+    _refused(paris, _rewrite(bundle, tmp_path / "t4.zip", drop_events), "counts differ")
+
+
+def test_refuses_a_newer_format_and_a_different_grid(sites, bundle, tmp_path):
+    paris, bamako = sites
+
+    def newer(m):
+        man = json.loads(m["manifest.json"])
+        man["version"] = 99
+        m["manifest.json"] = json.dumps(man).encode()
+
+    _refused(paris, _rewrite(bundle, tmp_path / "v99.zip", newer), "newer mapathon", "upgrade")
+    Cli(bamako)("grid", "--zoom", "15", "--force")
+    Cli(bamako)("sync", "export", "-o", tmp_path / "regrid.zip")
+    _refused(paris, tmp_path / "regrid.zip", "grid")
+
+
+def test_show_checks_without_importing(sites, bundle):
+    paris, _ = sites
+    before = full_snapshot(paris)
+    out = Cli(paris)("sync", "show", bundle).stdout
+    assert "intact" in out and "Dianguirdé" in out
+    assert full_snapshot(paris) == before
