@@ -317,12 +317,9 @@ def _pick(project: Project, area_id: int | None) -> int | None:
     conn = project.conn
     # Locked tasks are few (one per volunteer at most): compare bounding boxes against them.
     eps = 1e-9
-    locked = [tuple(r) for r in conn.execute(
+    locked = np.array(conn.execute(
         "SELECT minx - :e, miny - :e, maxx + :e, maxy + :e FROM tasks WHERE state IN (:m, :v)",
-        {"e": eps, "m": LOCKED_FOR_MAPPING, "v": LOCKED_FOR_VALIDATION})]
-
-    def touches_locked(minx, miny, maxx, maxy) -> bool:
-        return any(minx <= b[2] and maxx >= b[0] and miny <= b[3] and maxy >= b[1] for b in locked)
+        {"e": eps, "m": LOCKED_FOR_MAPPING, "v": LOCKED_FOR_VALIDATION}).fetchall(), dtype=float).reshape(-1, 4)
 
     if area_id is not None:
         areas = [area_id]
@@ -340,7 +337,7 @@ def _pick(project: Project, area_id: int | None) -> int | None:
     fallback = None
     for state in (INVALIDATED, READY):
         for aid in areas:
-            clean, first = _pick_in_area(project, aid, state, touches_locked)
+            clean, first = _pick_in_area(project, aid, state, locked)
             if clean is not None:
                 return clean
             fallback = fallback or first
@@ -356,15 +353,29 @@ def _pick(project: Project, area_id: int | None) -> int | None:
             ).fetchall()
             if not rows:
                 break
-            for tid, *bbox in rows:
-                fallback = fallback or tid
-                if not touches_locked(*bbox):
-                    return tid
+            clean, first = _first_clear(rows, locked)
+            if clean is not None:
+                return clean
+            fallback = fallback or first
             last = rows[-1][0]
     return fallback
 
 
-def _pick_in_area(project: Project, area_id: int, state: str, touches_locked) -> tuple[int | None, int | None]:
+def _first_clear(rows: list, locked: np.ndarray) -> tuple[int | None, int | None]:
+    """Of candidate rows (id, minx, miny, maxx, maxy) in order of preference: the first whose
+    box touches no locked box (vectorised over rows x locks), and the first at all."""
+    if not rows:
+        return None, None
+    a = np.array(rows, dtype=float)
+    if len(locked) == 0:
+        return int(a[0, 0]), int(a[0, 0])
+    touch = ((a[:, None, 1] <= locked[None, :, 2]) & (a[:, None, 3] >= locked[None, :, 0])
+             & (a[:, None, 2] <= locked[None, :, 3]) & (a[:, None, 4] >= locked[None, :, 1])).any(axis=1)
+    free = np.flatnonzero(~touch)
+    return (int(a[free[0], 0]) if len(free) else None), int(a[0, 0])
+
+
+def _pick_in_area(project: Project, area_id: int, state: str, locked: np.ndarray) -> tuple[int | None, int | None]:
     """In a village, from its centre (where the houses are) outwards: the first task that
     touches no locked task, and the first task at all."""
     row = project.conn.execute("SELECT lon, lat, geom FROM areas WHERE id = ?", (area_id,)).fetchone()
@@ -374,19 +385,15 @@ def _pick_in_area(project: Project, area_id: int, state: str, touches_locked) ->
         p = shapely.from_wkb(row["geom"]).representative_point()
         lon, lat = p.x, p.y
     k = math.cos(math.radians(lat)) ** 2
-    first = None
-    for tid, *bbox in project.conn.execute(
+    rows = project.conn.execute(
         """SELECT t.id, t.minx, t.miny, t.maxx, t.maxy FROM tasks t
              JOIN task_areas ta ON ta.task_id = t.id AND ta.area_id = :area
             WHERE t.state = :state
             ORDER BY ((t.minx + t.maxx) / 2 - :lon) * ((t.minx + t.maxx) / 2 - :lon) * :k
                    + ((t.miny + t.maxy) / 2 - :lat) * ((t.miny + t.maxy) / 2 - :lat), t.id""",
         {"area": area_id, "state": state, "lon": lon, "lat": lat, "k": k},
-    ):
-        first = first or tid
-        if not touches_locked(*bbox):
-            return tid, first
-    return None, first
+    ).fetchall()
+    return _first_clear(rows, locked)
 
 
 @contextlib.contextmanager
