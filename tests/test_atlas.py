@@ -315,3 +315,30 @@ def test_bad_input_one_line_no_pdf(outdir, args, message):
     assert message in err and len(err.splitlines()) == 1, err
     assert not out.exists()
     assert [p.name for p in out.parent.iterdir() if not p.name.startswith(".mapathon-cache")] == []
+
+
+def test_new_objects_of_a_merge_snapshot_are_drawn(tmp_path, cli):
+    """A merge snapshot keeps new objects' negative ids, which libosmium's locations skip:
+    the layer cache must still hold the volunteers' new buildings and tracks."""
+    from mapathon.atlas.cache import open_cache
+    from mapathon.osm.readers import has_negative_ids
+
+    josm = tmp_path / "awa.osm"
+    josm.write_text(
+        "<?xml version='1.0' encoding='UTF-8'?>\n<osm version='0.6' generator='JOSM'>\n"
+        "<node id='-1' action='modify' lat='14.4930' lon='-9.0160'/>\n"
+        "<node id='-2' action='modify' lat='14.4930' lon='-9.0159'/>\n"
+        "<node id='-3' action='modify' lat='14.4931' lon='-9.0159'/>\n"
+        "<node id='-4' action='modify' lat='14.4931' lon='-9.0160'/>\n"
+        "<node id='-5' action='modify' lat='14.4935' lon='-9.0170'/>\n"
+        "<way id='-6' action='modify'><nd ref='-1'/><nd ref='-2'/><nd ref='-3'/><nd ref='-4'/><nd ref='-1'/>"
+        "<tag k='building' v='yes'/></way>\n"
+        "<way id='-7' action='modify'><nd ref='-4'/><nd ref='-5'/><tag k='highway' v='track'/></way>\n"
+        "</osm>\n", encoding="utf-8")
+    snap = tmp_path / "merged.osm.pbf"
+    cli("merge", josm, "-o", snap)
+    assert has_negative_ids(snap)
+    cache = open_cache(snap, tmp_path / "cache")
+    with cache.connect() as conn:
+        assert conn.execute("SELECT COUNT(*) FROM polys WHERE kind = 'building'").fetchone()[0] == 1
+        assert conn.execute("SELECT COUNT(*) FROM lines").fetchone()[0] == 1

@@ -69,7 +69,27 @@ for fmt in geojson gpkg gpx osm csv; do
 done
 mapathon export tasks --format shp -o "$OUT/exports/shapefile/tasks.shp"
 
-say "8. Imagery: what the area needs, what buying it would cost, an offline cache for the editors"
+say "8. The volunteers' files: collected, merged onto the 2019 data, checked, credited"
+# JOSM files as three volunteers saved them for their tasks, around the real village coordinates:
+# new ids start at -1 in every file, the same house is drawn on both sides of a task border,
+# and the 2019 borehole is edited by two volunteers (see make_contributions.py).
+python3 "$HERE/make_contributions.py" "$OUT/contributions"
+while IFS=$'\t' read -r FILE WHO TASK; do
+  mapathon submit "$FILE" --as "$WHO" --task "$TASK"
+done < "$OUT/contributions/contributions.tsv"
+FIRST=$(head -1 "$OUT/contributions/contributions.tsv" | cut -f1)
+mapathon submit "$FIRST" --as "Awa Traoré"   # the same file again: recorded once
+# Merge onto the 2019 points: the snapshot, the upload files, and the checks and credit of the work.
+mapathon merge --base "$HERE/dianguirde-area-pois-osm2019.osm.pbf" -o "$OUT/merged.osm.pbf" \
+  --upload "$OUT/changes.osc" --josm "$OUT/changes-for-josm.osm" \
+  --report "$OUT/report.html" --findings "$OUT/findings.geojson"
+# The same, for scripts: every finding with its task, village and volunteer; the credit figures.
+mapathon check "$OUT/merged.osm.pbf" --json > "$OUT/findings.json"
+mapathon report --base "$HERE/dianguirde-area-pois-osm2019.osm.pbf" --json > "$OUT/report.json"
+if command -v ogrinfo > /dev/null; then ogrinfo -so -al "$OUT/findings.geojson" | grep -E "Feature Count|Geometry"; fi
+echo "Open $OUT/report.html in a browser, and $OUT/findings.geojson in JOSM or QGIS."
+
+say "9. Imagery: what the area needs, what buying it would cost, an offline cache for the editors"
 mapathon imagery plan --zoom 16-19 --min-order-km2 25
 mapathon imagery plan --village Dianguirdé --zoom 16-19
 # A stand-in for a real imagery server, on this computer only: the demo needs no internet.
@@ -88,7 +108,7 @@ mapathon imagery list
 mapathon josm "$AWA"
 mapathon id-url "$AWA"
 
-say "9. Paper maps for the field teams: the Dianguirdé atlas in French, and one village for phones"
+say "10. Paper maps for the field teams: the Dianguirdé atlas in French, and one village for phones"
 # From the project's merged data (merged/latest.osm.pbf) when there is one, else from the 2019 extract.
 DATA_OPT=()
 [ -f "$MAPATHON_PROJECT/merged/latest.osm.pbf" ] || DATA_OPT=(--data "$HERE/dianguirde-area-pois-osm2019.osm.pbf")

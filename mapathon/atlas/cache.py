@@ -196,6 +196,21 @@ CREATE TABLE places (id INTEGER PRIMARY KEY, osm TEXT, kind TEXT NOT NULL, name 
 
 
 def _build(data: Path, dest: Path) -> None:
+    from ..osm.readers import positive_ids
+
+    # new objects of a merge snapshot keep negative ids, which libosmium's locations skip
+    try:
+        ids = positive_ids(data)
+        readable = ids.__enter__()
+    except RuntimeError as e:
+        raise MapathonError(f"{data}: not a readable OSM file ({e})") from None
+    try:
+        _build_from(data, readable, dest)
+    finally:
+        ids.__exit__(None, None, None)
+
+
+def _build_from(data: Path, readable: Path, dest: Path) -> None:
     import osmium
     import shapely
 
@@ -215,7 +230,7 @@ def _build(data: Path, dest: Path) -> None:
     newest = 0.0
     keys = ("building", "highway", "waterway", "natural", "landuse", "amenity", "man_made", "place",
             "railway", "leisure", "healthcare", "water_well", "water_source")
-    fp = (osmium.FileProcessor(str(data)).with_locations().with_areas()
+    fp = (osmium.FileProcessor(str(readable)).with_locations().with_areas()
           .with_filter(osmium.filter.KeyFilter(*keys)))
     try:
         for o in fp:

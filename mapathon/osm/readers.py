@@ -24,8 +24,10 @@ from __future__ import annotations
 import bz2
 import codecs
 import gzip
+import contextlib
 import pyexpat
 import re
+import tempfile
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -479,3 +481,62 @@ def _read_xml(raw: bytes, kind: str, out: OsmData, src: int, label: str) -> None
         raise MapathonError(f"{label}: line {p.CurrentLineNumber}: {what}: {detail}") from None
     if root is None:
         raise MapathonError(f"{label}: no OSM data in the file")
+
+
+#: New objects (id <= 0) are handed to libosmium's location index as NEG_BASE - id.
+NEG_BASE = 1 << 52
+
+
+def has_negative_ids(path: str | Path) -> bool:
+    """True when a sorted OSM file (a mapathon merge snapshot) holds new objects with ids <= 0.
+
+    osmium sorts negative ids first, so only the first object of each type needs a look.
+    """
+    import osmium
+
+    for kind in (osmium.osm.NODE, osmium.osm.WAY, osmium.osm.RELATION):
+        for o in osmium.FileProcessor(str(path), kind):
+            if o.id <= 0:
+                return True
+            break
+    return False
+
+
+@contextlib.contextmanager
+def positive_ids(path: str | Path):
+    """Yield *path*, or a temporary copy whose ids <= 0 became NEG_BASE - id.
+
+    libosmium's node-location index (``with_locations``) and so its area assembly skip
+    negative ids; a merge snapshot keeps its new objects' negative ids, so readers that
+    need geometries (the atlas layer cache) read through this.
+    """
+    import osmium
+
+    path = Path(path)
+    if not has_negative_ids(path):
+        yield path
+        return
+
+    def pos(i: int) -> int:
+        return NEG_BASE - i if i <= 0 else i
+
+    with tempfile.TemporaryDirectory(prefix="mapathon-ids-") as tmp:
+        out = Path(tmp) / "positive.osm.pbf"
+        writer = osmium.SimpleWriter(str(out))
+        try:
+            for o in osmium.FileProcessor(str(path)):
+                if o.is_node():
+                    writer.add_node(o.replace(id=pos(o.id)) if o.id <= 0 else o)
+                elif o.is_way():
+                    refs = [n.ref for n in o.nodes]
+                    if o.id <= 0 or any(r <= 0 for r in refs):
+                        o = o.replace(id=pos(o.id), nodes=[pos(r) for r in refs])
+                    writer.add_way(o)
+                elif o.is_relation():
+                    members = [(m.type, m.ref, m.role) for m in o.members]
+                    if o.id <= 0 or any(r <= 0 for _, r, _ in members):
+                        o = o.replace(id=pos(o.id), members=[(t, pos(r), role) for t, r, role in members])
+                    writer.add_relation(o)
+        finally:
+            writer.close()
+        yield out

@@ -1,0 +1,471 @@
+"""Reading an OSM file into the arrays the quality checks work on.
+
+Any file the merge accepts is read: JOSM ``.osm`` XML (negative ids,
+``action="delete"`` honoured), ``.osc`` change files and ``.osm.pbf``, each
+optionally compressed. libosmium (pyosmium) does the heavy work in C++:
+node locations for ways, and the assembly of multipolygon relations into
+areas (its area handler). Python sees only ways and areas, never the
+hundreds of thousands of nodes of an extract.
+
+Two wrinkles of libosmium are handled here:
+
+* its node-location handler ignores negative ids (new objects). XML files
+  are therefore handed to libosmium with their negative ids moved to a
+  positive range (``NEG_BASE`` and above) and mapped back afterwards; a
+  PBF with negative ids (a mapathon merge snapshot keeps them) has them
+  sorted first, so they are read once before the main pass and the few
+  ways that use them get their coordinates in Python.
+* a multipolygon whose rings cannot be assembled (self-intersecting or not
+  closed) comes out as an *empty* area; one with missing members or nodes
+  does not come out at all. The first is a finding, the second is counted
+  as not checked.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import shapely
+
+from ..errors import MapathonError
+# new objects (id <= 0) go to libosmium as NEG_BASE - id
+from ..osm.readers import KIND_NAMES, NEG_BASE, NODE, RELATION, WAY, file_format, read_osm_file
+
+#: Keys that do not make a way "tagged" (JOSM's "uninteresting" keys).
+UNINTERESTING = frozenset({"created_by", "source", "source_ref", "note", "fixme", "FIXME", "description", "odbl",
+                           "attribution", "comment"})
+_UNINTERESTING_PREFIX = ("source:", "note:", "odbl:")
+
+#: Closed ways with one of these keys are areas (unless area=no).
+AREA_KEYS = ("building", "building:part", "landuse", "leisure", "amenity", "shop", "place", "natural", "water",
+             "tourism", "aeroway", "military")
+#: ... except these values, which are lines even when closed.
+LINEAR_VALUES = {"natural": {"coastline", "tree_row", "cliff", "ridge", "arete", "earth_bank", "gully", "valley"},
+                 "leisure": {"track", "slipway"}}
+
+#: Highways left out of the crossing check (not built, or not a line on the ground).
+HIGHWAY_IGNORED = frozenset({"proposed", "construction", "abandoned", "razed", "disused", "platform", "rest_area",
+                             "services", "corridor", "elevator"})
+#: Highways explicitly mapped through or under a building.
+PASSAGE_TUNNELS = frozenset({"building_passage", "yes", "culvert"})
+
+
+def _uninteresting(k: str) -> bool:
+    return k in UNINTERESTING or k.startswith(_UNINTERESTING_PREFIX)
+
+
+def _layer(v: str | None) -> int:
+    if not v:
+        return 0
+    try:
+        return int(float(v.split(";")[0].strip()))
+    except ValueError:
+        return 0
+
+
+def _is_building(v: str | None) -> bool:
+    return v is not None and v != "no"
+
+
+def _is_area(tags) -> bool:
+    a = tags.get("area")
+    if a == "no":
+        return False
+    if a == "yes":
+        return True
+    for k in AREA_KEYS:
+        v = tags.get(k)
+        if v is not None and v != "no" and v not in LINEAR_VALUES.get(k, ()):
+            return True
+    return False
+
+
+class _Lines:
+    """Ids, users and geometries (WKB hex, or coordinates) of one class of ways, filled while reading."""
+
+    __slots__ = ("ids", "users", "wkb", "extra")
+
+    def __init__(self):
+        self.ids: list[int] = []
+        self.users: list[str] = []
+        self.wkb: list = []  # hex WKB (from libosmium) or a list of (lon, lat)
+        self.extra: list = []
+
+    def add(self, oid: int, user: str, geom, extra=None) -> None:
+        self.ids.append(oid)
+        self.users.append(user)
+        self.wkb.append(geom)
+        self.extra.append(extra)
+
+    def geoms(self) -> np.ndarray:
+        out = np.empty(len(self.wkb), dtype=object)
+        hexes = [i for i, g in enumerate(self.wkb) if isinstance(g, str)]
+        if hexes:
+            out[hexes] = shapely.from_wkb([self.wkb[i] for i in hexes])
+        for i, g in enumerate(self.wkb):
+            if not isinstance(g, str):
+                out[i] = shapely.LineString(g)
+        return out
+
+
+@dataclass
+class Features:
+    """What the checks need from one file. Geometries are WGS84 (x = lon); ids are the file's own ids."""
+
+    source: str
+    # buildings: closed ways and multipolygon relations tagged building=*
+    b_type: np.ndarray  # "way" | "relation"
+    b_id: np.ndarray
+    b_geom: np.ndarray  # polygons (ways: the way's ring as drawn, possibly invalid)
+    b_layer: np.ndarray
+    b_user: list
+    b_value: list  # the building=* value
+    # highways (lines)
+    h_id: np.ndarray
+    h_geom: np.ndarray
+    h_layer: np.ndarray
+    h_user: list
+    h_value: list
+    # other closed area ways (landuse, ...), checked for self-intersection
+    a_id: np.ndarray
+    a_geom: np.ndarray
+    a_user: list
+    # building ways not closed, untagged ways: (id, first point, user)
+    unclosed: list
+    untagged: list
+    # building multipolygons whose rings could not be assembled: (id, point or None, user)
+    broken_relations: list
+    stats: dict = field(default_factory=dict)
+    edited: set | None = None  # (type, id) of objects the file itself marks as edited (JOSM/osc), else None
+
+    @property
+    def n_buildings(self) -> int:
+        return len(self.b_id)
+
+
+# -- reading -------------------------------------------------------------------------------------------
+
+
+def _file_to_opl(path: Path, label: str) -> tuple[bytes, set, int]:
+    """A JOSM/.osc (or compressed) file as OPL bytes for libosmium, read by the project's reader.
+
+    Deletions are dropped (libosmium would ignore JOSM's action="delete"); new
+    ids move to NEG_BASE - id. Returns (opl, edited (type, id) pairs, deletions).
+    """
+    data = read_osm_file(path, name=label)
+    edited = set()
+    rows = []
+    deleted = 0
+    for k in (NODE, WAY, RELATION):
+        for o in data.objects[k].values():
+            if o.action is not None:
+                edited.add((KIND_NAMES[k], o.id))
+            if not o.visible:
+                deleted += 1
+                continue
+            rows.append(o)
+    return _remap_objects(rows), edited, deleted
+
+
+def _back(ids: list[int] | np.ndarray) -> np.ndarray:
+    a = np.asarray(ids, dtype=np.int64)
+    return np.where(a >= NEG_BASE, NEG_BASE - a, a)
+
+
+def _leading_negative_nodes(src) -> dict[int, tuple[float, float]]:
+    """Nodes with negative ids at the start of a sorted PBF (where osmium sorts them)."""
+    import osmium
+
+    out = {}
+    for o in osmium.FileProcessor(src, osmium.osm.NODE):
+        if o.id > 0:
+            break
+        loc = o.location
+        if loc.valid():
+            out[o.id] = (loc.lon, loc.lat)
+    return out
+
+
+def _all_negative_nodes(src, wanted: set[int]) -> dict[int, tuple[float, float]]:
+    import osmium
+
+    out = {}
+    for o in osmium.FileProcessor(src, osmium.osm.NODE):
+        if o.id in wanted and o.location.valid():
+            out[o.id] = (o.location.lon, o.location.lat)
+    return out
+
+
+def _relations(src) -> tuple[set[int], set[int], dict[int, dict]]:
+    """(ways that are members of any relation, member ways of building multipolygons, building multipolygons)."""
+    import osmium
+
+    members: set[int] = set()
+    mp_members: set[int] = set()
+    buildings: dict[int, dict] = {}
+    for r in osmium.FileProcessor(src, osmium.osm.RELATION):
+        ways = [m.ref for m in r.members if m.type == "w"]
+        members.update(ways)
+        tags = r.tags
+        if tags.get("type") == "multipolygon" and _is_building(tags.get("building")):
+            mp_members.update(ways)
+            buildings[r.id] = {"layer": _layer(tags.get("layer")), "user": r.user or "",
+                               "value": tags.get("building")}
+    return members, mp_members, buildings
+
+
+def read_features(path: str | Path, *, name: str | None = None) -> Features:
+    """Read *path* (any accepted OSM file) into :class:`Features`; a MapathonError names a bad file."""
+    import osmium
+
+    path = Path(path)
+    label = name or str(path)
+    if not path.is_file():
+        raise MapathonError(f"{label}: no such file")
+    kind, comp, _ending = file_format(path, name=label)
+    edited = None
+    stats: dict = {}
+    remapped = False
+    if kind == "pbf" and comp is None:
+        src = str(path)
+    else:
+        # XML, osmChange and compressed PBF: read by the project's reader (actions honoured), handed over as OPL.
+        raw, edited, deleted = _file_to_opl(path, label)
+        stats["deleted_in_file"] = deleted
+        src = osmium.io.FileBuffer(raw, "opl")
+        remapped = True
+    try:
+        return _read(src, label, remapped, edited, stats)
+    except MapathonError:
+        raise
+    except RuntimeError as e:
+        raise MapathonError(f"{label}: cannot read ({e})") from None
+
+
+def _remap_objects(rows) -> bytes:
+    from ..osm.writers import opl_bytes
+
+    out = []
+    for o in rows:
+        if o.id <= 0 or any(r <= 0 for r in o.refs) or any(m[1] <= 0 for m in o.members):
+            o = o.copy()
+            if o.id <= 0:
+                o.id = NEG_BASE - o.id
+            o.refs = tuple(NEG_BASE - r if r <= 0 else r for r in o.refs)
+            o.members = tuple((t, NEG_BASE - r if r <= 0 else r, role) for t, r, role in o.members)
+        out.append(o)
+    out.sort(key=lambda o: ("nwr".index(o.kind), o.id))
+    return opl_bytes(out)
+
+
+def _read(src, label: str, remapped: bool, edited, stats: dict) -> Features:
+    import osmium
+
+    members, mp_members, mp_buildings = _relations(src)
+    neg = {} if remapped else _leading_negative_nodes(src)
+    wkbf = osmium.geom.WKBFactory()
+    line = wkbf.create_linestring
+    ALL = osmium.geom.use_nodes.ALL
+
+    bw, hw, aw, unclosed, untagged = _Lines(), _Lines(), _Lines(), _Lines(), _Lines()
+    member_wkb: dict[int, object] = {}
+    rel_polys: list = []  # (id, wkb hex)
+    rel_seen: set[int] = set()
+    pending: list = []  # (refs, coords, target, id, user, extra, is_member): ways with unresolved negative node ids
+    n_ways = 0
+    missing = 0
+    degenerate = 0
+
+    def geom_of(w):
+        """hex WKB of the way's line, a coordinate list (negative node ids resolved), or None."""
+        try:
+            return line(w, ALL)
+        except Exception:
+            pass
+        refs, coords, unresolved = [], [], False
+        for n in w.nodes:
+            refs.append(n.ref)
+            loc = n.location
+            if loc.valid():
+                coords.append((loc.lon, loc.lat))
+            else:
+                p = neg.get(n.ref)
+                if p is None:
+                    unresolved = True
+                    coords.append(None)
+                else:
+                    coords.append(p)
+        if unresolved:
+            return ("pending", refs, coords) if any(r < 0 for r in refs) and not remapped else None
+        return coords if len(coords) >= 2 else None
+
+    fp = (osmium.FileProcessor(src, osmium.osm.NODE | osmium.osm.WAY | osmium.osm.RELATION)
+          .with_locations()
+          .with_areas(osmium.filter.KeyFilter("building"))
+          .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY | osmium.osm.AREA)))
+    for o in fp:
+        if o.is_way():
+            n_ways += 1
+            wid = o.id
+            tags = o.tags
+            b = tags.get("building")
+            h = tags.get("highway")
+            target = None
+            extra = None
+            if _is_building(b):
+                if not o.is_closed():
+                    target = unclosed
+                elif len(o.nodes) >= 4:
+                    target, extra = bw, (_layer(tags.get("layer")), b)
+                else:  # closed with one or two corners: no outline to check
+                    degenerate += 1
+                    continue
+            elif h is not None:
+                if h not in HIGHWAY_IGNORED and tags.get("area") != "yes" and \
+                        tags.get("tunnel") not in PASSAGE_TUNNELS and tags.get("covered") != "yes":
+                    target, extra = hw, (_layer(tags.get("layer")), h)
+            elif len(tags) == 0 or all(_uninteresting(t.k) for t in tags):
+                if wid not in members:
+                    target = untagged
+            elif o.is_closed() and len(o.nodes) >= 4 and _is_area(tags):
+                target = aw
+            is_member = wid in mp_members
+            if target is None and not is_member:
+                continue
+            g = geom_of(o)
+            if g is None:
+                missing += 1
+                continue
+            if isinstance(g, tuple):
+                pending.append((g[1], g[2], target, wid, o.user or "", extra, is_member))
+                continue
+            if target is not None:
+                target.add(wid, o.user or "", g, extra)
+            if is_member:
+                member_wkb[wid] = g
+        elif o.is_area():
+            if o.from_way():
+                continue
+            rid = o.orig_id()
+            if rid not in mp_buildings:
+                continue
+            rel_seen.add(rid)
+            try:
+                rel_polys.append((rid, wkbf.create_multipolygon(o)))
+            except Exception:  # an empty area: rings not assembled
+                pass
+
+    if pending:  # negative node ids not at the start of the file: one more pass over the nodes
+        wanted = {r for refs, coords, *_ in pending for r, c in zip(refs, coords) if c is None}
+        more = _all_negative_nodes(src, wanted)
+        for refs, coords, target, wid, user, extra, is_member in pending:
+            cs = [c if c is not None else more.get(r) for r, c in zip(refs, coords)]
+            if any(c is None for c in cs):
+                missing += 1
+                continue
+            if target is not None:
+                target.add(wid, user, cs, extra)
+            if is_member:
+                member_wkb[wid] = cs
+
+    # building relations: assembled, empty (broken) or missing (incomplete: not checked)
+    assembled = {rid for rid, _ in rel_polys}
+    broken = []
+    incomplete = 0
+    for rid, info in mp_buildings.items():
+        if rid in assembled:
+            continue
+        if rid in rel_seen:
+            broken.append((rid, info["user"]))
+        else:
+            incomplete += 1
+
+    # arrays
+    b_way_geoms = bw.geoms()
+    if len(b_way_geoms):
+        coords, idx = shapely.get_coordinates(b_way_geoms, return_index=True)
+        rings = shapely.linearrings(coords, indices=idx)
+        b_way_polys = shapely.polygons(rings)
+    else:
+        b_way_polys = np.empty(0, dtype=object)
+    rel_geoms = shapely.from_wkb([w for _, w in rel_polys]) if rel_polys else np.empty(0, dtype=object)
+    nb, nr = len(bw.ids), len(rel_polys)
+    b_type = np.array(["way"] * nb + ["relation"] * nr, dtype=object)
+    b_id = _back(list(bw.ids) + [r for r, _ in rel_polys])
+    b_geom = np.concatenate([b_way_polys, rel_geoms]) if (nb or nr) else np.empty(0, dtype=object)
+    b_layer = np.array([e[0] for e in bw.extra] + [mp_buildings[r]["layer"] for r, _ in rel_polys], dtype=np.int64)
+    b_value = [e[1] for e in bw.extra] + [mp_buildings[r]["value"] for r, _ in rel_polys]
+    b_user = bw.users + [mp_buildings[r]["user"] for r, _ in rel_polys]
+
+    a_geoms = aw.geoms()
+    if len(a_geoms):
+        coords, idx = shapely.get_coordinates(a_geoms, return_index=True)
+        a_polys = shapely.polygons(shapely.linearrings(coords, indices=idx))
+    else:
+        a_polys = np.empty(0, dtype=object)
+
+    def firsts(lines: _Lines) -> list:
+        gs = lines.geoms()
+        out = []
+        pts = shapely.get_point(gs, 0) if len(gs) else []
+        for oid, user, p in zip(_back(lines.ids), lines.users, pts):
+            out.append((int(oid), (p.x, p.y) if p is not None and not p.is_empty else None, user))
+        return out
+
+    broken_out = _locate_broken(src, broken, member_wkb) if broken else []
+
+    stats.update({
+        "ways": n_ways,
+        "buildings": nb + nr,
+        "building_relations": nr,
+        "highways": len(hw.ids),
+        "area_ways": len(aw.ids),
+        "ways_not_checked": missing,
+        "degenerate_buildings": degenerate,
+        "relations_not_checked": incomplete,
+    })
+    return Features(
+        source=label,
+        b_type=b_type, b_id=b_id, b_geom=b_geom, b_layer=b_layer, b_user=b_user, b_value=b_value,
+        h_id=_back(hw.ids), h_geom=hw.geoms(), h_layer=np.array([e[0] for e in hw.extra], dtype=np.int64),
+        h_user=hw.users, h_value=[e[1] for e in hw.extra],
+        a_id=_back(aw.ids), a_geom=a_polys, a_user=aw.users,
+        unclosed=firsts(unclosed), untagged=firsts(untagged), broken_relations=broken_out,
+        stats=stats, edited=edited,
+    )
+
+
+def _locate_broken(src, broken: list, member_wkb: dict) -> list:
+    """A point for each broken building relation: the first node of its first member way we have."""
+    import osmium
+
+    wanted = {rid: i for i, (rid, _u) in enumerate(broken)}
+    out = [(int(_back([rid])[0]), None, user) for rid, user in broken]
+    for r in osmium.FileProcessor(src, osmium.osm.RELATION):
+        i = wanted.get(r.id)
+        if i is None:
+            continue
+        for m in r.members:
+            if m.type == "w" and m.ref in member_wkb:
+                g = member_wkb[m.ref]
+                if isinstance(g, str):
+                    p = shapely.get_point(shapely.from_wkb(g), 0)
+                    pt = (p.x, p.y)
+                else:
+                    pt = tuple(g[0])
+                rid, _pt, user = out[i]
+                out[i] = (rid, pt, user)
+                break
+    return out
+
+
+_REASON_POINT = re.compile(r"\[\s*(-?[\d.eE+-]+)\s+(-?[\d.eE+-]+)\s*\]")
+
+
+def reason_point(reason: str) -> tuple[float, float] | None:
+    """The (x, y) that GEOS names in an is_valid_reason text, if any."""
+    m = _REASON_POINT.search(reason or "")
+    return (float(m.group(1)), float(m.group(2))) if m else None

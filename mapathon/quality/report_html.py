@@ -1,0 +1,321 @@
+"""The organizer's report as one self-contained HTML page (``--html`` / ``merge --report``).
+
+Everything is inline: CSS in a ``<style>`` element, small maps as inline
+SVG; no script, no web font, no image or style sheet fetched from anywhere,
+so the page opens the same on a laptop without a connection and can be sent
+by e-mail or WhatsApp. The only link to the web is the OpenStreetMap
+copyright notice. The file is written atomically.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .. import __version__
+from ..errors import MapathonError
+from ..fsutil import atomic_path
+from .checks import KINDS
+from .credit import OUTSIDE, Credit, Tally
+
+_CSS = """
+:root { --ink: #1d2630; --muted: #5b6773; --line: #d8dee4; --soft: #f4f6f8; --accent: #0b6e4f;
+        --water: #1565c0; --error: #c62828; --warning: #e08a00; }
+* { box-sizing: border-box; }
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "Noto Sans", Arial, sans-serif; color: var(--ink);
+       margin: 0 auto; max-width: 1100px; padding: 24px 20px 48px; line-height: 1.45; font-size: 15px; }
+h1 { font-size: 1.7em; margin: 0 0 4px; }
+h2 { font-size: 1.25em; margin: 34px 0 10px; padding-bottom: 4px; border-bottom: 2px solid var(--accent); }
+h3 { font-size: 1.05em; margin: 18px 0 6px; }
+p.sub, .muted { color: var(--muted); }
+.cards { display: flex; flex-wrap: wrap; gap: 10px; margin: 16px 0; }
+.card { flex: 1 1 130px; border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; background: #fff; }
+.card b { display: block; font-size: 1.6em; line-height: 1.2; }
+.card.water { border-color: var(--water); } .card.water b { color: var(--water); }
+.card.bad b { color: var(--error); }
+table { border-collapse: collapse; width: 100%; margin: 6px 0 12px; font-size: 0.93em; }
+th, td { padding: 5px 8px; border-bottom: 1px solid var(--line); text-align: left; vertical-align: top; }
+th { background: var(--soft); font-weight: 600; }
+td.n, th.n { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+td.water, th.water { color: var(--water); }
+tr.total td { font-weight: 700; border-top: 2px solid var(--ink); }
+.pill { display: inline-block; border-radius: 10px; padding: 0 7px; font-size: 0.85em; background: var(--soft);
+        border: 1px solid var(--line); white-space: nowrap; }
+.pill.error { color: #fff; background: var(--error); border-color: var(--error); }
+.pill.warning { color: #000; background: #ffd180; border-color: var(--warning); }
+.pill.READY { background: #e8f5e9; } .pill.MAPPED { background: #fff3e0; } .pill.VALIDATED { background: #e3f2fd; }
+.pill.INVALIDATED { background: #fce4ec; }
+.maps { display: flex; flex-wrap: wrap; gap: 14px; }
+figure { margin: 0; border: 1px solid var(--line); border-radius: 8px; padding: 8px; background: #fff; }
+figcaption { font-size: 0.9em; color: var(--muted); }
+code { font-size: 0.95em; background: var(--soft); padding: 0 3px; border-radius: 3px; }
+.scroll { overflow-x: auto; }
+table.compact { font-size: 0.82em; }
+footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; border-top: 1px solid var(--line); padding-top: 8px; }
+@media print { body { max-width: none; } h2 { break-after: avoid; } tr { break-inside: avoid; } }
+"""
+
+_STATE_FILL = {"READY": "#f1f8e9", "LOCKED_FOR_MAPPING": "#fffde7", "MAPPED": "#ffe0b2",
+               "LOCKED_FOR_VALIDATION": "#fff9c4", "VALIDATED": "#bbdefb", "INVALIDATED": "#f8bbd0",
+               "BADIMAGERY": "#e0e0e0"}
+_CATEGORY_FILL = {"building": "#5d4037", "highway": "#6d4c41", "water": "#1565c0", "poi": "#6a1b9a",
+                  "deleted": "#9e9e9e", "other": "#757575"}
+
+
+def e(x) -> str:
+    return html.escape("" if x is None else str(x), quote=True)
+
+
+def _km(m: float) -> str:
+    return f"{m / 1000:,.2f}" if m else "–"
+
+
+def _n(x) -> str:
+    return f"{x:,}" if x else "–"
+
+
+def _water_cell(t: Tally) -> str:
+    parts = [f"{n} {e(k)}" for k, n in t.water_sorted()]
+    return ", ".join(parts) if parts else "–"
+
+
+def _poi_cell(t: Tally, limit: int = 4) -> str:
+    items = sorted(t.pois.items(), key=lambda kv: (-kv[1], kv[0]))
+    parts = [f"{n} {e(k.split('=', 1)[1].replace('_', ' '))}" for k, n in items[:limit]]
+    if len(items) > limit:
+        parts.append(f"{sum(n for _k, n in items[limit:])} more")
+    return ", ".join(parts) if parts else "–"
+
+
+def _tally_head(first: str, extra: str = "") -> str:
+    return (f"<tr><th>{first}</th>{extra}<th class='n'>buildings</th><th class='n'>roads km</th>"
+            "<th class='n'>tracks &amp; paths km</th><th class='water'>water points</th><th>other points of interest</th>"
+            "<th class='n'>modified</th><th class='n'>deleted</th><th class='n'>findings</th></tr>")
+
+
+def _tally_cells(t: Tally) -> str:
+    return (f"<td class='n'>{_n(t.buildings)}</td><td class='n'>{_km(t.roads_m)}</td><td class='n'>{_km(t.tracks_m)}</td>"
+            f"<td class='water'>{_water_cell(t)}</td><td>{_poi_cell(t)}</td><td class='n'>{_n(t.modified)}</td>"
+            f"<td class='n'>{_n(t.deleted)}</td><td class='n'>{_n(t.findings)}</td>")
+
+
+def _svg_map(title: str, tasks: list, points: list, findings: list, size: int = 330) -> str:
+    """A small inline SVG: task squares by state, the new/changed features, findings as rings."""
+    xs = [p[0] for p in points] + [f.lon for f in findings]
+    ys = [p[1] for p in points] + [f.lat for f in findings]
+    if not xs:
+        return ""
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    pad = max(x1 - x0, y1 - y0) * 0.15 + 0.0008
+    x0, x1, y0, y1 = x0 - pad, x1 + pad, y0 - pad, y1 + pad
+    k = math.cos(math.radians((y0 + y1) / 2))
+    w, h = (x1 - x0) * k, (y1 - y0)
+    s = size / max(w, h)
+    W, H = max(60, w * s), max(60, h * s)
+
+    def px(lon, lat):
+        return (lon - x0) * k * s, (y1 - lat) * s
+
+    out = [f"<svg width='{W:.0f}' height='{H:.0f}' viewBox='0 0 {W:.0f} {H:.0f}' "
+           f"role='img' aria-label='{e(title)}'><rect width='100%' height='100%' fill='#fafafa'/>"]
+    for t in tasks:
+        bx0, by0, bx1, by1 = t.geom.bounds
+        if bx1 < x0 or bx0 > x1 or by1 < y0 or by0 > y1:
+            continue
+        coords = list(t.geom.exterior.coords) if t.geom.geom_type == "Polygon" else []
+        if not coords:
+            continue
+        d = " ".join(f"{a:.1f},{b:.1f}" for a, b in (px(*c) for c in coords))
+        out.append(f"<polygon points='{d}' fill='{_STATE_FILL.get(t.state, '#fff')}' stroke='#9e9e9e' "
+                   f"stroke-width='0.8'><title>task {t.id} ({e(t.key)}): {e(t.state)}</title></polygon>")
+        cx, cy = px(t.geom.centroid.x, t.geom.centroid.y)
+        out.append(f"<text x='{cx:.1f}' y='{cy:.1f}' font-size='10' fill='#616161' text-anchor='middle'>{t.id}</text>")
+    for lon, lat, _v, cat in points:
+        a, b = px(lon, lat)
+        out.append(f"<circle cx='{a:.1f}' cy='{b:.1f}' r='2.2' fill='{_CATEGORY_FILL.get(cat, '#757575')}'/>")
+    for f in findings:
+        a, b = px(f.lon, f.lat)
+        col = "#c62828" if f.severity == "error" else "#e08a00"
+        out.append(f"<circle cx='{a:.1f}' cy='{b:.1f}' r='6' fill='none' stroke='{col}' stroke-width='2'>"
+                   f"<title>{e(f.title)}: {e(f.message)}</title></circle>")
+    # scale bar
+    metres = (x1 - x0) * k * 111_320 / 4
+    nice = 10 ** math.floor(math.log10(max(metres, 1)))
+    nice *= 5 if metres / nice >= 5 else (2 if metres / nice >= 2 else 1)
+    bar = nice / ((x1 - x0) * k * 111_320) * W
+    out.append(f"<line x1='8' y1='{H - 10:.0f}' x2='{8 + bar:.0f}' y2='{H - 10:.0f}' stroke='#000' stroke-width='2'/>"
+               f"<text x='8' y='{H - 14:.0f}' font-size='10'>{nice:,.0f} m</text>")
+    out.append("</svg>")
+    return "".join(out)
+
+
+def render(credit: Credit | None, checks=None, *, title: str = "Mapathon report", locator=None,
+           base: str | None = None) -> str:
+    """The page as a string."""
+    now = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    h: list[str] = []
+    add = h.append
+    add("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+        "<meta name='viewport' content='width=device-width, initial-scale=1'>"
+        f"<title>{e(title)}</title><style>{_CSS}</style></head><body>")
+    add(f"<h1>{e(title)}</h1>")
+    sub = [f"made {e(now)} by mapathon {e(__version__)}"]
+    if credit is not None:
+        n = len(credit.inputs)
+        sub.append(f"{n} file{'s' if n != 1 else ''} merged" + (f" onto {e(base)}" if base else ""))
+    if checks is not None:
+        sub.append(f"checked {e(Path(checks.source).name)}")
+    add(f"<p class='sub'>{' · '.join(sub)}</p>")
+
+    if credit is not None:
+        t = credit.total
+        add("<div class='cards'>")
+        add(f"<div class='card'><b>{t.buildings:,}</b>buildings added</div>")
+        add(f"<div class='card'><b>{(t.roads_m + t.tracks_m) / 1000:,.2f}</b>km of roads and tracks</div>")
+        add(f"<div class='card water'><b>{t.water_total:,}</b>water points"
+            + (f"<br><span class='muted'>{_water_cell(t)}</span>" if t.water_total else "") + "</div>")
+        add(f"<div class='card'><b>{t.poi_total:,}</b>other points of interest</div>")
+        add(f"<div class='card'><b>{t.modified:,} / {t.deleted:,}</b>objects modified / deleted</div>")
+        add(f"<div class='card'><b>{len(credit.volunteers):,}</b>volunteers</div>")
+        if checks is not None:
+            nf = sum(f.contributed for f in checks.findings)
+            add(f"<div class='card{' bad' if nf else ''}'><b>{nf:,}</b>findings on this work</div>")
+        if credit.conflicts:
+            add(f"<div class='card bad'><b>{len(credit.conflicts):,}</b>conflicts settled</div>")
+        add("</div>")
+
+        add("<h2>Volunteers</h2>")
+        add("<table>" + _tally_head("volunteer", "<th>tasks</th>"))
+        for name, tv in credit.volunteers.items():
+            tasks = ", ".join(str(x) for x in sorted(tv.tasks, key=str)) or "–"
+            add(f"<tr><td>{e(name)}</td><td>{e(tasks)}</td>{_tally_cells(tv)}</tr>")
+        add(f"<tr class='total'><td>All</td><td></td>{_tally_cells(credit.total)}</tr></table>")
+        add("<p class='muted'>Water points: a well with a pump, or tagged as a borehole, counts as a borehole. "
+            "Tracks &amp; paths: highway=track, path, footway, cycleway, bridleway, steps; roads: every other "
+            "highway. Lengths are measured in the local UTM zone.</p>")
+
+        add("<h2>Villages</h2><table>" + _tally_head("village", "<th class='n'>tasks</th>"))
+        for name, tv in credit.villages.items():
+            add(f"<tr><td>{e(name)}</td><td class='n'>{len(tv.tasks) or '–'}</td>{_tally_cells(tv)}</tr>")
+        add("</table>")
+
+        add("<h2>Tasks</h2><table class='compact'>" + _tally_head("task", "<th>state</th><th>village</th><th>volunteers</th>"))
+        for key, tv in credit.tasks.items():
+            info = credit.task_info.get(key, {})
+            state = info.get("state", "")
+            label = f"{key} <span class='muted'>{e(info.get('key', ''))}</span>" if info else e(key)
+            pill = f"<span class='pill {e(state)}'>{e(state)}</span>" if state else ""
+            add(f"<tr><td>{label}</td><td>{pill}</td><td>{e(', '.join(info.get('villages', [])))}</td><td>{e(', '.join(sorted(tv.volunteers)))}</td>"
+                f"{_tally_cells(tv)}</tr>")
+        add("</table>")
+
+        add("<h2>Tasks to look at</h2>")
+        add("<h3>Received data but still READY</h3>")
+        if credit.ready_with_data:
+            add("<p class='muted'>Someone mapped here without marking the task done (or data spilled over from a "
+                "neighbouring task). Mark it done, or check that the work is complete.</p><table><tr><th>task</th>"
+                "<th>address</th><th>village</th><th class='n'>features</th></tr>")
+            for r in credit.ready_with_data:
+                add(f"<tr><td>{r['id']}</td><td>{e(r['key'])}</td><td>{e(', '.join(r['villages']))}</td>"
+                    f"<td class='n'>{r.get('objects', 0):,}</td></tr>")
+            add("</table>")
+        else:
+            add("<p class='muted'>None.</p>")
+        add("<h3>Marked mapped but no data received</h3>")
+        if credit.mapped_without_data:
+            add("<p class='muted'>Ask the volunteer for their file (<code>mapathon submit FILE --as NAME --task ID</code>)"
+                ", or reset the task if nothing was mapped.</p><table><tr><th>task</th><th>address</th><th>state</th>"
+                "<th>village</th><th>mapped by</th></tr>")
+            for r in credit.mapped_without_data:
+                add(f"<tr><td>{r['id']}</td><td>{e(r['key'])}</td><td><span class='pill {e(r['state'])}'>"
+                    f"{e(r['state'])}</span></td><td>{e(', '.join(r['villages']))}</td><td>{e(r.get('mapped_by'))}</td></tr>")
+            add("</table>")
+        else:
+            add("<p class='muted'>None.</p>")
+
+    if checks is not None:
+        add("<h2>Quality checks</h2>")
+        counts = checks.counts()
+        contributed = {k: 0 for k in KINDS}
+        for f in checks.findings:
+            if f.contributed:
+                contributed[f.kind] += 1
+        add("<table><tr><th>finding</th><th>severity</th><th class='n'>on the volunteers' work</th>"
+            "<th class='n'>in the whole file</th></tr>")
+        for k, (ttl, sev) in KINDS.items():
+            add(f"<tr><td>{e(ttl)}</td><td><span class='pill {sev}'>{sev}</span></td>"
+                f"<td class='n'>{_n(contributed[k])}</td><td class='n'>{_n(counts[k])}</td></tr>")
+        add("</table><p class='muted'>What each finding means and how to fix it in JOSM: docs/checking.md. "
+            "The findings layer (GeoJSON) opens in JOSM and QGIS. Existing objects (positive ids) can be fetched "
+            "with JOSM's <em>Download object</em>; new objects (negative ids) are renumbered by JOSM when it opens a "
+            "file: find them by their position.</p>")
+        shown = [f for f in checks.findings if f.contributed] or checks.findings
+        limit = 300
+        add("<table><tr><th>finding</th><th>objects</th><th>task</th><th>village</th><th>volunteer</th>"
+            "<th>details</th><th>where</th></tr>")
+        for f in shown[:limit]:
+            where = (f"<a href='geo:{f.lat:.6f},{f.lon:.6f}'>{f.lat:.5f}, {f.lon:.5f}</a>"
+                     if f.lon is not None else "–")
+            flags = []
+            if f.detail.get("across_tasks"):
+                flags.append("across a task border")
+            if f.detail.get("between_volunteers"):
+                flags.append("between volunteers")
+            add(f"<tr><td><span class='pill {f.severity}'>{e(f.title)}</span></td><td><code>{e(f.josm_ids())}</code>"
+                f"</td><td>{e(f.task if f.task is not None else '–')}</td><td>{e(f.village or '–')}</td>"
+                f"<td>{e(', '.join(f.volunteers) or '–')}</td><td>{e(f.message)}"
+                + (f" <span class='muted'>({e(', '.join(flags))})</span>" if flags else "") + f"</td><td>{where}</td></tr>")
+        add("</table>")
+        if len(shown) > limit:
+            add(f"<p class='muted'>... and {len(shown) - limit:,} more (see the JSON or GeoJSON output).</p>")
+        for w in checks.warnings:
+            add(f"<p class='muted'>Note: {e(w)}</p>")
+
+    if credit is not None and (credit.features_xy or checks is not None):
+        maps = []
+        villages = {}
+        for p in credit.features_xy:
+            villages.setdefault(p[2], []).append(p)
+        tasks = locator.tasks if locator is not None else []
+        for v, pts in sorted(villages.items(), key=lambda kv: (kv[0] == OUTSIDE, kv[0]))[:8]:
+            fs = [f for f in (checks.findings if checks is not None else [])
+                  if f.contributed and f.lon is not None and (f.village or OUTSIDE).split(", ")[0] == v]
+            svg = _svg_map(v, tasks, pts, fs)
+            if svg:
+                maps.append(f"<figure>{svg}<figcaption>{e(v)}: {len(pts):,} new or changed features, "
+                            f"{len(fs):,} findings</figcaption></figure>")
+        if maps:
+            add("<h2>Where</h2><p class='muted'>Task squares coloured by state (green ready, orange mapped, blue "
+                "validated, pink to redo); dots: new or changed features (blue: water points); rings: findings "
+                "(red errors, orange warnings).</p><div class='maps'>" + "".join(maps) + "</div>")
+
+    if credit is not None and credit.conflicts:
+        add("<h2>Conflicts settled by the merge</h2><table><tr><th>kind</th><th>object</th><th>what happened</th></tr>")
+        for c in credit.conflicts:
+            add(f"<tr><td>{e(c['kind'])}</td><td><code>{e(c['type'])} {e(c['id'])}</code></td><td>{e(c['message'])}</td></tr>")
+        add("</table>")
+    if credit is not None and credit.inputs:
+        add("<h2>Files merged</h2><table><tr><th>file</th><th>volunteer</th><th>task</th><th class='n'>objects</th>"
+            "<th class='n'>new</th><th class='n'>modified</th><th class='n'>deleted</th></tr>")
+        for i in credit.inputs:
+            add(f"<tr><td>{e(i.get('name') or i.get('file'))}</td><td>{e(i.get('volunteer') or '–')}</td>"
+                f"<td>{e(i.get('task') or '–')}</td><td class='n'>{i.get('objects', 0):,}</td>"
+                f"<td class='n'>{i.get('create', 0):,}</td><td class='n'>{i.get('modify', 0):,}</td>"
+                f"<td class='n'>{i.get('delete', 0):,}</td></tr>")
+        add("</table>")
+        for s in credit.skipped:
+            add(f"<p class='muted'>Skipped {e(s.get('file'))}: {e(s.get('reason'))}</p>")
+    add("<footer>Map data © <a href='https://www.openstreetmap.org/copyright'>OpenStreetMap contributors</a>, "
+        "available under the Open Database Licence (ODbL 1.0).</footer></body></html>\n")
+    return "".join(h).replace("<table", "<div class='scroll'><table").replace("</table>", "</table></div>")
+
+
+def write_html(dest: str | Path, page: str) -> None:
+    """Write the page atomically (a temporary file renamed at the end)."""
+    dest = Path(dest)
+    if not dest.name.lower().endswith((".html", ".htm")):
+        raise MapathonError(f"{dest}: the report is an HTML page; its name should end in .html")
+    with atomic_path(dest) as tmp:
+        tmp.write_text(page, encoding="utf-8")

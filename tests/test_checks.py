@@ -1,0 +1,321 @@
+"""Quality checks (issue 3): each check on small hand-written OSM files with known answers.
+
+Shapes are laid out in metres in UTM zone 29N (around Dianguirdé) and
+written as JOSM XML, so the expected overlaps, angles and areas are exact.
+The findings layer is re-read with fiona; Liechtenstein gives plausible counts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import fiona
+import pytest
+import shapely
+from pyproj import Transformer
+
+from mapathon.errors import MapathonError
+from mapathon.quality.checks import check_file
+
+from conftest import LIECHTENSTEIN, Cli
+
+TO_LL = Transformer.from_crs(32629, 4326, always_xy=True)
+TO_M = Transformer.from_crs(4326, 32629, always_xy=True)
+X0, Y0 = TO_M.transform(-9.0162, 14.4932)
+
+
+class Osm:
+    """A JOSM file drawn in metres from (X0, Y0); new ids from -1 as JOSM numbers them."""
+
+    def __init__(self):
+        self.next = -1
+        self.lines: list[str] = []
+
+    def _id(self) -> int:
+        i = self.next
+        self.next -= 1
+        return i
+
+    def node(self, x, y, tags=None, oid=None, action="modify", version=None) -> int:
+        oid = oid if oid is not None else self._id()
+        lon, lat = TO_LL.transform(X0 + x, Y0 + y)
+        v = f" version='{version}'" if version else ""
+        body = "".join(f"<tag k='{k}' v='{val}'/>" for k, val in (tags or {}).items())
+        self.lines.append(f"<node id='{oid}' action='{action}'{v} visible='true' lat='{lat:.9f}' lon='{lon:.9f}'>"
+                          f"{body}</node>")
+        return oid
+
+    def way(self, pts, tags, closed=True, action="modify") -> int:
+        ids = [self.node(x, y) for x, y in pts]
+        if closed:
+            ids.append(ids[0])
+        wid = self._id()
+        nds = "".join(f"<nd ref='{r}'/>" for r in ids)
+        body = "".join(f"<tag k='{k}' v='{val}'/>" for k, val in (tags or {}).items())
+        self.lines.append(f"<way id='{wid}' action='{action}' visible='true'>{nds}{body}</way>")
+        return wid
+
+    def relation(self, members, tags) -> int:
+        rid = self._id()
+        ms = "".join(f"<member type='{t}' ref='{r}' role='{role}'/>" for t, r, role in members)
+        body = "".join(f"<tag k='{k}' v='{val}'/>" for k, val in tags.items())
+        self.lines.append(f"<relation id='{rid}' action='modify' visible='true'>{ms}{body}</relation>")
+        return rid
+
+    def square(self, x, y, w, h=None, tags=None, angle=0.0, skew=0.0, **kw) -> int:
+        """A w x h rectangle with its first corner at (x, y), turned by *angle*; *skew* degrees off square."""
+        h = w if h is None else h
+        a, b = math.radians(angle), math.radians(angle + 90 + skew)
+        u = (w * math.cos(a), w * math.sin(a))
+        v = (h * math.cos(b), h * math.sin(b))
+        pts = [(x, y), (x + u[0], y + u[1]), (x + u[0] + v[0], y + u[1] + v[1]), (x + v[0], y + v[1])]
+        return self.way(pts, tags or {"building": "yes"}, **kw)
+
+    def write(self, path: Path) -> Path:
+        path.write_text("<?xml version='1.0' encoding='UTF-8'?>\n<osm version='0.6' generator='JOSM'>\n"
+                        + "\n".join(self.lines) + "\n</osm>\n", encoding="utf-8")
+        return path
+
+
+def kinds(result) -> dict:
+    out: dict = {}
+    for f in result.findings:
+        out.setdefault(f.kind, []).append(f)
+    return out
+
+
+# -- buildings against buildings ------------------------------------------------------------------------
+
+
+def test_duplicates_and_overlaps_by_share_of_the_smaller_building(tmp_path):
+    o = Osm()
+    a = o.square(0, 0, 10)
+    b = o.square(1, 0, 10)  # 90 % overlap: duplicate
+    c = o.square(100, 0, 10)
+    d = o.square(105, 0, 10)  # 50 %: overlap
+    o.square(200, 0, 10)
+    o.square(209.5, 0, 10)  # 5 %: fine
+    o.square(300, 0, 10)
+    o.square(310, 0, 10)  # touching: fine
+    e = o.square(400, 0, 20)
+    f = o.square(405, 5, 4)  # a small building wholly inside a big one: the smaller is 100 % covered
+    r = check_file(o.write(tmp_path / "a.osm"))
+    k = kinds(r)
+    dups = sorted((sorted(i for _t, i in x.objects), round(x.value)) for x in k["duplicate_building"])
+    assert dups == sorted([(sorted([a, b]), 90), (sorted([e, f]), 100)])
+    (ov,) = k["overlapping_buildings"]
+    assert sorted(i for _t, i in ov.objects) == sorted([c, d]) and ov.value == pytest.approx(50, abs=0.5)
+    assert set(k) == {"duplicate_building", "overlapping_buildings"}
+    # the location is inside the overlap
+    lon, lat = ov.lon, ov.lat
+    x, y = TO_M.transform(lon, lat)
+    assert 105 <= x - X0 <= 110 and 0 <= y - Y0 <= 10
+
+
+def test_not_square_uses_josm_thresholds(tmp_path):
+    o = Osm()
+    five = o.square(0, 0, 10, 6, skew=5)
+    o.square(50, 0, 10, 6, skew=0.5)  # within 1 degree: square enough
+    o.square(100, 0, 10, 6, skew=15)  # 15 degrees: drawn on purpose, not "almost square"
+    o.square(150, 0, 10, 6, angle=33)  # a turned rectangle
+    o.way([(200, 0), (220, 0), (220, 10), (210, 10), (210, 20), (200, 20)], {"building": "yes"})  # L: a 270 corner
+    o.way([(250 + 3 * math.cos(t * math.pi / 6), 3 * math.sin(t * math.pi / 6)) for t in range(12)],
+          {"building": "hut"})  # round hut
+    nine = o.square(300, 0, 10, 6, skew=9.5)
+    r = check_file(o.write(tmp_path / "sq.osm"))
+    k = kinds(r)
+    found = {x.objects[0][1]: x for x in k["building_not_square"]}
+    assert set(found) == {five, nine}
+    assert found[five].value == pytest.approx(5, abs=0.15)  # OSM keeps 7 decimals: ~1 cm on a 6 m wall
+    assert found[nine].value == pytest.approx(9.5, abs=0.15)
+    assert set(k) == {"building_not_square"}
+
+
+def test_tiny_unclosed_untagged_and_self_intersecting(tmp_path):
+    o = Osm()
+    tiny = o.square(0, 0, 0.4)  # 0.16 m2
+    o.square(10, 0, 0.6)  # 0.36 m2: fine
+    open_way = o.way([(20, 0), (28, 0), (28, 6), (20, 6)], {"building": "yes"}, closed=False)
+    stray = o.way([(40, 0), (45, 5)], {}, closed=False)
+    o.way([(50, 0), (55, 5)], {"source": "Bing"}, closed=False)  # only an uninteresting tag: untagged too
+    member = o.way([(60, 0), (70, 0), (70, 10), (60, 10)], {})
+    o.relation([("way", member, "outer")], {"type": "multipolygon", "building": "yes"})  # a building relation
+    bowtie = o.way([(80, 0), (88, 6), (88, 0), (80, 6)], {"building": "yes"})
+    field_ = o.way([(100, 0), (130, 30), (130, 0), (100, 30)], {"landuse": "farmland"})
+    bad_outer = o.way([(150, 0), (160, 10), (160, 0), (150, 10)], {})
+    bad_rel = o.relation([("way", bad_outer, "outer")], {"type": "multipolygon", "building": "yes"})
+    r = check_file(o.write(tmp_path / "t.osm"))
+    k = kinds(r)
+    assert [f.objects for f in k["tiny_building"]] == [[("way", tiny)]]
+    assert k["tiny_building"][0].value == pytest.approx(0.16, rel=0.01)
+    assert [f.objects for f in k["unclosed_building"]] == [[("way", open_way)]]
+    assert sorted(f.objects[0][1] for f in k["untagged_way"]) == sorted([stray, stray - 3])
+    assert {f.objects[0] for f in k["self_intersecting_area"]} == {("way", bowtie), ("way", field_),
+                                                                   ("relation", bad_rel)}
+    assert all(f.lon is not None for f in r.findings)
+    assert r.stats["building_relations"] == 1  # the good multipolygon was assembled as a building
+    assert "duplicate_building" not in k  # the relation and its untagged outer way are one building
+
+
+def test_buildings_crossing_highways_in_the_same_layer(tmp_path):
+    o = Osm()
+    b0 = o.square(0, 0, 10)
+    road = o.way([(-10, 5), (20, 5)], {"highway": "track"}, closed=False)
+    o.square(50, 0, 10)
+    o.way([(40, 5), (70, 5)], {"highway": "footway", "layer": "1"}, closed=False)  # a bridge over it
+    b2 = o.square(100, 0, 10, tags={"building": "yes", "layer": "1"})
+    high = o.way([(90, 5), (120, 5)], {"highway": "footway", "layer": "1"}, closed=False)
+    o.square(150, 0, 10)
+    o.way([(140, 5), (150, 5)], {"highway": "path"}, closed=False)  # ends at the wall
+    o.square(200, 0, 10)
+    o.way([(190, 5), (220, 5)], {"highway": "service", "tunnel": "building_passage"}, closed=False)
+    r = check_file(o.write(tmp_path / "x.osm"))
+    found = sorted(tuple(f.objects) for f in r.findings if f.kind == "building_crosses_highway")
+    assert found == sorted([(("way", b0), ("way", road)), (("way", b2), ("way", high))])
+    assert all(f.kind == "building_crosses_highway" for f in r.findings)
+
+
+def test_deleted_objects_are_not_checked_and_edits_are_attributed(tmp_path):
+    o = Osm()
+    o.square(0, 0, 10)
+    o.square(0.5, 0, 10, action="delete")  # drawn twice, then deleted in JOSM: gone
+    o.square(50, 0, 10, skew=4)
+    r = check_file(o.write(tmp_path / "awa.osm"))
+    assert [f.kind for f in r.findings] == ["building_not_square"]
+    assert r.findings[0].contributed and r.findings[0].volunteers == ["awa.osm"]
+
+
+def test_geojson_layer_reads_back_with_fiona(tmp_path, cli):
+    o = Osm()
+    o.square(0, 0, 10)
+    o.square(1, 0, 10)
+    o.square(50, 0, 10, skew=3)
+    o.square(100, 0, 0.3)
+    src = o.write(tmp_path / "v.osm")
+    out = tmp_path / "findings.geojson"
+    res = cli("check", src, "--geojson", out, "--json")
+    data = json.loads(res.stdout)
+    assert data["counts"]["duplicate_building"] == 1 and data["counts"]["building_not_square"] == 1
+    with fiona.open(out) as layer:
+        feats = list(layer)
+        assert layer.crs.to_epsg() == 4326
+    assert len(feats) == len(data["findings"]) == 3
+    props = {f.properties["kind"]: f.properties for f in feats}
+    assert set(props) == {"duplicate_building", "building_not_square", "tiny_building"}
+    assert props["duplicate_building"]["josm"].startswith("w-") and props["duplicate_building"]["value"] > 80
+    for f, d in zip(sorted(feats, key=lambda f: f.properties["kind"]), sorted(data["findings"], key=lambda d: d["kind"])):
+        lon, lat = f.geometry.coordinates
+        assert lon == pytest.approx(d["lon"], abs=1e-6) and lat == pytest.approx(d["lat"], abs=1e-6)
+        assert abs(lon + 9.0162) < 0.01 and abs(lat - 14.4932) < 0.01
+    # human output names the findings and says where the layer went
+    res = cli("check", src, "--geojson", tmp_path / "again.geojson")
+    assert "Duplicate building" in res.stdout and "again.geojson" in res.stdout
+
+
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, cli):
+    bad = tmp_path / "cut.osm"
+    bad.write_text("<?xml version='1.0'?><osm version='0.6'><node id='-1' lat='1' lon='1'", encoding="utf-8")
+    out = tmp_path / "f.geojson"
+    res = cli("check", bad, "--geojson", out, ok=False)
+    assert "cut.osm" in res.stderr and "not well-formed" in res.stderr
+    assert not out.exists()
+    with pytest.raises(MapathonError, match="no such file"):
+        check_file(tmp_path / "missing.osm.pbf")
+    good = Osm()
+    good.square(0, 0, 10)
+    res = cli("check", good.write(tmp_path / "g.osm"), "--geojson", tmp_path / "f.txt", ok=False)
+    assert "GeoJSON" in res.stderr
+
+
+NEW_IDS_OPL = """\
+n5 v1 dV x-9.0 y14.5
+n-1 v0 dV x-9.0001 y14.5
+n-2 v0 dV x-9.0001 y14.5001
+n-3 v0 dV x-9.0 y14.5001
+w-1 v0 dV Tbuilding=yes Nn5,n-1,n-2,n-3,n5
+n-4 v0 dV x-9.00001 y14.5
+n-5 v0 dV x-9.00011 y14.5
+n-6 v0 dV x-9.00011 y14.5001
+n-7 v0 dV x-9.00001 y14.5001
+w-2 v0 dV Tbuilding=yes Nn-4,n-5,n-6,n-7,n-4
+"""
+
+
+@pytest.mark.parametrize("sort", [True, False])
+def test_pbf_with_new_negative_ids_sorted_or_not(tmp_path, sort):
+    """libosmium keeps no locations for negative node ids: they are found by mapathon, in either order."""
+    import osmium
+
+    path = tmp_path / "new.osm.pbf"
+    if sort:
+        mr = osmium.MergeInputReader()
+        mr.add_buffer(NEW_IDS_OPL.encode(), "opl")
+        with osmium.SimpleWriter(str(path)) as w:
+            mr.apply(w)
+    else:
+        with osmium.SimpleWriter(str(path)) as w:
+            for o in osmium.FileProcessor(osmium.io.FileBuffer(NEW_IDS_OPL.encode(), "opl")):
+                (w.add_node if o.is_node() else w.add_way)(o)
+    r = check_file(path)
+    assert r.stats["buildings"] == 2 and r.stats["ways_not_checked"] == 0
+    assert [(f.kind, sorted(f.objects)) for f in r.findings] == [("duplicate_building", [("way", -2), ("way", -1)])]
+
+
+# -- in a project: tasks, villages and volunteers; merged snapshots -------------------------------------
+
+
+def _task_containing(project_dir: Path, lon: float, lat: float):
+    from mapathon.project import open_project
+    from mapathon.tasks.lifecycle import list_tasks
+
+    with open_project(project_dir) as p:
+        hits = [t for t in list_tasks(p) if t.geom.covers(shapely.Point(lon, lat))]
+    return min(hits, key=lambda t: t.id)
+
+
+def test_duplicate_across_a_task_border_between_volunteers_in_a_merge(tmp_path, gridded):
+    pcli = Cli(gridded)
+    north = _task_containing(gridded, -9.0162, 14.4935)
+    minx, miny, maxx, maxy = north.geom.bounds
+    south = _task_containing(gridded, (minx + maxx) / 2, miny - 0.001)
+    bx, by = TO_M.transform((minx + maxx) / 2, miny)  # on the border between the two tasks
+    awa, fanta = Osm(), Osm()
+    a = awa.square(bx - X0, by - Y0 - 3, 8, 6)
+    awa.square(bx - X0 - 60, by - Y0 + 40, 8, 6)
+    f = fanta.square(bx - X0 + 0.4, by - Y0 - 3.2, 8, 6)  # the same house, drawn again
+    fanta.square(bx - X0 + 60, by - Y0 - 40, 8, 6, skew=6)
+    pa, pf = awa.write(tmp_path / "awa.osm"), fanta.write(tmp_path / "fanta.osm")
+    assert a == f == -5  # JOSM numbering: both files use the same ids
+    pcli("submit", pa, "--as", "Awa", "--task", north.id)
+    pcli("submit", pf, "--as", "Fanta", "--task", south.id)
+    merged = tmp_path / "merged.osm.pbf"
+    res = pcli("merge", "-o", merged, "--json")
+    summary = json.loads(res.stdout)
+    assert summary["stats"]["new"] > 0
+    res = pcli("check", merged, "--json")
+    data = json.loads(res.stdout)
+    assert data["provenance"] == "merge"
+    (dup,) = [d for d in data["findings"] if d["kind"] == "duplicate_building"]
+    assert sorted(dup["volunteers"]) == ["Awa", "Fanta"]
+    assert dup["detail"]["across_tasks"] and dup["detail"]["between_volunteers"]
+    assert dup["task"] in (north.id, south.id) and dup["village"] == "Dianguirdé"
+    (sq,) = [d for d in data["findings"] if d["kind"] == "building_not_square"]
+    assert sq["volunteers"] == ["Fanta"] and sq["task"] == south.id and sq["contributed"]
+    # a submitted file checked on its own is its volunteer's
+    data = json.loads(pcli("check", pf, "--json").stdout)
+    assert data["provenance"] == "contribution" and data["findings"][0]["volunteers"] == ["Fanta"]
+
+
+def test_liechtenstein_has_plausible_counts():
+    r = check_file(LIECHTENSTEIN)
+    c = r.counts()
+    assert 17_500 <= r.stats["buildings"] <= 17_800
+    assert r.stats["highways"] > 5_000
+    assert 1 <= c["duplicate_building"] <= 200
+    assert 300 <= c["building_not_square"] <= 6_000  # JOSM flags some thousands of hand-drawn buildings
+    assert c["tiny_building"] <= 20 and c["building_crosses_highway"] <= 300
+    assert r.stats["ways_not_checked"] == 0
+    assert all(f.lon is not None and 9.4 < f.lon < 9.7 and 47.0 < f.lat < 47.3 for f in r.findings)
+    assert r.seconds < 15
