@@ -436,9 +436,17 @@ def submit_cmd(
 ):
     """Collect volunteers' OSM files into the project (checked, copied and recorded)."""
     from .osm.submit import submit
+    from .tasks import lifecycle, volunteers
 
     with _open(ctx) as p:
+        newcomer = volunteers.find(p, actor) is None
         subs = submit(p, files, actor, task)
+        if newcomer:  # a typo or a short name would split someone's credit: say so
+            t = lifecycle.get_task(p, task) if task else None
+            who = t and (t.mapped_by or t.locked_by)
+            err_console.print(f"[yellow]Note:[/] {actor} was not registered and is now a new volunteer"
+                              + (f"; task {t.id} is {who}'s" if who else "")
+                              + " (see 'mapathon volunteer list')", soft_wrap=True)
     if as_json:
         print(json.dumps([c.as_dict() for c in subs], ensure_ascii=False, indent=2))
         return
@@ -709,7 +717,7 @@ def imagery_plan(
         print(json.dumps(pl.as_dict(), ensure_ascii=False, indent=2))
         return
     table = Table("area", "km²", *[f"z{z} tiles" for z in zooms], "download", f"cost ({currency})",
-                  title=f"Imagery plan, zooms {zoom}, {price:g} {currency}/km²"
+                  title=f"Imagery plan, zoom{'s' if len(zooms) > 1 else ''} {zoom}, {price:g} {currency}/km²"
                         + (f", minimum order {min_order:g} km²" if min_order else ""))
     for r in pl.rows[:60]:
         table.add_row(r.label, f"{r.area_km2:,.2f}", *[f"{r.tiles[z]:,}" for z in zooms], plan.human_bytes(r.bytes),

@@ -276,6 +276,9 @@ def test_uploads_are_limited_and_checked(srv):
     assert r.status_code == 400 and "unsupported file type" in r.json()["detail"]
     r = srv.post("/api/tasks/12/upload?filename=broken.osm", headers=sira, data=b"<osm><node id='1'")
     assert r.status_code == 400 and "broken.osm" in r.json()["detail"]
+    assert "mapathon-upload-" not in r.json()["detail"]  # the volunteer's file, not the temporary copy
+    r = srv.post("/api/tasks/12/upload?filename=task.osm", headers=sira, files={"file": ("task.osm", OSM)})
+    assert r.status_code == 415 and "not a form" in r.json()["detail"]
     assert srv.post("/api/tasks/12/upload?filename=x.osm", headers=sira, data=b"").status_code == 400
     assert srv.post("/api/tasks/12/upload?filename=x.osm", data=OSM).status_code == 401
 

@@ -166,3 +166,30 @@ def test_schema_has_the_contributions_migration(gridded):
     rows = _rows(gridded, "PRAGMA user_version")
     assert rows[0][0] == store.SCHEMA_VERSION == len(store.MIGRATIONS)
     assert _rows(gridded, "SELECT name FROM sqlite_master WHERE name = 'contributions'")
+
+
+@pytest.mark.parametrize("content, what", [
+    (b"\x89PNG\r\n\x1a\n" + b"\0" * 32, "a PNG picture"),
+    (b"<!DOCTYPE html>\n<html><body>JOSM</body></html>", "a web page"),
+    (b"", "empty file"),
+])
+def test_wrong_files_say_what_they_are_and_what_to_do(pcli, tmp_path, content, what):
+    f = tmp_path / "task.osm"
+    f.write_bytes(content)
+    r = pcli("submit", f, "--as", "Awa", ok=False)
+    line = r.stderr.strip()
+    assert "task.osm" in line and what in line and "save their work again from JOSM" in line
+    assert len(line.splitlines()) == 1
+    assert not (pcli.project / "contributions").exists() or not any((pcli.project / "contributions").iterdir())
+
+
+def test_an_unknown_name_is_registered_with_a_note(pcli, tmp_path):
+    f = tmp_path / "a.osm"
+    f.write_text("<osm version='0.6'><node id='-1' lat='14.49' lon='-9.01'><tag k='man_made' v='water_well'/>"
+                 "</node></osm>", encoding="utf-8")
+    pcli("claim", "1", "--as", "Awa Traoré")
+    pcli("done", "1", "--as", "Awa Traoré")
+    r = pcli("submit", f, "--as", "Awa", "--task", "1")
+    assert "Awa was not registered and is now a new volunteer; task 1 is Awa Traoré's" in r.stderr
+    r = pcli("submit", f, "--as", "awa traore", "--task", "1")  # the same person: no note
+    assert "not registered" not in r.stderr

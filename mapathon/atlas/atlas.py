@@ -37,6 +37,9 @@ FORMAT_VERSION = 1
 MERGED_LATEST = Path("merged") / "latest.osm.pbf"
 # how far around a village point its houses are looked for, by place rank (metres)
 SEARCH_RADIUS = {1: 3000, 2: 1500, 3: 1000, 4: 500, 5: 400, 6: 300, 7: 250}
+# every village page set covers at least this far around the village point (metres), so that a
+# large scale gives several pages of the village core rather than one sheet around a few houses
+CORE_M = 150
 CLUSTER_GAP = 60.0  # houses closer than this belong to the same village
 # name:xx put in the index: the atlas's languages and those of the Sahel (Bambara, Fula, Soninke...)
 INDEX_NAME_LANGS = {"fr", "en", "bm", "ff", "snk", "son", "dyu", "wo", "ha", "mos", "tmh", "kr", "dje"}
@@ -421,7 +424,7 @@ def _village_extent(conn, lon, lat, rank, region, to_utm) -> tuple[float, float,
     rows = conn.execute(
         "SELECT p.geom FROM polys p JOIN rt_polys r ON r.id = p.id WHERE p.kind = 'building' AND "
         + mapbody.where_sql((w, s, e, n))).fetchall()
-    point_extent = (cx - 1, cy - 1, cx + 1, cy + 1)
+    point_extent = (cx - CORE_M, cy - CORE_M, cx + CORE_M, cy + CORE_M)
     if not rows:
         return point_extent
     geoms = geo.reproject(shapely.from_wkb([r[0] for r in rows]), "EPSG:4326", to_utm.target_crs)
@@ -437,7 +440,7 @@ def _village_extent(conn, lon, lat, rank, region, to_utm) -> tuple[float, float,
         return point_extent
     minx, miny, maxx, maxy = best.buffer(-CLUSTER_GAP / 2 + 5).bounds if not best.buffer(
         -CLUSTER_GAP / 2 + 5).is_empty else best.bounds
-    return (min(minx, cx), min(miny, cy), max(maxx, cx), max(maxy, cy))
+    return (min(minx, cx - CORE_M), min(miny, cy - CORE_M), max(maxx, cx + CORE_M), max(maxy, cy + CORE_M))
 
 
 def _count_pages(a: Area, ground, overlap) -> int:

@@ -108,7 +108,7 @@ def select_areas(project, village: str | None = None, tasks: str | None = None) 
 def tile_sizes(project, source_name: str | None, zooms: list[int]) -> tuple[dict[int, int], str]:
     """Expected bytes per tile per zoom: measured in the cache where it has enough tiles, else a typical figure."""
     sizes = {z: DEFAULT_TILE_BYTES for z in zooms}
-    basis = f"{DEFAULT_TILE_BYTES // 1000} KB per tile (typical satellite JPEG)"
+    basis = f"{DEFAULT_TILE_BYTES // 1000} KB per tile, a typical satellite JPEG"
     if source_name:
         path = cache_path(project.path, source_name)
         if path.is_file():

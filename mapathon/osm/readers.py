@@ -180,6 +180,23 @@ def _looks_like_pbf(data: bytes) -> bool:
     return 0 < size < 64 * 1024 and data[4] == 0x0A and data[5] == 9 and data[6:15] == b"OSMHeader"
 
 
+RESAVE = "ask the volunteer to save their work again from JOSM (File > Save As, a .osm file)"
+_MAGIC = {b"\x89PNG": "a PNG picture", b"\xff\xd8\xff": "a JPEG picture", b"GIF8": "a GIF picture",
+          b"%PDF": "a PDF document", b"PK\x03\x04": "a zip archive (perhaps a Word or LibreOffice file)",
+          b"\xd0\xcf\x11\xe0": "an old Office document"}
+
+
+def _not_osm(data: bytes) -> str | None:
+    """What a file obviously is when it is not OSM data (a picture, a web page...), else None."""
+    for magic, what in _MAGIC.items():
+        if data.startswith(magic):
+            return what
+    head = _sniff_text(data)[:200].lower()
+    if head.startswith(b"<!doctype html") or head.startswith(b"<html"):
+        return "a web page (HTML)"
+    return None
+
+
 def _sniff_text(data: bytes) -> bytes:
     """The first non-blank bytes of a text file, BOM removed."""
     head = data[:512]
@@ -206,10 +223,13 @@ def read_osm_file(path: str | Path, *, name: str | None = None, src: int = -1,
         except OSError as e:
             raise MapathonError(f"{label}: cannot read ({e.strerror or e})") from None
     if not data:
-        raise MapathonError(f"{label}: empty file")
+        raise MapathonError(f"{label}: empty file; {RESAVE}")
+    what = _not_osm(data)
+    if what:
+        raise MapathonError(f"{label}: this is {what}, not an OpenStreetMap file; {RESAVE}")
     raw = _decompress(data, comp, label)
     if not raw:
-        raise MapathonError(f"{label}: empty file")
+        raise MapathonError(f"{label}: empty file; {RESAVE}")
     fmt = ending.lstrip(".").replace("osm.pbf", "pbf")
     out = OsmData(label, fmt)
     if kind == "pbf":

@@ -19,12 +19,13 @@ WGS84 = "epsg:4326"
 def mapnik():
     """Import mapnik and register its bundled fonts (once).
 
-    The wheel's ``__init__`` points GDAL_DATA, PROJ_LIB and ICU_DATA at its own
-    copies for the whole process; that breaks pyproj, rasterio and any GDAL
-    command run afterwards. Mapnik has read them by the end of the import, so
-    they are put back as they were.
+    The wheel's ``__init__`` points GDAL_DATA and PROJ_LIB at its own copies for
+    the whole process; that breaks rasterio and any GDAL command run afterwards.
+    Mapnik has read them by the end of the import, so they are put back as they
+    were. ICU_DATA stays: Mapnik's ICU reads it lazily (label line breaking),
+    and nothing else here uses ICU.
     """
-    keys = ("GDAL_DATA", "PROJ_LIB", "PROJ_DATA", "ICU_DATA")
+    keys = ("GDAL_DATA", "PROJ_LIB", "PROJ_DATA")
     before = {k: os.environ.get(k) for k in keys}
     import mapnik as _mapnik
     from mapnik import paths

@@ -515,6 +515,9 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
         safe = _SAFE_NAME.sub("_", Path(filename.replace("\\", "/")).name).strip(" .") or "task.osm"
         safe = safe[-120:]
         file_format(safe)  # refuses other file types with submit's own message
+        if request.headers.get("content-type", "").startswith("multipart/"):
+            raise _err(415, f"{safe}: send the file itself as the request body "
+                            "(the room page does this; with curl: --data-binary @FILE), not a form")
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
@@ -529,7 +532,10 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
             with tempfile.TemporaryDirectory(prefix="mapathon-upload-") as tmp:
                 path = Path(tmp) / safe
                 path.write_bytes(b"".join(chunks))
-                return submit(p, [path], name, str(task_id))
+                try:
+                    return submit(p, [path], name, str(task_id))
+                except MapathonError as e:  # name the volunteer's file, not the temporary copy
+                    raise MapathonError(str(e).replace(str(path), safe)) from None
 
         subs = await room.write(do)
         return JSONResponse([c.as_dict() | {"stored": c.path.name} for c in subs])

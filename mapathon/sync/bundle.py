@@ -180,7 +180,8 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
     try:
         z = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as e:
-        raise MapathonError(f"{bad} ({e})") from None
+        raise MapathonError(f"{bad} ({e}); nothing was imported: ask the other site for a fresh "
+                            "'mapathon sync export'") from None
     with z:
         infos = {i.filename: i for i in z.infolist()}
         if MANIFEST not in infos:
@@ -249,7 +250,8 @@ def _read(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, label: str | No
         with z.open(info) as f:
             blob = f.read(limit + 1)
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
-        raise MapathonError(f"{label or z.filename}: truncated or damaged ({e}); nothing was imported") from None
+        raise MapathonError(f"{label or z.filename}: truncated or damaged ({e}); nothing was imported: ask the "
+                            "other site for a fresh 'mapathon sync export'") from None
     if len(blob) > limit:
         raise MapathonError(f"{label or z.filename}: larger than announced; nothing was imported")
     return blob
