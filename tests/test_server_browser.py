@@ -6,6 +6,7 @@ clicks "Claim", and checks the lock in the database. Screenshots go to docs/img/
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,8 @@ from test_server import RoomServer, make_project
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--disable-gpu", "--headless", "--disable-background-networking",
         "--disable-component-update", "--no-first-run", "--disable-sync"]
+# Screenshots refresh the pictures in docs/img/ when MAPATHON_SCREENSHOTS=docs; otherwise they go to a
+# temporary folder, so that running the tests never changes the repository.
 DOCS_IMG = Path(__file__).parent.parent / "docs" / "img"
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
@@ -52,7 +55,12 @@ def room(tmp_path_factory):
         yield s
 
 
-def test_claim_a_square_by_clicking(browser, room):
+@pytest.fixture
+def shots(tmp_path):
+    return DOCS_IMG if os.environ.get("MAPATHON_SCREENSHOTS") == "docs" else tmp_path
+
+
+def test_claim_a_square_by_clicking(browser, room, shots):
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -83,12 +91,13 @@ def test_claim_a_square_by_clicking(browser, room):
 
     page.wait_for_timeout(700)  # the map flies to the task
     DOCS_IMG.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(DOCS_IMG / "room-server.png"))
+    page.screenshot(path=str(shots / "room-server.png"))
+    assert (shots / "room-server.png").stat().st_size > 10_000
     assert not errors, errors
     page.close()
 
 
-def test_progress_board(browser, room):
+def test_progress_board(browser, room, shots):
     page = browser.new_page(viewport={"width": 1280, "height": 720})
     page.goto(room.url + "/board")
     page.wait_for_selector("body[data-ready='1']", timeout=30_000)
@@ -96,5 +105,5 @@ def test_progress_board(browser, room):
     assert "Awa" in leaders and "Oumar" in leaders and "Fanta" in leaders
     assert "Dianguirdé" in page.inner_text("#villages")
     assert int(page.inner_text("#active")) >= 2
-    page.screenshot(path=str(DOCS_IMG / "room-board.png"))
+    page.screenshot(path=str(shots / "room-board.png"))
     page.close()
