@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import MapathonError
 from ..fsutil import atomic_path
+from ..render.palette import STATE_STYLE
 from .checks import KINDS
 from .credit import OUTSIDE, Credit, Tally
 
@@ -57,9 +58,7 @@ footer { margin-top: 40px; color: var(--muted); font-size: 0.85em; border-top: 1
 @media print { body { max-width: none; } h2 { break-after: avoid; } tr { break-inside: avoid; } }
 """
 
-_STATE_FILL = {"READY": "#f1f8e9", "LOCKED_FOR_MAPPING": "#fffde7", "MAPPED": "#ffe0b2",
-               "LOCKED_FOR_VALIDATION": "#fff9c4", "VALIDATED": "#bbdefb", "INVALIDATED": "#f8bbd0",
-               "BADIMAGERY": "#e0e0e0"}
+_STATE_FILL = {s: v["color"] for s, v in STATE_STYLE.items()}
 _CATEGORY_FILL = {"building": "#5d4037", "highway": "#6d4c41", "water": "#1565c0", "poi": "#6a1b9a",
                   "deleted": "#9e9e9e", "other": "#757575"}
 
@@ -287,9 +286,12 @@ def render(credit: Credit | None, checks=None, *, title: str = "Mapathon report"
                 maps.append(f"<figure>{svg}<figcaption>{e(v)}: {len(pts):,} new or changed features, "
                             f"{len(fs):,} findings</figcaption></figure>")
         if maps:
-            add("<h2>Where</h2><p class='muted'>Task squares coloured by state (green ready, orange mapped, blue "
-                "validated, pink to redo); dots: new or changed features (blue: water points); rings: findings "
-                "(red errors, orange warnings).</p><div class='maps'>" + "".join(maps) + "</div>")
+            key = ", ".join(f"<span style='display:inline-block;width:0.9em;height:0.9em;border:1px solid #777;"
+                            f"background:{v['color']}'></span> {e(v['label'].lower())}"
+                            for v in STATE_STYLE.values())
+            add("<h2>Where</h2><p class='muted'>Task squares coloured by state (" + key + "); dots: new or "
+                "changed features (blue: water points); rings: findings (red errors, orange warnings).</p>"
+                "<div class='maps'>" + "".join(maps) + "</div>")
 
     if credit is not None and credit.conflicts:
         add("<h2>Conflicts settled by the merge</h2><table><tr><th>kind</th><th>object</th><th>what happened</th></tr>")

@@ -13,25 +13,10 @@ from ..project import Project
 from ..tasks.progress import Status
 from . import mapnik_env as me
 
-# Tasking Manager's colours, with locks in orange so they stand out on a projector.
-STATE_COLOURS = {
-    "READY": "#ffffff",
-    "LOCKED_FOR_MAPPING": "#f4a340",
-    "MAPPED": "#7fc8e8",
-    "LOCKED_FOR_VALIDATION": "#c9a0dc",
-    "VALIDATED": "#3aa37a",
-    "INVALIDATED": "#f6d860",
-    "BADIMAGERY": "#9a9ca8",
-}
-LABELS = {
-    "READY": "ready",
-    "LOCKED_FOR_MAPPING": "being mapped",
-    "MAPPED": "mapped",
-    "LOCKED_FOR_VALIDATION": "being validated",
-    "VALIDATED": "validated",
-    "INVALIDATED": "to redo",
-    "BADIMAGERY": "bad imagery",
-}
+from .palette import STATE_STYLE
+
+STATE_COLOURS = {s: v["color"] for s, v in STATE_STYLE.items()}
+LABELS = {s: v["label"] for s, v in STATE_STYLE.items()}
 HEADER, SIDEBAR = 100, 400
 
 

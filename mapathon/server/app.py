@@ -231,6 +231,12 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
     async def board():
         return _file("board.html")
 
+    @app.get("/static/states.js", include_in_schema=False)
+    async def states_js():
+        from ..render.palette import states_js as make
+
+        return Response(make(), media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
     @app.get("/static/{path:path}", include_in_schema=False)
     async def static_file(path: str):
         if path not in static:  # only the files shipped with mapathon, looked up by name

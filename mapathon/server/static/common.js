@@ -1,15 +1,7 @@
 // Shared by the volunteers' page and the progress board: colours, the map, API calls.
 "use strict";
 
-const STATES = {
-  READY: { label: "Ready to map", color: "#ffffff", fill: 0.15 },
-  LOCKED_FOR_MAPPING: { label: "Being mapped", color: "#f39c12", fill: 0.55 },
-  MAPPED: { label: "Mapped, to validate", color: "#3498db", fill: 0.55 },
-  LOCKED_FOR_VALIDATION: { label: "Being validated", color: "#9b59b6", fill: 0.55 },
-  VALIDATED: { label: "Validated", color: "#27ae60", fill: 0.6 },
-  INVALIDATED: { label: "Needs more mapping", color: "#e74c3c", fill: 0.55 },
-  BADIMAGERY: { label: "Bad imagery", color: "#2c3e50", fill: 0.6 },
-};
+// STATES (label, color, fill of each task state) comes from /static/states.js, made by mapathon.render.palette.
 
 async function api(method, path, body, headers) {
   const opts = { method, headers: Object.assign({}, headers || {}) };
