@@ -176,11 +176,12 @@ def josm_urls(project, s: EditorSetup, *, josm_url: str = DEFAULT_JOSM_URL, down
         "layer_locked": "true",
         "upload_policy": "never",
         "download_policy": "never",
-        "mime_type": "application/x-osm+xml",
+        # no mime_type: JOSM 18646 leaves the layer empty unless it is its own new type, older
+        # versions know only the old one; without it, every version reads the data as OSM XML
         "data": boundary_osm(t, project.name),
     })
-    changeset = {"changeset_comment": s.comment, "changeset_source": s.source.title,
-                 "changeset_hashtags": ";".join(h.lstrip("#") for h in s.hashtags)}
+    # the hashtags are in the comment already: JOSM would append changeset_hashtags to it a second time
+    changeset = {"changeset_comment": s.comment, "changeset_source": s.source.title}
     bbox = {"left": f"{west:.7f}", "right": f"{east:.7f}", "top": f"{north:.7f}", "bottom": f"{south:.7f}"}
     layer = f"Task {t.id} ({t.key}) edits"
     out = [("imagery", f"{base}/imagery?{imagery}"), ("task boundary", f"{base}/load_data?{boundary}")]
@@ -190,7 +191,7 @@ def josm_urls(project, s: EditorSetup, *, josm_url: str = DEFAULT_JOSM_URL, down
     else:
         empty = "<?xml version='1.0' encoding='UTF-8'?><osm version='0.6' generator='mapathon'></osm>"
         out.append(("layer to map in", f"{base}/load_data?" + urlencode(
-            {"new_layer": "true", "layer_name": layer, "mime_type": "application/x-osm+xml", "data": empty})))
+            {"new_layer": "true", "layer_name": layer, "data": empty})))
         out.append(("zoom and changeset", f"{base}/zoom?" + urlencode({**bbox, **changeset})))
     return out
 
