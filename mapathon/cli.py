@@ -16,6 +16,7 @@ from rich.table import Table
 
 from . import __version__
 from .errors import MapathonError
+from .tables import compact_table
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -370,14 +371,10 @@ def status(
         print(json.dumps(st.as_dict(), ensure_ascii=False, indent=2))
         return
     # Narrow enough for an 80-column terminal; --json has every state apart.
-    from rich import box
-
     cols = [("ready", ("READY",)), ("locked", ("LOCKED_FOR_MAPPING", "LOCKED_FOR_VALIDATION")),
             ("mapped", ("MAPPED",)), ("valid", ("VALIDATED",)), ("redo", ("INVALIDATED",)), ("bad", ("BADIMAGERY",))]
-    table = Table(title=st.project, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1))
-    table.add_column("village", no_wrap=True, min_width=min(14, max(len(c.name) for c in st.villages + [st.overall])))
-    for head in ("tasks", *(c for c, _ in cols), "mapped%", "valid%"):
-        table.add_column(head, justify="right", no_wrap=True)
+    table = compact_table("village", "tasks", *(c for c, _ in cols), "mapped%", "valid%", title=st.project,
+                          min_first=min(14, max(len(c.name) for c in st.villages + [st.overall])))
     for c in st.villages + [st.overall]:
         style = "bold" if c is st.overall else None
         table.add_row("All" if c is st.overall else c.name, str(c.total),
@@ -386,8 +383,7 @@ def status(
     console.print(table)
     console.print("locked = being mapped or validated; redo = invalidated; bad = bad imagery (not counted in %)")
     if st.volunteers:
-        vt = Table("volunteer", "roles", "mapped", "validated", "rejected", "time", "holds",
-                   box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 0, 0, 1))
+        vt = compact_table("volunteer", "roles", "mapped", "validated", "rejected", "time", "holds")
         for v in st.volunteers:
             h, m = divmod(round(v.locked_hours * 60), 60)
             vt.add_row(v.name, v.roles, str(v.mapped), str(v.validated), str(v.invalidated), f"{h}:{m:02d}",
@@ -510,8 +506,8 @@ def merge_cmd(
 
 def _print_merge(result) -> None:
     st = result.stats
-    table = Table("file", "volunteer", "task", "objects", "new", "modified", "deleted", "renumbered",
-                  title=f"{st['inputs']} file(s) merged" + (f" onto {result.base.name}" if result.base else ""))
+    table = compact_table("file", "volunteer", "task", "objects", "new", "mod.", "del.", "renumbered",
+                          title=f"{st['inputs']} file(s) merged" + (f" onto {result.base.name}" if result.base else ""))
     for i in result.inputs[:40]:
         table.add_row(i.display or i.name, i.volunteer or "", i.task or "", f"{i.objects:,}", f"{i.counts.get('create', 0):,}",
                       f"{i.counts.get('modify', 0):,}", f"{i.counts.get('delete', 0):,}", f"{i.renumbered:,}")
@@ -716,9 +712,9 @@ def imagery_plan(
     if as_json:
         print(json.dumps(pl.as_dict(), ensure_ascii=False, indent=2))
         return
-    table = Table("area", "km²", *[f"z{z} tiles" for z in zooms], "download", f"cost ({currency})",
-                  title=f"Imagery plan, zoom{'s' if len(zooms) > 1 else ''} {zoom}, {price:g} {currency}/km²"
-                        + (f", minimum order {min_order:g} km²" if min_order else ""))
+    table = compact_table("area", "km²", *[f"z{z}" for z in zooms], "download", f"cost {currency}",
+                          title=f"Imagery plan, zoom{'s' if len(zooms) > 1 else ''} {zoom}, {price:g} {currency}/km²"
+                          + (f", minimum order {min_order:g} km²" if min_order else ""))
     for r in pl.rows[:60]:
         table.add_row(r.label, f"{r.area_km2:,.2f}", *[f"{r.tiles[z]:,}" for z in zooms], plan.human_bytes(r.bytes),
                       f"{r.cost:,.0f}")

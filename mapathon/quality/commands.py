@@ -15,6 +15,7 @@ from rich import box
 from rich.table import Table
 
 from ..errors import MapathonError
+from ..tables import compact_table
 from .checks import KINDS, CheckResult, check_file
 from .credit import Credit, compute_credit
 
@@ -89,17 +90,25 @@ def print_check(result: CheckResult, console, limit: int = 25, *, title: str | N
 
 def print_credit(credit: Credit, console) -> None:
     def row(name, t, *first):
-        water = ", ".join(f"{n} {k}" for k, n in t.water_sorted()) or "-"
-        return (str(name), *first, f"{t.buildings:,}", f"{t.roads_m / 1000:,.2f}", f"{t.tracks_m / 1000:,.2f}", water,
-                f"{t.poi_total:,}", f"{t.modified:,}", f"{t.deleted:,}", f"{t.findings:,}")
+        water = sum(n for _, n in t.water_sorted())
+        return (str(name), *first, f"{t.buildings:,}", f"{t.roads_m / 1000:,.2f}", f"{t.tracks_m / 1000:,.2f}",
+                f"{water:,}", f"{t.poi_total:,}", f"{t.modified:,}", f"{t.deleted:,}", f"{t.findings:,}")
 
-    cols = ("buildings", "roads km", "tracks km", "water points", "POIs", "modified", "deleted", "findings")
-    table = Table("volunteer", "tasks", *cols, title="Credit: new and changed data per volunteer", box=box.SIMPLE_HEAD)
+    cols = ("bldgs", "roads", "tracks", "water", "POIs", "mod.", "del.", "finds")
+    table = compact_table("volunteer", "tasks", *cols,
+                          title="Credit: new and changed data per volunteer (roads and tracks in km)")
     for name, t in credit.volunteers.items():
-        table.add_row(*row(name, t, ", ".join(str(x) for x in sorted(t.tasks, key=str)) or "-"))
+        table.add_row(*row(name, t, f"{len(t.tasks):,}"))
     table.add_row(*row("All", credit.total, ""), style="bold")
     console.print(table)
-    vt = Table("village", *cols, box=box.SIMPLE_HEAD)
+    for name, t in [*credit.volunteers.items(), ("All", credit.total)]:
+        water = ", ".join(f"{n} {k}" for k, n in t.water_sorted())
+        tasks = ", ".join(str(x) for x in sorted(t.tasks, key=str))
+        if name != "All" and tasks:
+            console.print(f"{name}: tasks {tasks}" + (f"; water points: {water}" if water else ""), soft_wrap=True)
+        elif name == "All" and water:
+            console.print(f"Water points in all: {water}", soft_wrap=True)
+    vt = compact_table("village", *cols)
     for name, t in credit.villages.items():
         vt.add_row(*row(name, t))
     console.print(vt)
