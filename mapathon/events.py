@@ -12,7 +12,7 @@ import json
 import sqlite3
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 
 def utcnow() -> datetime:
@@ -53,6 +53,22 @@ class Event:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
+def causal_ts(conn: sqlite3.Connection, ts: datetime | None = None) -> str:
+    """The time stamp of a new event: *ts* (default now), but always after every task change
+    this copy of the project already holds (a hybrid logical clock).
+
+    Sites' clocks disagree: a validation made in Bamako on a clock running an hour late,
+    right after importing Paris's "done", must still come after that "done" when the logs
+    are merged and replayed in time order (mapathon.sync).
+    """
+    stamp = iso(ts or utcnow())
+    # task changes are what sites replay in time order (mapathon.sync), so those set the clock
+    row = conn.execute("SELECT MAX(ts) FROM events WHERE task IS NOT NULL").fetchone()
+    if row and row[0] and row[0] >= stamp:
+        stamp = iso(parse_iso(row[0]) + timedelta(microseconds=1))
+    return stamp
+
+
 def record(
     conn: sqlite3.Connection,
     *,
@@ -74,7 +90,7 @@ def record(
         (
             eid,
             site,
-            iso(ts or utcnow()),
+            causal_ts(conn, ts),
             actor,
             action,
             task,
@@ -85,34 +101,6 @@ def record(
         ),
     )
     return eid
-
-
-def record_many(conn: sqlite3.Connection, rows: list[dict], *, site: str) -> None:
-    """Append many events at once (same fields as :func:`record`), in order."""
-    if not rows:
-        return
-    start = conn.execute("SELECT COALESCE(MAX(lamport), 0) FROM events").fetchone()[0]
-    now = iso(utcnow())
-    conn.executemany(
-        """INSERT INTO events (id, site, lamport, ts, actor, action, task, from_state, to_state, comment, data)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        [
-            (
-                str(uuid.uuid4()),
-                site,
-                start + i + 1,
-                r.get("ts") or now,
-                r["actor"],
-                r["action"],
-                r.get("task"),
-                r.get("from_state"),
-                r.get("to_state"),
-                r.get("comment"),
-                json.dumps(r["data"], ensure_ascii=False, sort_keys=True) if r.get("data") else None,
-            )
-            for i, r in enumerate(rows)
-        ],
-    )
 
 
 def task_events(conn: sqlite3.Connection, keys: list[str]) -> list[Event]:

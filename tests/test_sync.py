@@ -286,3 +286,51 @@ def test_show_checks_without_importing(sites, bundle):
     out = Cli(paris)("sync", "show", bundle).stdout
     assert "intact" in out and "Dianguirdé" in out
     assert full_snapshot(paris) == before
+
+
+def test_a_late_clock_cannot_undo_what_it_saw(sites, tmp_path):
+    """Bamako's clock runs 70 minutes late. Fanta validates there the task that Awa finished in
+    Paris, right after importing it: once the logs are merged, the validation still comes after
+    the 'done' it saw (event times are hybrid logical clocks), at both sites."""
+    from mapathon.sync import bundle as b
+
+    paris, bamako = sites
+    with open_project(paris) as p:
+        lc.claim(p, 10, "Awa", now=at(0))
+        lc.done(p, 10, "Awa", now=at(10))
+        b.export_bundle(p, tmp_path / "paris.zip")
+    with open_project(bamako) as q:
+        b.import_bundle(q, tmp_path / "paris.zip")
+        assert lc.validate(q, 10, "Fanta", accept=True, now=at(-60)).state == "VALIDATED"
+        b.export_bundle(q, tmp_path / "bamako.zip")
+    with open_project(paris) as p:
+        r = b.import_bundle(p, tmp_path / "bamako.zip")
+        assert (lc.get_task(p, 10).state, r.conflicts) == ("VALIDATED", 0)
+    with open_project(bamako) as q:
+        b.import_bundle(q, tmp_path / "paris.zip")
+        assert lc.get_task(q, 10).state == "VALIDATED"
+
+
+def test_locked_time_after_a_sync_is_the_same_everywhere(sites, tmp_path):
+    """Two sites claim the same task offline; the loser's claim does not count, and nobody's
+    locked time goes negative, whichever order the logs arrived in."""
+    from mapathon.sync import bundle as b
+    from mapathon.tasks import progress
+
+    paris, bamako = sites
+    with open_project(paris) as p:
+        lc.claim(p, 10, "Awa", now=at(0))
+        b.export_bundle(p, tmp_path / "paris.zip")
+    with open_project(bamako) as q:
+        lc.claim(q, 10, "Moussa", now=at(30))
+        b.export_bundle(q, tmp_path / "bamako.zip")
+        b.import_bundle(q, tmp_path / "paris.zip")
+    with open_project(paris) as p:
+        b.import_bundle(p, tmp_path / "bamako.zip")
+    hours = []
+    for site in (paris, bamako):
+        with open_project(site) as s:
+            st = {v.name: round(v.locked_hours, 6) for v in progress.volunteer_stats(s, now=at(60))}
+            hours.append(st)
+    assert hours[0] == hours[1]
+    assert hours[0]["Awa"] == 1.0 and hours[0]["Moussa"] == 0.0

@@ -158,8 +158,11 @@ def volunteer_stats(project: Project, now: datetime | None = None) -> list[Volun
         # recorded by the next command, possibly hours later)
         """SELECT actor, SUM(julianday(MIN(COALESCE(next_ts, :now), COALESCE(json_extract(data, '$.expires'), :now)))
                              - julianday(ts)) FROM (
-               SELECT actor, action, ts, data, LEAD(ts) OVER (PARTITION BY task ORDER BY seq) AS next_ts
-                 FROM events WHERE task IS NOT NULL)
+               SELECT actor, action, ts, data,
+                      LEAD(ts) OVER (PARTITION BY task ORDER BY ts, lamport, site, id) AS next_ts
+                 FROM events e WHERE task IS NOT NULL
+                  -- in the order the logs are replayed (mapathon.sync), leaving out changes that lost there
+                  AND NOT EXISTS (SELECT 1 FROM sync_conflicts c WHERE c.event_id = e.id))
             WHERE action LIKE 'claim.%' GROUP BY actor""",
         {"now": stamp},
     ):
