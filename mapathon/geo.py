@@ -117,7 +117,3 @@ def lonlat_bounds_ok(bounds) -> bool:
     """True when bounds look like WGS84 degrees."""
     minx, miny, maxx, maxy = bounds
     return -180.0001 <= minx <= maxx <= 180.0001 and -90.0001 <= miny <= maxy <= 90.0001
-
-
-def km2(m2: float) -> float:
-    return m2 / 1e6

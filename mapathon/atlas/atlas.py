@@ -29,12 +29,12 @@ from shapely.geometry import box as shapely_box
 from .. import geo
 from ..errors import MapathonError
 from ..fsutil import atomic_path
+from ..osm.submit import LATEST_MERGE as MERGED_LATEST  # where merge publishes its snapshot
 from . import furniture, imagery as imagery_mod, layout, mapbody, symbols
 from .cache import open_cache
 from .i18n import LANGS, Words
 
 FORMAT_VERSION = 1
-MERGED_LATEST = Path("merged") / "latest.osm.pbf"
 # how far around a village point its houses are looked for, by place rank (metres)
 SEARCH_RADIUS = {1: 3000, 2: 1500, 3: 1000, 4: 500, 5: 400, 6: 300, 7: 250}
 # every village page set covers at least this far around the village point (metres), so that a

@@ -79,18 +79,6 @@ def layer(name: str, styles: list[str], datasource: str, srs: str = WGS84) -> st
     return f"<Layer name={quoteattr(name)} srs={quoteattr(srs)}>{names}{datasource}</Layer>"
 
 
-def render_png(xml: str, bbox_lonlat: tuple[float, float, float, float], width: int, height: int, path: str | Path,
-               *, base_path: str = "") -> None:
-    """Render a Mapnik XML map zoomed to a WGS84 bbox into a PNG file."""
-    m = mapnik()
-    mp = m.Map(width, height)
-    m.load_map_from_string(mp, xml, False, base_path)
-    mp.zoom_to_box(project_bbox(bbox_lonlat, mp.srs))
-    img = m.Image(width, height)
-    m.render(mp, img)
-    img.save(str(path), "png")
-
-
 def project_bbox(bbox_lonlat, srs: str):
     m = mapnik()
     tr = m.ProjTransform(m.Projection(WGS84), m.Projection(srs))

@@ -59,11 +59,6 @@ def tile_range(bounds, zoom: int) -> tuple[int, int, int, int]:
     return max(ul.x, 0), max(ul.y, 0), min(lr.x, top), min(lr.y, top)
 
 
-def count_bbox_tiles(bounds, zoom: int) -> int:
-    x0, y0, x1, y1 = tile_range(bounds, zoom)
-    return (x1 - x0 + 1) * (y1 - y0 + 1)
-
-
 def _select(aoi: BaseGeometry, cells: np.ndarray, min_overlap_m2: float, clip: bool):
     """Indices of cells overlapping *aoi* by more than *min_overlap_m2*, their geometries and areas."""
     shapely.prepare(aoi)
