@@ -65,15 +65,30 @@ def _version(value: bool):
 def _main(
     ctx: typer.Context,
     project: Optional[Path] = ProjectOpt,
+    db: Optional[str] = typer.Option(
+        None, "--db", envvar="MAPATHON_DB",
+        help="Keep the project's state in PostgreSQL (postgresql://host/database[?schema=NAME]) instead of the "
+             "folder's mapathon.sqlite; needed with 'init', afterwards the folder remembers it."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
 ):
-    ctx.obj = {"project": project}
+    ctx.obj = {"project": project, "db": db}
+    if db:
+        import os
+
+        from .project import DB_ENV, db_option
+
+        db_option(db)  # a clear error for a mistyped URL
+        # every part that opens the project (server threads too) sees the same backend, for this command only
+        before = os.environ.get(DB_ENV)
+        os.environ[DB_ENV] = db
+        ctx.call_on_close(lambda: os.environ.__setitem__(DB_ENV, before) if before is not None
+                          else os.environ.pop(DB_ENV, None))
 
 
 def _open(ctx: typer.Context):
     from .project import open_project
 
-    return open_project(ctx.find_root().obj["project"])
+    return open_project(ctx.find_root().obj["project"], ctx.find_root().obj["db"])
 
 
 def _when(stamp: str | None) -> str:
@@ -93,6 +108,7 @@ def _task_line(t) -> str:
 
 @app.command()
 def init(
+    ctx: typer.Context,
     directory: Path = typer.Argument(..., help="Folder to create (it may exist, empty or not)."),
     name: str = typer.Option(..., "--name", help="Project name, e.g. 'Dianguirdé 2026'."),
     aoi: Path = typer.Option(..., "--aoi", help="Area of interest: GeoJSON, GeoPackage, Shapefile, "
@@ -115,10 +131,12 @@ def init(
     area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area)
     for w in area.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
-    with init_project(directory, name, area, actor=organizer or "organizer") as project:
+    with init_project(directory, name, area, actor=organizer or "organizer", db=ctx.obj["db"]) as project:
         if organizer:
             volunteers.add(project, organizer, organizer=True, validator=True, actor=organizer)
         console.print(f"Created project [bold]{project.name}[/] in {directory}")
+        if project.db_url:
+            console.print(f"State in PostgreSQL: {project.db_url}")
         console.print(f"Area of interest: {area.area_km2:,.1f} km², {len(area.villages)} named area(s)"
                       + (": " + ", ".join(v.name for v in area.villages[:20]) if area.villages else ""))
         console.print(f"Next: mapathon --project {shlex.quote(str(directory))} grid --zoom 16")
@@ -473,9 +491,9 @@ def merge_cmd(
     """Merge volunteers' files (renumbering new objects, settling conflicts) into one snapshot; check it; credit the work."""
     from .osm.merge import merge
     from .osm.submit import merge_inputs, publish_merge, with_provenance
-    from .project import DB_NAME, resolve_dir
+    from .project import is_project
 
-    in_project = (resolve_dir(ctx.find_root().obj["project"]) / DB_NAME).is_file()
+    in_project = is_project(ctx.find_root().obj["project"])
     if files:
         if in_project:
             with _open(ctx) as p:
@@ -906,12 +924,16 @@ def sync_clone(
     dest: Path = typer.Argument(..., help="A new (or empty) folder for the other site's copy."),
     site_name: Optional[str] = typer.Option(None, "--site-name", help="A name for the new site, e.g. 'Bamako'."),
     no_imagery: bool = typer.Option(False, "--no-imagery", help="Leave the imagery cache out of the copy."),
+    to_db: Optional[str] = typer.Option(None, "--to-db", help="Put the copy's state in PostgreSQL "
+                                        "(postgresql://host/database[?schema=NAME]) instead of DEST/mapathon.sqlite."),
 ):
     """Copy the project for another site: the same project, with a site id of its own."""
     from .sync import clone_project
 
-    with _open(ctx) as p, clone_project(p, dest, imagery=not no_imagery, site_name=site_name) as c:
+    with _open(ctx) as p, clone_project(p, dest, imagery=not no_imagery, site_name=site_name, to_db=to_db) as c:
         console.print(f"Copied {p.name} to {dest} for another site (site {c.site[:8]}).")
+        if c.db_url:
+            console.print(f"State in PostgreSQL: {c.db_url}")
     console.print("Exchange changes with 'mapathon sync export -o FILE' at one site and 'mapathon sync import FILE' "
                   "at the other.")
 

@@ -9,6 +9,7 @@ same person, and ``torodo`` is the village Torodo.
 from __future__ import annotations
 
 import difflib
+import re
 import unicodedata
 
 
@@ -32,3 +33,9 @@ def suggest(name: str, choices: list[str]) -> str | None:
     keys = {key(c): c for c in choices}
     close = difflib.get_close_matches(key(name), list(keys), n=1, cutoff=0.75)
     return keys[close[0]] if close else None
+
+
+def slug(text: str) -> str:
+    """'Dianguirdé 2026' -> 'dianguirde-2026'."""
+    ascii_ = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_.lower()).strip("-") or "project"

@@ -2,6 +2,11 @@
 
 The folder travels on a USB stick: everything the project knows is inside
 it (``mapathon.sqlite``, and later ``contributions/`` and ``imagery/``).
+
+On a shared server the state can live in PostgreSQL instead (``--db`` /
+``$MAPATHON_DB``, see :mod:`.store`): the folder then holds the files
+(contributions, imagery, merged data) and ``mapathon.postgresql``, one line
+naming the database and schema, so later commands in the folder find it.
 """
 
 from __future__ import annotations
@@ -15,19 +20,22 @@ from pathlib import Path
 
 import shapely
 
-from . import events, names, store
+from . import events, fsutil, names, store
 from .aoi import AOI
 from .errors import MapathonError
 
 DB_NAME = "mapathon.sqlite"
 ENV_VAR = "MAPATHON_PROJECT"
+DB_ENV = "MAPATHON_DB"
+POINTER = "mapathon.postgresql"  # in a project folder whose state lives in PostgreSQL: the URL (no password)
 
 
 @dataclass
 class Project:
     path: Path
-    conn: sqlite3.Connection
+    conn: sqlite3.Connection  # or a store.PgConnection, which speaks the same way
     site: str
+    db_url: str | None = None  # the PostgreSQL project (no password), None for the folder's SQLite file
 
     # -- metadata ---------------------------------------------------------
     def meta(self, key: str, default: str | None = None) -> str | None:
@@ -50,7 +58,13 @@ class Project:
 
     @property
     def db_path(self) -> Path:
+        """The SQLite file (see :attr:`db_url` for a PostgreSQL project)."""
         return self.path / DB_NAME
+
+    @property
+    def db_label(self) -> str:
+        """Where the state is, for messages: the SQLite file or the PostgreSQL URL."""
+        return self.db_url or str(self.db_path)
 
     def transaction(self):
         return store.transaction(self.conn)
@@ -99,69 +113,88 @@ def resolve_dir(option: str | os.PathLike | None) -> Path:
     return Path.cwd()
 
 
-def open_project(path: str | os.PathLike | None = None) -> Project:
-    """Open an existing project folder (see :func:`resolve_dir`)."""
+def db_option(db: str | None = None) -> str | None:
+    """The PostgreSQL URL asked for: *db* (``--db``), else ``$MAPATHON_DB``, else None (SQLite)."""
+    url = db or os.environ.get(DB_ENV) or None
+    if url and not store.is_url(url):
+        raise MapathonError(f"--db {url}: expected a PostgreSQL URL, postgresql://[user@]host[:port]/database"
+                            f"[?schema=NAME] (leave it out to use the project folder's {DB_NAME})")
+    return url
+
+
+def locate(path: str | os.PathLike | None = None, db: str | None = None) -> tuple[Path, str | None]:
+    """The project folder and, for a PostgreSQL project, its URL (else None).
+
+    A URL naming a schema is used as it is. Otherwise the folder decides: its
+    ``mapathon.postgresql`` names the schema (on the URL's server when one is given), else
+    its ``mapathon.sqlite`` is the project. A URL without a schema only matters to ``init``.
+    """
     folder = resolve_dir(path)
-    db = folder / DB_NAME
-    if not db.is_file():
-        raise MapathonError(
-            f"{folder}: not a mapathon project (no {DB_NAME}); create one with 'mapathon init' "
-            f"or point to it with --project / ${ENV_VAR}"
-        )
-    conn = store.connect(db)
+    url = db_option(db)
+    if url and store.split_url(url)[1] is not None:
+        return folder, url
+    pointer = folder / POINTER
+    if pointer.is_file():
+        noted = pointer.read_text(encoding="utf-8").strip()
+        if not store.is_url(noted) or store.split_url(noted)[1] is None:
+            raise MapathonError(f"{pointer}: expected one line, a postgresql:// URL with ?schema=NAME")
+        return folder, store.with_schema(url, store.split_url(noted)[1]) if url else noted
+    return folder, None
+
+
+def is_project(path: str | os.PathLike | None = None, db: str | None = None) -> bool:
+    """Whether *path* (see :func:`resolve_dir`) is a project: its SQLite file, or a PostgreSQL project."""
+    folder, url = locate(path, db)
+    return url is not None or (folder / DB_NAME).is_file()
+
+
+def open_project(path: str | os.PathLike | None = None, db: str | None = None) -> Project:
+    """Open an existing project (see :func:`locate`)."""
+    folder, url = locate(path, db)
+    if url:
+        conn = store.connect(url)
+        label = conn.label
+    else:
+        dbfile = folder / DB_NAME
+        if not dbfile.is_file():
+            raise MapathonError(
+                f"{folder}: not a mapathon project (no {DB_NAME}); create one with 'mapathon init' "
+                f"or point to it with --project / ${ENV_VAR} (or, for PostgreSQL, --db URL?schema=NAME)"
+            )
+        conn = store.connect(dbfile)
+        label = str(dbfile)
     site = conn.execute("SELECT value FROM meta WHERE key = 'site_id'").fetchone()
     if site is None:
         conn.close()
-        raise MapathonError(f"{db}: incomplete project database (no site id)")
-    return Project(folder, conn, site[0])
+        raise MapathonError(f"{label}: incomplete project database (no site id)")
+    return Project(folder, conn, site[0], conn.label if url else None)
 
 
-def init_project(path: str | os.PathLike, name: str, aoi: AOI, *, actor: str = "organizer") -> Project:
-    """Create a project folder from an AOI. Refuses a folder that already holds a project."""
+def init_project(path: str | os.PathLike, name: str, aoi: AOI, *, actor: str = "organizer",
+                 db: str | None = None) -> Project:
+    """Create a project folder from an AOI. Refuses a folder that already holds a project.
+
+    With *db* (or ``$MAPATHON_DB``) the state goes to PostgreSQL, in the URL's schema or
+    in a new one named after the project.
+    """
     folder = Path(path)
-    if (folder / DB_NAME).exists():
-        raise MapathonError(f"{folder}: already a mapathon project ({DB_NAME} exists)")
+    url = db_option(db)
+    if (folder / DB_NAME).exists() or (folder / POINTER).exists():
+        raise MapathonError(f"{folder}: already a mapathon project "
+                            f"({DB_NAME if (folder / DB_NAME).exists() else POINTER} exists)")
     if folder.exists() and not folder.is_dir():
         raise MapathonError(f"{folder}: exists and is not a folder")
     if not name.strip():
         raise MapathonError("--name: the project needs a name")
+    if url:
+        return _init_pg(folder, url, name, aoi, actor)
     folder.mkdir(parents=True, exist_ok=True)
     tmp_db = folder / f".{DB_NAME}.init"
     if tmp_db.exists():
         tmp_db.unlink()
     conn = store.connect(tmp_db, create=True)
-    site = str(uuid.uuid4())
-    project = Project(folder, conn, site)
     try:
-        with project.transaction():
-            for k, v in {
-                "name": name.strip(),
-                "project_id": str(uuid.uuid4()),
-                "site_id": site,
-                "created": events.iso(events.utcnow()),
-                "aoi_source": Path(aoi.source).name,
-            }.items():
-                project.set_meta(k, v)
-            conn.execute("INSERT INTO areas (kind, name, geom) VALUES ('aoi', NULL, ?)", (shapely.to_wkb(aoi.geom),))
-            conn.executemany(
-                "INSERT INTO areas (kind, name, lon, lat, props, geom) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        v.kind,
-                        v.name,
-                        v.point[0] if v.point else None,
-                        v.point[1] if v.point else None,
-                        json.dumps(v.props, ensure_ascii=False, default=str),
-                        shapely.to_wkb(v.geom),
-                    )
-                    for v in aoi.villages
-                ],
-            )
-            project.record(
-                actor=actor,
-                action="project.init",
-                data={"name": name.strip(), "aoi": Path(aoi.source).name, "villages": [v.name for v in aoi.villages]},
-            )
+        _fill(conn, name, aoi, actor)
         conn.close()
         # WAL side files belong to the temporary name; checkpointed on close, so a rename is safe.
         for suffix in ("-wal", "-shm"):
@@ -176,3 +209,75 @@ def init_project(path: str | os.PathLike, name: str, aoi: AOI, *, actor: str = "
                 f.unlink()
         raise
     return open_project(folder)
+
+
+def new_pg_schema(url: str, name: str) -> str:
+    """*url* naming a schema for a new project: the URL's own, else a new one named after *name*.
+
+    Refuses a schema that exists: a project is never created over another.
+    """
+    schema = store.split_url(url)[1]
+    if schema is None:
+        base = names.slug(name).replace("-", "_")[:50]
+        base = base if base[0].isalpha() else f"p_{base}"
+        schema = f"{base}_{uuid.uuid4().hex[:6]}"
+    url = store.with_schema(url, schema)
+    if store.schema_exists(url, schema):
+        raise MapathonError(f"{store.redact(url)}: schema {schema} already exists; choose another ?schema=NAME")
+    return url
+
+
+def write_pointer(folder: Path, url: str) -> None:
+    """Note in *folder* where its PostgreSQL project is (no password), for the next commands."""
+    with fsutil.atomic_path(folder / POINTER) as tmp:
+        tmp.write_text(store.redact(url) + "\n", encoding="utf-8")
+
+
+def _init_pg(folder: Path, url: str, name: str, aoi: AOI, actor: str) -> Project:
+    url = new_pg_schema(url, name)
+    conn = store.connect(url, create=True)
+    try:
+        _fill(conn, name, aoi, actor)
+        conn.close()
+        folder.mkdir(parents=True, exist_ok=True)
+        write_pointer(folder, url)
+    except BaseException:
+        conn.close()
+        store.drop_pg_project(url)
+        raise
+    return open_project(folder, url)
+
+
+def _fill(conn, name: str, aoi: AOI, actor: str) -> None:
+    """The new project's metadata, area and villages, and its first event, in one transaction."""
+    site = str(uuid.uuid4())
+    project = Project(Path("."), conn, site)
+    with project.transaction():
+        for k, v in {
+            "name": name.strip(),
+            "project_id": str(uuid.uuid4()),
+            "site_id": site,
+            "created": events.iso(events.utcnow()),
+            "aoi_source": Path(aoi.source).name,
+        }.items():
+            project.set_meta(k, v)
+        conn.execute("INSERT INTO areas (kind, name, geom) VALUES ('aoi', NULL, ?)", (shapely.to_wkb(aoi.geom),))
+        conn.executemany(
+            "INSERT INTO areas (kind, name, lon, lat, props, geom) VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    v.kind,
+                    v.name,
+                    v.point[0] if v.point else None,
+                    v.point[1] if v.point else None,
+                    json.dumps(v.props, ensure_ascii=False, default=str),
+                    shapely.to_wkb(v.geom),
+                )
+                for v in aoi.villages
+            ],
+        )
+        project.record(
+            actor=actor,
+            action="project.init",
+            data={"name": name.strip(), "aoi": Path(aoi.source).name, "villages": [v.name for v in aoi.villages]},
+        )

@@ -1,20 +1,35 @@
-"""The project's SQLite store: connection settings, schema and migrations.
+"""The project's store: SQLite (the default, one file in the project folder) or PostgreSQL.
 
 Every table and index of the project is defined here, in versioned
 migrations (``MIGRATIONS[i]`` upgrades the schema from version ``i`` to
-``i + 1``). Other modules hold the queries of their own concept.
+``i + 1``), written once in SQLite's dialect and translated for PostgreSQL
+by :func:`pg_ddl`. Other modules hold the queries of their own concept and
+write them once for both backends: ``?`` and ``:name`` parameters, standard
+SQL (``string_agg``, ``greatest`` and ``COUNT(*) FILTER`` work on both; the
+SQLite connection provides the first two as functions).
+
+A PostgreSQL project lives in a schema of its own (``?schema=NAME`` in the
+URL), so one database can hold many projects. A connection to it behaves like
+a ``sqlite3`` connection in autocommit mode: ``execute``/``executemany`` with
+the same placeholders, rows readable by index and by column name, and
+``BEGIN IMMEDIATE`` (a write transaction serialised against every other
+writer of the project, as SQLite does) taken with an advisory lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import sqlite3
+import urllib.parse
+import zlib
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 from .errors import MapathonError
 
 BUSY_TIMEOUT_MS = 30_000
+PG_SCHEMES = ("postgresql://", "postgres://")
 
 MIGRATIONS: list[str] = [
     # 0 -> 1: the foundation.
@@ -143,14 +158,62 @@ MIGRATIONS: list[str] = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# Every table of the schema, in an order that satisfies the foreign keys (see copy_data).
+TABLES = ("meta", "areas", "volunteers", "tasks", "task_areas", "events", "contributions", "sync_conflicts",
+          "room_sessions")
+_ORDER = {"tasks": "id", "task_areas": "task_id, area_id", "events": "seq", "meta": "key",
+          "room_sessions": "token_hash"}
 
-def connect(path: str | Path, *, create: bool = False) -> sqlite3.Connection:
-    """Open the project database with the project's settings (WAL, busy timeout, FKs).
+
+def copy_data(src, dst) -> dict[str, int]:
+    """Copy every row of a project into an empty one of the same schema version (either backend).
+
+    *src* is read in one snapshot; *dst* is written in one transaction. Returns rows per table.
+    """
+    if schema_version(src) != schema_version(dst):
+        raise MapathonError("copy between projects of different schema versions")
+    counts = {}
+    src.execute("BEGIN")
+    try:
+        with transaction(dst):
+            for table in TABLES:
+                cur = src.execute(f"SELECT * FROM {table} ORDER BY {_ORDER.get(table, 'id')}")
+                cols = [c[0] for c in cur.description]
+                rows = [tuple(r) for r in cur.fetchall()]
+                if rows:
+                    dst.executemany(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
+                                    rows)
+                counts[table] = len(rows)
+            if dialect(dst) == "postgresql":  # identity columns continue after the copied ids
+                for table, col in dst.execute(
+                        "SELECT table_name, column_name FROM information_schema.columns "
+                        "WHERE table_schema = current_schema() AND is_identity = 'YES'").fetchall():
+                    dst.execute(f"SELECT setval(pg_get_serial_sequence(?, ?), "
+                                f"COALESCE((SELECT MAX({col}) FROM {table}), 0) + 1, false)", (table, col))
+    finally:
+        src.execute("COMMIT")
+    return counts
+
+
+def is_url(target: str | Path | None) -> bool:
+    """True for a PostgreSQL connection URL (``postgresql://…``)."""
+    return isinstance(target, str) and target.startswith(PG_SCHEMES)
+
+
+def dialect(conn) -> str:
+    """``"sqlite"`` or ``"postgresql"``."""
+    return "postgresql" if isinstance(conn, PgConnection) else "sqlite"
+
+
+def connect(target: str | Path, *, create: bool = False):
+    """Open the project database: a SQLite file path or a ``postgresql://`` URL.
 
     Transactions are explicit (see :func:`transaction`); the connection is in
-    autocommit mode otherwise.
+    autocommit mode otherwise. An older schema is upgraded; a newer one is refused.
     """
-    path = Path(path)
+    if is_url(target):
+        return connect_pg(str(target), create=create)
+    path = Path(target)
     if not create and not path.exists():
         raise MapathonError(f"{path}: no project database")
     try:
@@ -163,23 +226,79 @@ def connect(path: str | Path, *, create: bool = False) -> sqlite3.Connection:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.DatabaseError as e:
         raise MapathonError(f"{path}: not a mapathon project database ({e})") from None
-    if version > SCHEMA_VERSION:
-        conn.close()
-        raise MapathonError(
-            f"{path}: made by a newer mapathon (schema {version}, this one knows {SCHEMA_VERSION}); upgrade mapathon"
-        )
-    if version < SCHEMA_VERSION:
-        migrate(conn, version)
+    conn.create_function("greatest", -1, _greatest, deterministic=True)
+    conn.create_aggregate("string_agg", 2, _StringAgg)
+    _check_version(conn, version, str(path))
     return conn
 
 
-def migrate(conn: sqlite3.Connection, version: int) -> None:
+def _check_version(conn, version: int, label: str) -> None:
+    if version > SCHEMA_VERSION:
+        conn.close()
+        raise MapathonError(
+            f"{label}: made by a newer mapathon (schema {version}, this one knows {SCHEMA_VERSION}); upgrade mapathon"
+        )
+    if version < SCHEMA_VERSION:
+        migrate(conn, version)
+
+
+def _greatest(*values):
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+class _StringAgg:
+    """PostgreSQL's ``string_agg(value, separator)`` for SQLite."""
+
+    def __init__(self):
+        self.parts: list[str] = []
+        self.sep = ","
+
+    def step(self, value, sep):
+        if value is not None:
+            self.parts.append(str(value))
+            self.sep = sep
+
+    def finalize(self):
+        return self.sep.join(self.parts) if self.parts else None
+
+
+def schema_version(conn) -> int:
+    """The schema version of an open project database."""
+    if dialect(conn) == "sqlite":
+        return conn.execute("PRAGMA user_version").fetchone()[0]
+    return conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+
+
+def migrate(conn, version: int) -> None:
     """Apply the migrations after *version*, each in its own transaction."""
+    pg = dialect(conn) == "postgresql"
     for i in range(version, SCHEMA_VERSION):
         with transaction(conn):
-            for stmt in _statements(MIGRATIONS[i]):
+            if pg and schema_version(conn) > i:  # another process upgraded it while we waited for the lock
+                continue
+            for stmt in _statements(pg_ddl(MIGRATIONS[i]) if pg else MIGRATIONS[i]):
                 conn.execute(stmt)
-            conn.execute(f"PRAGMA user_version = {i + 1}")
+            if pg:
+                conn.execute("INSERT INTO schema_migrations (version, applied) VALUES (?, now()::text)", (i + 1,))
+            else:
+                conn.execute(f"PRAGMA user_version = {i + 1}")
+
+
+def pg_ddl(script: str) -> str:
+    """A migration written for SQLite, in PostgreSQL's dialect.
+
+    Integer keys become identity columns (an explicit id, as tasks get, is still
+    accepted), integers 64-bit, REAL double precision, BLOB bytea, and text compares
+    byte by byte (``COLLATE "C"``), as in SQLite, so that time stamps, ids and names
+    sort the same way on both backends.
+    """
+    script = re.sub(r"\bINTEGER PRIMARY KEY\b", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", script)
+    script = re.sub(r"\bINTEGER\b", "BIGINT", script)
+    script = re.sub(r"\bREAL\b", "DOUBLE PRECISION", script)
+    script = re.sub(r"\bBLOB\b", "BYTEA", script)
+    script = re.sub(r"\bTEXT\b", 'TEXT COLLATE "C"', script)
+    return script.replace(" WITHOUT ROWID", "")
 
 
 def _statements(script: str) -> list[str]:
@@ -197,7 +316,7 @@ def _statements(script: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+def transaction(conn, immediate: bool = True) -> Iterator[Any]:
     """A write transaction (``BEGIN IMMEDIATE``): all or nothing, serialised across processes."""
     conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
     try:
@@ -207,3 +326,221 @@ def transaction(conn: sqlite3.Connection, immediate: bool = True) -> Iterator[sq
         raise
     else:
         conn.execute("COMMIT")
+
+
+# -- PostgreSQL ------------------------------------------------------------------------------------
+
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def split_url(url: str) -> tuple[str, str | None]:
+    """A ``postgresql://`` URL without its ``schema`` parameter, and that schema (or None)."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    schema = None
+    kept = []
+    for k, v in query:
+        if k == "schema":
+            schema = v
+        else:
+            kept.append((k, v))
+    if schema is not None and not _SCHEMA_RE.match(schema):
+        raise MapathonError(f"{redact(url)}: schema {schema!r} must be lower-case letters, digits and _ "
+                            f"(at most 63, not starting with a digit)")
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(kept))), schema
+
+
+def with_schema(url: str, schema: str) -> str:
+    """*url* naming the project's *schema*."""
+    base, _ = split_url(url)
+    parts = urllib.parse.urlsplit(base)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True) + [("schema", schema)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
+def redact(url: str) -> str:
+    """*url* without its password (to print, or to write to a file)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = parts.username or ""
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}@{netloc[-1]}"))
+
+
+def _pg_connect(url: str):
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - psycopg is a dependency
+        raise MapathonError("PostgreSQL needs the psycopg package: pip install 'psycopg[binary]'") from None
+    base, _ = split_url(url)
+    try:
+        return psycopg.connect(base, autocommit=True, connect_timeout=10, application_name="mapathon")
+    except psycopg.Error as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise MapathonError(f"{redact(url)}: cannot connect to PostgreSQL ({first})") from None
+
+
+def project_schemas(url: str) -> list[str]:
+    """The schemas of the database at *url* that hold a mapathon project."""
+    raw = _pg_connect(url)
+    try:
+        rows = raw.execute(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = 'schema_migrations' "
+            "ORDER BY table_schema").fetchall()
+        return [r[0] for r in rows]
+    finally:
+        raw.close()
+
+
+def schema_exists(url: str, schema: str) -> bool:
+    raw = _pg_connect(url)
+    try:
+        return raw.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+    finally:
+        raw.close()
+
+
+def connect_pg(url: str, *, create: bool = False) -> "PgConnection":
+    """Open (with *create*: make) the project in the schema named by *url* (``?schema=NAME``)."""
+    base, schema = split_url(url)
+    if schema is None:
+        found = project_schemas(url)
+        what = f"this database holds {', '.join(found)}" if found else "this database holds no mapathon project"
+        raise MapathonError(f"{redact(url)}: name the project with ?schema=NAME ({what})")
+    raw = _pg_connect(url)
+    conn = PgConnection(raw, schema, redact(with_schema(base, schema)))
+    try:
+        exists = raw.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is not None
+        if not exists and not create:
+            raise MapathonError(f"{conn.label}: no such project (no schema {schema}); "
+                                f"create it with 'mapathon --db URL init'")
+        if create:
+            raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        raw.execute(f'SET search_path TO "{schema}"')
+        raw.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied TEXT NOT NULL)")
+        _check_version(conn, schema_version(conn), conn.label)
+    except BaseException:
+        raw.close()
+        raise
+    return conn
+
+
+def drop_pg_project(url: str) -> None:
+    """Remove a PostgreSQL project (its schema and everything in it)."""
+    _, schema = split_url(url)
+    if schema is None:
+        raise MapathonError(f"{redact(url)}: name the project to drop with ?schema=NAME")
+    raw = _pg_connect(url)
+    try:
+        raw.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        raw.close()
+
+
+_TOKEN = re.compile(r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|--[^\n]*|\?|(?<!:):([A-Za-z_]\w*)|%""")
+_translated: dict[str, str] = {}
+
+
+def pg_sql(sql: str) -> str:
+    """A query with SQLite's ``?`` / ``:name`` parameters in psycopg's ``%s`` / ``%(name)s`` style."""
+    out = _translated.get(sql)
+    if out is None:
+        def sub(m: re.Match) -> str:
+            t = m.group(0)
+            if t == "?":
+                return "%s"
+            if t == "%" or t[0] == "'":
+                return t.replace("%", "%%")
+            if m.group(1):
+                return f"%({m.group(1)})s"
+            return t
+        out = _translated[sql] = _TOKEN.sub(sub, sql)
+    return out
+
+
+class Row(tuple):
+    """A result row readable by position and by column name, like ``sqlite3.Row``."""
+
+    __slots__ = ()
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key):
+        if isinstance(key, str):
+            try:
+                key = self._index[key]
+            except KeyError:
+                raise IndexError(f"No item with that key: {key}") from None
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._index)
+
+
+_row_classes: dict[tuple[str, ...], type] = {}
+
+
+def _row_factory(cursor):
+    names = tuple(c.name for c in cursor.description or ())
+    cls = _row_classes.get(names)
+    if cls is None:
+        index: dict[str, int] = {}
+        for i, n in enumerate(names):
+            index.setdefault(n, i)
+        cls = _row_classes[names] = type("Row", (Row,), {"__slots__": (), "_index": index})
+    return cls
+
+
+def _number_loader():
+    from psycopg.adapt import Loader
+
+    class NumericLoader(Loader):
+        """numeric (what SUM of integers gives) as int or float, as SQLite gives them, not Decimal."""
+
+        def load(self, data):
+            text = bytes(data)
+            return int(text) if text.lstrip(b"-").isdigit() else float(text)
+
+    return NumericLoader
+
+
+class PgConnection:
+    """A PostgreSQL connection that speaks like the project's SQLite connection (see the module's text)."""
+
+    dialect = "postgresql"
+
+    def __init__(self, raw, schema: str, label: str):
+        self.raw = raw
+        self.schema = schema
+        self.label = label
+        raw.row_factory = _row_factory
+        raw.adapters.register_loader("numeric", _number_loader())
+        # one lock per project: writers queue for it as SQLite writers do for its file
+        self._lock_key = zlib.crc32(schema.encode()) - (1 << 31)
+
+    def execute(self, sql: str, params: Any = ()):
+        head = sql.lstrip()[:16].upper()
+        if head.startswith("BEGIN"):
+            if head.startswith("BEGIN IMMEDIATE"):
+                self.raw.execute("BEGIN")
+                self.raw.execute("SELECT pg_advisory_xact_lock(%s, %s)", (0x6D61, self._lock_key))
+            else:  # a read: every statement sees the same moment, as in a SQLite read transaction
+                self.raw.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            return self.raw.cursor()
+        if head.startswith("PRAGMA"):
+            raise MapathonError(f"{self.label}: SQLite-only statement on PostgreSQL: {sql.strip()[:60]}")
+        return self.raw.execute(pg_sql(sql), params if params is not None else ())
+
+    def executemany(self, sql: str, seq):
+        cur = self.raw.cursor()
+        cur.executemany(pg_sql(sql), list(seq) if not isinstance(seq, list) else seq)
+        return cur
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,7 +1,14 @@
-"""Shared fixtures: real data paths, a CLI runner, ready-made projects."""
+"""Shared fixtures: real data paths, a CLI runner, ready-made projects, the two database backends.
+
+Test modules marked ``pytestmark = pytest.mark.backends`` run every test twice: on SQLite (the
+project folder's file) and on PostgreSQL (``$MAPATHON_TEST_PG``, default
+``postgresql://127.0.0.1/test``: every project a test creates gets a schema of its own there,
+dropped after the test). Without a reachable PostgreSQL server the second run skips and says so.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -62,6 +69,77 @@ def gridded(village_project) -> Path:
 def pcli(gridded) -> Cli:
     """A CLI bound to the gridded Dianguirdé project."""
     return Cli(gridded)
+
+
+PG_URL = os.environ.get("MAPATHON_TEST_PG", "postgresql://127.0.0.1/test")
+_pg_state: dict = {}
+
+
+def pg_available() -> str | None:
+    """None when the test PostgreSQL server answers, else why not."""
+    if "why" not in _pg_state:
+        try:
+            import psycopg
+
+            psycopg.connect(PG_URL, connect_timeout=3).close()
+            _pg_state["why"] = None
+        except Exception as e:  # noqa: BLE001 - any failure means: skip, and say why
+            _pg_state["why"] = f"no PostgreSQL at {PG_URL} ({str(e).strip().splitlines()[0] if str(e).strip() else e})"
+    return _pg_state["why"]
+
+
+def pg_schemas() -> set[str]:
+    import psycopg
+
+    with psycopg.connect(PG_URL) as c:
+        return {r[0] for r in c.execute("SELECT nspname FROM pg_namespace")}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "backends: run each test on SQLite and on PostgreSQL")
+    config.addinivalue_line("markers", "sqlite_only: a test about the SQLite file itself")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.definition.get_closest_marker("backends"):
+        metafunc.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+
+
+@pytest.fixture(autouse=True)
+def backend(request, monkeypatch):
+    """``"sqlite"`` or ``"postgresql"``: where the projects this test creates keep their state."""
+    monkeypatch.delenv("MAPATHON_DB", raising=False)
+    name = getattr(request, "param", "sqlite")
+    if name == "sqlite":
+        yield name
+        return
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("about the SQLite file itself")
+    why = pg_available()
+    if why:
+        pytest.skip(why)
+    before = pg_schemas()
+    monkeypatch.setenv("MAPATHON_DB", PG_URL)
+    try:
+        yield name
+    finally:
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as c:
+            for schema in sorted(pg_schemas() - before):
+                if schema.startswith("tmpl_"):  # a template shared by the session's tests (foundation_helpers)
+                    _pg_state.setdefault("templates", set()).add(schema)
+                else:
+                    c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def pytest_sessionfinish(session):
+    if _pg_state.get("templates"):
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True) as c:
+            for schema in sorted(_pg_state["templates"]):
+                c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
 
 
 def have(tool: str) -> bool:

@@ -7,7 +7,9 @@ mercantile, shapely) rather than through mapathon's own helpers.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import uuid
 import sqlite3
 from pathlib import Path
 
@@ -30,6 +32,12 @@ def geod_area(geom) -> float:
 
 
 def db(project: Path) -> sqlite3.Connection:
+    """The project's database: its SQLite file with sqlite3, or its PostgreSQL schema (mapathon.postgresql)."""
+    pointer = Path(project) / "mapathon.postgresql"
+    if pointer.is_file():
+        from mapathon import store
+
+        return store.connect(pointer.read_text().strip())
     conn = sqlite3.connect(Path(project) / DB)
     conn.row_factory = sqlite3.Row
     return conn
@@ -113,7 +121,18 @@ _TEMPLATES: dict[str, Path] = {}
 
 
 def copy_project(src: Path, dest: Path) -> Path:
+    """An exact copy of a project (same site id, same events): its SQLite file, or its PostgreSQL schema."""
     dest.mkdir(parents=True)
+    pointer = src / "mapathon.postgresql"
+    if pointer.is_file():
+        from conftest import PG_URL
+        from mapathon import store
+
+        url = store.with_schema(PG_URL, f"t_{uuid.uuid4().hex[:12]}")
+        with store.connect(pointer.read_text().strip()) as a, store.connect(url, create=True) as b:
+            store.copy_data(a, b)
+        (dest / "mapathon.postgresql").write_text(url + "\n")
+        return dest
     for f in src.iterdir():
         if f.name.startswith(DB):
             shutil.copy2(f, dest / f.name)
@@ -121,11 +140,13 @@ def copy_project(src: Path, dest: Path) -> Path:
 
 
 def village_template(tmp_path_factory, zoom: int | None = 16) -> Path:
-    """A Dianguirdé project (Mariam organizer), gridded at *zoom*, made once per session."""
-    name = f"villages-z{zoom}"
+    """A Dianguirdé project (Mariam organizer), gridded at *zoom*, made once per session and backend."""
+    pg = bool(os.environ.get("MAPATHON_DB"))
+    name = f"villages-z{zoom}" + ("-pg" if pg else "")
     if name not in _TEMPLATES:
         folder = tmp_path_factory.mktemp("templates") / name
-        Cli()("init", folder, "--name", "Dianguirdé", "--aoi", VILLAGES_CSV, "--radius", "2000",
+        db = ["--db", f"{os.environ['MAPATHON_DB']}?schema=tmpl_{uuid.uuid4().hex[:12]}"] if pg else []
+        Cli()(*db, "init", folder, "--name", "Dianguirdé", "--aoi", VILLAGES_CSV, "--radius", "2000",
               "--organizer", "Mariam")
         if zoom is not None:
             Cli(folder)("grid", "--zoom", str(zoom))

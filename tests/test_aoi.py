@@ -17,6 +17,8 @@ from shapely.geometry import mapping
 from conftest import LIECHTENSTEIN, VILLAGES_CSV, Cli
 from foundation_helpers import GEOD, aoi_geom, assert_error, geod_area, query, write_geojson
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 UTM29 = "EPSG:32629"
 TO_WGS84 = Transformer.from_crs(UTM29, "EPSG:4326", always_xy=True)
 

@@ -21,6 +21,8 @@ from mapathon.quality.checks import check_file
 
 from conftest import LIECHTENSTEIN, Cli
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 TO_LL = Transformer.from_crs(32629, 4326, always_xy=True)
 TO_M = Transformer.from_crs(4326, 32629, always_xy=True)
 X0, Y0 = TO_M.transform(-9.0162, 14.4932)

@@ -19,6 +19,8 @@ import pytest
 from conftest import Cli
 from foundation_helpers import copy_project, query, village_template
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 N = 20
 
 

@@ -17,6 +17,8 @@ from mapathon.quality.credit import WATER_ORDER, compute_credit, water_kind
 
 from conftest import Cli
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 GEOD = Geod(ellps="WGS84")
 
 BASE_OPL = """\

@@ -18,6 +18,8 @@ from shapely.geometry import shape
 from conftest import Cli, have
 from foundation_helpers import assert_error, copy_project, query, tasks_json, village_template
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 FIELDS = ["id", "state", "tile", "village", "mapped_by", "validated_by"]
 
 

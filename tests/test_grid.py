@@ -31,6 +31,8 @@ from foundation_helpers import (
 )
 from mapathon.tasks import grid as grid_mod
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 TO_UTM = Transformer.from_crs("EPSG:4326", "EPSG:32629", always_xy=True)
 FROM_UTM = Transformer.from_crs("EPSG:32629", "EPSG:4326", always_xy=True)
 

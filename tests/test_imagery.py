@@ -16,6 +16,8 @@ from mapathon.errors import MapathonError
 from mapathon.imagery import coverage, sources
 from mapathon.project import open_project
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 
 @pytest.fixture
 def no_network(monkeypatch):

@@ -29,6 +29,8 @@ from conftest import have  # noqa: E402
 from test_imagery import no_network  # noqa: E402,F401
 from tileserver import TileServer, make_images  # noqa: E402
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 
 @pytest.fixture
 def cached(gridded, pcli):

@@ -28,6 +28,8 @@ from foundation_helpers import (
 from mapathon.project import open_project
 from mapathon.tasks import lifecycle
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 
 @pytest.fixture
 def proj(tmp_path_factory, tmp_path):

@@ -13,6 +13,8 @@ import pytest
 from conftest import VILLAGES_CSV, Cli
 from foundation_helpers import assert_error, copy_project, query, snapshot, village_template
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 VILLAGES = sorted(["Dianguirdé", "Torodo", "Kourougué", "Méréla", "Dabara", "M'Beidi", "N'Gabanigoro", "Silamé",
                    "Habougou", "Boudésigui", "Kaouka", "Foulabougou", "Diarabala", "Chicata"])
 
@@ -30,6 +32,7 @@ def gproj(tmp_path_factory, tmp_path):
 # -- init -------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.sqlite_only
 def test_init_creates_a_portable_folder_with_one_sqlite_file_in_wal_mode(tmp_path):
     folder = tmp_path / "usb" / "dianguirde"
     r = Cli()("init", folder, "--name", "Dianguirdé 2026", "--aoi", VILLAGES_CSV, "--radius", "2000",

@@ -24,6 +24,8 @@ from foundation_helpers import (
 from mapathon.project import open_project
 from mapathon.tasks import lifecycle, progress
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 STATES = ["READY", "LOCKED_FOR_MAPPING", "MAPPED", "LOCKED_FOR_VALIDATION", "VALIDATED", "INVALIDATED", "BADIMAGERY"]
 COLOURS = {"READY": "#ffffff", "LOCKED_FOR_MAPPING": "#f4a340", "MAPPED": "#7fc8e8", "LOCKED_FOR_VALIDATION": "#c9a0dc",
            "VALIDATED": "#3aa37a", "INVALIDATED": "#f6d860", "BADIMAGERY": "#9a9ca8"}

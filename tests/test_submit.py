@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import sqlite3
 
 import osmium
 import pytest
@@ -16,16 +15,14 @@ from mapathon.osm.submit import list_contributions, submit
 from mapathon.project import open_project
 
 from conftest import DIANGUIRDE_POIS
+from foundation_helpers import query
 from test_merge import building, josm, node, read_objects
+
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
 
 
 def _rows(project_dir, sql, *args):
-    conn = sqlite3.connect(project_dir / "mapathon.sqlite")
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql, args).fetchall()
-    finally:
-        conn.close()
+    return query(project_dir, sql, args)
 
 
 def test_submit_copies_records_and_logs(gridded, pcli, tmp_path):
@@ -163,9 +160,9 @@ def test_merge_needs_files_or_contributions(gridded, pcli, tmp_path, cli):
 
 
 def test_schema_has_the_contributions_migration(gridded):
-    rows = _rows(gridded, "PRAGMA user_version")
-    assert rows[0][0] == store.SCHEMA_VERSION == len(store.MIGRATIONS)
-    assert _rows(gridded, "SELECT name FROM sqlite_master WHERE name = 'contributions'")
+    with open_project(gridded) as p:
+        assert store.schema_version(p.conn) == store.SCHEMA_VERSION == len(store.MIGRATIONS)
+    assert _rows(gridded, "SELECT COUNT(*) FROM contributions")[0][0] == 0
 
 
 @pytest.mark.parametrize("content, what", [

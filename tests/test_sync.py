@@ -17,6 +17,8 @@ from mapathon.sync.replay import task_states
 from mapathon.tasks import lifecycle as lc
 from test_server import OSM
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 T0 = datetime(2031, 3, 1, 18, 0, tzinfo=timezone.utc)
 
 

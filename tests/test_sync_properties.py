@@ -25,6 +25,8 @@ from mapathon.sync import clone_project, export_bundle, import_bundle
 from mapathon.sync.replay import compute, task_states
 from mapathon.tasks import lifecycle as lc
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 VOLS = ["Awa", "Bakary", "Fanta", "Mariam"]  # Fanta validates, Mariam organizes
 SETTINGS = settings(max_examples=int(__import__("os").environ.get("SYNC_EXAMPLES", "30")), deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                              HealthCheck.function_scoped_fixture])

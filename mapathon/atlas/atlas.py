@@ -125,11 +125,11 @@ def _check_options(opts: PrintOptions):
 
 
 def _open_project(opts: PrintOptions):
-    from ..project import DB_NAME, open_project, resolve_dir
+    from ..project import is_project, open_project, resolve_dir
 
     folder = resolve_dir(opts.project_dir)
     needs = opts.tasks or opts.tasks_overlay or not (opts.villages or opts.bbox)
-    if (folder / DB_NAME).is_file():
+    if is_project(folder):
         return open_project(folder)
     if needs:
         what = "--tasks" if opts.tasks else "--tasks-overlay" if opts.tasks_overlay else \

@@ -20,7 +20,6 @@ from __future__ import annotations
 import math
 import re
 import time
-import unicodedata
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape, quoteattr
@@ -28,6 +27,7 @@ from xml.sax.saxutils import escape, quoteattr
 import requests
 
 from ..errors import MapathonError
+from ..names import slug
 from . import sources as srcmod
 from .mbtiles import Reader, cache_path
 
@@ -35,12 +35,6 @@ META_HASHTAGS = "hashtags"
 DEFAULT_TILES_URL = "http://127.0.0.1:8001"
 DEFAULT_JOSM_URL = "http://127.0.0.1:8111"
 ID_URL = "https://www.openstreetmap.org/edit"
-
-
-def slug(text: str) -> str:
-    """'Dianguirdé 2026' -> 'dianguirde-2026'."""
-    ascii_ = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_.lower()).strip("-") or "project"
 
 
 def parse_hashtags(text: str) -> list[str]:

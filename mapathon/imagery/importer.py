@@ -19,7 +19,7 @@ from pathlib import Path
 from ..errors import MapathonError
 from . import mbtiles
 from . import sources as srcmod
-from .editors import slug
+from ..names import slug
 from .fetch import BadBody, inspect_image
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp"}

@@ -23,11 +23,11 @@ from .credit import Credit, compute_credit
 def open_if_project(option):
     """The project named by --project / $MAPATHON_PROJECT (an error if it is not one), else the current
     folder's if it is one, else None: checking a file needs no project."""
-    from ..project import DB_NAME, ENV_VAR, open_project, resolve_dir
+    from ..project import ENV_VAR, is_project, open_project
 
     if option or os.environ.get(ENV_VAR):
         return open_project(option)
-    if (resolve_dir(None) / DB_NAME).is_file():
+    if is_project(None):
         return open_project(None)
     return None
 
@@ -168,11 +168,10 @@ def _finish(result, project, snapshot: Path | None, *, html: Path | None, geojso
 def after_merge(project_option, result, output: Path, *, html: Path | None = None,
                 geojson: Path | None = None) -> Reported:
     """Run by ``merge`` once its files are written: check the snapshot, count the credit, write the report."""
-    from ..project import DB_NAME, open_project, resolve_dir
+    from ..project import is_project, open_project
 
     _check_names(html, geojson)
-    folder = resolve_dir(project_option)
-    project = open_project(folder) if (folder / DB_NAME).is_file() else None  # as merge itself decides
+    project = open_project(project_option) if is_project(project_option) else None  # as merge itself decides
     try:
         return _finish(result, project, Path(output), html=html, geojson=geojson, base=result.base)
     finally:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
+import tempfile
 from pathlib import Path
 
 import shapely
@@ -63,7 +66,7 @@ def render_progress_map(project: Project, status: Status, dest: str | Path, *,
     bbox = aoi.bounds if row[4] == 0 else (min(row[0], aoi.bounds[0]), min(row[1], aoi.bounds[1]),
                                             max(row[2], aoi.bounds[2]), max(row[3], aoi.bounds[3]))
     # pad 4 %, and size the picture to the area's shape in web mercator
-    m = me.mapnik()
+    me.mapnik()  # loaded before project_bbox, which uses its projections
     merc = me.project_bbox(bbox, me.WEB_MERCATOR)
     pad_x, pad_y = merc.width() * 0.04, merc.height() * 0.04
     map_h = height - HEADER
@@ -86,7 +89,40 @@ def render_progress_map(project: Project, status: Status, dest: str | Path, *,
         widest = conn.execute("SELECT MAX(maxx - minx) FROM tasks WHERE state != 'SPLIT'").fetchone()[0] or 0
         tasks_px = widest / (bbox[2] - bbox[0]) * merc.width() / scale
     show_ids = tasks_px >= 28 and row[4] <= 5000
-    db = str(project.db_path.resolve())
+    with _sqlite_copy(project) as db:
+        _render(project, status, dest, xml_parts=(bbox, aoi, row, village_areas, points, show_ids, db),
+                merc=merc, pad=max(pad_x, pad_y), size=(map_w, map_h))
+    return Path(dest)
+
+
+@contextlib.contextmanager
+def _sqlite_copy(project: Project):
+    """A SQLite file Mapnik's sqlite plugin can read the grid from: the project's own file, or, for a
+    PostgreSQL project, a temporary copy of the tasks' and area's shapes (Mapnik's wheel has no
+    PostgreSQL plugin, and the projects keep WKB, not PostGIS geometries)."""
+    if project.db_url is None:
+        yield str(project.db_path.resolve())
+        return
+    with tempfile.TemporaryDirectory(prefix="mapathon-map-") as tmp:
+        path = Path(tmp) / "grid.sqlite"
+        conn = sqlite3.connect(path)
+        try:
+            conn.execute("CREATE TABLE tasks (id INTEGER PRIMARY KEY, state TEXT, geom BLOB)")
+            conn.execute("CREATE TABLE areas (id INTEGER PRIMARY KEY, kind TEXT, geom BLOB)")
+            conn.executemany("INSERT INTO tasks VALUES (?, ?, ?)",
+                             project.conn.execute("SELECT id, state, geom FROM tasks WHERE state != 'SPLIT'"))
+            conn.executemany("INSERT INTO areas VALUES (?, ?, ?)",
+                             project.conn.execute("SELECT id, kind, geom FROM areas WHERE kind = 'aoi'"))
+            conn.commit()
+        finally:
+            conn.close()
+        yield str(path)
+
+
+def _render(project: Project, status: Status, dest, *, xml_parts, merc, pad, size) -> None:
+    bbox, aoi, row, village_areas, points, show_ids, db = xml_parts
+    m = me.mapnik()
+    map_w, map_h = size
     layers = [
         me.layer("tasks", ["tasks"] + (["task-ids"] if show_ids else []),
                  me.sqlite_datasource(db, "SELECT id, state, geom FROM tasks WHERE state != 'SPLIT'", extent=bbox))
@@ -104,13 +140,12 @@ def render_progress_map(project: Project, status: Status, dest: str | Path, *,
     with atomic_path(dest) as tmp:
         mp = m.Map(map_w, map_h)
         m.load_map_from_string(mp, xml, False, "")
-        merc.pad(max(pad_x, pad_y))
+        merc.pad(pad)
         mp.zoom_to_box(merc)
         img = m.Image(map_w, map_h)
         m.render(mp, img)
         img.save(str(tmp), "png")
         _frame(tmp, status, project.name)
-    return dest
 
 
 def _frame(png: Path, status: Status, title: str) -> None:

@@ -420,7 +420,7 @@ def _apply_volunteers(project: Project, evs: list[dict]) -> list[str]:
                           organizer=bool(d.get("organizer")))
             added.append(name)
         else:
-            conn.execute("""UPDATE volunteers SET is_validator = MAX(is_validator, ?), is_organizer = MAX(is_organizer, ?)
+            conn.execute("""UPDATE volunteers SET is_validator = greatest(is_validator, ?), is_organizer = greatest(is_organizer, ?)
                              WHERE id = ?""", (int(bool(d.get("validator"))), int(bool(d.get("organizer"))), vid))
     # the OSM user name: the last one given, in the merged order (the same at every site)
     touched = {people.name_key(n) for n in ((e["data"] or {}).get("name") for e in evs) if isinstance(n, str)}

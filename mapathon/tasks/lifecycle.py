@@ -71,7 +71,7 @@ class Task:
 
 _TASK_SELECT = """
     SELECT t.*, lv.name AS locked_name, mv.name AS mapped_name, vv.name AS validated_name,
-           (SELECT group_concat(a.name, '|') FROM task_areas ta JOIN areas a ON a.id = ta.area_id
+           (SELECT string_agg(a.name, '|') FROM task_areas ta JOIN areas a ON a.id = ta.area_id
              WHERE ta.task_id = t.id) AS village_names
       FROM tasks t
       LEFT JOIN volunteers lv ON lv.id = t.locked_by
@@ -331,8 +331,8 @@ def _pick(project: Project, area_id: int | None) -> int | None:
                  LEFT JOIN tasks t ON t.id = ta.task_id AND t.state NOT IN ('SPLIT', 'BADIMAGERY')
                 WHERE a.kind != 'aoi'
                 GROUP BY a.id
-               HAVING SUM(t.state IN ('READY', 'INVALIDATED')) > 0
-                ORDER BY 1.0 * SUM(t.state NOT IN ('READY', 'INVALIDATED', 'LOCKED_FOR_MAPPING'))
+               HAVING COUNT(t.id) FILTER (WHERE t.state IN ('READY', 'INVALIDATED')) > 0
+                ORDER BY 1.0 * COUNT(t.id) FILTER (WHERE t.state NOT IN ('READY', 'INVALIDATED', 'LOCKED_FOR_MAPPING'))
                          / COUNT(t.id), a.id""")]
     fallback = None
     for state in (INVALIDATED, READY):

@@ -9,6 +9,8 @@ A task that lies in two villages counts in both villages' rows, once overall.
 
 from __future__ import annotations
 
+import json
+from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -153,21 +155,24 @@ def volunteer_stats(project: Project, now: datetime | None = None) -> list[Volun
             else:
                 stats[name].invalidated = n
     stamp = events.iso(now or events.utcnow())
-    for name, days in conn.execute(
+    hours: dict[str, float] = defaultdict(float)
+    for name, ts, next_ts, data in conn.execute(
         # a lock ends at the task's next event, but never after it expired (the expiry is only
         # recorded by the next command, possibly hours later)
-        """SELECT actor, SUM(julianday(MIN(COALESCE(next_ts, :now), COALESCE(json_extract(data, '$.expires'), :now)))
-                             - julianday(ts)) FROM (
+        """SELECT actor, ts, next_ts, data FROM (
                SELECT actor, action, ts, data,
                       LEAD(ts) OVER (PARTITION BY task ORDER BY ts, lamport, site, id) AS next_ts
                  FROM events e WHERE task IS NOT NULL
                   -- in the order the logs are replayed (mapathon.sync), leaving out changes that lost there
-                  AND NOT EXISTS (SELECT 1 FROM sync_conflicts c WHERE c.event_id = e.id))
-            WHERE action LIKE 'claim.%' GROUP BY actor""",
-        {"now": stamp},
+                  AND NOT EXISTS (SELECT 1 FROM sync_conflicts c WHERE c.event_id = e.id)) AS ordered
+            WHERE action LIKE 'claim.%'"""
     ):
         if name in stats:
-            stats[name].locked_hours = (days or 0) * 24
+            expires = (json.loads(data).get("expires") if data else None) or stamp
+            end = min(datetime.fromisoformat(next_ts or stamp), datetime.fromisoformat(expires))
+            hours[name] += max(0.0, (end - datetime.fromisoformat(ts)).total_seconds() / 3600)
+    for name, h in hours.items():
+        stats[name].locked_hours = h
     for name, key, tid in conn.execute(
         "SELECT v.name, t.key, t.id FROM tasks t JOIN volunteers v ON v.id = t.locked_by"
     ):

@@ -81,7 +81,7 @@ def add(
         else:
             project.conn.execute(
                 """UPDATE volunteers SET osm_user = COALESCE(?, osm_user),
-                   is_validator = MAX(is_validator, ?), is_organizer = MAX(is_organizer, ?) WHERE id = ?""",
+                   is_validator = greatest(is_validator, ?), is_organizer = greatest(is_organizer, ?) WHERE id = ?""",
                 (osm_user, int(validator), int(organizer), existing.id),
             )
             created = False
