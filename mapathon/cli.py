@@ -35,6 +35,14 @@ class _Group(typer.core.TyperGroup):
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             err_console.print(f"[bold red]Error:[/] {where}{e.strerror or e}", soft_wrap=True)
             raise typer.Exit(1) from None
+        except Exception as e:
+            if not type(e).__module__.startswith("psycopg"):
+                raise
+            # the shared server went away or refused a statement: say so in one line, nothing half-done
+            # (every change is one transaction, rolled back by the server)
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            err_console.print(f"[bold red]Error:[/] PostgreSQL: {first}", soft_wrap=True)
+            raise typer.Exit(1) from None
 
 
 def _app(help: str) -> typer.Typer:
