@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -329,3 +330,155 @@ def test_inspect_image_rejects_non_images():
 def test_interrupt_is_not_needed_for_errors(project_with_source):
     with pytest.raises(MapathonError, match="no URL"):
         fetch.Fetcher(sources.Source("x", "x", "local", None), cache(project_with_source)).run({})
+
+
+# -- the cheap body checks: as strict as a full decode ----------------------------------------------------------
+
+
+def _webp(im) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, "WEBP", quality=80)
+    return buf.getvalue()
+
+
+def test_inspect_image_refuses_every_truncation():
+    from tileserver import make_images
+
+    jpg, png = make_images("jpg", 1)[0], make_images("png", 1)[0]
+    webp = _webp(Image.open(io.BytesIO(jpg)))
+    for body, fmt in ((jpg, "jpg"), (png, "png"), (webp, "webp")):
+        assert fetch.inspect_image(body) == (fmt, False)
+        for n in list(range(1, 64)) + list(range(64, len(body), 97)) + [len(body) - 2, len(body) - 1]:
+            with pytest.raises(fetch.BadBody):
+                fetch.inspect_image(body[:n])
+    # a cut JPEG followed by a whole other one (its end marker included) is refused too
+    with pytest.raises(fetch.BadBody, match="boundary"):
+        fetch.inspect_image(jpg[: len(jpg) // 2] + jpg)
+    # any changed byte of a PNG fails its chunk's CRC
+    for k in range(8, len(png), 211):
+        bad = bytearray(png)
+        bad[k] ^= 0x10
+        with pytest.raises(fetch.BadBody):
+            fetch.inspect_image(bytes(bad))
+    # padding after the end marker is allowed, as decoders allow it
+    assert fetch.inspect_image(jpg + b"\x00\x00\r\n") == ("jpg", False)
+    with pytest.raises(fetch.BadBody, match="GIF"):
+        fetch.inspect_image(b"GIF89a" + bytes(100))
+    with pytest.raises(fetch.BadBody, match="not an image"):
+        fetch.inspect_image(os.urandom(3000).replace(b"\xff", b"\x00"))
+
+
+def test_inspect_image_blank_tiles():
+    def encode(im, fmt, **kw):
+        buf = io.BytesIO()
+        im.save(buf, fmt, **kw)
+        return buf.getvalue()
+
+    for size in (256, 512):
+        for im in (Image.new("RGB", (size, size), (250, 250, 250)), Image.new("L", (size, size), 3)):
+            assert fetch.inspect_image(encode(im, "JPEG", quality=100, subsampling=0))[1] is True
+            assert fetch.inspect_image(encode(im, "PNG"))[1] is True
+            assert fetch.inspect_image(encode(im, "PNG", compress_level=0))[1] is True  # big but uncompressed
+            assert fetch.inspect_image(encode(im, "WEBP", lossless=True))[1] is True
+        clear = Image.new("RGBA", (size, size), (10, 20, 30, 0))
+        assert fetch.inspect_image(encode(clear, "PNG", compress_level=0)) == ("png", True)
+        # small bodies that are not one colour: decoded, and not blank
+        two = Image.new("RGB", (size, size), (250, 250, 250))
+        two.paste((0, 0, 0), (0, 0, 16, 16))
+        assert fetch.inspect_image(encode(two, "JPEG"))[1] is False
+        assert fetch.inspect_image(encode(two, "PNG", compress_level=0))[1] is False
+        half = Image.new("RGBA", (size, size), (0, 0, 0, 0))
+        half.paste((9, 9, 9, 255), (0, 0, 1, 1))
+        assert fetch.inspect_image(encode(half, "PNG"))[1] is False
+
+
+# -- the HTTP client: what requests did for us, kept -------------------------------------------------------------
+
+
+def test_gzip_redirect_and_idle_close(project_with_source, server):
+    zipped, moved, closing = "/17/62258/60300.jpg", "/17/62259/60300.jpg", "/17/62258/60301.jpg"
+    server.add_fault(zipped, "gzip")
+    server.add_fault(moved, "redirect", to="/elsewhere/tile.jpg")
+    server.add_fault(closing, "close")
+    server.add_fault("/16/31129/30150.jpg", "close")
+    res, _ = run(server, project_with_source, workers=1)
+    assert res.stored == 5 and not res.failed and res.retries == 0
+    got = stored(cache(project_with_source))
+    assert got[(17, 62258, 60300)] == server.body_for(zipped)  # stored decompressed
+    assert got[(17, 62259, 60300)] == server.body_for("/elsewhere/tile.jpg")
+    assert server.counts[moved] == 1 and server.counts["/elsewhere/tile.jpg"] == 1
+    # the server closed the kept-alive connection twice: the next request went on a new one, silently
+    assert all(n == 1 for n in server.counts.values())
+    ua = server.headers[zipped]["User-Agent"]
+    assert ua == fetch.USER_AGENT and server.headers[zipped]["Accept"] == "image/*"
+
+
+@pytest.mark.parametrize("kind", ["chunked", "no-length", "continue"])
+def test_other_body_framings(project_with_source, server, kind):
+    for p in ("/17/62258/60300.jpg", "/17/62259/60301.jpg"):
+        server.add_fault(p, kind)
+    res, _ = run(server, project_with_source, workers=1)
+    assert res.stored == 5 and not res.failed and res.retries == 0
+    for t, data in stored(cache(project_with_source)).items():
+        assert data == server.body_for(path_of(t))
+
+
+def test_proxy_from_the_environment(project_with_source, server, monkeypatch):
+    """http_proxy is honoured: the test server plays the proxy and gets absolute URLs, with the credentials."""
+    for var in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy", "HTTPS_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://user:p%40ss@127.0.0.1:{server.port}")
+    monkeypatch.delenv("HTTP_PROXY", raising=False)
+    src = sources.parse("tms[0,20]:http://tiles.example.invalid/{zoom}/{x}/{y}.jpg", "viaproxy")
+    from shapely import box
+
+    geom = box(*mercantile.bounds(mercantile.Tile(31129, 30150, 16)))
+    res = fetch.fetch(src, cache(project_with_source, "viaproxy"), coverage.tiles(geom, [16]),
+                      fetch.FetchOptions(workers=1, **FAST))
+    want = "http://tiles.example.invalid/16/31129/30150.jpg"
+    assert res.stored == 1 and server.counts[want] == 1
+    import base64
+
+    assert server.headers[want]["Proxy-Authorization"] == "Basic " + base64.b64encode(b"user:p@ss").decode()
+    monkeypatch.setenv("no_proxy", "tiles.example.invalid")  # bypassed: the made-up host cannot be reached
+    res = fetch.fetch(src, cache(project_with_source, "viaproxy2"), coverage.tiles(geom, [16]),
+                      fetch.FetchOptions(workers=1, retries=0, **FAST))
+    assert res.stored == 0 and "cannot reach" in next(iter(res.failed))
+
+
+def test_https_checks_the_certificate(project_with_source, tmp_path, monkeypatch):
+    if not have("openssl"):
+        pytest.skip("openssl is not installed: cannot make a certificate for a local https server")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+                    "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, capture_output=True, timeout=60)
+    for var in ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    from shapely import box
+
+    geom = box(*mercantile.bounds(mercantile.Tile(31129, 30150, 16)))
+    tiles = coverage.tiles(geom, [16, 17])
+    with TileServer(tls=(str(cert), str(key))) as srv:
+        src = sources.parse(f"tms[0,20]:{srv.template('jpg')}", "tls")
+        assert srv.base.startswith("https://")
+        # a self-signed certificate is not trusted by default: refused, nothing stored
+        res = fetch.fetch(src, cache(project_with_source, "tls"), tiles,
+                          fetch.FetchOptions(workers=2, retries=0, **FAST))
+        assert res.stored == 0 and all("secure connection" in k and "CERTIFICATE_VERIFY_FAILED" in k
+                                       for k in res.failed)
+        monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))  # trusted: fetched
+        res = fetch.fetch(src, cache(project_with_source, "tls"), tiles, fetch.FetchOptions(workers=2, **FAST))
+        assert res.stored == 5 and not res.failed
+        assert stored(cache(project_with_source, "tls"))[(16, 31129, 30150)] == srv.body_for("/16/31129/30150.jpg")
+        # through an https_proxy: a CONNECT tunnel (the plain test server plays the proxy), TLS inside it
+        with TileServer() as proxy:
+            monkeypatch.setenv("https_proxy", f"http://u:pw@127.0.0.1:{proxy.port}")
+            monkeypatch.delenv("no_proxy", raising=False)
+            monkeypatch.delenv("NO_PROXY", raising=False)
+            res = fetch.fetch(src, cache(project_with_source, "tls2"), tiles, fetch.FetchOptions(workers=1, **FAST))
+            assert res.stored == 5 and not res.failed
+            tunnel = f"CONNECT 127.0.0.1:{srv.port}"
+            assert dict(proxy.counts) == {tunnel: 1}  # one kept-alive tunnel for the five tiles
+            assert proxy.headers[tunnel]["Proxy-Authorization"].startswith("Basic ")
+        assert srv.counts["/16/31129/30150.jpg"] == 2  # direct, then through the tunnel (never untrusted)

@@ -1,10 +1,11 @@
 """Download tiles into the MBTiles cache: concurrent, polite, resumable.
 
-* a pool of worker threads, each with its own ``requests.Session`` (kept-alive connections);
+* a pool of worker threads, each with its own kept-alive HTTP connection (``_Client``, on http.client);
 * one writer thread owns the SQLite connection and commits in batches, so an interrupted
   run loses at most the tiles of the last, uncommitted batch, never the file;
-* every body is decoded with Pillow before it is stored: truncated, corrupt and non-image
-  bodies are refused (and retried); blank tiles and 404s are recorded in ``mapathon_missing``;
+* every body is checked before it is stored (``inspect_image``: the format's structure to its last
+  byte, and its header): truncated, corrupt and non-image bodies are refused (and retried); blank
+  tiles and 404s are recorded in ``mapathon_missing``;
 * retries with exponential backoff and jitter on timeouts, broken connections, 5xx and bad
   bodies; HTTP 429 (and 503) with ``Retry-After`` pause *all* workers for that long;
 * a resumed run skips every tile already stored or recorded as missing;
@@ -15,15 +16,19 @@ This is the only module of the package that touches the network.
 
 from __future__ import annotations
 
+import collections
 import email.utils
+import http.client
 import io
 import os
-import queue
 import random
+import re
 import shutil
 import sqlite3
+import ssl
 import threading
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -41,6 +46,7 @@ from .sources import Source
 USER_AGENT = (f"mapathon/{__version__} (offline imagery cache for a humanitarian OpenStreetMap mapathon; "
               "python-requests)")
 MAX_TILE_PIXELS = 4096 * 4096
+WRITER_POLL = 0.01  # seconds
 _DONE = object()
 
 
@@ -98,40 +104,195 @@ class BadBody(Exception):
     pass
 
 
+# A one-colour tile compresses to almost nothing: at most 0.04 byte per pixel in JPEG (even at quality
+# 100), PNG (any zlib level but 0) and WebP, 256- and 512-pixel tiles alike. Bodies below this density
+# (3 times that) are decoded to look for blank tiles; denser ones cannot be one colour, except a PNG
+# stored without compression, which is decoded too.
+BLANK_MAX_BYTES_PER_PIXEL = 0.125
+_PADDING = b"\x00\r\n\t "
+_JPEG_SOI_EOI = re.compile(rb"\xff[\xd8\xd9]")  # a regex: 3 times faster than two bytes.find here
+
+
+def _check_jpeg(body: bytes) -> tuple[int, int]:
+    """(width, height) of a JPEG with SOI, well-formed marker segments and one frame header (8-bit,
+    Huffman-coded baseline or progressive) before the first scan, EOI at the very end, no image boundary
+    between."""
+    n = len(body)
+    i = 2
+    size = None
+    while True:
+        if i + 4 > n:
+            raise BadBody("truncated JPEG (cut in its header)")
+        if body[i] != 0xFF:
+            raise BadBody(f"corrupt JPEG header (no marker at byte {i})")
+        m = body[i + 1]
+        if m == 0xFF:  # fill byte
+            i += 1
+            continue
+        if m == 0x01 or 0xD0 <= m <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        if m in (0xD8, 0xD9):
+            raise BadBody("corrupt JPEG header (an image boundary before any image data)")
+        length = (body[i + 2] << 8) | body[i + 3]
+        if length < 2:
+            raise BadBody("corrupt JPEG header (a segment of length < 2)")
+        if 0xC0 <= m <= 0xCF and m not in (0xC4, 0xC8, 0xCC):  # a frame header (SOFn)
+            if m not in (0xC0, 0xC1, 0xC2):
+                raise BadBody(f"a JPEG coded in a way tile viewers do not read (SOF{m - 0xC0})")
+            if size is not None or length < 8 or i + 10 > n:
+                raise BadBody("corrupt JPEG header (frame header)")
+            if body[i + 4] != 8 or body[i + 9] not in (1, 3, 4):
+                raise BadBody(f"a {body[i + 4]}-bit JPEG with {body[i + 9]} components is not a tile")
+            size = ((body[i + 7] << 8) | body[i + 8], (body[i + 5] << 8) | body[i + 6])
+        i += 2 + length
+        if m == 0xDA:  # start of scan: entropy-coded data follows
+            if size is None:
+                raise BadBody("corrupt JPEG header (no frame header before the image data)")
+            break
+    end = n
+    while end > i and body[end - 1] in _PADDING:
+        end -= 1
+    if end - i < 2 or body[end - 2:end] != b"\xff\xd9":
+        raise BadBody("truncated JPEG (no end-of-image marker)")
+    # 0xFF in entropy-coded data is always followed by 0x00 (or a restart marker), so SOI/EOI there mean
+    # another image's start or end: a cut body followed by something else
+    if _JPEG_SOI_EOI.search(body, i, end - 2):
+        raise BadBody("corrupt JPEG (an image boundary inside the image data)")
+    return size
+
+
+def _check_png(body: bytes) -> tuple[int, int, bool]:
+    """(width, height, stored without compression) of a PNG whose chunks are all whole with a correct CRC,
+    a valid IHDR first, IDAT present, up to IEND (what follows is ignored, as decoders do)."""
+    n = len(body)
+    view = memoryview(body)
+    i = 8
+    first = True
+    idat = stored = False
+    while True:
+        if i + 12 > n:
+            raise BadBody("truncated PNG (no IEND chunk)")
+        length = int.from_bytes(body[i:i + 4], "big")
+        kind = body[i + 4:i + 8]
+        end = i + 12 + length
+        if length > n or end > n:
+            raise BadBody(f"truncated PNG (its {kind.decode('latin-1')!r} chunk is cut)")
+        if zlib.crc32(view[i + 4:i + 8 + length]) != int.from_bytes(body[end - 4:end], "big"):
+            raise BadBody(f"corrupt PNG (bad CRC in its {kind.decode('latin-1')!r} chunk)")
+        if first:
+            if kind != b"IHDR" or length != 13:
+                raise BadBody("corrupt PNG (does not start with IHDR)")
+            w, h = int.from_bytes(body[i + 8:i + 12], "big"), int.from_bytes(body[i + 12:i + 16], "big")
+            depth, colour, compression, filters, interlace = body[i + 16:i + 21]
+            if depth not in _PNG_DEPTHS.get(colour, ()) or compression or filters or interlace > 1:
+                raise BadBody(f"corrupt PNG header ({depth}-bit, colour type {colour})")
+            first = False
+        if kind == b"IDAT" and not idat:
+            idat = True
+            # zlib header (2 bytes), then the first deflate block: BTYPE 00 is 'stored, not compressed'
+            stored = length < 3 or (body[i + 10] >> 1) & 3 == 0
+        i = end
+        if kind == b"IEND":
+            break
+    if not idat:
+        raise BadBody("corrupt PNG (no image data)")
+    return w, h, stored
+
+
+_PNG_DEPTHS = {0: (1, 2, 4, 8, 16), 2: (8, 16), 3: (1, 2, 4, 8), 4: (8, 16), 6: (8, 16)}  # colour type: bit depths
+
+
+def _check_webp(body: bytes) -> None:
+    """RIFF size equal to the body's, chunks that fill it exactly."""
+    n = len(body)
+    size = int.from_bytes(body[4:8], "little")
+    if size + 8 != n:
+        raise BadBody(f"truncated WebP (RIFF size {size + 8:,} bytes, body {n:,})" if size + 8 > n
+                      else "corrupt WebP (RIFF size smaller than the body)")
+    i = 12
+    if i + 8 > n:
+        raise BadBody("truncated WebP (no image chunk)")
+    while i < n:
+        if i + 8 > n:
+            raise BadBody("corrupt WebP (a chunk header is cut)")
+        length = int.from_bytes(body[i + 4:i + 8], "little")
+        i += 8 + length + (length & 1)
+        if i > n:
+            raise BadBody("truncated WebP (a chunk is cut)")
+
+
 def inspect_image(body: bytes) -> tuple[str, bool]:
-    """(format, blank) of a tile body, after decoding it fully; raises BadBody otherwise."""
+    """(format, blank) of a tile body; raises BadBody for anything that is not a whole JPEG/PNG/WebP tile.
+
+    Checks, without decoding the pixels: the format's signature and its structure to the last byte (JPEG
+    marker segments, frame header and end-of-image marker; PNG chunks with their CRCs, IHDR and IEND;
+    the WebP RIFF size and chunks), so a truncated or cut body is refused. Only bodies small enough to be
+    one flat colour (see BLANK_MAX_BYTES_PER_PIXEL), and WebP, go on to Pillow, which reads the header
+    and decodes the pixels to tell blank tiles (one colour, or fully transparent). A full decode costs
+    ~10 times all of this and does not catch more: JPEG decoders accept a cut stream given an end
+    marker, and changed bytes in the entropy-coded data decode to other pixels without an error.
+    """
     if not body:
         raise BadBody("empty body")
+    fmt = mbtiles.sniff_format(body, default=None)
+    if fmt is None:
+        head = body[:60].lstrip()
+        if head[:1] == b"<" or head[:1] == b"{":
+            raise BadBody("the server sent text (an error page?) instead of an image")
+        other = next((name for sig, name in _OTHER_FORMATS if body.startswith(sig)), None)
+        raise BadBody(f"{other} image, not JPEG/PNG/WebP" if other else "not an image (no JPEG/PNG/WebP signature)")
+    uncompressed, size = False, None
+    if fmt == "jpg":
+        size = _check_jpeg(body)
+    elif fmt == "png":
+        *size, uncompressed = _check_png(body)
+    else:
+        _check_webp(body)
+    if size is not None:
+        _check_size(*size)
+        if not uncompressed and len(body) > size[0] * size[1] * BLANK_MAX_BYTES_PER_PIXEL:
+            return fmt, False  # too much data to be one colour: no need to decode
+    # small enough to be blank (or WebP): Pillow reads the header, and decodes the pixels if it may be blank
     try:
         with Image.open(io.BytesIO(body)) as im:
-            fmt = mbtiles.FORMATS.get(im.format or "")
-            if fmt is None:
-                raise BadBody(f"{im.format or 'unknown'} image, not JPEG/PNG/WebP")
-            if im.width * im.height > MAX_TILE_PIXELS:
-                raise BadBody(f"a {im.width}x{im.height} image is not a tile")
-            if fmt == "jpg":
-                # decode at 1/8 scale (DCT scaling): every byte of the stream is still read and checked, a
-                # truncated or corrupt body still raises, in half the time of a full decode
-                im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
-            im.load()  # decodes everything: a truncated or corrupt body raises here
-            extrema = im.getextrema()
-            if im.mode in ("1", "L", "P", "I", "F"):
-                extrema = [extrema]
-            bands = im.getbands()
-            if "A" in bands and extrema[bands.index("A")][1] == 0:
-                return fmt, True  # fully transparent
-            if im.mode == "P":
-                blank = extrema[0][0] == extrema[0][1]
-            else:
-                blank = all(lo == hi for lo, hi in extrema)
-            return fmt, blank
+            if mbtiles.FORMATS.get(im.format or "") != fmt:
+                raise BadBody(f"not a valid image (read as {im.format or 'unknown'})")
+            _check_size(*im.size)
+            if not uncompressed and len(body) > im.width * im.height * BLANK_MAX_BYTES_PER_PIXEL:
+                return fmt, False
+            return fmt, _is_blank(im, fmt)
     except BadBody:
         raise
     except Exception as e:  # PIL raises many kinds for bad data
-        head = body[:60].lstrip()
-        if head[:1] == b"<" or head[:1] == b"{":
-            raise BadBody("the server sent text (an error page?) instead of an image") from None
         raise BadBody(f"not a valid image ({type(e).__name__}: {str(e)[:80]})") from None
+
+
+def _check_size(w: int, h: int) -> None:
+    if w * h > MAX_TILE_PIXELS:
+        raise BadBody(f"a {w}x{h} image is not a tile")
+    if w * h == 0:
+        raise BadBody("an image of no pixels")
+
+
+_OTHER_FORMATS = ((b"GIF8", "GIF"), (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"))
+
+
+def _is_blank(im: Image.Image, fmt: str) -> bool:
+    """Decode *im* (a small body) and tell whether it is one colour or fully transparent."""
+    if fmt == "jpg":
+        # decode at 1/8 scale (DCT scaling): enough to see one flat colour, in half the time of a full decode
+        im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
+    im.load()  # a corrupt body raises here
+    extrema = im.getextrema()
+    if not isinstance(extrema[0], tuple):  # one band: (lo, hi), not ((lo, hi), ...)
+        extrema = [extrema]
+    bands = im.getbands()
+    if "A" in bands and extrema[bands.index("A")][1] == 0:
+        return True  # fully transparent
+    if im.mode == "P":
+        return extrema[0][0] == extrema[0][1]
+    return all(lo == hi for lo, hi in extrema)
 
 
 def retry_after_seconds(value: str | None, default: float) -> float:
@@ -147,6 +308,74 @@ def retry_after_seconds(value: str | None, default: float) -> float:
         return max(0.0, when.timestamp() - time.time())
     except (TypeError, ValueError, IndexError):
         return default
+
+
+class _Unreachable(Exception):
+    """Connecting failed: nothing was sent."""
+
+
+class _ConnectTimeout(Exception):
+    pass
+
+
+class _Response:
+    """What a GET gave: status, headers (lower-case names), the whole body."""
+
+    __slots__ = ("status", "headers", "body")
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+
+
+class _Client:
+    """One worker's ``requests.Session``: kept-alive connections, the environment's proxies and CA bundle
+    read once (not on every request: that costs more than the request), no retries of its own (the
+    fetcher retries with backoff), redirects followed, a short body refused (urllib3 enforces
+    Content-Length)."""
+
+    def __init__(self, headers: dict[str, str], connect_timeout: float, read_timeout: float, probe_url: str):
+        s = self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=1, max_retries=0)
+        s.mount("http://", adapter)
+        s.mount("https://", adapter)
+        s.headers.update(headers)
+        s.proxies.update(requests.utils.get_environ_proxies(probe_url) if probe_url else {})
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        if bundle:
+            s.verify = bundle
+        s.trust_env = False
+        self.timeout = (connect_timeout, read_timeout)
+
+    def close(self) -> None:
+        self.session.close()
+
+    def get(self, url: str) -> _Response:
+        """GET *url*. Raises _Unreachable or _ConnectTimeout (connecting failed), TimeoutError (no answer
+        in time), ssl.SSLError, http.client.IncompleteRead (the connection broke, the body is short) or
+        OSError."""
+        try:
+            r = self.session.get(url, timeout=self.timeout)
+            body = r.content
+        except requests.exceptions.ConnectTimeout:
+            raise _ConnectTimeout() from None
+        except requests.exceptions.ReadTimeout:
+            raise TimeoutError() from None
+        except requests.exceptions.SSLError as e:
+            why = re.search(r"\[SSL: ([A-Z_]+)\][^')\]]*", str(e))
+            raise ssl.SSLError(why.group(0) if why else _short_conn_error(str(e))) from None
+        except requests.exceptions.ProxyError as e:
+            raise _Unreachable(f"proxy: {_short_conn_error(str(e))}") from None
+        except requests.exceptions.ConnectionError as e:
+            text = str(e)
+            if any(k in text for k in ("Connection refused", "Name or service not known", "NewConnectionError",
+                                       "Failed to resolve", "No route to host")):
+                raise _Unreachable(_short_conn_error(text)) from None
+            raise http.client.IncompleteRead(b"") from None
+        except requests.exceptions.ChunkedEncodingError:
+            raise http.client.IncompleteRead(b"") from None
+        except requests.exceptions.RequestException as e:
+            raise OSError(f"{type(e).__name__}: {str(e)[:80]}") from None
+        return _Response(r.status_code, {k.lower(): v for k, v in r.headers.items()}, body)
 
 
 class _Abort(Exception):
@@ -202,13 +431,12 @@ class Fetcher:
         self.host = host or "the server"
 
     # -- one tile ------------------------------------------------------------------------
-    def _get_tile(self, session: requests.Session, st: _State, z: int, x: int, y: int):
+    def _get_tile(self, client: _Client, st: _State, z: int, x: int, y: int):
         """('tile', body, fmt) | ('missing', reason) | ('failed', reason) | None when stopped."""
         url = self.source.tile_url(z, x, y)
         attempt = 0
         throttles = 0
         reason = "unknown error"
-        timeout = (self.opt.connect_timeout, self.opt.read_timeout)
         while True:
             st.wait_pause()
             if st.stop.is_set():
@@ -216,25 +444,21 @@ class Fetcher:
             retryable = True
             connect_error = False
             try:
-                r = session.get(url, timeout=timeout)
-                body = r.content
-            except requests.exceptions.ConnectTimeout:
+                r = client.get(url)
+            except _Unreachable as e:
+                reason, connect_error = f"cannot reach {self.host} ({e})", True
+            except _ConnectTimeout:
                 reason, connect_error = f"could not connect to {self.host} (timed out)", True
-            except requests.exceptions.ReadTimeout:
+            except TimeoutError:
                 reason = f"no answer within {self.opt.read_timeout:g} s (slow server)"
-            except requests.exceptions.ConnectionError as e:
-                text = str(e)
-                if "Connection refused" in text or "Name or service not known" in text or "NewConnectionError" in text \
-                        or "Failed to resolve" in text or "No route to host" in text:
-                    reason, connect_error = f"cannot reach {self.host} ({_short_conn_error(text)})", True
-                else:
-                    reason = "the connection broke during the download (truncated body)"
-            except requests.exceptions.ChunkedEncodingError:
+            except ssl.SSLError as e:
+                reason = f"secure connection to {self.host} failed ({type(e).__name__}: {str(e)[:80]})"
+            except (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionError):
                 reason = "the connection broke during the download (truncated body)"
-            except requests.exceptions.RequestException as e:
-                reason = f"request failed ({type(e).__name__})"
+            except (http.client.HTTPException, OSError) as e:
+                reason = f"request failed ({type(e).__name__}: {str(e)[:80]})"
             else:
-                status = r.status_code
+                status, body = r.status, r.body
                 if status == 200:
                     with st.lock:
                         st.bytes_received += len(body)
@@ -248,11 +472,11 @@ class Fetcher:
                         return ("tile", body, fmt)
                 elif status in (204, 404, 410):
                     return ("missing", "not-found")
-                elif status in (429, 503) and (status == 429 or r.headers.get("Retry-After")):
+                elif status in (429, 503) and (status == 429 or r.headers.get("retry-after")):
                     throttles += 1
                     with st.lock:
                         st.throttled += 1
-                    wait = retry_after_seconds(r.headers.get("Retry-After"),
+                    wait = retry_after_seconds(r.headers.get("retry-after"),
                                                self.opt.backoff * 2 ** min(throttles, 6))
                     if wait > self.opt.max_retry_after:
                         st.abort(f"{self.host} asks to wait {wait:,.0f} s before more requests (HTTP {status}); "
@@ -285,20 +509,11 @@ class Fetcher:
                 return None
 
     # -- threads -----------------------------------------------------------------------------
-    def _worker(self, st: _State, todo: list[tuple[int, int, int]], cursor: list[int], out: queue.Queue):
-        session = requests.Session()
-        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0)
-        session.mount("http://", adapter)
-        session.mount("https://", adapter)
-        session.headers.update({"User-Agent": self.opt.user_agent, "Accept": "image/*"})
-        # read the environment (proxies, CA bundle) once, not on every request: it costs more than the request
-        probe = self.source.tile_url(*todo[0]) if todo else ""
-        session.proxies.update(requests.utils.get_environ_proxies(probe) if probe else {})
-        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
-        if bundle:
-            session.verify = bundle
-        session.trust_env = False
+    def _worker(self, st: _State, todo: list[tuple[int, int, int]], cursor: list[int], out: collections.deque,
+                make_client: Callable[[], _Client]):
+        client = make_client()
         limit = self.opt.max_consecutive_failures or max(20, 3 * self.opt.workers)
+        backlog = 4 * self.opt.batch
         try:
             while not st.stop.is_set():
                 with st.lock:
@@ -307,7 +522,7 @@ class Fetcher:
                         return
                     cursor[0] = i + 1
                 z, x, y = todo[i]
-                res = self._get_tile(session, st, z, x, y)
+                res = self._get_tile(client, st, z, x, y)
                 if res is None:
                     return
                 with st.lock:
@@ -323,13 +538,15 @@ class Fetcher:
                         st.successes += 1
                     st.done += 1
                 if res[0] != "failed":
-                    out.put((z, x, y, res))
+                    out.append((z, x, y, res))
+                    while len(out) >= backlog and not st.stop.is_set():  # the writer is behind: wait for it
+                        time.sleep(WRITER_POLL)
         except Exception as e:  # a bug or an unexpected library error must not hang the run
             st.abort(f"download worker failed: {type(e).__name__}: {e}")
         finally:
-            session.close()
+            client.close()
 
-    def _writer(self, st: _State, conn: sqlite3.Connection, inbox: queue.Queue, result: FetchResult,
+    def _writer(self, st: _State, conn: sqlite3.Connection, inbox: collections.deque, result: FetchResult,
                 base_bytes: int):
         pending_tiles: list[tuple] = []
         pending_missing: list[tuple] = []
@@ -362,15 +579,14 @@ class Fetcher:
             pending_tiles, pending_missing = [], []
             last = time.monotonic()
 
-        finished = False
         try:
             while True:
                 try:
-                    item = inbox.get(timeout=0.2)
-                except queue.Empty:
+                    item = inbox.popleft()
+                except IndexError:
                     item = None
+                    time.sleep(WRITER_POLL)  # polling, not a wake-up per tile: no cost to the workers
                 if item is _DONE:
-                    finished = True
                     flush()
                     return
                 if item is not None:
@@ -396,9 +612,6 @@ class Fetcher:
                          "free some space and run the same command again to resume")
             else:
                 st.abort(f"{self.path}: cannot write the cache ({type(e).__name__}: {text})")
-            # keep draining so workers never block on a full queue
-            while not finished and inbox.get() is not _DONE:
-                pass
 
     # -- the run ---------------------------------------------------------------------------------
     def run(self, tiles: dict[int, tuple], estimate_bytes: int | None = None) -> FetchResult:
@@ -434,14 +647,19 @@ class Fetcher:
                     self.progress(0, 0, 0)
                 self._finish(conn, result, t0)
                 return result
+            headers = {"User-Agent": self.opt.user_agent, "Accept": "image/*"}
+            probe = self.source.tile_url(*todo[0])
+
+            def make_client() -> _Client:
+                return _Client(headers, self.opt.connect_timeout, self.opt.read_timeout, probe)
             mbtiles.set_metadata(conn, {"name": self.source.title, "format": None})
             st = _State(len(todo))
-            inbox: queue.Queue = queue.Queue(maxsize=4 * self.opt.batch)
+            inbox: collections.deque = collections.deque()  # workers append, the writer pops: no lock, no wake-up
             writer = threading.Thread(target=self._writer, args=(st, conn, inbox, result, base),
                                       name="mbtiles-writer", daemon=True)
             writer.start()
             cursor = [0]
-            workers = [threading.Thread(target=self._worker, args=(st, todo, cursor, inbox), daemon=True,
+            workers = [threading.Thread(target=self._worker, args=(st, todo, cursor, inbox, make_client), daemon=True,
                                         name=f"fetch-{i}") for i in range(min(self.opt.workers, len(todo)))]
             for w in workers:
                 w.start()
@@ -459,7 +677,7 @@ class Fetcher:
                 for w in workers:
                     w.join()
             finally:
-                inbox.put(_DONE)
+                inbox.append(_DONE)
                 writer.join()
             if self.progress and not result.interrupted:
                 self.progress(st.done, len(todo), result.bytes)
@@ -502,8 +720,8 @@ class Fetcher:
 
 
 def _short_conn_error(text: str) -> str:
-    for key in ("Connection refused", "Name or service not known", "Failed to resolve", "No route to host",
-                "timed out"):
+    for key in ("Connection refused", "Name or service not known", "Temporary failure in name resolution",
+                "No address associated with hostname", "No route to host", "Network is unreachable", "timed out"):
         if key in text:
             return key.lower()
     return "connection failed"

@@ -153,14 +153,15 @@ def refresh_metadata(conn: sqlite3.Connection, source=None, fmt: str | None = No
     return summ
 
 
-def sniff_format(data: bytes) -> str:
+def sniff_format(data: bytes, default: str | None = "jpg") -> str | None:
+    """The tile format from its first bytes: jpg, png or webp; else *default*."""
     if data[:3] == b"\xff\xd8\xff":
         return "jpg"
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return "png"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
-    return "jpg"
+    return default
 
 
 class Reader:
