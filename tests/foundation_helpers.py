@@ -120,15 +120,16 @@ def expected_tile_cover(aoi, zoom: int, min_overlap: float = 1.0) -> set[str]:
 _TEMPLATES: dict[str, Path] = {}
 
 
-def copy_project(src: Path, dest: Path) -> Path:
-    """An exact copy of a project (same site id, same events): its SQLite file, or its PostgreSQL schema."""
+def copy_project(src: Path, dest: Path, shared: bool = False) -> Path:
+    """An exact copy of a project (same site id, same events): its SQLite file, or its PostgreSQL schema
+    (*shared*: kept until the end of the session, for a module's fixture, instead of the test's end)."""
     dest.mkdir(parents=True)
     pointer = src / "mapathon.postgresql"
     if pointer.is_file():
         from conftest import PG_URL
         from mapathon import store
 
-        url = store.with_schema(PG_URL, f"t_{uuid.uuid4().hex[:12]}")
+        url = store.with_schema(PG_URL, f"{'tmpl' if shared else 't'}_{uuid.uuid4().hex[:12]}")
         with store.connect(pointer.read_text().strip()) as a, store.connect(url, create=True) as b:
             store.copy_data(a, b)
         (dest / "mapathon.postgresql").write_text(url + "\n")

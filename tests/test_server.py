@@ -19,6 +19,8 @@ import requests
 from conftest import Cli
 from foundation_helpers import copy_project, query, village_template
 
+pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
+
 TOKEN = "organizer-secret-for-tests"
 OSM = b"""<?xml version='1.0' encoding='UTF-8'?>
 <osm version='0.6' generator='JOSM'>
@@ -96,16 +98,28 @@ class RoomServer:
         return {"X-Organizer-Token": self.token}
 
 
-def make_project(tmp_path_factory, name: str = "srv") -> Path:
-    folder = copy_project(village_template(tmp_path_factory, 16), tmp_path_factory.mktemp(name) / "p")
+def make_project(tmp_path_factory, name: str = "srv", shared: bool = False) -> Path:
+    folder = copy_project(village_template(tmp_path_factory, 16), tmp_path_factory.mktemp(name) / "p",
+                          shared=shared)
     Cli(folder)("volunteer", "add", "Fanta", "--validator", "--as", "Mariam")
     return folder
 
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    with RoomServer(make_project(tmp_path_factory)) as s:
-        yield s
+def _servers():
+    """One room server per backend for the module's tests, stopped at the end of the module."""
+    running: dict[str, RoomServer] = {}
+    yield running
+    for s in running.values():
+        s.__exit__(None, None, None)
+
+
+@pytest.fixture
+def srv(backend, tmp_path_factory, _servers):
+    if backend not in _servers:
+        folder = make_project(tmp_path_factory, shared=True)
+        _servers[backend] = RoomServer(folder).__enter__()
+    return _servers[backend]
 
 
 def state(folder: Path, task_id: int) -> tuple:

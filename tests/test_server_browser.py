@@ -21,9 +21,10 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--headless", "--disable-background-net
 # temporary folder, so that running the tests never changes the repository.
 DOCS_IMG = Path(__file__).parent.parent / "docs" / "img"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
-                                reason="no /usr/bin/chromium: install Debian's chromium (apt-get install chromium) "
-                                       "to run the browser test")
+pytestmark = [pytest.mark.skipif(not CHROMIUM.exists(),
+                                 reason="no /usr/bin/chromium: install Debian's chromium (apt-get install chromium) "
+                                        "to run the browser test"),
+              pytest.mark.backends]  # on SQLite and on PostgreSQL (conftest)
 
 
 @pytest.fixture(scope="module")
@@ -35,24 +36,38 @@ def browser():
         b.close()
 
 
+def _evening(tmp_path_factory) -> RoomServer:
+    s = RoomServer(make_project(tmp_path_factory, "browser", shared=True)).__enter__()
+    # an evening under way around Dianguirdé: squares validated, mapped, sent back, being mapped
+    plan = [("Awa", 172, "validated"), ("Bakary", 173, "validated"), ("Sira", 146, "mapped"),
+            ("Oumar", 147, "mapped"), ("Ali", 224, "mapped"), ("Ina", 174, "invalidated"),
+            ("Kadi", 225, "locked"), ("Moussa", 250, "locked")]
+    fanta = s.join("Fanta")
+    for name, task, end in plan:
+        h = s.join(name)
+        assert s.post(f"/api/tasks/{task}/claim", headers=h).status_code == 200
+        if end != "locked":
+            assert s.post(f"/api/tasks/{task}/done", headers=h).status_code == 200
+        if end in ("validated", "invalidated"):
+            r = s.post(f"/api/tasks/{task}/validate", headers=fanta, json={"accept": end == "validated"})
+            assert r.status_code == 200
+    return s
+
+
 @pytest.fixture(scope="module")
-def room(tmp_path_factory):
-    folder = make_project(tmp_path_factory, "browser")
-    with RoomServer(folder) as s:
-        # an evening under way around Dianguirdé: squares validated, mapped, sent back, being mapped
-        plan = [("Awa", 172, "validated"), ("Bakary", 173, "validated"), ("Sira", 146, "mapped"),
-                ("Oumar", 147, "mapped"), ("Ali", 224, "mapped"), ("Ina", 174, "invalidated"),
-                ("Kadi", 225, "locked"), ("Moussa", 250, "locked")]
-        fanta = s.join("Fanta")
-        for name, task, end in plan:
-            h = s.join(name)
-            assert s.post(f"/api/tasks/{task}/claim", headers=h).status_code == 200
-            if end != "locked":
-                assert s.post(f"/api/tasks/{task}/done", headers=h).status_code == 200
-            if end in ("validated", "invalidated"):
-                r = s.post(f"/api/tasks/{task}/validate", headers=fanta, json={"accept": end == "validated"})
-                assert r.status_code == 200
-        yield s
+def _rooms():
+    """One room per backend for the module's tests, stopped at the end of the module."""
+    running: dict[str, RoomServer] = {}
+    yield running
+    for s in running.values():
+        s.__exit__(None, None, None)
+
+
+@pytest.fixture
+def room(backend, tmp_path_factory, _rooms):
+    if backend not in _rooms:
+        _rooms[backend] = _evening(tmp_path_factory)
+    return _rooms[backend]
 
 
 @pytest.fixture
