@@ -328,6 +328,20 @@ def transaction(conn, immediate: bool = True) -> Iterator[Any]:
         conn.execute("COMMIT")
 
 
+@contextlib.contextmanager
+def savepoint(conn, name: str) -> Iterator[Any]:
+    """All or nothing inside an open transaction (``SAVEPOINT``), as :func:`transaction` is for a whole one."""
+    conn.execute(f"SAVEPOINT {name}")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
+        conn.execute(f"RELEASE SAVEPOINT {name}")
+        raise
+    else:
+        conn.execute(f"RELEASE SAVEPOINT {name}")
+
+
 # -- PostgreSQL ------------------------------------------------------------------------------------
 
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")

@@ -95,6 +95,14 @@ def pg_schemas() -> set[str]:
         return {r[0] for r in c.execute("SELECT nspname FROM pg_namespace")}
 
 
+def drop_schemas(names) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as c:
+        for schema in sorted(names):
+            c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "backends: run each test on SQLite and on PostgreSQL")
     config.addinivalue_line("markers", "sqlite_only: a test about the SQLite file itself")
@@ -123,23 +131,15 @@ def backend(request, monkeypatch):
     try:
         yield name
     finally:
-        import psycopg
-
-        with psycopg.connect(PG_URL, autocommit=True) as c:
-            for schema in sorted(pg_schemas() - before):
-                if schema.startswith("tmpl_"):  # a template shared by the session's tests (foundation_helpers)
-                    _pg_state.setdefault("templates", set()).add(schema)
-                else:
-                    c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        made = pg_schemas() - before
+        # templates are shared by the session's tests (foundation_helpers): dropped at its end
+        _pg_state.setdefault("templates", set()).update(s for s in made if s.startswith("tmpl_"))
+        drop_schemas(s for s in made if not s.startswith("tmpl_"))
 
 
 def pytest_sessionfinish(session):
     if _pg_state.get("templates"):
-        import psycopg
-
-        with psycopg.connect(PG_URL, autocommit=True) as c:
-            for schema in sorted(_pg_state["templates"]):
-                c.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        drop_schemas(_pg_state["templates"])
 
 
 def have(tool: str) -> bool:

@@ -13,7 +13,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import PG_URL, VILLAGES_CSV, Cli, pg_available, pg_schemas
+from conftest import PG_URL, VILLAGES_CSV, Cli, drop_schemas, pg_available, pg_schemas
 from foundation_helpers import assert_error
 
 from mapathon import store
@@ -29,9 +29,7 @@ def schemas(monkeypatch):
     monkeypatch.delenv("MAPATHON_DB", raising=False)
     before = pg_schemas()
     yield
-    with psycopg.connect(PG_URL, autocommit=True) as c:
-        for s in pg_schemas() - before:
-            c.execute(f'DROP SCHEMA "{s}" CASCADE')
+    drop_schemas(pg_schemas() - before)
 
 
 def _init(folder, *db, name="Dianguirdé", ok=True):

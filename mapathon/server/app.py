@@ -57,7 +57,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from .. import __version__, events
+from .. import __version__, events, store
 from ..errors import ForbiddenTransition, MapathonError
 from ..project import Project, open_project
 
@@ -102,21 +102,7 @@ class _WriterProject(Project):
     grouped = False
 
     def transaction(self):
-        return _savepoint(self.conn, "mapathon_tx") if self.grouped else super().transaction()
-
-
-@contextlib.contextmanager
-def _savepoint(conn, name: str):
-    """All or nothing inside an open transaction, like ``store.transaction`` for a whole one."""
-    conn.execute(f"SAVEPOINT {name}")
-    try:
-        yield conn
-    except BaseException:
-        conn.execute(f"ROLLBACK TO SAVEPOINT {name}")
-        conn.execute(f"RELEASE SAVEPOINT {name}")
-        raise
-    else:
-        conn.execute(f"RELEASE SAVEPOINT {name}")
+        return store.savepoint(self.conn, "mapathon_tx") if self.grouped else super().transaction()
 
 
 class _Change:
