@@ -83,24 +83,33 @@ def record(
     ts: datetime | None = None,
 ) -> str:
     """Append one event; the caller holds the write transaction. Returns the event id."""
-    eid = str(uuid.uuid4())
-    conn.execute(
+    return record_many(conn, site, [dict(actor=actor, action=action, task=task, from_state=from_state,
+                                         to_state=to_state, comment=comment, data=data)], ts)[0]
+
+
+def record_many(conn: sqlite3.Connection, site: str, items: list[dict], ts: datetime | None = None) -> list[str]:
+    """Append events in this order, one statement for all (the caller holds the write transaction).
+    Each item has the keyword arguments of :func:`record` but *ts*; their time stamps follow one another
+    from :func:`causal_ts`. Returns the event ids."""
+    if not items:
+        return []
+    stamp = causal_ts(conn, ts)
+    rows, ids = [], []
+    for i, it in enumerate(items):
+        if i:  # strictly after the one before, as if recorded one by one
+            stamp = iso(parse_iso(stamp) + timedelta(microseconds=1))
+        eid = str(uuid.uuid4())
+        ids.append(eid)
+        data = it.get("data")
+        rows.append((eid, site, stamp, it["actor"], it["action"], it.get("task"), it.get("from_state"),
+                     it.get("to_state"), it.get("comment"),
+                     json.dumps(data, ensure_ascii=False, sort_keys=True) if data else None))
+    conn.executemany(
         """INSERT INTO events (id, site, lamport, ts, actor, action, task, from_state, to_state, comment, data)
            VALUES (?, ?, (SELECT COALESCE(MAX(lamport), 0) + 1 FROM events), ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (
-            eid,
-            site,
-            causal_ts(conn, ts),
-            actor,
-            action,
-            task,
-            from_state,
-            to_state,
-            comment,
-            json.dumps(data, ensure_ascii=False, sort_keys=True) if data else None,
-        ),
+        rows,
     )
-    return eid
+    return ids
 
 
 def task_events(conn: sqlite3.Connection, keys: list[str]) -> list[Event]:

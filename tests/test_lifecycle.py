@@ -433,3 +433,112 @@ def test_one_event_per_change_with_states_actor_time_and_unique_id(cli, proj):
     n = len(ids)
     cli("validate", "15", "--as", "Vera", "--accept", ok=False)
     assert len(query(proj, "SELECT id FROM events")) == n
+
+
+# -- many at once (what the room server does when a whole room asks) -----------------------------------------------
+
+
+def _outcome(x):
+    return ("task", x.id, x.state, x.locked_by) if isinstance(x, lifecycle.Task) else ("error", type(x), str(x))
+
+
+def _log(folder):
+    """The task changes recorded: what, on which task, by whom (not the time stamps)."""
+    return [tuple(r) for r in query(folder, "SELECT action, task, actor, from_state, to_state, data FROM events "
+                                            "WHERE task IS NOT NULL ORDER BY seq")]
+
+
+def _tasks(folder):
+    return [tuple(r) for r in query(folder, "SELECT id, state, locked_by, lock_expires, unlock_state FROM tasks "
+                                            "ORDER BY id")]
+
+
+NOW = datetime.now(timezone.utc).replace(microsecond=0)
+
+
+def _two_copies(proj, tmp_path):
+    """Two copies of a project in the middle of an evening: locks, MAPPED, INVALIDATED tasks."""
+    cli = Cli(proj)
+    for tid in (30, 40, 50):
+        cli("claim", str(tid), "--as", "Awa")
+        cli("done", str(tid), "--as", "Awa")
+    cli("validate", "40", "--as", "Vera", "--reject")
+    cli("claim", "2", "--as", "Awa")
+    cli("claim", "--next", "--as", "Bakary", "--village", "Torodo")
+    return copy_project(proj, tmp_path / "one-by-one"), copy_project(proj, tmp_path / "together")
+
+
+def test_claim_next_many_chooses_as_one_by_one(proj, tmp_path):
+    """Asked together, the tasks given, the refusals and the log are those of the same asks one after the
+    other; a refused ask changes nothing."""
+    a, b = _two_copies(proj, tmp_path)
+    asks = [("Sira", None), ("Awa", None),  # Awa holds task 2: refused
+            ("Tenin", "torodo"), ("Sira", None),  # Sira got one just before: refused
+            ("Umar", "Paris"),  # no such village
+            ("", None),  # no name
+            *[(f"Vol {i}", None) for i in range(20)], ("Wassa", "Dianguirdé")]
+    with open_project(a) as p:
+        one = []
+        for name, village in asks:
+            try:
+                one.append(lifecycle.claim_next(p, name, village=village, now=NOW))
+            except Exception as e:  # noqa: BLE001 - compared below
+                one.append(e)
+    with open_project(b) as p:
+        together = lifecycle.claim_next_many(p, asks, now=NOW)
+    assert [_outcome(x) for x in together] == [_outcome(x) for x in one]
+    assert sum(isinstance(x, lifecycle.Task) for x in together) == 23
+    assert isinstance(together[1], lifecycle.ForbiddenTransition) and "already holds task 2" in str(together[1])
+    assert "no such village" in str(together[4]) and "a volunteer name is needed" in str(together[5])
+    assert together[0].id == 40  # the INVALIDATED task first
+    assert _log(b) == _log(a)
+    assert _tasks(b) == _tasks(a)
+    # nobody was registered by a refused ask
+    assert not query(b, "SELECT 1 FROM volunteers WHERE name IN ('Umar', '')")
+
+
+def test_claim_many_refuses_as_one_by_one(proj, tmp_path):
+    a, b = _two_copies(proj, tmp_path)
+    key7 = query(a, "SELECT key FROM tasks WHERE id = 7")[0][0]
+    asks = [(7, "Sira"), (key7, "Tenin"),  # the same task twice: the second is refused
+            (30, "Vera"),  # MAPPED: Vera validates it
+            (50, "Sira"),  # MAPPED, Sira is no validator (and holds 7 by now)
+            (8, "Sira"),  # holds 7
+            (99999, "Umar"), ("16/1/1", "Umar"),  # no such task
+            (2, "Bakary"),  # locked by Awa
+            (9, "Bakary"),  # Bakary holds a Torodo task
+            (11, "Awa"), (12, "Xalil")]
+    with open_project(a) as p:
+        one = []
+        for ref, name in asks:
+            try:
+                one.append(lifecycle.claim(p, ref, name, now=NOW))
+            except Exception as e:  # noqa: BLE001 - compared below
+                one.append(e)
+    with open_project(b) as p:
+        together = lifecycle.claim_many(p, asks, now=NOW)
+    assert [_outcome(x) for x in together] == [_outcome(x) for x in one]
+    assert [isinstance(x, lifecycle.Task) for x in together] == [True, False, True, False, False, False, False,
+                                                                 False, False, False, True]
+    assert together[2].state == "LOCKED_FOR_VALIDATION" and "locked by Sira" in str(together[1])
+    assert _log(b) == _log(a)
+    assert _tasks(b) == _tasks(a)
+
+
+def test_events_recorded_together_follow_one_another(proj):
+    from mapathon import events
+
+    Cli(proj)("claim", "3", "--as", "Awa")
+    with open_project(proj) as p, p.transaction():
+        ids = events.record_many(p.conn, p.site, [dict(actor="Awa", action="note", task=f"t{i}") for i in range(5)],
+                                 datetime(2020, 1, 1, tzinfo=timezone.utc))
+    rows = query(proj, "SELECT id, lamport, ts FROM events ORDER BY seq")[-5:]
+    assert [r[0] for r in rows] == ids
+    lamports = [r[1] for r in rows]
+    assert lamports == list(range(lamports[0], lamports[0] + 5))
+    stamps = [r[2] for r in rows]
+    # asked for 2020, but after every task change already there (the claim, today), one microsecond apart
+    claimed = query(proj, "SELECT ts FROM events WHERE action = 'claim.mapping'")[0][0]
+    assert stamps == sorted(set(stamps)) and stamps[0] > claimed
+    assert all((datetime.fromisoformat(y[:-1]) - datetime.fromisoformat(x[:-1])).microseconds == 1
+               for x, y in zip(stamps, stamps[1:]))

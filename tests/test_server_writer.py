@@ -35,14 +35,16 @@ def folder(tmp_path_factory):
 
 
 def in_one_group(room: Room, changes: list, monkeypatch) -> list:
-    """Run *changes* (functions of the project) queued together behind a change that holds the writer,
-    so that they form one group. Returns each one's result or exception."""
+    """Run *changes* (functions of the project, or (batch function, argument) for Room.change_batched)
+    queued together behind a change that holds the writer, so that they form one group. Returns each
+    one's result or exception."""
     monkeypatch.setattr(server_app, "GROUP_SECONDS", 60.0)  # no deadline in a test, however slow the machine
     hold = threading.Event()
 
     async def main():
         blocker = asyncio.ensure_future(room.write(lambda p: hold.wait(30)))
-        tasks = [asyncio.ensure_future(room.change(fn)) for fn in changes]
+        tasks = [asyncio.ensure_future(room.change_batched(*fn) if isinstance(fn, tuple) else room.change(fn))
+                 for fn in changes]
         await asyncio.sleep(0.05)  # every change is in the queue
         hold.set()
         await asyncio.wait_for(blocker, 60)
@@ -271,3 +273,49 @@ def test_a_group_waits_for_another_process_holding_the_database(folder):
         room.close()
         other.close()
     assert holder(folder, 10) == ("LOCKED_FOR_MAPPING", "Awa")
+
+
+def claims_together(calls: list, fail_when_more_than: int | None = None):
+    """A batch function for Room.change_batched: claims [(name, task id)] with lifecycle.claim_many and
+    notes each call; it fails below the rules when given more than *fail_when_more_than* at once."""
+
+    def batch(p, asks):
+        calls.append(list(asks))
+        if fail_when_more_than is not None and len(asks) > fail_when_more_than:
+            lifecycle.claim(p, 40, "Awa")  # written, then a bug: must not stay
+            raise RuntimeError("a bug")
+        return [t.locked_by if isinstance(t, lifecycle.Task) else t
+                for t in lifecycle.claim_many(p, [(tid, name) for name, tid in asks])]
+
+    return batch
+
+
+@pytest.mark.backends
+def test_changes_of_one_kind_queued_together_run_in_one_call(folder, monkeypatch):
+    room, calls = Room(folder), []
+    batch = claims_together(calls)
+    out = in_one_group(room, [claim(10, "Awa"), (batch, ("Bala", 11)), (batch, ("Chaka", 11)), (batch, ("Dado", 12)),
+                              claim(13, "Ema"), (batch, ("Fodé", 14))], monkeypatch)
+    # those queued one behind the other go together; another change in between starts a new call
+    assert calls == [[("Bala", 11), ("Chaka", 11), ("Dado", 12)], [("Fodé", 14)]]
+    assert out[:4] == ["Awa", "Bala", out[2], "Dado"] and out[4:] == ["Ema", "Fodé"]
+    assert isinstance(out[2], ForbiddenTransition) and "locked by Bala" in str(out[2])  # refused alone
+    assert room.stats == {"groups": 1, "grouped changes": 6}
+    assert [holder(folder, t) for t in (10, 11, 12, 13, 14)] == [("LOCKED_FOR_MAPPING", n) for n in
+                                                                 ("Awa", "Bala", "Dado", "Ema", "Fodé")]
+    assert events(folder) == [(key(folder, t), n) for t, n in
+                              [(10, "Awa"), (11, "Bala"), (12, "Dado"), (13, "Ema"), (14, "Fodé")]]
+
+
+@pytest.mark.backends
+def test_a_batch_that_fails_is_redone_one_by_one(folder, monkeypatch):
+    room, calls = Room(folder), []
+    batch = claims_together(calls, fail_when_more_than=1)
+    out = in_one_group(room, [claim(10, "Awa"), (batch, ("Bala", 11)), (batch, ("Chaka", 11)), (batch, ("Dado", 12))],
+                       monkeypatch)
+    assert calls == [[("Bala", 11), ("Chaka", 11), ("Dado", 12)], [("Bala", 11)], [("Chaka", 11)], [("Dado", 12)]]
+    assert out[0] == "Awa" and out[1] == "Bala" and out[3] == "Dado"
+    assert isinstance(out[2], ForbiddenTransition)
+    assert room.stats["groups redone"] == 1
+    assert holder(folder, 40) == ("READY", None)  # what the failed call wrote is gone
+    assert events(folder) == [(key(folder, t), n) for t, n in [(10, "Awa"), (11, "Bala"), (12, "Dado")]]

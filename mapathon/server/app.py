@@ -108,11 +108,20 @@ class _WriterProject(Project):
 class _Change:
     """A change waiting for the writer thread, then its outcome."""
 
-    __slots__ = ("fn", "args", "kw", "grouped", "loop", "future", "ok", "value")
+    __slots__ = ("fn", "args", "kw", "grouped", "batch", "loop", "future", "ok", "value")
 
-    def __init__(self, fn, args, kw, grouped, loop, future):
+    def __init__(self, fn, args, kw, grouped, loop, future, batch=None):
         self.fn, self.args, self.kw, self.grouped, self.loop, self.future = fn, args, kw, grouped, loop, future
+        self.batch = batch  # see Room.change_batched
         self.ok, self.value = False, None
+
+
+def _one_of(p, batch, arg):
+    """A batched change run on its own: its outcome, raised when it is an error."""
+    got = batch(p, [arg])[0]
+    if isinstance(got, BaseException):
+        raise got
+    return got
 
 
 _STOP = object()
@@ -170,18 +179,26 @@ class Room:
         ``fn`` may run a second time, alone, if its group had to be rolled back."""
         return await self._submit(True, fn, args, kw)
 
+    async def change_batched(self, batch, arg):
+        """Like :meth:`change`, for a change that many people ask for at once ("give me a task"):
+        ``batch(project, [arg, ...])`` takes the *arg* of every such change queued one behind the
+        other and returns, in the same order, each one's outcome (a value, or the exception that
+        refuses it, having changed nothing for it). They share one savepoint; *batch* must be the
+        same function object for all the changes that may go together."""
+        return await self._submit(True, _one_of, (batch, arg), {}, batch)
+
     async def read(self, fn, *args, **kw):
         """``fn(project, ...)`` in a reader thread."""
         return await asyncio.wrap_future(self._readers.submit(self._call, fn, args, kw))
 
-    async def _submit(self, grouped: bool, fn, args, kw):
+    async def _submit(self, grouped: bool, fn, args, kw, batch=None):
         if self._writer is None:
             with self._writer_lock:
                 if self._writer is None:
                     self._writer = threading.Thread(target=self._write_loop, name="mapathon-write", daemon=True)
                     self._writer.start()
         loop = asyncio.get_running_loop()
-        item = _Change(fn, args, kw, grouped, loop, loop.create_future())
+        item = _Change(fn, args, kw, grouped, loop, loop.create_future(), batch)
         self._queue.put(item)
         return await item.future
 
@@ -238,23 +255,35 @@ class Room:
         except Exception as e:  # noqa: BLE001 - e.g. another process held the database past the busy timeout
             first.value = e
             return [first], None
-        batch, held, ok = [first], None, True
+        batch: list[_Change] = []
+        held, ok, item = None, True, first
         deadline = time.perf_counter() + GROUP_SECONDS
         while True:
-            if not self._run_in_savepoint(p, batch[-1]):
+            if item.batch is None:
+                batch.append(item)
+                ran = self._run_in_savepoint(p, item)
+            else:  # the same kind of change queued behind it goes with it, in one call
+                run = [item]
+                while len(batch) + len(run) < GROUP_MAX:
+                    nxt = self._next_queued()
+                    if nxt is None:
+                        break
+                    if nxt is _STOP or nxt.batch is not item.batch:
+                        held = nxt
+                        break
+                    run.append(nxt)
+                batch.extend(run)
+                ran = self._run_batch_in_savepoint(p, run)
+            if not ran:
                 ok = False
                 break
             if len(batch) >= GROUP_MAX or time.perf_counter() >= deadline:
                 break
-            try:
-                nxt = self._queue.get_nowait()
-            except queue.Empty:
+            if held is None:
+                held = self._next_queued()
+            if held is None or held is _STOP or not held.grouped:
                 break
-            if nxt is _STOP or not nxt.grouped:
-                held = nxt
-                break
-            if not nxt.future.cancelled():
-                batch.append(nxt)
+            item, held = held, None
         if ok:
             try:
                 p.conn.execute("COMMIT")
@@ -271,6 +300,42 @@ class Room:
             for item in batch:
                 self._run_alone(p, item)
         return batch, held
+
+    def _next_queued(self) -> object:
+        """The next item waiting in the queue that is still wanted, or None when there is none."""
+        while True:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                return None
+            if nxt is _STOP or not nxt.future.cancelled():
+                return nxt
+
+    @staticmethod
+    def _run_batch_in_savepoint(p: _WriterProject, run: list[_Change]) -> bool:
+        """Run changes of one kind together (see :meth:`change_batched`) in one savepoint; False when
+        the group must be given up (as for :meth:`_run_in_savepoint`)."""
+        try:
+            p.conn.execute("SAVEPOINT mapathon_change")
+        except Exception:  # noqa: BLE001
+            return False
+        p.grouped = True
+        try:
+            outcomes = run[0].batch(p, [it.args[1] for it in run])
+        except BaseException:  # noqa: BLE001 - run again alone, where each gets its error
+            return False
+        finally:
+            p.grouped = False
+        if len(outcomes) != len(run):
+            return False
+        for it, got in zip(run, outcomes):
+            it.ok = not isinstance(got, BaseException)
+            it.value = got
+        try:
+            p.conn.execute("RELEASE SAVEPOINT mapathon_change")
+        except Exception:  # noqa: BLE001
+            return False
+        return True
 
     @staticmethod
     def _run_in_savepoint(p: _WriterProject, item: _Change) -> bool:
@@ -458,6 +523,10 @@ def _tile_service(folder: Path):
     return TileService(folder)
 
 
+def _no_task(task_id: int) -> HTTPException:
+    return HTTPException(status_code=404, detail=f"task {task_id}: no such task")
+
+
 def _h(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -561,12 +630,20 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
     # -- who is asking (these run in the database threads) -----------------------------------------------------
 
     def volunteer(p: Project, token: str) -> str:
-        if not token:
-            raise _err(401, "sign in first: type your name")
-        row = p.conn.execute("SELECT volunteer FROM room_sessions WHERE token_hash = ?", (_h(token),)).fetchone()
-        if row is None:
-            raise _err(401, "this browser's sign-in is not known here any more; type your name again")
-        return row[0]
+        got = volunteers_of(p, [token])[0]
+        if isinstance(got, HTTPException):
+            raise got
+        return got
+
+    def volunteers_of(p: Project, tokens: list[str]) -> list:
+        """For each session token, the name it is signed in as, or the HTTP error that refuses it."""
+        hashes = sorted({_h(t) for t in tokens if t})
+        known = dict(p.conn.execute(f"SELECT token_hash, volunteer FROM room_sessions WHERE token_hash IN "
+                                    f"({','.join('?' * len(hashes))})", hashes).fetchall()) if hashes else {}
+        return [_err(401, "sign in first: type your name") if not t
+                else known.get(_h(t)) or _err(401, "this browser's sign-in is not known here any more; "
+                                                   "type your name again")
+                for t in tokens]
 
     def organizer(p: Project, org_ok: bool, token: str) -> str:
         from ..tasks import volunteers
@@ -586,7 +663,7 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
 
     def exists(p: Project, task_id: int) -> None:
         if not p.conn.execute("SELECT 1 FROM tasks WHERE id = ?", (task_id,)).fetchone():
-            raise _err(404, f"task {task_id}: no such task")
+            raise _no_task(task_id)
 
     def sess(request: Request) -> str:
         return request.headers.get("x-session", "")
@@ -765,10 +842,49 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
 
         return JSONResponse(await room.read(do))
 
+    def for_signed_in(p: Project, asks: list[tuple[str, object]], many) -> list:
+        """[(session token, x)] -> for each, the task JSON from ``many(p, [(name, x), ...])`` (a
+        lifecycle function for many volunteers at once) or the error that refuses it."""
+        who = volunteers_of(p, [token for token, _ in asks])
+        mine = [i for i, w in enumerate(who) if isinstance(w, str)]
+        got = many(p, [(who[i], asks[i][1]) for i in mine])
+        out = list(who)
+        for i, t in zip(mine, got):
+            out[i] = t if isinstance(t, BaseException) else _task_json(t)
+        return out
+
+    def claim_next_batch(p: Project, asks: list[tuple[str, str | None]]) -> list:
+        """ "Give me a task" for several browsers at once: [(session token, village)]."""
+        from ..tasks import lifecycle
+
+        return for_signed_in(p, asks, lifecycle.claim_next_many)
+
+    def claim_batch(p: Project, asks: list[tuple[str, int]]) -> list:
+        """Claims of named tasks for several browsers at once: [(session token, task id)]."""
+        from ..tasks import lifecycle
+
+        ids = sorted({tid for _, tid in asks})
+        there = {r[0] for r in p.conn.execute(f"SELECT id FROM tasks WHERE id IN ({','.join('?' * len(ids))})", ids)}
+
+        def many(p: Project, named: list[tuple[str, int]]) -> list:
+            out: list = [_no_task(tid) for _, tid in named]
+            keep = [j for j, (_, tid) in enumerate(named) if tid in there]
+            for j, t in zip(keep, lifecycle.claim_many(p, [(named[j][1], named[j][0]) for j in keep])):
+                out[j] = t
+            return out
+
+        return for_signed_in(p, asks, many)
+
     async def act(fn_name: str, task_id: int | None, token: str, **kw) -> dict:
         """A lifecycle change by the volunteer signed in with *token* (the lifecycle decides whether
         they may). Also answers the fast path's requests (see _RoomApp)."""
         from ..tasks import lifecycle
+
+        # what a whole room asks at once: run together (Room.change_batched)
+        if fn_name == "claim_next":
+            return await room.change_batched(claim_next_batch, (token, kw.get("village")))
+        if fn_name == "claim":
+            return await room.change_batched(claim_batch, (token, task_id))
 
         def do(p: Project):
             name = volunteer(p, token)

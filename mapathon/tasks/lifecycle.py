@@ -17,6 +17,8 @@ at the start of every change, by the actor ``system``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import itertools
 import math
 import sqlite3
 from dataclasses import dataclass
@@ -25,7 +27,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import shapely
 
-from .. import events, geo
+from .. import events, geo, names
 from ..errors import ForbiddenTransition, MapathonError
 from ..project import Project
 from . import volunteers
@@ -111,6 +113,14 @@ def get_task(project: Project, ref: str | int) -> Task:
             raise MapathonError(f"task {text}: the project has no tasks yet; run 'mapathon grid' first")
         raise MapathonError(f"task {text}: no such task (give its number or its z/x/y address)")
     return _task(row)
+
+
+def get_tasks(project: Project, ids: list[int]) -> dict[int, Task]:
+    """Tasks by number, read with one statement: {id: Task} (numbers that are not tasks are left out)."""
+    if not ids:
+        return {}
+    marks = ",".join("?" * len(ids))
+    return {r["id"]: _task(r) for r in project.conn.execute(_TASK_SELECT + f" WHERE t.id IN ({marks})", list(ids))}
 
 
 def list_tasks(project: Project, state: str | None = None, village: str | None = None) -> list[Task]:
@@ -249,41 +259,127 @@ def claim(
     """Lock a task: for mapping when READY/INVALIDATED, for validation when MAPPED."""
     hours = _lock_hours(hours)
     with project.transaction():
-        expire_locks(project, now)
-        vol, _ = volunteers.ensure(project, actor)
-        task = get_task(project, ref)
-        return _claim(project, task, vol, hours, comment, now)
+        got = _claim_many(project, [(ref, actor)], hours, comment, now)[0]
+        if isinstance(got, Exception):
+            raise got
+        return got
 
 
-def _claim(project, task: Task, vol: volunteers.Volunteer, hours: float, comment, now) -> Task:
-    when = _now(now)
-    expires = events.iso(when + timedelta(hours=hours))
+def claim_many(
+    project: Project,
+    asks: list[tuple[str | int, str]],
+    *,
+    hours: float = DEFAULT_LOCK_HOURS,
+    now: datetime | None = None,
+) -> list[Task | MapathonError]:
+    """:func:`claim` for several (task, volunteer) at once, in this order, with one statement for
+    each kind of read and write: what a room server needs when a room claims at the same moment.
+    Returns, for each ask, its task or the error that refused it (a refused ask changes nothing)."""
+    hours = _lock_hours(hours)
+    with project.transaction():
+        return _claim_many(project, asks, hours, None, now)
+
+
+def _claim_many(project: Project, asks: list, hours: float, comment: str | None, now) -> list:
+    """:func:`claim_many` inside the caller's transaction."""
+    out: list = [None] * len(asks)
+    expire_locks(project, now)
+    refs = [str(ref).strip() for ref, _ in asks]
+    numbers = sorted({int(r) for r in refs if r.isdigit()})
+    tasks = get_tasks(project, numbers)
+    addresses = sorted({r for r in refs if not r.isdigit()})
+    if addresses:
+        marks = ",".join("?" * len(addresses))
+        tasks.update({r["key"]: _task(r) for r in project.conn.execute(
+            _TASK_SELECT + f" WHERE t.key IN ({marks})", addresses)})
+    known = _known_volunteers(project, [actor for _, actor in asks])
+    held = _held(project, [v.id for v in known.values()])
+    claims: list[tuple[int, Task, str, str, volunteers.Volunteer]] = []
+    for i, (ref, actor) in enumerate(asks):
+        try:
+            task = tasks.get(int(refs[i]) if refs[i].isdigit() else refs[i])
+            if task is None:
+                task = get_task(project, refs[i])  # raises the error that says why
+            name = volunteers.check_name(actor)
+            vol = known.get(names.key(name))
+            to_state, action = _claim_rule(task, vol, name, held.get(vol.id) if vol else None)
+            if vol is None:
+                vol = known[names.key(name)] = volunteers.ensure(project, name)[0]
+            claims.append((i, task, to_state, action, vol))
+            # later asks see this claim
+            taken = dataclasses.replace(task, state=to_state, locked_by=vol.name, lock_expires=_expires(hours, now))
+            tasks[task.id] = tasks[task.key] = taken
+            if to_state == LOCKED_FOR_MAPPING:
+                held[vol.id] = (task.id, task.key)
+        except MapathonError as e:
+            out[i] = e
+    done = _write_claims(project, [(t.id, t.key, t.state, s, a, v) for _, t, s, a, v in claims], hours,
+                         comment, now)
+    for (i, *_), t in zip(claims, done):
+        out[i] = t
+    return out
+
+
+def _known_volunteers(project: Project, actors: list[str]) -> dict[str, volunteers.Volunteer]:
+    """The registered volunteers among *actors*, by name key (names that are not valid are left out)."""
+    wanted = {}
+    for actor in actors:
+        with contextlib.suppress(MapathonError):
+            wanted[names.key(volunteers.check_name(actor))] = None
+    return volunteers.find_many(project, list(wanted))
+
+
+def _held(project: Project, volunteer_ids: list[int]) -> dict[int, tuple[int, str]]:
+    """Volunteer id -> (task id, key) of the task each holds for mapping."""
+    if not volunteer_ids:
+        return {}
+    marks = ",".join("?" * len(volunteer_ids))
+    rows = project.conn.execute(f"SELECT locked_by, id, key FROM tasks WHERE state = ? AND locked_by IN ({marks}) "
+                                "ORDER BY id DESC", (LOCKED_FOR_MAPPING, *volunteer_ids)).fetchall()
+    return {r[0]: (r[1], r[2]) for r in rows}
+
+
+def _expires(hours: float, now: datetime | None) -> str:
+    return events.iso(_now(now) + timedelta(hours=hours))
+
+
+def _claim_rule(task: Task, vol: volunteers.Volunteer | None, name: str, held: tuple[int, str] | None
+                ) -> tuple[str, str]:
+    """The state a claim by *name* (registered as *vol*, holding *held* for mapping) takes *task*
+    to, and the event's action; raises when the claim is not allowed."""
     if task.state in MAPPABLE:
-        held = project.conn.execute(
-            "SELECT id, key FROM tasks WHERE locked_by = ? AND state = ?", (vol.id, LOCKED_FOR_MAPPING)
-        ).fetchone()
         if held:
             raise ForbiddenTransition(
-                f"{vol.name} already holds task {held['id']} ({held['key']}) for mapping; "
+                f"{vol.name} already holds task {held[0]} ({held[1]}) for mapping; "
                 "finish it ('done') or 'release' it first"
             )
-        to_state, action = LOCKED_FOR_MAPPING, "claim.mapping"
-    elif task.state == MAPPED:
-        if not vol.can_validate:
-            raise _forbid(task, f"it waits for validation and {vol.name} is not a validator")
+        return LOCKED_FOR_MAPPING, "claim.mapping"
+    if task.state == MAPPED:
+        if vol is None or not vol.can_validate:
+            raise _forbid(task, f"it waits for validation and {vol.name if vol else name} is not a validator")
         if task.mapped_by and task.mapped_by.casefold() == vol.name.casefold():
             raise _forbid(task, f"{vol.name} mapped it; nobody validates their own work")
-        to_state, action = LOCKED_FOR_VALIDATION, "claim.validation"
-    elif task.state in LOCKED:
+        return LOCKED_FOR_VALIDATION, "claim.validation"
+    if task.state in LOCKED:
         raise _forbid(task, f"already locked by {task.locked_by} until {task.lock_expires[:16].replace('T', ' ')} UTC")
-    else:
-        raise _forbid(task, "there is nothing to claim (finished, split or bad imagery)")
-    _set(project, task, state=to_state, locked_by=vol.id, lock_expires=expires, unlock_state=task.state)
-    project.record(
-        actor=vol.name, action=action, task=task.key, from_state=task.state, to_state=to_state,
-        comment=comment, data={"expires": expires}, ts=now,
-    )
-    return get_task(project, task.id)
+    raise _forbid(task, "there is nothing to claim (finished, split or bad imagery)")
+
+
+def _write_claims(project: Project, claims: list[tuple[int, str, str, str, str, volunteers.Volunteer]],
+                  hours: float, comment: str | None, now) -> list[Task]:
+    """Lock the tasks of *claims* (task id, key, state, new state, action, volunteer): one UPDATE and one
+    INSERT of events for all. Returns the tasks as they are now."""
+    if not claims:
+        return []
+    expires = _expires(hours, now)
+    project.conn.executemany(
+        "UPDATE tasks SET state = ?, locked_by = ?, lock_expires = ?, unlock_state = ? WHERE id = ?",
+        [(to_state, vol.id, expires, state, tid) for tid, _, state, to_state, _, vol in claims])
+    events.record_many(project.conn, project.site, [
+        dict(actor=vol.name, action=action, task=key, from_state=state, to_state=to_state, comment=comment,
+             data={"expires": expires}) for _, key, state, to_state, action, vol in claims], now)
+    got = get_tasks(project, [c[0] for c in claims])
+    return [got[c[0]] for c in claims]
 
 
 def claim_next(
@@ -302,98 +398,218 @@ def claim_next(
     not map the same border) unless nothing else is left."""
     hours = _lock_hours(hours)
     with project.transaction():
-        expire_locks(project, now)
-        area_id = project.village(village)["id"] if village else None
-        vol, _ = volunteers.ensure(project, actor)
-        chosen = _pick(project, area_id)
-        if chosen is None:
-            where = f" in {village}" if village else ""
-            raise MapathonError(f"no task left to map{where}: every task is locked, mapped or finished")
-        return _claim(project, get_task(project, chosen), vol, hours, None, now)
+        got = _claim_next(project, [(actor, village)], hours, now)[0]
+        if isinstance(got, Exception):
+            raise got
+        return got
 
 
-def _pick(project: Project, area_id: int | None) -> int | None:
-    """The task to give next (see :func:`claim_next`); None when nothing is left."""
-    conn = project.conn
-    # Locked tasks are few (one per volunteer at most): compare bounding boxes against them.
-    eps = 1e-9
-    locked = np.array(conn.execute(
-        "SELECT minx - :e, miny - :e, maxx + :e, maxy + :e FROM tasks WHERE state IN (:m, :v)",
-        {"e": eps, "m": LOCKED_FOR_MAPPING, "v": LOCKED_FOR_VALIDATION}).fetchall(), dtype=float).reshape(-1, 4)
+def claim_next_many(
+    project: Project,
+    asks: list[tuple[str, str | None]],
+    *,
+    hours: float = DEFAULT_LOCK_HOURS,
+    now: datetime | None = None,
+) -> list[Task | MapathonError]:
+    """:func:`claim_next` for several volunteers at once, in this order: *asks* are
+    (volunteer, village or None). The open tasks are read once and ranked in memory, the
+    locks written and recorded with one statement each: what a room server needs when a
+    whole room asks at the same moment. Returns, for each ask, its task or the error that
+    refused it (a refused ask changes nothing)."""
+    hours = _lock_hours(hours)
+    with project.transaction():
+        return _claim_next(project, asks, hours, now)
 
-    if area_id is not None:
-        areas = [area_id]
-    else:
-        # The least advanced village first (the one listed first on ties), so that villages
-        # are finished one after the other and can go to print.
-        areas = [r[0] for r in conn.execute(
-            """SELECT a.id FROM areas a LEFT JOIN task_areas ta ON ta.area_id = a.id
-                 LEFT JOIN tasks t ON t.id = ta.task_id AND t.state NOT IN ('SPLIT', 'BADIMAGERY')
-                WHERE a.kind != 'aoi'
-                GROUP BY a.id
-               HAVING COUNT(t.id) FILTER (WHERE t.state IN ('READY', 'INVALIDATED')) > 0
-                ORDER BY 1.0 * COUNT(t.id) FILTER (WHERE t.state NOT IN ('READY', 'INVALIDATED', 'LOCKED_FOR_MAPPING'))
-                         / COUNT(t.id), a.id""")]
-    fallback = None
-    for state in (INVALIDATED, READY):
-        for aid in areas:
-            clean, first = _pick_in_area(project, aid, state, locked)
-            if clean is not None:
-                return clean
-            fallback = fallback or first
-        if area_id is not None:
-            continue
-        # Tasks outside every village (or a project without villages): in number order.
+
+def _claim_next(project: Project, asks: list[tuple[str, str | None]], hours: float, now) -> list:
+    """:func:`claim_next_many` inside the caller's transaction."""
+    out: list = [None] * len(asks)
+    expire_locks(project, now)
+    chooser = _Chooser(project)
+    known = _known_volunteers(project, [actor for actor, _ in asks])
+    areas: dict[str, int] = {}
+    chosen: list[tuple[int, tuple[int, str, str], volunteers.Volunteer]] = []  # (ask, (id, key, state), volunteer)
+    for i, (actor, village) in enumerate(asks):
+        try:
+            if village and village not in areas:
+                areas[village] = project.village(village)["id"]
+            name = volunteers.check_name(actor)
+            row = chooser.pick(areas[village] if village else None)
+            if row is None:
+                where = f" in {village}" if village else ""
+                raise MapathonError(f"no task left to map{where}: every task is locked, mapped or finished")
+            vol = known.get(names.key(name))
+            held = chooser.held.get(vol.id) if vol else None
+            if held:
+                raise ForbiddenTransition(
+                    f"{vol.name} already holds task {held[0]} ({held[1]}) for mapping; "
+                    "finish it ('done') or 'release' it first")
+            if vol is None:
+                vol = known[names.key(name)] = volunteers.ensure(project, name)[0]
+            chooser.take(row, vol.id)
+            chosen.append((i, (row[0], row[1], row[2]), vol))
+        except MapathonError as e:
+            out[i] = e
+    done = _write_claims(project, [(*t, LOCKED_FOR_MAPPING, "claim.mapping", v) for _, t, v in chosen], hours,
+                         None, now)
+    for (i, _, _), t in zip(chosen, done):
+        out[i] = t
+    return out
+
+
+def _boxes(rows: list, first: int) -> np.ndarray:
+    """The bounding boxes in columns first..first+3 of *rows*, as an n x 4 array (read by column,
+    which spares a Python call per value on PostgreSQL's rows)."""
+    if not rows:
+        return np.zeros((0, 4))
+    return np.column_stack([np.array(c, dtype=float) for c in list(zip(*rows))[first:first + 4]])
+
+
+def _touching(boxes: np.ndarray, locked: np.ndarray, eps: float = 1e-9) -> np.ndarray:
+    """For each of *boxes* (n x 4): does it touch (share at least an edge or a corner with) one of *locked*?"""
+    b, lk = boxes[:, None, :], locked[None, :, :]
+    return ((b[..., 0] <= lk[..., 2] + eps) & (b[..., 2] >= lk[..., 0] - eps)
+            & (b[..., 1] <= lk[..., 3] + eps) & (b[..., 3] >= lk[..., 1] - eps)).any(axis=1)
+
+
+class _Candidates:
+    """The open tasks for one kind of ask (all villages, or one), in order of preference, read from
+    the database a page at a time and only as far as needed."""
+
+    def __init__(self, pages):
+        self._pages = pages  # an iterator of lists of rows (id, key, state, minx, miny, maxx, maxy)
+        self.rows: list = []
+        self.id = np.zeros(0, dtype=np.int64)
+        self.box = np.zeros((0, 4))
+        self.taken = np.zeros(0, dtype=bool)
+        self.touch = np.zeros(0, dtype=bool)
+
+    def more(self, taken: set[int], locked: np.ndarray) -> bool:
+        """Read the next page; False when there is no more."""
+        page = next(self._pages, None)
+        while page is not None and not page:  # a part with nothing in it
+            page = next(self._pages, None)
+        if page is None:
+            return False
+        ids = np.array([r[0] for r in page], dtype=np.int64)
+        box = _boxes(page, 3)
+        self.rows += page
+        self.id = np.concatenate([self.id, ids])
+        self.box = np.concatenate([self.box, box])
+        self.taken = np.concatenate([self.taken, np.isin(ids, list(taken))])
+        self.touch = np.concatenate([self.touch, _touching(box, locked)])
+        return True
+
+
+class _Chooser:
+    """Which task to give next (the rules of :func:`claim_next`), for a run of asks in one
+    transaction: the locks and the villages are read once, the candidates a page at a time as the
+    asks need them, and each task given is counted as locked for the asks after it."""
+
+    PAGE = 256
+
+    def __init__(self, project: Project):
+        self._conn = conn = project.conn
+        self.held: dict[int, tuple[int, str]] = {}  # volunteer id -> (task id, key) locked for mapping
+        locked = conn.execute("SELECT id, key, state, locked_by, minx, miny, maxx, maxy FROM tasks "
+                              "WHERE state IN (?, ?)", LOCKED).fetchall()
+        for r in locked:
+            if r[2] == LOCKED_FOR_MAPPING and r[3] is not None:
+                self.held.setdefault(r[3], (r[0], r[1]))
+        self._locked = _boxes(locked, 4)
+        self._taken: set[int] = set()
+        # villages with open tasks, the least advanced first (the one listed first on ties), so that
+        # villages are finished one after the other and can go to print; each from its centre
+        self._villages: list[tuple[int, float, float]] = []  # (area id, lon, lat) in that order
+        for r in conn.execute(
+                """SELECT a.id, a.lon, a.lat, CASE WHEN a.lon IS NULL THEN a.geom END
+                     FROM areas a JOIN task_areas ta ON ta.area_id = a.id
+                     JOIN tasks t ON t.id = ta.task_id AND t.state NOT IN ('SPLIT', 'BADIMAGERY')
+                    WHERE a.kind != 'aoi'
+                    GROUP BY a.id
+                   HAVING COUNT(t.id) FILTER (WHERE t.state IN ('READY', 'INVALIDATED')) > 0
+                    ORDER BY 1.0 * COUNT(t.id) FILTER (WHERE t.state NOT IN ('READY', 'INVALIDATED',
+                                                                             'LOCKED_FOR_MAPPING'))
+                             / COUNT(t.id), a.id""").fetchall():
+            if r[1] is not None:
+                self._villages.append((r[0], r[1], r[2]))
+            else:
+                p = shapely.from_wkb(r[3]).representative_point()
+                self._villages.append((r[0], p.x, p.y))
+        self._sources: dict[int | None, _Candidates] = {}
+
+    def _in_villages(self, villages: list[tuple[int, float, float]], state: str):
+        """Pages of the tasks in *state* of these villages: village by village in this order, each from
+        its centre outwards (squared distance, longitudes scaled by cos² of the latitude)."""
+        if not villages:
+            return
+        values = ", ".join(["(CAST(? AS INTEGER), CAST(? AS INTEGER), CAST(? AS DOUBLE PRECISION), "
+                            "CAST(? AS DOUBLE PRECISION), CAST(? AS DOUBLE PRECISION))"] * len(villages))
+        args = [v for rank, (aid, lon, lat) in enumerate(villages)
+                for v in (aid, rank, lon, lat, math.cos(math.radians(lat)) ** 2)]
+        sql = f"""WITH v (area_id, rank, lon, lat, k) AS (VALUES {values})
+                  SELECT t.id, t.key, t.state, t.minx, t.miny, t.maxx, t.maxy
+                    FROM v JOIN task_areas ta ON ta.area_id = v.area_id JOIN tasks t ON t.id = ta.task_id
+                   WHERE t.state = ?
+                   ORDER BY v.rank, ((t.minx + t.maxx) / 2 - v.lon) * ((t.minx + t.maxx) / 2 - v.lon) * v.k
+                            + ((t.miny + t.maxy) / 2 - v.lat) * ((t.miny + t.maxy) / 2 - v.lat), t.id
+                   LIMIT ? OFFSET ?"""
+        offset, size = 0, self.PAGE
+        while True:
+            rows = self._conn.execute(sql, [*args, state, size, offset]).fetchall()
+            yield rows
+            if len(rows) < size:
+                return
+            offset, size = offset + size, size * 2  # each page sorts them all again: fewer, larger pages
+
+    def _by_number(self, state: str):
+        """Pages of all the tasks in *state*, in number order (for the tasks outside villages)."""
         last = 0
         while True:
-            rows = conn.execute(
-                """SELECT t.id, t.minx, t.miny, t.maxx, t.maxy FROM tasks t
-                    WHERE t.state = :state AND t.id > :last ORDER BY t.id LIMIT 256""",
-                {"state": state, "last": last},
-            ).fetchall()
-            if not rows:
-                break
-            clean, first = _first_clear(rows, locked)
-            if clean is not None:
-                return clean
-            fallback = fallback or first
+            rows = self._conn.execute(
+                "SELECT id, key, state, minx, miny, maxx, maxy FROM tasks WHERE state = ? AND id > ? "
+                "ORDER BY id LIMIT ?", (state, last, self.PAGE)).fetchall()
+            yield rows
+            if len(rows) < self.PAGE:
+                return
             last = rows[-1][0]
-    return fallback
 
+    def _source(self, area_id: int | None) -> _Candidates:
+        """INVALIDATED before READY; for all villages, village by village, then every task in number
+        order (which adds those outside villages); for one village, that village's."""
+        src = self._sources.get(area_id)
+        if src is None:
+            if area_id is None:
+                parts = [part for state in (INVALIDATED, READY)
+                         for part in (self._in_villages(self._villages, state), self._by_number(state))]
+            else:
+                mine = [v for v in self._villages if v[0] == area_id]
+                parts = [self._in_villages(mine, state) for state in (INVALIDATED, READY)]
+            src = self._sources[area_id] = _Candidates(itertools.chain.from_iterable(parts))
+        return src
 
-def _first_clear(rows: list, locked: np.ndarray) -> tuple[int | None, int | None]:
-    """Of candidate rows (id, minx, miny, maxx, maxy) in order of preference: the first whose
-    box touches no locked box (vectorised over rows x locks), and the first at all."""
-    if not rows:
-        return None, None
-    a = np.array(rows, dtype=float)
-    if len(locked) == 0:
-        return int(a[0, 0]), int(a[0, 0])
-    touch = ((a[:, None, 1] <= locked[None, :, 2]) & (a[:, None, 3] >= locked[None, :, 0])
-             & (a[:, None, 2] <= locked[None, :, 3]) & (a[:, None, 4] >= locked[None, :, 1])).any(axis=1)
-    free = np.flatnonzero(~touch)
-    return (int(a[free[0], 0]) if len(free) else None), int(a[0, 0])
+    def pick(self, area_id: int | None) -> tuple | None:
+        """The task to give, as its row (id, key, state, minx, miny, maxx, maxy): the first in order that
+        touches no locked task, else the first at all; None when nothing is left."""
+        src = self._source(area_id)
+        while True:
+            clean = np.flatnonzero(~src.taken & ~src.touch)
+            if len(clean):
+                return src.rows[clean[0]]
+            if not src.more(self._taken, self._locked):
+                break
+        free = np.flatnonzero(~src.taken)
+        return src.rows[free[0]] if len(free) else None
 
-
-def _pick_in_area(project: Project, area_id: int, state: str, locked: np.ndarray) -> tuple[int | None, int | None]:
-    """In a village, from its centre (where the houses are) outwards: the first task that
-    touches no locked task, and the first task at all."""
-    row = project.conn.execute("SELECT lon, lat, geom FROM areas WHERE id = ?", (area_id,)).fetchone()
-    if row["lon"] is not None:
-        lon, lat = row["lon"], row["lat"]
-    else:
-        p = shapely.from_wkb(row["geom"]).representative_point()
-        lon, lat = p.x, p.y
-    k = math.cos(math.radians(lat)) ** 2
-    rows = project.conn.execute(
-        """SELECT t.id, t.minx, t.miny, t.maxx, t.maxy FROM tasks t
-             JOIN task_areas ta ON ta.task_id = t.id AND ta.area_id = :area
-            WHERE t.state = :state
-            ORDER BY ((t.minx + t.maxx) / 2 - :lon) * ((t.minx + t.maxx) / 2 - :lon) * :k
-                   + ((t.miny + t.maxy) / 2 - :lat) * ((t.miny + t.maxy) / 2 - :lat), t.id""",
-        {"area": area_id, "state": state, "lon": lon, "lat": lat, "k": k},
-    ).fetchall()
-    return _first_clear(rows, locked)
+    def take(self, row: tuple, volunteer_id: int) -> None:
+        """Count the task of *row* (from :meth:`pick`) as locked by the volunteer."""
+        self._taken.add(row[0])
+        box = np.array([row[3:7]], dtype=float)
+        self._locked = np.concatenate([self._locked, box])
+        for src in self._sources.values():
+            src.taken |= src.id == row[0]
+            src.touch |= _touching(src.box, box)
+        self.held[volunteer_id] = (row[0], row[1])
 
 
 @contextlib.contextmanager

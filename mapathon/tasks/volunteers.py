@@ -45,6 +45,15 @@ def find(project: Project, name: str) -> Volunteer | None:
     return Volunteer.from_row(row) if row else None
 
 
+def find_many(project: Project, keys: list[str]) -> dict[str, Volunteer]:
+    """The volunteers known by these name keys (:func:`mapathon.names.key`), read with one statement."""
+    if not keys:
+        return {}
+    marks = ",".join("?" * len(keys))
+    rows = project.conn.execute(f"SELECT * FROM volunteers WHERE name_key IN ({marks})", list(keys)).fetchall()
+    return {r["name_key"]: Volunteer.from_row(r) for r in rows}
+
+
 def add(
     project: Project,
     name: str,
