@@ -25,7 +25,11 @@ savepoint and answers with its own error; the others are unaffected. Answers
 go out only once the ``COMMIT`` has succeeded; if anything fails below the
 rules (the database itself, the ``COMMIT``), the whole group is rolled back and
 its changes are run again one by one, each in a transaction of its own, exactly
-as without grouping.
+as without grouping. Claims ("give me a task", claim a square) queued one behind
+the other go further: they are handed together to the lifecycle's functions for
+many volunteers (``claim_next_many``, ``claim_many``), which read the tasks and
+locks once and write all the locks and events with one statement each
+(:meth:`Room.change_batched`).
 
 The requests of the claim path (claim, "give me a task", release, done, bad
 imagery) are answered without FastAPI's routing and pydantic when they are
