@@ -16,7 +16,7 @@ signed in as its own volunteer:
 4. saturation: for DURATION seconds every client loops claim then release with no pause: the
                server is saturated, so latency = 200 x service time; this gives requests per second.
 
-Goal: p99 claim latency under 100 ms with 200 concurrent clients on SQLite.
+Goal: p99 claim latency under 100 ms with 200 concurrent clients, on SQLite and on PostgreSQL.
 
 The clients run on the same 2-core machine as the server and take CPU from it; in a room they are
 200 browsers on 200 other computers. Two client implementations (``--client``):
