@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import mercantile
@@ -482,3 +483,87 @@ def test_https_checks_the_certificate(project_with_source, tmp_path, monkeypatch
             assert dict(proxy.counts) == {tunnel: 1}  # one kept-alive tunnel for the five tiles
             assert proxy.headers[tunnel]["Proxy-Authorization"].startswith("Basic ")
         assert srv.counts["/16/31129/30150.jpg"] == 2  # direct, then through the tunnel (never untrusted)
+
+
+# -- the environment read once per run; kept-alive connections closed by the server --------------------------
+
+
+def test_environment_read_once_per_host_and_honoured(project_with_source, server, monkeypatch):
+    """Proxies are resolved once per tile host and run (not on every request), no_proxy per host: with a
+    {switch:a,b} template, host a goes through the proxy and host b (in no_proxy) does not."""
+    import requests.utils
+
+    for var in ("NO_PROXY", "all_proxy", "ALL_PROXY", "https_proxy", "HTTPS_PROXY", "HTTP_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{server.port}")
+    monkeypatch.setenv("no_proxy", "b.example.invalid")
+    calls = []
+    real = requests.utils.should_bypass_proxies
+    monkeypatch.setattr(requests.utils, "should_bypass_proxies", lambda url, no_proxy: calls.append(url)
+                        or real(url, no_proxy))
+    src = sources.parse("tms[0,20]:http://{switch:a,b}.example.invalid/{zoom}/{x}/{y}.jpg", "switch")
+    from shapely import box
+
+    tiles = coverage.tiles(box(*mercantile.bounds(mercantile.Tile(31129, 30150, 16))), [16, 17])
+    res = fetch.fetch(src, cache(project_with_source, "switch"), tiles,
+                      fetch.FetchOptions(workers=2, retries=0, **FAST))
+    on_a = {f"http://a.example.invalid/{z}/{x}/{y}.jpg" for z, (xs, ys) in tiles.items()
+            for x, y in zip(xs.tolist(), ys.tolist()) if (x + y) % 2 == 0}  # {switch:a,b} picks by x + y
+    assert len(on_a) == 2 and set(server.counts) == on_a and res.stored == 2  # host a: through the proxy
+    assert sum(res.failed.values()) == 3 and all(k.startswith("cannot reach") for k in res.failed)  # host b: direct
+    assert sorted({u.split("/")[2] for u in calls}) == ["a.example.invalid", "b.example.invalid"]
+    assert len(calls) == 2  # once per host for the whole run, not once per request (5 requests here)
+
+
+def test_stale_kept_alive_connection_is_retried_silently(project_with_source):
+    """A server that closes a kept-alive connection when the next request arrives (the race of a close not yet
+    seen): the request goes again at once on a new connection, not counted as a retry."""
+    import threading
+
+    from tileserver import make_images
+
+    image = make_images("jpg", 1)[0]
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    port = lsock.getsockname()[1]
+    served = []
+
+    def handle(conn):
+        f = conn.makefile("rb")
+        try:
+            while True:
+                line = f.readline()
+                if not line:
+                    return
+                while f.readline() not in (b"\r\n", b""):
+                    pass
+                if served and served[-1][0] is conn:  # a second request on this connection: close, no answer
+                    return
+                served.append((conn, line.split()[1].decode()))
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                             + str(len(image)).encode() + b"\r\n\r\n" + image)
+        finally:
+            f.close()
+            conn.close()
+
+    def accept():
+        while True:
+            try:
+                c, _ = lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=handle, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        src = sources.parse(f"tms[0,20]:http://127.0.0.1:{port}/{{zoom}}/{{x}}/{{y}}.jpg", "stale")
+        from shapely import box
+
+        tiles = coverage.tiles(box(*mercantile.bounds(mercantile.Tile(31129, 30150, 16))), [16, 17])
+        res = fetch.fetch(src, cache(project_with_source, "stale"), tiles,
+                          fetch.FetchOptions(workers=1, **FAST))
+        assert res.stored == 5 and not res.failed and res.retries == 0
+        assert len(served) == 5 and len({c for c, _ in served}) == 5  # each tile on a new connection
+    finally:
+        lsock.close()
