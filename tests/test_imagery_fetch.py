@@ -510,7 +510,7 @@ def test_environment_read_once_per_host_and_honoured(project_with_source, server
     on_a = {f"http://a.example.invalid/{z}/{x}/{y}.jpg" for z, (xs, ys) in tiles.items()
             for x, y in zip(xs.tolist(), ys.tolist()) if (x + y) % 2 == 0}  # {switch:a,b} picks by x + y
     assert len(on_a) == 2 and set(server.counts) == on_a and res.stored == 2  # host a: through the proxy
-    assert sum(res.failed.values()) == 3 and all(k.startswith("cannot reach") for k in res.failed)  # host b: direct
+    assert sum(res.failed.values()) == 3 and all(k.startswith("cannot reach b.example.invalid") for k in res.failed)  # host b: direct, named
     assert sorted({u.split("/")[2] for u in calls}) == ["a.example.invalid", "b.example.invalid"]
     assert len(calls) == 2  # once per host for the whole run, not once per request (5 requests here)
 

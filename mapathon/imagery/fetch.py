@@ -470,6 +470,10 @@ class Fetcher:
         host = urlsplit(source.url or "").netloc
         self.host = host or "the server"
 
+    def _host(self, url: str) -> str:
+        """The server a tile URL goes to (templates with {switch:a,b,c} have several), for messages."""
+        return urlsplit(url).netloc or self.host
+
     # -- one tile ------------------------------------------------------------------------
     def _get_tile(self, client: _Client, st: _State, z: int, x: int, y: int):
         """('tile', body, fmt) | ('missing', reason) | ('failed', reason) | None when stopped."""
@@ -486,13 +490,13 @@ class Fetcher:
             try:
                 r = client.get(url)
             except _Unreachable as e:
-                reason, connect_error = f"cannot reach {self.host} ({e})", True
+                reason, connect_error = f"cannot reach {self._host(url)} ({e})", True
             except _ConnectTimeout:
-                reason, connect_error = f"could not connect to {self.host} (timed out)", True
+                reason, connect_error = f"could not connect to {self._host(url)} (timed out)", True
             except TimeoutError:
                 reason = f"no answer within {self.opt.read_timeout:g} s (slow server)"
             except ssl.SSLError as e:
-                reason = f"secure connection to {self.host} failed ({type(e).__name__}: {str(e)[:80]})"
+                reason = f"secure connection to {self._host(url)} failed ({type(e).__name__}: {str(e)[:80]})"
             except (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionError):
                 reason = "the connection broke during the download (truncated body)"
             except (http.client.HTTPException, OSError) as e:
@@ -519,7 +523,7 @@ class Fetcher:
                     wait = retry_after_seconds(r.headers.get("retry-after"),
                                                self.opt.backoff * 2 ** min(throttles, 6))
                     if wait > self.opt.max_retry_after:
-                        st.abort(f"{self.host} asks to wait {wait:,.0f} s before more requests (HTTP {status}); "
+                        st.abort(f"{self._host(url)} asks to wait {wait:,.0f} s before more requests (HTTP {status}); "
                                  "run the same command again later to resume")
                         return None
                     if throttles > self.opt.max_429:
