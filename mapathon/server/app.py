@@ -265,7 +265,7 @@ class Room:
         while True:
             if item.batch is None:
                 batch.append(item)
-                ran = self._run_in_savepoint(p, item)
+                ran = self._run_in_savepoint(p, [item])
             else:  # the same kind of change queued behind it goes with it, in one call
                 run = [item]
                 while len(batch) + len(run) < GROUP_MAX:
@@ -277,7 +277,7 @@ class Room:
                         break
                     run.append(nxt)
                 batch.extend(run)
-                ran = self._run_batch_in_savepoint(p, run)
+                ran = self._run_in_savepoint(p, run)
             if not ran:
                 ok = False
                 break
@@ -316,50 +316,37 @@ class Room:
                 return nxt
 
     @staticmethod
-    def _run_batch_in_savepoint(p: _WriterProject, run: list[_Change]) -> bool:
-        """Run changes of one kind together (see :meth:`change_batched`) in one savepoint; False when
-        the group must be given up (as for :meth:`_run_in_savepoint`)."""
+    def _run_in_savepoint(p: _WriterProject, run: list[_Change]) -> bool:
+        """Run a change inside the group, in a savepoint of its own, or changes of one kind together (see
+        :meth:`change_batched`) in one. A refused change is undone alone (a batch function writes nothing
+        for the changes it refuses). False when the group must be given up: an error that is not a refusal
+        (the database, a bug) or a savepoint that cannot be released or rolled back."""
         try:
             p.conn.execute("SAVEPOINT mapathon_change")
         except Exception:  # noqa: BLE001
             return False
         p.grouped = True
+        refused = False
         try:
-            outcomes = run[0].batch(p, [it.args[1] for it in run])
+            if run[0].batch is not None:
+                outcomes = run[0].batch(p, [it.args[1] for it in run])
+                if len(outcomes) != len(run):
+                    return False
+                oks = [not isinstance(got, BaseException) for got in outcomes]
+            else:
+                item = run[0]
+                try:
+                    outcomes, oks = [item.fn(p, *item.args, **item.kw)], [True]
+                except (MapathonError, HTTPException) as e:  # refused: this change only is undone
+                    outcomes, oks, refused = [e], [False], True
         except BaseException:  # noqa: BLE001 - run again alone, where each gets its error
             return False
         finally:
             p.grouped = False
-        if len(outcomes) != len(run):
-            return False
-        for it, got in zip(run, outcomes):
-            it.ok = not isinstance(got, BaseException)
-            it.value = got
+        for it, got, ok in zip(run, outcomes, oks):
+            it.value, it.ok = got, ok
         try:
-            p.conn.execute("RELEASE SAVEPOINT mapathon_change")
-        except Exception:  # noqa: BLE001
-            return False
-        return True
-
-    @staticmethod
-    def _run_in_savepoint(p: _WriterProject, item: _Change) -> bool:
-        """Run a change inside the group; False when the group must be given up: an error that is not
-        a refusal (the database, a bug) or a savepoint that cannot be released or rolled back."""
-        try:
-            p.conn.execute("SAVEPOINT mapathon_change")
-        except Exception:  # noqa: BLE001
-            return False
-        p.grouped = True
-        try:
-            item.value, item.ok = item.fn(p, *item.args, **item.kw), True
-        except (MapathonError, HTTPException) as e:  # refused: this change only is undone
-            item.value, item.ok = e, False
-        except BaseException:  # noqa: BLE001 - run again alone, where it gets its error
-            return False
-        finally:
-            p.grouped = False
-        try:
-            if not item.ok:
+            if refused:
                 p.conn.execute("ROLLBACK TO SAVEPOINT mapathon_change")
             p.conn.execute("RELEASE SAVEPOINT mapathon_change")
         except Exception:  # noqa: BLE001 - e.g. the database rolled the whole transaction back
