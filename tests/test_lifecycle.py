@@ -505,6 +505,7 @@ def test_claim_many_refuses_as_one_by_one(proj, tmp_path):
             (50, "Sira"),  # MAPPED, Sira is no validator (and holds 7 by now)
             (8, "Sira"),  # holds 7
             (99999, "Umar"), ("16/1/1", "Umar"),  # no such task
+            (99999, ""),  # no name (said before the missing task)
             (2, "Bakary"),  # locked by Awa
             (9, "Bakary"),  # Bakary holds a Torodo task
             (11, "Awa"), (12, "Xalil")]
@@ -519,7 +520,8 @@ def test_claim_many_refuses_as_one_by_one(proj, tmp_path):
         together = lifecycle.claim_many(p, asks, now=NOW)
     assert [_outcome(x) for x in together] == [_outcome(x) for x in one]
     assert [isinstance(x, lifecycle.Task) for x in together] == [True, False, True, False, False, False, False,
-                                                                 False, False, False, True]
+                                                                 False, False, False, False, True]
+    assert "a volunteer name is needed" in str(together[7])
     assert together[2].state == "LOCKED_FOR_VALIDATION" and "locked by Sira" in str(together[1])
     assert _log(b) == _log(a)
     assert _tasks(b) == _tasks(a)

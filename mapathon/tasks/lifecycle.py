@@ -274,7 +274,8 @@ def claim_many(
 ) -> list[Task | MapathonError]:
     """:func:`claim` for several (task, volunteer) at once, in this order, with one statement for
     each kind of read and write: what a room server needs when a room claims at the same moment.
-    Returns, for each ask, its task or the error that refused it (a refused ask changes nothing)."""
+    Returns, for each ask, its task or the error that refused it (a refused ask changes nothing;
+    locks whose time is over are released all the same, as at the start of every change)."""
     hours = _lock_hours(hours)
     with project.transaction():
         return _claim_many(project, asks, hours, None, now)
@@ -295,25 +296,26 @@ def _claim_many(project: Project, asks: list, hours: float, comment: str | None,
     known = _known_volunteers(project, [actor for _, actor in asks])
     held = _held(project, [v.id for v in known.values()])
     claims: list[tuple[int, Task, str, str, volunteers.Volunteer]] = []
+    expires = _expires(hours, now)
     for i, (ref, actor) in enumerate(asks):
         try:
+            name = volunteers.check_name(actor)
             task = tasks.get(int(refs[i]) if refs[i].isdigit() else refs[i])
             if task is None:
                 task = get_task(project, refs[i])  # raises the error that says why
-            name = volunteers.check_name(actor)
             vol = known.get(names.key(name))
             to_state, action = _claim_rule(task, vol, name, held.get(vol.id) if vol else None)
             if vol is None:
                 vol = known[names.key(name)] = volunteers.ensure(project, name)[0]
             claims.append((i, task, to_state, action, vol))
             # later asks see this claim
-            taken = dataclasses.replace(task, state=to_state, locked_by=vol.name, lock_expires=_expires(hours, now))
+            taken = dataclasses.replace(task, state=to_state, locked_by=vol.name, lock_expires=expires)
             tasks[task.id] = tasks[task.key] = taken
             if to_state == LOCKED_FOR_MAPPING:
                 held[vol.id] = (task.id, task.key)
         except MapathonError as e:
             out[i] = e
-    done = _write_claims(project, [(t.id, t.key, t.state, s, a, v) for _, t, s, a, v in claims], hours,
+    done = _write_claims(project, [(t.id, t.key, t.state, s, a, v) for _, t, s, a, v in claims], expires,
                          comment, now)
     for (i, *_), t in zip(claims, done):
         out[i] = t
@@ -366,12 +368,11 @@ def _claim_rule(task: Task, vol: volunteers.Volunteer | None, name: str, held: t
 
 
 def _write_claims(project: Project, claims: list[tuple[int, str, str, str, str, volunteers.Volunteer]],
-                  hours: float, comment: str | None, now) -> list[Task]:
+                  expires: str, comment: str | None, now) -> list[Task]:
     """Lock the tasks of *claims* (task id, key, state, new state, action, volunteer): one UPDATE and one
     INSERT of events for all. Returns the tasks as they are now."""
     if not claims:
         return []
-    expires = _expires(hours, now)
     project.conn.executemany(
         "UPDATE tasks SET state = ?, locked_by = ?, lock_expires = ?, unlock_state = ? WHERE id = ?",
         [(to_state, vol.id, expires, state, tid) for tid, _, state, to_state, _, vol in claims])
@@ -450,8 +451,8 @@ def _claim_next(project: Project, asks: list[tuple[str, str | None]], hours: flo
             chosen.append((i, (row[0], row[1], row[2]), vol))
         except MapathonError as e:
             out[i] = e
-    done = _write_claims(project, [(*t, LOCKED_FOR_MAPPING, "claim.mapping", v) for _, t, v in chosen], hours,
-                         None, now)
+    done = _write_claims(project, [(*t, LOCKED_FOR_MAPPING, "claim.mapping", v) for _, t, v in chosen],
+                         _expires(hours, now), None, now)
     for (i, _, _), t in zip(chosen, done):
         out[i] = t
     return out
