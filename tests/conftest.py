@@ -137,6 +137,16 @@ def backend(request, monkeypatch):
         drop_schemas(s for s in made if not s.startswith("tmpl_"))
 
 
+@pytest.fixture(scope="module")
+def module_servers():
+    """Servers kept for a module's tests, one per backend ({backend: server}); each is a context
+    manager already entered, exited at the end of the module."""
+    running: dict = {}
+    yield running
+    for s in running.values():
+        s.__exit__(None, None, None)
+
+
 def pytest_sessionfinish(session):
     if _pg_state.get("templates"):
         drop_schemas(_pg_state["templates"])

@@ -105,21 +105,13 @@ def make_project(tmp_path_factory, name: str = "srv", shared: bool = False) -> P
     return folder
 
 
-@pytest.fixture(scope="module")
-def _servers():
-    """One room server per backend for the module's tests, stopped at the end of the module."""
-    running: dict[str, RoomServer] = {}
-    yield running
-    for s in running.values():
-        s.__exit__(None, None, None)
-
-
 @pytest.fixture
-def srv(backend, tmp_path_factory, _servers):
-    if backend not in _servers:
+def srv(backend, tmp_path_factory, module_servers):
+    """One room server per backend for the module's tests."""
+    if backend not in module_servers:
         folder = make_project(tmp_path_factory, shared=True)
-        _servers[backend] = RoomServer(folder).__enter__()
-    return _servers[backend]
+        module_servers[backend] = RoomServer(folder).__enter__()
+    return module_servers[backend]
 
 
 def state(folder: Path, task_id: int) -> tuple:

@@ -54,20 +54,12 @@ def _evening(tmp_path_factory) -> RoomServer:
     return s
 
 
-@pytest.fixture(scope="module")
-def _rooms():
-    """One room per backend for the module's tests, stopped at the end of the module."""
-    running: dict[str, RoomServer] = {}
-    yield running
-    for s in running.values():
-        s.__exit__(None, None, None)
-
-
 @pytest.fixture
-def room(backend, tmp_path_factory, _rooms):
-    if backend not in _rooms:
-        _rooms[backend] = _evening(tmp_path_factory)
-    return _rooms[backend]
+def room(backend, tmp_path_factory, module_servers):
+    """One room (an evening under way) per backend for the module's tests."""
+    if backend not in module_servers:
+        module_servers[backend] = _evening(tmp_path_factory)
+    return module_servers[backend]
 
 
 @pytest.fixture
