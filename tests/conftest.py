@@ -2,15 +2,19 @@
 
 Test modules marked ``pytestmark = pytest.mark.backends`` run every test twice: on SQLite (the
 project folder's file) and on PostgreSQL (``$MAPATHON_TEST_PG``, default
-``postgresql://127.0.0.1/test``: every project a test creates gets a schema of its own there,
-dropped after the test). Without a reachable PostgreSQL server the second run skips and says so.
+``postgresql://127.0.0.1/test``). Each test run works in a database of its own on that server
+(``mapathon_test_<pid>_<random>``, created at the first PostgreSQL test and dropped at the end), so two
+runs at once never touch each other's schemas; every project a test creates gets a schema of its own
+there, dropped after the test. Without a reachable PostgreSQL server the second run skips and says so.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from typer.testing import CliRunner
@@ -71,8 +75,30 @@ def pcli(gridded) -> Cli:
     return Cli(gridded)
 
 
-PG_URL = os.environ.get("MAPATHON_TEST_PG", "postgresql://127.0.0.1/test")
+PG_SERVER_URL = os.environ.get("MAPATHON_TEST_PG", "postgresql://127.0.0.1/test")
+_RUN_DB = f"mapathon_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+PG_URL = urlunsplit(urlsplit(PG_SERVER_URL)._replace(path="/" + _RUN_DB))
 _pg_state: dict = {}
+
+
+def _make_run_database() -> None:
+    """Create this run's database; drop those left by runs on this machine that died."""
+    import psycopg
+
+    with psycopg.connect(PG_SERVER_URL, connect_timeout=3, autocommit=True) as c:
+        for (name,) in c.execute("SELECT datname FROM pg_database WHERE datname LIKE 'mapathon_test_%'").fetchall():
+            pid = name.split("_")[2]
+            if pid.isdigit() and int(pid) != os.getpid() and not Path(f"/proc/{pid}").exists():
+                c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        c.execute(f'CREATE DATABASE "{_RUN_DB}"')
+    _pg_state["made_db"] = True
+
+
+def _drop_run_database() -> None:
+    import psycopg
+
+    with psycopg.connect(PG_SERVER_URL, connect_timeout=3, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{_RUN_DB}" WITH (FORCE)')
 
 
 def pg_available() -> str | None:
@@ -81,10 +107,11 @@ def pg_available() -> str | None:
         try:
             import psycopg
 
-            psycopg.connect(PG_URL, connect_timeout=3).close()
+            psycopg.connect(PG_SERVER_URL, connect_timeout=3).close()
+            _make_run_database()
             _pg_state["why"] = None
         except Exception as e:  # noqa: BLE001 - any failure means: skip, and say why
-            _pg_state["why"] = f"no PostgreSQL at {PG_URL} ({str(e).strip().splitlines()[0] if str(e).strip() else e})"
+            _pg_state["why"] = f"no PostgreSQL at {PG_SERVER_URL} ({str(e).strip().splitlines()[0] if str(e).strip() else e})"
     return _pg_state["why"]
 
 
@@ -132,8 +159,7 @@ def backend(request, monkeypatch):
         yield name
     finally:
         made = pg_schemas() - before
-        # templates are shared by the session's tests (foundation_helpers): dropped at its end
-        _pg_state.setdefault("templates", set()).update(s for s in made if s.startswith("tmpl_"))
+        # templates are shared by the session's tests (foundation_helpers): dropped with the run's database
         drop_schemas(s for s in made if not s.startswith("tmpl_"))
 
 
@@ -148,8 +174,8 @@ def module_servers():
 
 
 def pytest_sessionfinish(session):
-    if _pg_state.get("templates"):
-        drop_schemas(_pg_state["templates"])
+    if _pg_state.get("made_db"):
+        _drop_run_database()
 
 
 def have(tool: str) -> bool:

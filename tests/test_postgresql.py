@@ -45,14 +45,15 @@ def _pg(schema: str, sql: str, args=()):
 
 def test_init_in_a_named_schema_and_the_folder_remembers_it(tmp_path, schemas):
     schema = f"dg_{uuid.uuid4().hex[:8]}"
-    url = f"postgresql://postgres:secret@127.0.0.1/test?schema={schema}"
+    hostdb = PG_URL.split("://", 1)[1]  # host/database of this run
+    url = f"postgresql://postgres:secret@{hostdb}?schema={schema}"
     folder = tmp_path / "dg"
     r = _init(folder, "--db", url)
     assert f"schema={schema}" in r.stdout and "secret" not in r.stdout
     # the folder holds no SQLite file, only where the state is (never the password)
     assert sorted(f.name for f in folder.iterdir()) == ["mapathon.postgresql"]
     noted = (folder / "mapathon.postgresql").read_text()
-    assert noted.strip() == f"postgresql://postgres@127.0.0.1/test?schema={schema}"
+    assert noted.strip() == f"postgresql://postgres@{hostdb}?schema={schema}"
     # later commands need only the folder
     pcli = Cli(folder)
     pcli("grid", "--zoom", "16")
@@ -63,7 +64,7 @@ def test_init_in_a_named_schema_and_the_folder_remembers_it(tmp_path, schemas):
     assert [v for v, in _pg(schema, "SELECT version FROM schema_migrations ORDER BY version")] == \
         list(range(1, store.SCHEMA_VERSION + 1))
     # --db with the schema works from anywhere, no folder needed
-    st = json.loads(Cli()("--db", f"postgresql://127.0.0.1/test?schema={schema}", "--project", tmp_path / "elsewhere",
+    st = json.loads(Cli()("--db", f"{PG_URL}?schema={schema}", "--project", tmp_path / "elsewhere",
                           "status", "--json").stdout)
     assert st["overall"]["states"]["LOCKED_FOR_MAPPING"] == 1
 
