@@ -29,7 +29,7 @@ from shapely.geometry import box as shapely_box
 from .. import geo
 from ..errors import MapathonError
 from ..fsutil import atomic_path
-from ..osm.submit import LATEST_MERGE as MERGED_LATEST  # where merge publishes its snapshot
+from ..osm.submit import latest_data
 from . import furniture, imagery as imagery_mod, layout, mapbody, symbols
 from .cache import open_cache
 from .i18n import LANGS, Words
@@ -146,11 +146,10 @@ def _data_file(opts: PrintOptions, project) -> Path:
             raise MapathonError(f"--data {data}: no such file")
         return data
     if project is not None:
-        latest = project.path / MERGED_LATEST
-        if latest.is_file():
-            return latest
-        raise MapathonError(f"{project.path}: no merged data yet ({MERGED_LATEST} is missing); "
-                            f"run 'mapathon merge' first or give --data FILE.osm.pbf")
+        try:
+            return latest_data(project)
+        except MapathonError as e:
+            raise MapathonError(f"{e} or give --data FILE.osm.pbf") from None
     raise MapathonError("no data: give --data FILE.osm.pbf")
 
 

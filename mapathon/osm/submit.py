@@ -192,6 +192,16 @@ def with_provenance(project: Project | None, paths: Iterable[str | os.PathLike])
 LATEST_MERGE = Path("merged") / "latest.osm.pbf"
 
 
+def latest_data(project: Project) -> Path:
+    """The project's latest OpenStreetMap data: the snapshot the last ``merge`` published
+    (``merged/latest.osm.pbf``). Raises MapathonError when there is none yet."""
+    latest = project.path / LATEST_MERGE
+    if latest.is_file():
+        return latest
+    raise MapathonError(f"{project.path}: no merged data yet ({LATEST_MERGE} is missing); "
+                        f"run 'mapathon merge' first")
+
+
 def publish_merge(project: Project, result, actor: str = "organizer") -> Path:
     """Keep a copy of a merged snapshot as the project's latest data (``merged/latest.osm.pbf``,
     which ``mapathon print`` uses by default) and record the merge in the event log."""
