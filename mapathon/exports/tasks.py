@@ -2,8 +2,10 @@
 
 Vector formats go through fiona (GDAL); GPX through gpxpy (tracks and
 waypoints in one file, which GDAL's GPX driver cannot append); OSM XML
-through :class:`mapathon.osm.josm.JosmXmlWriter`. Every file is written
-under a temporary name and renamed when complete.
+through :class:`mapathon.osm.josm.JosmXmlWriter`; CSV (geometry as WKT)
+through the exports' one CSV writer (:func:`.formats.write_csv`, with its
+French Excel dialect). Every file is written under a temporary name and
+renamed when complete.
 """
 
 from __future__ import annotations
@@ -20,9 +22,10 @@ from ..fsutil import atomic_path
 from ..osm.josm import JosmXmlWriter
 from ..project import Project
 from ..tasks.lifecycle import SPLIT, Task, list_tasks
+from .formats import check_csv_dialect, resolve_format, write_csv
 
 FORMATS = ("geojson", "gpkg", "shp", "gpx", "osm", "csv")
-FIONA_DRIVERS = {"geojson": "GeoJSON", "gpkg": "GPKG", "shp": "ESRI Shapefile", "csv": "CSV"}
+FIONA_DRIVERS = {"geojson": "GeoJSON", "gpkg": "GPKG", "shp": "ESRI Shapefile"}
 # Shapefile field names are limited to 10 characters.
 SHP_NAMES = {"validated_by": "valid_by", "locked_by": "locked_by", "area_m2": "area_m2"}
 
@@ -54,23 +57,11 @@ SCHEMA_PROPS = {
 }
 
 
-def guess_format(path: str | Path) -> str:
-    ext = Path(path).suffix.lower().lstrip(".")
-    ext = {"json": "geojson"}.get(ext, ext)
-    if ext not in FORMATS:
-        raise MapathonError(f"{path}: cannot tell the format from the extension; give --format ({', '.join(FORMATS)})")
-    return ext
-
-
-def export_tasks(project: Project, dest: str | Path, fmt: str | None = None, *, include_split: bool = False) -> int:
+def export_tasks(project: Project, dest: str | Path, fmt: str | None = None, *, include_split: bool = False,
+                 csv_dialect: str | None = None) -> int:
     """Write the project's tasks to *dest*. Returns the number of tasks written."""
-    fmt = (fmt or guess_format(dest)).lower()
-    if fmt not in FORMATS:
-        raise MapathonError(f"--format {fmt}: unknown (choose one of {', '.join(FORMATS)})")
-    ext = Path(dest).suffix.lower().lstrip(".")
-    ext = {"json": "geojson"}.get(ext, ext)
-    if ext in FORMATS and ext != fmt:
-        raise MapathonError(f"{dest}: the name says .{ext} but --format is {fmt}; make them agree")
+    fmt = resolve_format(dest, fmt, FORMATS)
+    dialect = check_csv_dialect(csv_dialect, fmt)
     tasks = [t for t in list_tasks(project) if include_split or t.state != SPLIT]
     if not tasks:
         raise MapathonError("the project has no tasks yet; run 'mapathon grid' first")
@@ -81,6 +72,8 @@ def export_tasks(project: Project, dest: str | Path, fmt: str | None = None, *, 
         _write_osm(project, tasks, dest)
     elif fmt == "shp":
         _write_shapefile(project, tasks, dest)
+    elif fmt == "csv":
+        _write_csv(tasks, dest, dialect)
     else:
         with atomic_path(dest) as tmp:
             _write_fiona(project, tasks, tmp, fmt)
@@ -92,12 +85,11 @@ def _write_fiona(project: Project, tasks: list[Task], path: Path, fmt: str, name
 
     names = names or {}
     schema = {"geometry": "MultiPolygon", "properties": {names.get(k, k): v for k, v in SCHEMA_PROPS.items()}}
-    options = {"GEOMETRY": "AS_WKT"} if fmt == "csv" else {}
     kw = {"layer": "tasks"} if fmt in ("gpkg", "geojson") else {}  # else the temporary file name shows as layer name
-    with fiona.open(path, "w", driver=FIONA_DRIVERS[fmt], schema=schema, crs="EPSG:4326", **kw, **options) as dst:
+    with fiona.open(path, "w", driver=FIONA_DRIVERS[fmt], schema=schema, crs="EPSG:4326", **kw) as dst:
         dst.writerecords(
             {
-                "geometry": mapping(shapely.multipolygons([t.geom]) if t.geom.geom_type == "Polygon" else t.geom),
+                "geometry": mapping(_multi(t.geom)),
                 "properties": {names.get(k, k): v for k, v in _record(t).items()},
             }
             for t in tasks
@@ -112,6 +104,16 @@ def _write_fiona(project: Project, tasks: list[Task], path: Path, fmt: str, name
                     g = shapely.from_wkb(v["geom"])
                     g = shapely.multipolygons([g]) if g.geom_type == "Polygon" else g
                     dst.write({"geometry": mapping(g), "properties": {"name": v["name"], "kind": v["kind"]}})
+
+
+def _multi(g):
+    return shapely.multipolygons([g]) if g.geom_type == "Polygon" else g
+
+
+def _write_csv(tasks: list[Task], dest: Path, dialect: str) -> None:
+    """One row per task, its outline as WKT in the first column (GDAL and QGIS read it as the geometry)."""
+    write_csv(dest, ["WKT", *SCHEMA_PROPS],
+              ([shapely.to_wkt(_multi(t.geom), rounding_precision=-1), *_record(t).values()] for t in tasks), dialect)
 
 
 def _write_shapefile(project: Project, tasks: list[Task], dest: Path) -> None:
