@@ -430,19 +430,42 @@ def status(
         console.print(f"Progress map written to {map_png}")
 
 
+CsvDialectOpt = typer.Option(None, "--csv-dialect", help="For .csv files: plain (the default: ',' and '1.5') or excel-fr (';' and '1,5', opens in a French Excel).")
+
+
 @export_app.command("tasks")
 def export_tasks_cmd(
     ctx: typer.Context,
     output: Path = typer.Option(..., "--output", "-o", help="File to write."),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="geojson, gpkg, shp, gpx, osm or csv (default: from the extension)."),
     include_split: bool = typer.Option(False, "--include-split", help="Also write split (replaced) tasks."),
+    csv_dialect: Optional[str] = CsvDialectOpt,
 ):
     """Export the task grid with each task's state, village and volunteers."""
     from .exports.tasks import export_tasks
 
     with _open(ctx) as p:
-        n = export_tasks(p, output, fmt, include_split=include_split)
+        n = export_tasks(p, output, fmt, include_split=include_split, csv_dialect=csv_dialect)
     console.print(f"Wrote {n} tasks to {output}")
+
+
+@export_app.command("data")
+def export_data_cmd(
+    ctx: typer.Context,
+    output: Path = typer.Option(..., "--output", "-o", help="File to write."),
+    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="geojson, gpkg, gpx, kml or csv (default: from the extension)."),
+    kind: str = typer.Option("wells", "--kind", help="wells (every water point), buildings or all."),
+    village: Optional[str] = typer.Option(None, "--village", help="Only this village."),
+    data: Optional[Path] = typer.Option(None, "--data", help="OSM data (.osm.pbf); default: the project's merged/latest.osm.pbf."),
+    csv_dialect: Optional[str] = CsvDialectOpt,
+):
+    """Export water points and buildings for a phone (OsmAnd, Organic Maps), a GPS unit or a spreadsheet."""
+    from .exports.data import export_data
+
+    with _open(ctx) as p:
+        r = export_data(p, output, fmt, data=data, kind=kind, village=village, csv_dialect=csv_dialect)
+    what = ", ".join(f"{n} {k}" for k, n in r.counts.items())
+    console.print(f"Wrote {r.total} objects ({what}) from {r.source} to {output}", soft_wrap=True)
 
 
 # -- contributions and merging (issue 3) -------------------------------------------------------------
