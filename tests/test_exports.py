@@ -483,3 +483,21 @@ def test_ogrinfo_reads_phone_files(merged, data_out, fmt):
     assert r.returncode == 0, r.stderr
     counts = [int(n) for n in re.findall(r"Feature Count: (\d+)", r.stdout)]
     assert sum(counts) == c["water_well"] + c["water_tower"] + c["building"], r.stdout
+
+
+def test_kml_with_gdal(merged, data_out, monkeypatch):
+    """GDAL's own KML reader (not enabled in fiona by default) sees one layer per kind, with names and points."""
+    _, _, _, c = merged
+    f, _ = data_out["kml"]
+    monkeypatch.setitem(fiona.supported_drivers, "KML", "r")
+    layers = fiona.listlayers(f)
+    assert set(layers) == {"borehole", "well", "water tower", "building"}
+    counts = {}
+    for layer in layers:
+        with fiona.open(f, layer=layer) as src:
+            assert src.crs.to_epsg() == 4326
+            feats = list(src)
+            counts[layer] = len(feats)
+            assert all(x.geometry.type == "Point" and x.properties["Name"] for x in feats)
+    assert counts == {"borehole": c["pumped"], "well": c["water_well"] - c["pumped"], "water tower": 1,
+                      "building": c["building"]}
