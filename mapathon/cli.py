@@ -466,6 +466,8 @@ def export_data_cmd(
         r = export_data(p, output, fmt, data=data, kind=kind, village=village, csv_dialect=csv_dialect)
     what = ", ".join(f"{n} {k}" for k, n in r.counts.items())
     console.print(f"Wrote {r.total} objects ({what}) from {r.source} to {output}", soft_wrap=True)
+    if r.outside:
+        console.print(f"Outside the project's area (no village): {r.outside}; --village leaves them out", soft_wrap=True)
 
 
 # -- contributions and merging (issue 3) -------------------------------------------------------------

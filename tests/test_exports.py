@@ -16,7 +16,7 @@ import shapely
 from shapely.geometry import shape
 
 from conftest import DIANGUIRDE_POIS, Cli, have
-from foundation_helpers import assert_error, copy_project, query, tasks_json, village_template
+from foundation_helpers import aoi_geom, assert_error, copy_project, query, tasks_json, village_template
 from test_merge import building, josm, node
 
 pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
@@ -299,11 +299,17 @@ def _villages(folder) -> dict:
 
 
 def _where(folder, lon, lat) -> tuple[str, int | None]:
-    """(village, task) of a point from the project's tables: the village holding it else the nearest, its task."""
+    """(village, task) of a point from the project's tables: the village holding it, else inside the project's
+    area the nearest, else none; its task."""
     p = shapely.Point(lon, lat)
     villages = _villages(folder)
     inside = [n for n, g in villages.items() if g.intersects(p)]
-    village = inside[0] if len(inside) == 1 else min(villages, key=lambda n: villages[n].distance(p))
+    if len(inside) == 1:
+        village = inside[0]
+    elif aoi_geom(folder).intersects(p):
+        village = min(villages, key=lambda n: villages[n].distance(p))
+    else:
+        village = ""
     tasks = sorted(r["id"] for r in query(folder, "SELECT id, geom FROM tasks WHERE state != 'SPLIT'")
                    if shapely.from_wkb(r["geom"]).intersects(p))
     return village, (tasks[0] if tasks else None)
@@ -365,7 +371,7 @@ def test_data_export_counts_match_osmium(merged, data_out, fmt):
     for o in objs:
         village, task = _where(folder, o["lon"], o["lat"])
         if fmt in ("gpx", "kml"):
-            assert f"village {village}" in o["desc"]
+            assert (f"village {village};" in o["desc"]) == bool(village)
             assert (f"task {task};" in o["desc"]) == (task is not None)
         else:
             assert o["village"] == village
@@ -382,7 +388,8 @@ def test_data_export_counts_match_osmium(merged, data_out, fmt):
         school = next(o for o in buildings if o["building"] == "school")
         assert school["village"] == "Torodo"
     outside = next(o for o in buildings if o["lon"] > -8.79)
-    assert _where(folder, outside["lon"], outside["lat"])[1] is None  # in no task: named after the nearest village
+    assert _where(folder, outside["lon"], outside["lat"]) == ("", None)  # outside the project: no village, no task
+    assert "Outside the project's area (no village): 1;" in stdout
     if fmt in ("geojson", "gpkg"):  # buildings as their outlines, water points as points
         assert {o["geom"].geom_type for o in buildings} <= {"Polygon", "MultiPolygon"}
         assert all(o["geom"].geom_type == "Point" for o in water)

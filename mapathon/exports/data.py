@@ -13,8 +13,9 @@ The data is the project's latest (``merged/latest.osm.pbf``, see
   multipolygons, new objects with negative ids included);
 * or both (``--kind all``).
 
-Each object gets the village whose area holds it (else the nearest village)
-and the task square it lies in (:class:`mapathon.quality.where.Locator`).
+Each object gets the village whose area holds it (else, inside the project's
+area, the nearest village) and the task square it lies in
+(:class:`mapathon.quality.where.Locator`).
 
 Formats, by extension: GeoJSON and GeoPackage (fiona; buildings as
 polygons), GPX waypoints (gpxpy) and KML placemarks (written with the
@@ -101,6 +102,7 @@ class DataExport:
     output: Path
     format: str
     counts: dict = field(default_factory=dict)  # kind -> number written
+    outside: int = 0  # of them outside the project's area (no village)
 
     @property
     def total(self) -> int:
@@ -188,8 +190,9 @@ def read_buildings(path: Path) -> list[Item]:
     return items
 
 
-def _locate(project: Project, items: list[Item]) -> None:
-    """Each item's task and village (the village whose area holds it, else the nearest one)."""
+def _locate(project: Project, items: list[Item]) -> int:
+    """Each item's task and village: the village whose area holds it, else (inside the project's area) the
+    nearest village, else none. Returns how many items are outside the project's area."""
     from ..quality.where import Locator
 
     loc = Locator(project)
@@ -197,17 +200,23 @@ def _locate(project: Project, items: list[Item]) -> None:
     for it, t, v in zip(items, tasks, villages):
         it.task = t.id if t is not None else None
         it.village = v or ""
-    outside = [i for i, it in enumerate(items) if not it.village]
-    if outside and loc.village_tree is not None:
-        pts = shapely.points([(items[i].lon, items[i].lat) for i in outside])
-        src, dst = loc.village_tree.query_nearest(pts, all_matches=False)
+    homeless = [i for i, it in enumerate(items) if not it.village]
+    if not homeless:
+        return 0
+    pts = shapely.points([(items[i].lon, items[i].lat) for i in homeless])
+    inside = shapely.intersects(project.aoi_geom(), pts)
+    near = [i for i, ok in zip(homeless, inside.tolist()) if ok]
+    if near and loc.village_tree is not None:
+        src, dst = loc.village_tree.query_nearest(shapely.points([(items[i].lon, items[i].lat) for i in near]))
         for a, b in zip(src.tolist(), dst.tolist()):
-            items[outside[a]].village = loc.village_names[b]
+            items[near[a]].village = loc.village_names[b]
+    return int((~inside).sum())
 
 
 def collect(project: Project, *, data: str | Path | None = None, kind: str = "wells",
-            village: str | None = None) -> tuple[Path, list[Item]]:
-    """The objects to export (sorted by village, kind, name) and the file they come from."""
+            village: str | None = None) -> tuple[Path, list[Item], int]:
+    """The objects to export (sorted by village, kind, name), the file they come from and how many of them
+    are outside the project's area."""
     if kind not in KINDS:
         raise MapathonError(f"--kind {kind}: unknown (choose one of {', '.join(KINDS)})")
     area = shapely.from_wkb(project.village(village)["geom"]) if village else None  # before reading: fail fast
@@ -220,11 +229,11 @@ def collect(project: Project, *, data: str | Path | None = None, kind: str = "we
     if area is not None:
         shapely.prepare(area)
         items = [it for it in items if area.intersects(it.geom)]
-    _locate(project, items)
+    outside = _locate(project, items)
     order = {k: i for i, k in enumerate(WATER_ORDER + (BUILDING,))}
     items.sort(key=lambda it: (it.village, order.get(it.kind, 99), it.tags.get("name", ""), it.osm_type, it.osm_id))
     _label(items)
-    return source, items
+    return source, items, outside
 
 
 def _label(items: list[Item]) -> None:
@@ -257,7 +266,7 @@ def export_data(project: Project, dest: str | Path, fmt: str | None = None, *, d
     fmt = resolve_format(dest, fmt, FORMATS)
     dialect = check_csv_dialect(csv_dialect, fmt)
     dest = Path(dest)
-    source, items = collect(project, data=data, kind=kind, village=village)
+    source, items, outside = collect(project, data=data, kind=kind, village=village)
     if not items:
         what = {"wells": "water points", "buildings": "buildings", "all": "water points or buildings"}[kind]
         where = f" in village {project.village(village)['name']}" if village else ""
@@ -273,7 +282,7 @@ def export_data(project: Project, dest: str | Path, fmt: str | None = None, *, d
         with atomic_path(dest) as tmp:
             _write_fiona(items, tmp, fmt, LAYERS[kind])
     counts = {k: sum(1 for it in items if it.kind == k) for k in WATER_ORDER + (BUILDING,)}
-    return DataExport(source, dest, fmt, {k: n for k, n in counts.items() if n})
+    return DataExport(source, dest, fmt, {k: n for k, n in counts.items() if n}, outside)
 
 
 def _write_fiona(items: list[Item], path: Path, fmt: str, layer: str) -> None:
