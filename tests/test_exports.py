@@ -471,6 +471,11 @@ def test_data_export_errors(merged, tmp_path, tmp_path_factory):
     assert_error(cli("export", "data", "-o", tmp_path / "w.gpx", "--data", josm_file, ok=False), "a.osm", ".osm.pbf")
     assert_error(cli("export", "data", "-o", tmp_path / "w.gpx", "--data", tmp_path / "no.osm.pbf", ok=False),
                  "no.osm.pbf", "no such file")
+    damaged = tmp_path_factory.mktemp("d") / "damaged.osm.pbf"
+    damaged.write_bytes(DIANGUIRDE_POIS.read_bytes()[:3000])
+    for k in ("wells", "buildings"):
+        assert_error(cli("export", "data", "-o", tmp_path / "w.gpx", "--data", damaged, "--kind", k, ok=False),
+                     "damaged.osm.pbf")
     assert_error(cli("export", "data", "-o", tmp_path / "b.gpx", "--kind", "buildings", "--village", "Dianguirdé",
                      ok=False), "no buildings", "Dianguirdé", "nothing written")
     assert_error(cli("export", "data", "-o", tmp_path / "nope" / "w.gpx", ok=False), "nope")

@@ -223,7 +223,10 @@ def collect(project: Project, *, data: str | Path | None = None, kind: str = "we
     source = _data_source(project, data)
     items: list[Item] = []
     if kind in ("wells", "all"):
-        items += read_water_points(source)
+        try:
+            items += read_water_points(source)
+        except RuntimeError as e:  # libosmium: a damaged or truncated file
+            raise MapathonError(f"{source}: cannot read ({e})") from None
     if kind in ("buildings", "all"):
         items += read_buildings(source)
     if area is not None:
