@@ -356,5 +356,7 @@ def _write_kml(project: Project, items: list[Item], dest: Path, village: str | N
             if v not in (None, ""):
                 el(el(ext, "Data", name=k), "value", v)
         el(el(pm, "Point"), "coordinates", f"{it.lon:.7f},{it.lat:.7f}")
-    with atomic_path(dest) as tmp:
-        ET.ElementTree(root).write(tmp, encoding="utf-8", xml_declaration=True)
+    ET.indent(root)
+    with atomic_path(dest) as tmp:  # the declaration as every KML reader expects it (ET would write it in single quotes)
+        tmp.write_bytes(b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="utf-8",
+                                                                                 xml_declaration=False) + b"\n")
