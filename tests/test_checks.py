@@ -123,8 +123,8 @@ def test_duplicates_and_overlaps_by_share_of_the_smaller_building(tmp_path):
 def _turned(o: Osm, cx, cy, w, angle):
     """A w x w square centred on (cx, cy), turned by *angle* degrees."""
     r = w / math.sqrt(2)
-    return o.way([(cx + r * math.cos(math.radians(angle + 45 + 90 * k)), cy + r * math.sin(math.radians(angle + 45 + 90 * k)))
-                  for k in range(4)], {"building": "yes"})
+    turns = [math.radians(angle + 45 + 90 * k) for k in range(4)]
+    return o.way([(cx + r * math.cos(a), cy + r * math.sin(a)) for a in turns], {"building": "yes"})
 
 
 def test_the_typical_duplicate_is_an_error(tmp_path):

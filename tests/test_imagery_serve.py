@@ -382,7 +382,8 @@ def test_josm_layer_to_map_in_holds_the_existing_data(pcli, served, tmp_path):
     poi = inside[0]
     plon, plat, pver = pois[poi]
     vol = josm(tmp_path / "awa.osm", *building(-1, -1, lat, lon),
-               node(-10, lat, lon + 0.001), node(-11, lat, east + 1000 * m_lon), way(-2, [-10, -11], {"highway": "track"}),
+               node(-10, lat, lon + 0.001), node(-11, lat, east + 1000 * m_lon),
+               way(-2, [-10, -11], {"highway": "track"}),
                node(-20, lat, near, {"man_made": "water_well"}), node(-21, lat, far, {"man_made": "water_well"}),
                node(poi, plat, plon, {"name": "Fixed by Awa", "place": "hamlet"}, version=pver, action="modify"))
     pcli("submit", vol, "--as", "Awa", "--task", t.id)
@@ -395,7 +396,8 @@ def test_josm_layer_to_map_in_holds_the_existing_data(pcli, served, tmp_path):
     assert [p.path for p in parts] == ["/imagery", "/load_data", "/import", "/import", "/zoom"]
     new_q, edit_q = dict(parse_qsl(parts[2].query)), dict(parse_qsl(parts[3].query))
     assert all(parts[i].query.rsplit("&", 1)[1].startswith("url=") for i in (2, 3))  # url last
-    assert new_q["layer_locked"] == "true" and new_q["upload_policy"] == "never" and "do not edit" in new_q["layer_name"]
+    assert new_q["layer_locked"] == "true" and new_q["upload_policy"] == "never"
+    assert "do not edit" in new_q["layer_name"]
     assert edit_q["new_layer"] == "true" and "layer_locked" not in edit_q and "upload_policy" not in edit_q
     assert edit_q["layer_name"] == f"Task {t.id} ({t.key}) edits"
     assert edit_q["url"] == f"{base}/tasks/{t.id}/data.osm" and new_q["url"] == f"{base}/tasks/{t.id}/new.osm"

@@ -16,6 +16,9 @@ JOSM (remote control, http://127.0.0.1:8111), in order:
 
 Both imported layers are files served by ``mapathon imagery serve`` and the room server
 (``/tasks/<task>/data.osm`` and ``/tasks/<task>/new.osm``): a whole village is too big for a URL.
+JOSM's ``/import`` takes ``new_layer``, ``layer_name``, ``layer_locked``, ``download_policy`` and
+``upload_policy`` (as ``/load_data`` does), reads everything after ``&url=`` as the URL (so it
+comes last), and opens a URL as OSM data when it ends in ``.osm``.
 
 iD: one URL (``https://www.openstreetmap.org/edit?editor=id#map=...``) with the cached imagery as
 a custom background, the task boundary as a GPX overlay served by ``imagery serve``, the comment
