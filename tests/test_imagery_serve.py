@@ -446,3 +446,30 @@ def test_josm_layer_to_map_in_holds_the_existing_data(pcli, served, tmp_path):
     svc = TileService(project)
     assert svc.respond(f"/tasks/{t.id}/data.osm")[2] == get(f"{base}/tasks/{t.id}/data.osm")[2]
     assert svc.respond("/tasks/99999/data.osm")[0] == 404
+
+
+def test_box_data_keeps_ways_whole_with_real_ids(tmp_path):
+    """Liechtenstein: the ways through a box come with all their nodes, as osmium itself finds them."""
+    import osmium
+
+    from conftest import LIECHTENSTEIN
+    from mapathon.osm.josm import box_data
+
+    box = (9.520, 47.135, 9.524, 47.138)
+    w, s, e, n = box
+    inside = lambda loc: w <= loc.lon <= e and s <= loc.lat <= n  # noqa: E731
+    expected = set()
+    for o in osmium.FileProcessor(str(LIECHTENSTEIN), osmium.osm.NODE | osmium.osm.WAY).with_locations():
+        if o.is_way() and any(inside(nd.location) for nd in o.nodes):
+            expected.add(o.id)
+    data = box_data(LIECHTENSTEIN, box)
+    assert data.total("new") == 0 and b"<node" not in data.new
+    objs = _osm_objects(data.editable)
+    ways = {oid: v for (kind, oid), v in objs.items() if kind == "w"}
+    assert set(ways) == expected and len(expected) > 50
+    nodes = {oid: v[2] for (kind, oid), v in objs.items() if kind == "n"}
+    assert all(r in nodes for v in ways.values() for r in v[2])  # complete ways
+    outside = [ll for ll in nodes.values() if not (w <= ll[0] <= e and s <= ll[1] <= n)]
+    assert outside  # some nodes of those ways lie outside the box
+    assert all(v[0] >= 1 for v in objs.values())  # the real versions, for JOSM to upload modifications
+    assert data.counts["editable"]["ways"] == len(ways)
