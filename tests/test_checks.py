@@ -102,18 +102,59 @@ def test_duplicates_and_overlaps_by_share_of_the_smaller_building(tmp_path):
     o.square(300, 0, 10)
     o.square(310, 0, 10)  # touching: fine
     e = o.square(400, 0, 20)
-    f = o.square(405, 5, 4)  # a small building wholly inside a big one: the smaller is 100 % covered
+    f = o.square(405, 5, 4)  # a hut wholly inside a big building: an overlap, not the same house twice
     r = check_file(o.write(tmp_path / "a.osm"))
     k = kinds(r)
     dups = sorted((sorted(i for _t, i in x.objects), round(x.value)) for x in k["duplicate_building"])
-    assert dups == sorted([(sorted([a, b]), 90), (sorted([e, f]), 100)])
-    (ov,) = k["overlapping_buildings"]
-    assert sorted(i for _t, i in ov.objects) == sorted([c, d]) and ov.value == pytest.approx(50, abs=0.5)
+    assert dups == [(sorted([a, b]), 90)]
+    ovs = {tuple(sorted(i for _t, i in x.objects)): x for x in k["overlapping_buildings"]}
+    assert set(ovs) == {tuple(sorted([c, d])), tuple(sorted([e, f]))}
+    assert ovs[tuple(sorted([c, d]))].value == pytest.approx(50, abs=0.5)
+    assert ovs[tuple(sorted([e, f]))].value == pytest.approx(100, abs=0.5)
+    assert "16 m² lies 100 % inside one of 400 m²" in ovs[tuple(sorted([e, f]))].message
     assert set(k) == {"duplicate_building", "overlapping_buildings"}
+    ov = ovs[tuple(sorted([c, d]))]
     # the location is inside the overlap
     lon, lat = ov.lon, ov.lat
     x, y = TO_M.transform(lon, lat)
     assert 105 <= x - X0 <= 110 and 0 <= y - Y0 <= 10
+
+
+def _turned(o: Osm, cx, cy, w, angle):
+    """A w x w square centred on (cx, cy), turned by *angle* degrees."""
+    r = w / math.sqrt(2)
+    turns = [math.radians(angle + 45 + 90 * k) for k in range(4)]
+    return o.way([(cx + r * math.cos(a), cy + r * math.sin(a)) for a in turns], {"building": "yes"})
+
+
+def test_the_typical_duplicate_is_an_error(tmp_path):
+    """The same 9 m house drawn twice by two volunteers: a duplicate however it was drawn again (issue 11)."""
+    o = Osm()
+    pairs = {
+        "offset 1 m": (o.square(0, 0, 9), o.square(1, 1, 9)),  # 79 % of the smaller one: was only an overlap
+        "offset 1.7 m": (o.square(50, 0, 9), o.square(51.5, 0.7, 9)),  # 77 %, as reported in the issue
+        "turned 5 degrees": (_turned(o, 104.5, 4.5, 9, 0), _turned(o, 104.5, 4.5, 9, 5)),
+        "turned and moved": (_turned(o, 154.5, 4.5, 9, 0), _turned(o, 155.3, 5.1, 9.4, 6)),
+        "a bit smaller": (o.square(200, 0, 9), o.square(200.5, 0.5, 8)),
+    }
+    shared = (o.square(300, 0, 9), o.square(309, 0, 9))  # two houses sharing a wall
+    o.square(350, 0, 9)
+    o.square(358.7, 0, 9)  # a wall drawn 30 cm into the neighbour: 3 %, fine
+    hut = (o.square(400, 0, 30), o.square(410, 10, 4))  # a small hut in a big compound building
+    half = (o.square(500, 0, 10), o.square(500, 0, 10, 5))  # one house drawn over half of another
+    r = check_file(o.write(tmp_path / "twice.osm"))
+    k = kinds(r)
+    dups = {tuple(sorted(i for _t, i in x.objects)): x for x in k["duplicate_building"]}
+    for what, pair in pairs.items():
+        assert tuple(sorted(pair)) in dups, what
+    assert len(dups) == len(pairs)
+    assert dups[tuple(sorted(pairs["offset 1 m"]))].value == pytest.approx(64 / 81 * 100, abs=0.5)
+    assert dups[tuple(sorted(pairs["offset 1.7 m"]))].value == pytest.approx(7.5 * 8.3 / 81 * 100, abs=0.5)
+    assert "drawn twice" in dups[tuple(sorted(pairs["offset 1 m"]))].message
+    ovs = {tuple(sorted(i for _t, i in x.objects)) for x in k["overlapping_buildings"]}
+    assert ovs == {tuple(sorted(hut)), tuple(sorted(half))}
+    assert all(tuple(sorted(shared)) not in d for d in (dups, ovs))
+    assert set(k) == {"duplicate_building", "overlapping_buildings"}
 
 
 def test_not_square_uses_josm_thresholds(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import sqlite3
 import subprocess
 import sys
@@ -321,3 +322,154 @@ def test_import_geotiff(pcli, gridded, tmp_path, no_network):  # noqa: F811
             ds.write(np.full((3, 8, 8), 100, dtype=np.uint8))
         assert "no coordinate reference system" in pcli("imagery", "import", bad, ok=False).stderr
     assert "good for zoom 18 at most" in pcli("imagery", "import", tif, "--zoom", "21", ok=False).stderr
+
+
+# -- the task's existing data in JOSM (issue 11) ------------------------------------------------------------------
+
+
+def _osm_objects(data: bytes) -> dict:
+    """(type, id) -> (version, tags, location or refs) of OSM XML bytes, as osmium reads them."""
+    import osmium
+
+    out = {}
+    for o in osmium.FileProcessor(osmium.io.FileBuffer(data, "osm")):
+        if o.is_node():
+            what = (round(o.location.lon, 7), round(o.location.lat, 7))
+        elif o.is_way():
+            what = tuple(n.ref for n in o.nodes)
+        else:
+            what = tuple((m.type, m.ref) for m in o.members)
+        out[(o.type_str(), o.id)] = (o.version, dict(o.tags), what)
+    return out
+
+
+def _task_with_poi(project):
+    """A task with at least one point of the Dianguirdé extract inside, and those points."""
+    import osmium
+    from shapely.geometry import Point
+
+    from conftest import DIANGUIRDE_POIS
+
+    pois = {o.id: (o.location.lon, o.location.lat, o.version) for o in osmium.FileProcessor(str(DIANGUIRDE_POIS))}
+    with open_project(project) as p:
+        ids = [r[0] for r in p.conn.execute("SELECT id FROM tasks ORDER BY id")]
+        for i in ids:
+            t = get_task(p, i)
+            inside = [k for k, (lon, lat, _) in pois.items() if t.geom.contains(Point(lon, lat))]
+            if inside:
+                return t, inside, pois
+    raise AssertionError("no task with a point of interest")
+
+
+def test_josm_layer_to_map_in_holds_the_existing_data(pcli, served, tmp_path):
+    from conftest import DIANGUIRDE_POIS
+    from mapathon.imagery.editors import DATA_MARGIN_M, data_box
+    from test_merge import building, josm, node, way
+
+    project, _, base = served
+    t, inside, pois = _task_with_poi(project)
+    # no merge yet: an empty layer to map in, and the command says why
+    r = pcli("josm", str(t.id), "--tiles-url", base)
+    assert "no merged data yet" in r.stderr and "layer to map in is empty" in r.stderr
+    assert [urlsplit(u).path for u in r.stdout.split()] == ["/imagery", "/load_data", "/load_data", "/zoom"]
+    assert b"<node" not in get(f"{base}/tasks/{t.id}/data.osm")[2]
+
+    # a volunteer maps a house and a track leaving the task, and a well just outside it; the organizer merges
+    west, south, east, north = t.geom.bounds
+    lat, lon = (south + north) / 2, (west + east) / 2
+    m_lon = 1 / (111_320 * math.cos(math.radians(lat)))  # one metre of longitude, in degrees
+    near, far = east + 30 * m_lon, east + 200 * m_lon
+    poi = inside[0]
+    plon, plat, pver = pois[poi]
+    vol = josm(tmp_path / "awa.osm", *building(-1, -1, lat, lon),
+               node(-10, lat, lon + 0.001), node(-11, lat, east + 1000 * m_lon),
+               way(-2, [-10, -11], {"highway": "track"}),
+               node(-20, lat, near, {"man_made": "water_well"}), node(-21, lat, far, {"man_made": "water_well"}),
+               node(poi, plat, plon, {"name": "Fixed by Awa", "place": "hamlet"}, version=pver, action="modify"))
+    pcli("submit", vol, "--as", "Awa", "--task", t.id)
+    pcli("merge", "--base", DIANGUIRDE_POIS, "-o", tmp_path / "merged.osm.pbf")
+
+    r = pcli("josm", str(t.id), "--tiles-url", base, "--json")
+    assert "no merged data" not in r.stderr
+    reqs = json.loads(r.stdout)
+    parts = [urlsplit(q["url"]) for q in reqs]
+    assert [p.path for p in parts] == ["/imagery", "/load_data", "/import", "/import", "/zoom"]
+    new_q, edit_q = dict(parse_qsl(parts[2].query)), dict(parse_qsl(parts[3].query))
+    assert all(parts[i].query.rsplit("&", 1)[1].startswith("url=") for i in (2, 3))  # url last
+    assert new_q["layer_locked"] == "true" and new_q["upload_policy"] == "never"
+    assert "do not edit" in new_q["layer_name"]
+    assert edit_q["new_layer"] == "true" and "layer_locked" not in edit_q and "upload_policy" not in edit_q
+    assert edit_q["layer_name"] == f"Task {t.id} ({t.key}) edits"
+    assert edit_q["url"] == f"{base}/tasks/{t.id}/data.osm" and new_q["url"] == f"{base}/tasks/{t.id}/new.osm"
+
+    # the layer to map in: the extract's points in the task and the margin, real ids and versions
+    status, headers, body = get(edit_q["url"])
+    assert status == 200 and headers["Content-Type"] == "application/x-osm+xml"
+    edit = _osm_objects(body)
+    w, s, e, n = data_box(t)
+    expected = {k for k, (lo, la, _) in pois.items() if w <= lo <= e and s <= la <= n}
+    assert {k for kind, k in edit if kind == "n"} == expected and poi in expected
+    assert all(oid > 0 and v >= 1 for (_, oid), (v, _, _) in edit.items())
+    assert edit[("n", poi)][:2] == (pver, {"name": "Fixed by Awa", "place": "hamlet"})  # the merged version
+    assert ET.fromstring(body).get("upload") is None
+    # what the project mapped and did not upload yet: a locked layer of its own, complete ways
+    status, _, body = get(new_q["url"])
+    new = _osm_objects(body)
+    assert ET.fromstring(body).get("upload") == "never"
+    assert all(oid < 0 for _, oid in new)
+    ways = {v[1].get("building") or v[1].get("highway"): v[2] for (kind, _), v in new.items() if kind == "w"}
+    assert set(ways) == {"yes", "track"} and len(ways["yes"]) == 5 and ways["yes"][0] == ways["yes"][-1]
+    track_far = new[("n", ways["track"][1])][2]
+    assert track_far[0] == pytest.approx(east + 1000 * m_lon, abs=1e-6)  # a node far outside comes with its way
+    wells = sorted(v[2][0] for v in new.values() if v[1].get("man_made") == "water_well")
+    assert wells == [pytest.approx(near, abs=1e-6)]  # 30 m outside: in the margin; 200 m outside: not
+    assert DATA_MARGIN_M < 200
+
+    # the volunteer saves the layer with one more house: merged again, nothing is doubled
+    text = get(edit_q["url"])[2].decode()
+    more = "\n".join(building(-1, -1, lat + 0.0003, lon))
+    saved = tmp_path / "bakary.osm"
+    saved.write_text(text.replace("</osm>", more + "\n</osm>"), encoding="utf-8")
+    pcli("submit", saved, "--as", "Bakary", "--task", t.id)
+    r = pcli("merge", "--base", DIANGUIRDE_POIS, "-o", tmp_path / "merged2.osm.pbf", "--json")
+    summary = json.loads(r.stdout)
+    assert summary["conflicts"] == []
+    import osmium
+
+    kinds = {}
+    for o in osmium.FileProcessor(str(tmp_path / "merged2.osm.pbf")):
+        kinds.setdefault(o.type_str(), []).append((o.id, dict(o.tags)))
+    assert len([1 for _, tags in kinds["w"] if tags.get("building")]) == 2
+    assert [tags for oid, tags in kinds["n"] if oid == poi] == [{"name": "Fixed by Awa", "place": "hamlet"}]
+    assert len([1 for oid, _ in kinds["n"] if oid > 0]) == len(pois)
+    # the room server serves the same files through the same service
+    svc = TileService(project)
+    assert svc.respond(f"/tasks/{t.id}/data.osm")[2] == get(f"{base}/tasks/{t.id}/data.osm")[2]
+    assert svc.respond("/tasks/99999/data.osm")[0] == 404
+
+
+def test_box_data_keeps_ways_whole_with_real_ids(tmp_path):
+    """Liechtenstein: the ways through a box come with all their nodes, as osmium itself finds them."""
+    import osmium
+
+    from conftest import LIECHTENSTEIN
+    from mapathon.osm.josm import box_data
+
+    box = (9.520, 47.135, 9.524, 47.138)
+    w, s, e, n = box
+    inside = lambda loc: w <= loc.lon <= e and s <= loc.lat <= n  # noqa: E731
+    expected = set()
+    for o in osmium.FileProcessor(str(LIECHTENSTEIN), osmium.osm.NODE | osmium.osm.WAY).with_locations():
+        if o.is_way() and any(inside(nd.location) for nd in o.nodes):
+            expected.add(o.id)
+    data = box_data(LIECHTENSTEIN, box)
+    assert data.total("new") == 0 and b"<node" not in data.new
+    objs = _osm_objects(data.editable)
+    ways = {oid: v for (kind, oid), v in objs.items() if kind == "w"}
+    assert set(ways) == expected and len(expected) > 50
+    nodes = {oid: v[2] for (kind, oid), v in objs.items() if kind == "n"}
+    assert all(r in nodes for v in ways.values() for r in v[2])  # complete ways
+    outside = [ll for ll in nodes.values() if not (w <= ll[0] <= e and s <= ll[1] <= n)]
+    assert outside  # some nodes of those ways lie outside the box
+    assert all(v[0] >= 1 for v in objs.values())  # the real versions, for JOSM to upload modifications
+    assert data.counts["editable"]["ways"] == len(ways)

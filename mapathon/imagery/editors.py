@@ -4,9 +4,21 @@ JOSM (remote control, http://127.0.0.1:8111), in order:
 
 1. ``/imagery``   the cached imagery as a TMS layer served by ``mapathon imagery serve``;
 2. ``/load_data`` the task boundary as a new *locked* layer that is never uploaded;
-3. ``/load_data`` a new empty layer to map in (saved and handed in with ``mapathon submit``),
+3. ``/import``    the houses, wells and tracks other volunteers mapped in this project and not
+   uploaded yet (ids <= 0 in the latest merge), as a *locked* layer that is never uploaded
+   (only when there are some);
+4. ``/import``    the layer to map in: the task's existing OpenStreetMap data (with a margin of
+   ``DATA_MARGIN_M``) from the project's latest data (``merged/latest.osm.pbf``), real ids and
+   versions, so that edits are saved (and handed in with ``mapathon submit``) as modifications;
+   an empty ``/load_data`` layer when the project has no merge yet or nothing is there;
    or with ``download=True`` a ``/load_and_zoom`` that downloads current OSM data (online rooms);
-4. ``/zoom``      to the task, with the changeset comment, source and hashtags.
+5. ``/zoom``      to the task, with the changeset comment, source and hashtags.
+
+Both imported layers are files served by ``mapathon imagery serve`` and the room server
+(``/tasks/<task>/data.osm`` and ``/tasks/<task>/new.osm``): a whole village is too big for a URL.
+JOSM's ``/import`` takes ``new_layer``, ``layer_name``, ``layer_locked``, ``download_policy`` and
+``upload_policy`` (as ``/load_data`` does), reads everything after ``&url=`` as the URL (so it
+comes last), and opens a URL as OSM data when it ends in ``.osm``.
 
 iD: one URL (``https://www.openstreetmap.org/edit?editor=id#map=...``) with the cached imagery as
 a custom background, the task boundary as a GPX overlay served by ``imagery serve``, the comment
@@ -17,10 +29,12 @@ Nothing here touches the network (``open_in_josm`` does, when asked).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote, urlencode
 from xml.sax.saxutils import escape, quoteattr
 
@@ -35,6 +49,7 @@ META_HASHTAGS = "hashtags"
 DEFAULT_TILES_URL = "http://127.0.0.1:8001"
 DEFAULT_JOSM_URL = "http://127.0.0.1:8111"
 ID_URL = "https://www.openstreetmap.org/edit"
+DATA_MARGIN_M = 50  # the existing data around a task that volunteers see in JOSM, in metres
 
 
 def parse_hashtags(text: str) -> list[str]:
@@ -138,6 +153,7 @@ class EditorSetup:
     comment: str
     hashtags: list[str]
     warnings: list[str]
+    tiles_url: str = DEFAULT_TILES_URL  # where 'imagery serve' (or the room server) answers
 
 
 def setup(project, task, *, source: str | None = None, tiles_url: str = DEFAULT_TILES_URL,
@@ -153,7 +169,7 @@ def setup(project, task, *, source: str | None = None, tiles_url: str = DEFAULT_
     if not re.match(r"^https?://[^/\s]+", tiles_url):
         raise MapathonError(f"--tiles-url {tiles_url}: give the http:// address of 'mapathon imagery serve'")
     ext = cache_format(project, src.name)
-    return EditorSetup(task, src, tile_template(tiles_url, src.name, ext), comment, tags, warnings)
+    return EditorSetup(task, src, tile_template(tiles_url, src.name, ext), comment, tags, warnings, tiles_url)
 
 
 def josm_urls(project, s: EditorSetup, *, josm_url: str = DEFAULT_JOSM_URL, download: bool = False) -> list[tuple[str, str]]:
@@ -179,15 +195,87 @@ def josm_urls(project, s: EditorSetup, *, josm_url: str = DEFAULT_JOSM_URL, down
     bbox = {"left": f"{west:.7f}", "right": f"{east:.7f}", "top": f"{north:.7f}", "bottom": f"{south:.7f}"}
     layer = f"Task {t.id} ({t.key}) edits"
     out = [("imagery", f"{base}/imagery?{imagery}"), ("task boundary", f"{base}/load_data?{boundary}")]
+    data = existing_data(project, t, s.warnings)
+    served = f"{s.tiles_url.rstrip('/')}/tasks/{t.id}"
+    if data is not None and data.total("new"):
+        # url last, as for the imagery
+        out.append((f"mapped in this project, not uploaded yet ({data.total('new')} objects)",
+                    f"{base}/import?" + urlencode({
+                        "new_layer": "true",
+                        "layer_name": f"Task {t.id} ({t.key}): mapped in this project, not uploaded yet — do not edit",
+                        "layer_locked": "true", "upload_policy": "never", "download_policy": "never"})
+                    + "&url=" + quote(f"{served}/new.osm", safe="")))
     if download:
         out.append(("OSM data, zoom and changeset", f"{base}/load_and_zoom?" + urlencode(
             {**bbox, "new_layer": "true", "layer_name": layer, **changeset})))
     else:
-        empty = "<?xml version='1.0' encoding='UTF-8'?><osm version='0.6' generator='mapathon'></osm>"
-        out.append(("layer to map in", f"{base}/load_data?" + urlencode(
-            {"new_layer": "true", "layer_name": layer, "data": empty})))
+        if data is not None and data.total("editable"):
+            out.append((f"layer to map in ({data.total('editable')} existing objects)", f"{base}/import?"
+                        + urlencode({"new_layer": "true", "layer_name": layer})
+                        + "&url=" + quote(f"{served}/data.osm", safe="")))
+        else:
+            empty = "<?xml version='1.0' encoding='UTF-8'?><osm version='0.6' generator='mapathon'></osm>"
+            out.append(("layer to map in", f"{base}/load_data?" + urlencode(
+                {"new_layer": "true", "layer_name": layer, "data": empty})))
         out.append(("zoom and changeset", f"{base}/zoom?" + urlencode({**bbox, **changeset})))
     return out
+
+
+# -- the task's existing data -----------------------------------------------------------------------------
+
+
+def data_box(task, margin_m: float = DATA_MARGIN_M) -> tuple[float, float, float, float]:
+    """The task's bounds grown by *margin_m* metres on every side (west, south, east, north)."""
+    west, south, east, north = task.geom.bounds
+    dlat = margin_m / 111_320.0
+    dlon = margin_m / (111_320.0 * max(math.cos(math.radians(max(abs(south), abs(north)))), 1e-6))
+    return (west - dlon, max(south - dlat, -90.0), east + dlon, min(north + dlat, 90.0))
+
+
+@functools.lru_cache(maxsize=32)
+def _box_data(path: str, _mtime_ns: int, _size: int, box: tuple):
+    from ..osm.josm import box_data
+
+    return box_data(path, box)
+
+
+def existing_data(project, task, warnings: list[str] | None = None, *, margin_m: float = DATA_MARGIN_M):
+    """The task's existing data (``mapathon.osm.josm.BoxData``) from the project's latest data, or
+    None when the project has no merge yet (then the reason goes to *warnings*).
+
+    Kept in memory per file version and task: the room server answers many volunteers."""
+    from ..osm.submit import latest_data
+
+    try:
+        path = Path(latest_data(project))
+    except MapathonError as e:
+        if warnings is not None:
+            warnings.append(f"{e}: the layer to map in is empty, volunteers will not see the houses and wells "
+                            "already mapped")
+        return None
+    st = path.stat()
+    try:
+        return _box_data(str(path), st.st_mtime_ns, st.st_size,
+                         tuple(round(v, 7) for v in data_box(task, margin_m)))
+    except RuntimeError as e:  # libosmium reports a damaged PBF as RuntimeError
+        raise MapathonError(f"{path}: cannot read the project's latest data ({e}); run 'mapathon merge' again") \
+            from None
+
+
+def existing_data_osm(project, task, layer: str) -> bytes:
+    """The JOSM file of one layer of the task's existing data: ``data`` (the layer to map in) or
+    ``new`` (mapped in this project, not uploaded yet). Empty OSM files when the project has no merge."""
+    from ..osm.josm import JosmXmlWriter
+
+    data = existing_data(project, task)
+    if data is not None:
+        return data.editable if layer == "data" else data.new
+    import io
+
+    buf = io.BytesIO()
+    w = JosmXmlWriter(buf, upload=None if layer == "data" else "never")
+    w.close()
+    return buf.getvalue()
 
 
 def map_zoom(task) -> int:

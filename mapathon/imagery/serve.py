@@ -5,6 +5,8 @@ Routes:
 * ``/tiles/<source>/<z>/<x>/<y>[.jpg|.png|.webp]``  a tile (XYZ numbering), 404 where the cache has none
 * ``/tiles/<source>.json``                          TileJSON of one cache
 * ``/tasks/<task>.gpx`` and ``/tasks/<task>.osm``    a task boundary (iD's ``gpx=``, JOSM's ``/import``)
+* ``/tasks/<task>/data.osm``, ``/tasks/<task>/new.osm`` the task's existing data for JOSM's ``/import``: the
+  layer to map in, and what the project mapped but did not upload yet (see ``editors.josm_urls``)
 * ``/``                                             what is served, as JSON
 
 :class:`TileService` holds the logic as ``respond(path) -> (status, headers, body)`` so that
@@ -27,6 +29,7 @@ from . import mbtiles
 _TILE = re.compile(r"^/tiles/([a-z0-9][a-z0-9._-]{0,62})/(\d{1,2})/(\d{1,8})/(\d{1,8})(?:\.(?:jpe?g|png|webp|img))?$")
 _TILEJSON = re.compile(r"^/tiles/([a-z0-9][a-z0-9._-]{0,62})\.json$")
 _TASK = re.compile(r"^/tasks/(\d+)\.(gpx|osm)$")
+_TASK_DATA = re.compile(r"^/tasks/(\d+)/(data|new)\.osm$")
 CACHE_CONTROL = "public, max-age=86400"
 
 
@@ -79,6 +82,9 @@ class TileService:
         m = _TASK.match(path)
         if m:
             return self._task(int(m.group(1)), m.group(2))
+        m = _TASK_DATA.match(path)
+        if m:
+            return self._task(int(m.group(1)), m.group(2))
         if path in ("/", "/index.json"):
             return _json({"sources": {n: self.tilejson(n, base_url) for n in self.sources()}})
         return _text(404, "not found")
@@ -100,12 +106,15 @@ class TileService:
     def _task(self, task_id: int, kind: str):
         from ..project import open_project
         from ..tasks.lifecycle import get_task
-        from .editors import boundary_gpx, boundary_osm
+        from .editors import boundary_gpx, boundary_osm, existing_data_osm
 
         try:
             with open_project(self.project_path) as p:
                 t = get_task(p, task_id)
                 name = p.name
+                if kind in ("data", "new"):
+                    body = existing_data_osm(p, t, kind)
+                    return 200, {"Content-Type": "application/x-osm+xml", "Access-Control-Allow-Origin": "*"}, body
         except MapathonError as e:
             return _text(404, str(e))
         if kind == "gpx":

@@ -5,8 +5,13 @@ Thresholds follow the common tools:
 ==========================  =====================================================================
 kind                        rule
 ==========================  =====================================================================
-duplicate_building          two buildings whose overlap is at least 80 % of the smaller one
-overlapping_buildings       two buildings whose overlap is above 10 % (and under 80 %) of the smaller
+duplicate_building          the same building drawn twice: an overlap of at least 60 % of the smaller
+                            one, the smaller at least 60 % of the larger's area, and outlines no
+                            further apart (Hausdorff distance) than 30 % of the larger's size
+                            (square root of its area): a 9 m house drawn again 1 m off, or turned
+                            by 5 deg, is a duplicate; a hut inside a big compound building is not
+overlapping_buildings       two buildings whose overlap is above 10 % of the smaller one, and not
+                            a duplicate
 unclosed_building           a way tagged building=* whose last node is not its first
 self_intersecting_area      an area (building, landuse, ...) whose outline crosses or touches itself;
                             a building multipolygon whose rings cannot be assembled
@@ -40,7 +45,9 @@ from ..fsutil import atomic_path
 from .features import Features, read_features, reason_point
 from .where import Locator, Provenance
 
-DUPLICATE_MIN = 0.80  # overlap / smaller area
+DUPLICATE_MIN = 0.60  # overlap / smaller area
+DUPLICATE_SIZE_MIN = 0.60  # smaller area / larger area
+DUPLICATE_SHAPE_MAX = 0.30  # Hausdorff distance of the outlines / square root of the larger area
 OVERLAP_MIN = 0.10
 SQUARE_MIN_DEG = 1.0
 SQUARE_MAX_DEG = 10.0
@@ -134,7 +141,8 @@ class CheckResult:
                 "provenance": self.provenance, "counts": self.counts(),
                 "contributed": sum(f.contributed for f in self.findings),
                 "findings": [f.as_dict() for f in self.findings], "warnings": self.warnings,
-                "thresholds": {"duplicate_min_overlap": DUPLICATE_MIN, "overlap_min": OVERLAP_MIN,
+                "thresholds": {"duplicate_min_overlap": DUPLICATE_MIN, "duplicate_min_size": DUPLICATE_SIZE_MIN,
+                               "duplicate_max_shape": DUPLICATE_SHAPE_MAX, "overlap_min": OVERLAP_MIN,
                                "square_min_deg": SQUARE_MIN_DEG, "square_max_deg": SQUARE_MAX_DEG,
                                "tiny_m2": TINY_M2}}
 
@@ -254,21 +262,35 @@ def run_checks(f: Features) -> tuple[list[Finding], dict]:
                 ratio = np.where(smaller > 0, inter / smaller, 0.0)
             sel = np.nonzero(ratio > OVERLAP_MIN)[0]
             if len(sel):
+                # the same building twice: much overlap, similar size, outlines close (vectorised on the pairs)
+                si, sj, sr = qi[sel], qj[sel], ratio[sel]
+                small, big = np.minimum(areas[si], areas[sj]), np.maximum(areas[si], areas[sj])
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    size = np.where(big > 0, small / big, 0.0)
+                    cand = (sr >= DUPLICATE_MIN) & (size >= DUPLICATE_SIZE_MIN)
+                    shape = np.full(len(sel), np.inf)
+                    if cand.any():
+                        shape[cand] = shapely.hausdorff_distance(shapely.boundary(fixed[si[cand]]),
+                                                                 shapely.boundary(fixed[sj[cand]]))
+                    rel = shape / np.sqrt(big)
+                dup = cand & (rel <= DUPLICATE_SHAPE_MAX)
                 reps = shapely.point_on_surface(inter_g[sel])
                 rx, ry = shapely.get_x(reps), shapely.get_y(reps)
                 for n, s in enumerate(sel):
                     i, j, r = int(qi[s]), int(qj[s]), float(ratio[s])
-                    if r >= DUPLICATE_MIN:
-                        small, big = sorted((float(areas[i]), float(areas[j])))
-                        if small < 0.5 * big:
-                            msg = (f"a building of {small:,.0f} m² lies {r * 100:.0f} % inside one of {big:,.0f} m²")
-                        else:
-                            msg = f"{r * 100:.0f} % of the smaller building is covered by the other: drawn twice?"
-                        fi = Finding("duplicate_building", [bobj(i), bobj(j)], None, None, msg,
+                    a_small, a_big = float(small[n]), float(big[n])
+                    if dup[n]:
+                        fi = Finding("duplicate_building", [bobj(i), bobj(j)], None, None,
+                                     f"{r * 100:.0f} % of the smaller building is covered by the other, of a similar "
+                                     f"size and shape (outlines {shape[n]:.1f} m apart at most): drawn twice?",
                                      value=r * 100, users=[f.b_user[i], f.b_user[j]])
+                        fi.detail["outline_distance_m"] = round(float(shape[n]), 2)
                     else:
-                        fi = Finding("overlapping_buildings", [bobj(i), bobj(j)], None, None,
-                                     f"buildings overlap by {r * 100:.0f} % of the smaller one",
+                        if a_small < 0.5 * a_big:
+                            msg = f"a building of {a_small:,.0f} m² lies {r * 100:.0f} % inside one of {a_big:,.0f} m²"
+                        else:
+                            msg = f"buildings overlap by {r * 100:.0f} % of the smaller one"
+                        fi = Finding("overlapping_buildings", [bobj(i), bobj(j)], None, None, msg,
                                      value=r * 100, users=[f.b_user[i], f.b_user[j]])
                     fi.detail["areas_m2"] = [round(float(areas[i]), 2), round(float(areas[j]), 2)]
                     metric_pts.append((fi, rx[n], ry[n]))
