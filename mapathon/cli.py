@@ -494,6 +494,8 @@ def merge_cmd(
     per_volunteer: Optional[Path] = typer.Option(None, "--upload-per-volunteer", help="Also write one osmChange "
                                                  "per volunteer into this folder, with a guide each, for them to "
                                                  "upload with their own account."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="Language of those guides: en or fr (default: the "
+                                       "project's, else en)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files and merge the rest."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the credit and quality report (.html)."),
     findings: Optional[Path] = typer.Option(None, "--findings", help="Also write the quality findings as GeoJSON."),
@@ -518,11 +520,16 @@ def merge_cmd(
             raise MapathonError("the project has no contributions yet: 'mapathon submit FILE --as NAME' first, "
                                 "or give the files to merge")
     guide = None
-    if per_volunteer is not None and in_project:
+    if lang is not None and per_volunteer is None:
+        raise MapathonError(f"--lang {lang}: is the language of the guides of --upload-per-volunteer; give that too")
+    if per_volunteer is not None:
         from .osm.upload import guide_info
 
-        with _open(ctx) as p:
-            guide = guide_info(p)
+        if in_project:
+            with _open(ctx) as p:
+                guide = guide_info(p, lang)
+        else:
+            guide = guide_info(None, lang)
     result = merge(specs, output, base=base, upload=upload, josm=josm, skip_bad=skip_bad, upload_dir=per_volunteer,
                    guide=guide)
     if in_project:

@@ -312,9 +312,14 @@ def test_a_foreign_folder_is_refused_and_an_earlier_upload_folder_replaced(tmp_p
     assert (up / "notes.txt").read_text() == "mine" and len(list(up.iterdir())) == 1
     r = cli("merge", a, "--base", base, "-o", out, "--upload-per-volunteer", tmp_path, ok=False)
     assert "holds" in r.stdout + r.stderr
+    r = cli("merge", a, "-o", out, "--upload-per-volunteer", tmp_path / "new", "--lang", "de", ok=False)
+    assert "--lang de: the guides are written in en or fr" in r.stdout + r.stderr
+    r = cli("merge", a, "-o", out, "--lang", "fr", ok=False)
+    assert "give that too" in r.stdout + r.stderr and not out.exists()
     (up / "notes.txt").unlink()
-    cli("merge", a, "--base", base, "-o", out, "--upload-per-volunteer", up)
+    cli("merge", a, "--base", base, "-o", out, "--upload-per-volunteer", up, "--lang", "fr")
     assert sorted(p.name for p in up.iterdir()) == ["01-organizer.md", "01-organizer.osc", "README.md"]
+    assert "**Fichier > Ouvrir** `01-organizer.osc`" in (up / "01-organizer.md").read_text(encoding="utf-8")
     (up / "01-old-file.osc").write_text("from an earlier merge")
     r = cli("merge", a, "--base", base, "-o", out, "--upload-per-volunteer", up)
     assert "one per volunteer" in r.stdout

@@ -71,8 +71,18 @@ class GuideInfo:
     lang: str = "en"
 
 
-def guide_info(project) -> GuideInfo:
-    """The project's hashtags (as ``mapathon josm`` uses them), volunteers' OSM users and default imagery."""
+def check_lang(lang: str | None) -> str | None:
+    if lang is not None and lang.lower() not in LANGS:
+        raise MapathonError(f"--lang {lang}: the guides are written in {' or '.join(LANGS)}")
+    return lang.lower() if lang else None
+
+
+def guide_info(project=None, lang: str | None = None) -> GuideInfo:
+    """What the guides say: the project's hashtags (as ``mapathon josm`` uses them), volunteers' OSM users,
+    default imagery; *lang* (en, fr) or the project's ``lang``, else English. No project: the defaults."""
+    lang = check_lang(lang)
+    if project is None:
+        return GuideInfo(lang=lang or "en")
     from ..imagery import editors, sources
     from ..tasks import volunteers
     from .submit import list_contributions
@@ -81,7 +91,7 @@ def guide_info(project) -> GuideInfo:
         source = sources.get(project).title
     except MapathonError:
         source = None
-    lang = (project.meta("lang") or "en").lower()
+    lang = lang or (project.meta("lang") or "en").lower()
     return GuideInfo(project=project.name, hashtags=editors.hashtags(project),
                      osm_users={name_key(v.name): v.osm_user for v in volunteers.list_all(project) if v.osm_user},
                      source=source, lang=lang if lang in LANGS else "en",
@@ -489,7 +499,7 @@ def readme_text(files: list[UploadFile], guide: GuideInfo) -> str:
     for f in files:
         c = f.counts()
         after = ", ".join(by_number[n].osc for n in f.after) or "-"
-        add(f"| {f.number} | `{f.osc}` | {_who(f, guide.lang)} | {f.osm_user or '?'} | {c['create']} | "
+        add(f"| {f.number} | `{f.osc}` | {_who(f, guide.lang)} | {f.osm_user or ('?' if f.volunteer else '')} | {c['create']} | "
             f"{c['modify']} | {c['delete']} | {after} |")
     add("")
     missing = [f.volunteer for f in files if f.volunteer and not f.osm_user]
