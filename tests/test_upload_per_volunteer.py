@@ -3,8 +3,9 @@
 Every upload file is re-read with pyosmium (libosmium) and the standard library's XML parser,
 and replayed onto the base in its numbered order the way the OSM API applies a changeset: each
 object in document order, a created or modified object must find every object it uses, a deleted
-object must be used by nothing left. The replay must give the merged snapshot's objects. With
-osmium-tool installed, ``osmium apply-changes`` replays them too.
+object must be used by nothing left. The replay must give the merged snapshot's objects, and so
+must libosmium applying the files one after the other (and ``osmium apply-changes``, where
+osmium-tool is installed).
 """
 
 from __future__ import annotations
@@ -85,6 +86,25 @@ def replay(base: Path, files: list[Path]) -> dict:
     return state
 
 
+def osmium_apply(base: Path, files: list[Path], work: Path) -> Path:
+    """The files applied one after the other by libosmium (pyosmium's MergeInputReader, as
+    ``pyosmium-up-to-date`` applies change files): the last result."""
+    work.mkdir(exist_ok=True)
+    prev = base
+    for i, f in enumerate(files):
+        out = work / f"after-{i + 1:02d}.osm.pbf"
+        mr = osmium.MergeInputReader()
+        mr.add_file(str(f))
+        reader, writer = osmium.io.Reader(str(prev)), osmium.io.Writer(str(out), osmium.io.Header())
+        try:
+            mr.apply_to_reader(reader, writer, False)
+        finally:
+            writer.close()
+            reader.close()
+        prev = out
+    return prev
+
+
 def upload_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.osc"))
 
@@ -109,6 +129,8 @@ def check_upload_folder(folder: Path, base: Path, snapshot: Path, one_osc: Path 
     state = replay(base, files)
     snap = {k: v for k, v in objects(snapshot).items() if v[0]}
     assert state == snap
+    applied = osmium_apply(base, files, folder.parent / "applied")
+    assert {k: v for k, v in objects(applied).items() if v[0]} == snap
     return files
 
 
@@ -325,3 +347,22 @@ def test_a_foreign_folder_is_refused_and_an_earlier_upload_folder_replaced(tmp_p
     assert "one per volunteer" in r.stdout
     assert sorted(p.name for p in up.iterdir()) == ["01-organizer.md", "01-organizer.osc", "README.md"]
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_a_relation_on_another_volunteers_new_way_goes_with_it(tmp_path, base):
+    # both draw the same pond outline (collapsed into Awa's); Fanta makes it a multipolygon
+    def pond(first):
+        pts = [(14.73, -9.33), (14.731, -9.33), (14.731, -9.331)]
+        return [node(first - i, la, lo) for i, (la, lo) in enumerate(pts)] + \
+            [way(-1, [first, first - 1, first - 2, first], {"natural": "water"})]
+    a = josm(tmp_path / "awa.osm", *pond(-1))
+    rel = ("  <relation id='-1' action='modify' visible='true'>\n    <member type='way' ref='-1' role='outer'/>\n"
+           "    <tag k='type' v='multipolygon'/>\n    <tag k='natural' v='water'/>\n  </relation>")
+    f = josm(tmp_path / "fanta.osm", *pond(-1), rel, *building(-10, -2, 14.72, -9.32))
+    result, out = _merge(tmp_path, base, [InputSpec(a, volunteer="Awa Traoré"), InputSpec(f, volunteer="Fanta Sissoko")])
+    assert result.stats["duplicates_by_type"]["way"] == 1
+    files = check_upload_folder(tmp_path / "up", base, out, tmp_path / "all.osc")
+    awa, fanta = (objects(p) for p in files)
+    assert [k[0] for k in awa if k[0] == "r"] == ["r"] and not [k for k in fanta if k[0] == "r"]
+    assert "1 relation of your work is in `01-awa-traore.osc`" in \
+        (tmp_path / "up" / "02-fanta-sissoko.md").read_text(encoding="utf-8")

@@ -1331,7 +1331,8 @@ def write_merge(result: MergeResult, output: str | os.PathLike, *, upload: str |
     if upload_dir is not None:
         from . import upload as per_volunteer
 
-        per_volunteer.check_upload_dir(upload_dir, [output, upload, josm, result.base, *(i.path for i in result.inputs)])
+        per_volunteer.check_upload_dir(upload_dir, [output, upload, josm, result.base,
+                                                    *(i.path for i in result.inputs)])
     changes = result.changed_objects() if (upload is not None or josm is not None or upload_dir is not None) else []
     fill = {}
     for o in changes:

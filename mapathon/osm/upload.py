@@ -372,11 +372,11 @@ def _counts_text(f: UploadFile, lang: str) -> str:
     return f"{c['create']} new objects, {c['modify']} modified, {c['delete']} deleted"
 
 
-def _who(f: UploadFile, lang: str) -> str:
-    if f.volunteer is None:
+def _who(volunteer: str | None, lang: str) -> str:
+    if volunteer is None:
         return "l'organisateur (modifications sans bénévole)" if lang == "fr" else \
             "the organizer (changes of no volunteer)"
-    return f.volunteer
+    return volunteer
 
 
 def _objects(items, lang: str) -> str:
@@ -398,7 +398,7 @@ def guide_text(f: UploadFile, files: list[UploadFile], guide: GuideInfo) -> str:
     if fr:
         add(f"# Envoyer votre travail à OpenStreetMap : {f.osc}")
         add("")
-        add(f"Ce fichier contient le travail de **{_who(f, 'fr')}** ({_counts_text(f, 'fr')}). "
+        add(f"Ce fichier contient le travail de **{_who(f.volunteer, 'fr')}** ({_counts_text(f, 'fr')}). "
             "Envoyez-le avec **votre propre compte** OpenStreetMap : votre travail apparaîtra dans votre profil "
             "et dans les statistiques de Missing Maps.")
         if f.osm_user:
@@ -406,33 +406,34 @@ def guide_text(f: UploadFile, files: list[UploadFile], guide: GuideInfo) -> str:
     else:
         add(f"# Upload your work to OpenStreetMap: {f.osc}")
         add("")
-        add(f"This file holds the work of **{_who(f, 'en')}** ({_counts_text(f, 'en')}). "
+        add(f"This file holds the work of **{_who(f.volunteer, 'en')}** ({_counts_text(f, 'en')}). "
             "Upload it with **your own** OpenStreetMap account: your work will show in your profile and in "
             "the Missing Maps statistics.")
         if f.osm_user:
             add(f"The organizer knows you on OpenStreetMap as **{f.osm_user}**.")
     add("")
     if f.after:
-        before = ", ".join(f"`{by_number[n].osc}` ({_who(by_number[n], guide.lang)})" for n in f.after)
+        before = ", ".join(f"`{by_number[n].osc}` ({_who(by_number[n].volunteer, guide.lang)})" for n in f.after)
         add(("**Attendez** que ce fichier soit envoyé d'abord : " if fr else
              "**Wait** until this file is uploaded first: ") + before + ". "
             + ("Il retire des objets que votre fichier supprime." if fr else
                "It stops using objects that your file deletes."))
         add("")
     if f.joined:
-        who = sorted({v or _who(UploadFile(0, None, "", []), guide.lang) for _k, _i, v in f.joined})
-        add((f"Ce fichier contient aussi {_objects(f.joined, 'fr')} de {', '.join(who)} : ils sont reliés à "
+        who = sorted({_who(v, guide.lang) for _k, _i, v in f.joined})
+        add((f"Ce fichier contient aussi {_objects(f.joined, 'fr')} de {', '.join(who)} : ils dépendent de "
              "votre travail et doivent être envoyés avec lui." if fr else
-             f"This file also holds {_objects(f.joined, 'en')} of {', '.join(who)}: they are joined to your "
-             "work and must be uploaded with it."))
+             f"This file also holds {_objects(f.joined, 'en')} of {', '.join(who)}: they depend on your work "
+             "and must be uploaded with it."))
         add("")
     if f.elsewhere:
         where = sorted({n for _k, _i, n in f.elsewhere})
-        add((f"{_objects(f.elsewhere, 'fr')} de votre travail sont dans " if fr else
-             f"{_objects(f.elsewhere, 'en')} of your work are in ")
+        one = len(f.elsewhere) == 1
+        add((f"{_objects(f.elsewhere, 'fr')} de votre travail {'est' if one else 'sont'} dans " if fr else
+             f"{_objects(f.elsewhere, 'en')} of your work {'is' if one else 'are'} in ")
             + ", ".join(f"`{by_number[n].osc}`" for n in where)
-            + (" : ils sont reliés au travail d'une autre personne, qui les enverra." if fr else
-               ": they are joined to someone else's work, who uploads them."))
+            + (" : ils dépendent du travail d'une autre personne et seront envoyés avec lui." if fr else
+               ": they depend on someone else's work and are uploaded with it."))
         add("")
     if fr:
         steps = [
@@ -499,7 +500,8 @@ def readme_text(files: list[UploadFile], guide: GuideInfo) -> str:
     for f in files:
         c = f.counts()
         after = ", ".join(by_number[n].osc for n in f.after) or "-"
-        add(f"| {f.number} | `{f.osc}` | {_who(f, guide.lang)} | {f.osm_user or ('?' if f.volunteer else '')} | {c['create']} | "
+        account = f.osm_user or ("?" if f.volunteer else "")
+        add(f"| {f.number} | `{f.osc}` | {_who(f.volunteer, guide.lang)} | {account} | {c['create']} | "
             f"{c['modify']} | {c['delete']} | {after} |")
     add("")
     missing = [f.volunteer for f in files if f.volunteer and not f.osm_user]
