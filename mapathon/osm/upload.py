@@ -57,6 +57,8 @@ README = "README.md"
 MARK = "<!-- written by mapathon merge --upload-per-volunteer: this folder is replaced by the next merge -->"
 ORGANIZER_STEM = "organizer"
 LANGS = ("en", "fr")
+#: The most changes the OpenStreetMap API takes in one changeset: JOSM must split bigger uploads.
+CHANGESET_MAX = 10_000
 
 
 @dataclass
@@ -435,6 +437,7 @@ def guide_text(f: UploadFile, files: list[UploadFile], guide: GuideInfo) -> str:
             + (" : ils dépendent du travail d'une autre personne et seront envoyés avec lui." if fr else
                ": they depend on someone else's work and are uploaded with it."))
         add("")
+    big = len(f.changes) > CHANGESET_MAX
     if fr:
         steps = [
             "Démarrez JOSM. Connectez-vous avec **votre** compte : Édition > Préférences > Serveur OSM "
@@ -446,7 +449,9 @@ def guide_text(f: UploadFile, files: list[UploadFile], guide: GuideInfo) -> str:
             "Résolvez les conflits qu'il signale.",
             "Regardez le travail sur l'imagerie, puis **Outils > Validation** et corrigez les erreurs.",
             f"**Envoyer** (la flèche verte vers le haut). Commentaire du groupe de modifications : `{comment}`"
-            + (f" ; source : `{guide.source}`." if guide.source else "."),
+            + (f" ; source : `{guide.source}`." if guide.source else ".")
+            + (" Plus de 10 000 modifications : choisissez « Envoyer les données par morceaux » et « Ouvrir "
+               "automatiquement un nouveau groupe de modifications »." if big else ""),
             "Envoyez ce fichier **une seule fois** : un second envoi créerait tout en double. Ensuite, "
             "prévenez l'organisateur.",
         ]
@@ -458,7 +463,9 @@ def guide_text(f: UploadFile, files: list[UploadFile], guide: GuideInfo) -> str:
             "what changed on OpenStreetMap since the mapathon. Resolve any conflicts it shows.",
             "Look at the work over the imagery, then **Tools > Validation** and fix the errors.",
             f"**Upload** (the green up arrow). Changeset comment: `{comment}`"
-            + (f"; source: `{guide.source}`." if guide.source else "."),
+            + (f"; source: `{guide.source}`." if guide.source else ".")
+            + (" More than 10,000 changes: choose \"Upload data in chunks of objects\" and \"Open a new "
+               "changeset automatically\"." if big else ""),
             "Upload this file **only once**: a second upload would create everything twice. Then tell the "
             "organizer.",
         ]
