@@ -516,6 +516,11 @@ def merge_cmd(
     output: Path = typer.Option(..., "--output", "-o", help="The merged snapshot (.osm.pbf)."),
     upload: Optional[Path] = typer.Option(None, "--upload", help="Also write only the changes as osmChange (.osc)."),
     josm: Optional[Path] = typer.Option(None, "--josm", help="Also write the changes as JOSM XML (.osm) to upload."),
+    per_volunteer: Optional[Path] = typer.Option(None, "--upload-per-volunteer", help="Also write one osmChange "
+                                                 "per volunteer into this folder, with a guide each, for them to "
+                                                 "upload with their own account."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="Language of those guides: en or fr (default: the "
+                                       "project's, else en)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files and merge the rest."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the credit and quality report (.html)."),
     findings: Optional[Path] = typer.Option(None, "--findings", help="Also write the quality findings as GeoJSON."),
@@ -539,7 +544,19 @@ def merge_cmd(
         if not specs:
             raise MapathonError("the project has no contributions yet: 'mapathon submit FILE --as NAME' first, "
                                 "or give the files to merge")
-    result = merge(specs, output, base=base, upload=upload, josm=josm, skip_bad=skip_bad)
+    guide = None
+    if lang is not None and per_volunteer is None:
+        raise MapathonError(f"--lang {lang}: is the language of the guides of --upload-per-volunteer; give that too")
+    if per_volunteer is not None:
+        from .osm.upload import guide_info
+
+        if in_project:
+            with _open(ctx) as p:
+                guide = guide_info(p, lang)
+        else:
+            guide = guide_info(None, lang)
+    result = merge(specs, output, base=base, upload=upload, josm=josm, skip_bad=skip_bad, upload_dir=per_volunteer,
+                   guide=guide)
     if in_project:
         with _open(ctx) as p:
             latest = publish_merge(p, result)
@@ -581,6 +598,12 @@ def _print_merge(result) -> None:
     out = result.outputs
     console.print(f"Wrote {out['snapshot']}" + (f", {out['upload']}" if out.get("upload") else "")
                   + (f", {out['josm']}" if out.get("josm") else "") + f" in {st['seconds']:.1f} s")
+    if out.get("per_volunteer"):
+        pv = out["per_volunteer"]
+        console.print(f"Wrote {len(pv['files'])} upload file(s) into {pv['folder']}, one per volunteer, each with "
+                      f"its guide: " + ", ".join(f["file"] + (f" (after {', '.join(map(str, f['after']))})"
+                                                              if f["after"] else "") for f in pv["files"][:12])
+                      + (" ..." if len(pv["files"]) > 12 else "") + f"; see {pv['folder']}/README.md", soft_wrap=True)
 
 
 # -- quality checks and credit (issue 3) ---------------------------------------------------------------

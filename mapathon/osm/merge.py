@@ -229,6 +229,10 @@ class MergeResult:
         """The new, modified and deleted objects (what the upload files hold)."""
         return [o for k in KINDS for o in self._final[k].values() if o.action is not None]
 
+    def base_object(self, kind: str, oid: int) -> OsmObject | None:
+        """The base's copy of an object the inputs edited or deleted (None if the base did not have it)."""
+        return self._base_objs.get(kind[0], {}).get(oid)
+
     def node_location(self, oid: int) -> tuple[float, float] | None:
         """(lon, lat) of a node of the merge: from the inputs, else from the base (nodes the inputs' ways use)."""
         o = self._final.get(NODE, {}).get(oid) or self._base_objs.get(NODE, {}).get(oid)
@@ -1319,10 +1323,17 @@ def _context_nodes(result: MergeResult, changes: list[OsmObject]) -> list[OsmObj
 
 
 def write_merge(result: MergeResult, output: str | os.PathLike, *, upload: str | os.PathLike | None = None,
-                josm: str | os.PathLike | None = None) -> MergeResult:
-    """Write the snapshot (and the upload/JOSM files): all of them appear at the end, or none."""
+                josm: str | os.PathLike | None = None, upload_dir: str | os.PathLike | None = None,
+                guide=None) -> MergeResult:
+    """Write the snapshot (and the upload/JOSM files, the per-volunteer upload folder *upload_dir* with
+    *guide*, an :class:`mapathon.osm.upload.GuideInfo`): all of them appear at the end, or none."""
     check_outputs(output, upload, josm, [i.path for i in result.inputs] + ([result.base] if result.base else []))
-    changes = result.changed_objects() if (upload is not None or josm is not None) else []
+    if upload_dir is not None:
+        from . import upload as per_volunteer
+
+        per_volunteer.check_upload_dir(upload_dir, [output, upload, josm, result.base,
+                                                    *(i.path for i in result.inputs)])
+    changes = result.changed_objects() if (upload is not None or josm is not None or upload_dir is not None) else []
     fill = {}
     for o in changes:
         if not o.visible:
@@ -1344,21 +1355,32 @@ def write_merge(result: MergeResult, output: str | os.PathLike, *, upload: str |
             tmp = stack.enter_context(atomic_path(josm))
             with open(tmp, "wb") as f:
                 write_josm(f, changes, _context_nodes(result, changes), fill)
+        if upload_dir is not None:
+            files = per_volunteer.write_uploads(result, stack.enter_context(per_volunteer.upload_folder(upload_dir)),
+                                                fill, guide)
     result.outputs = {"snapshot": str(output), "upload": str(upload) if upload else None,
                       "josm": str(josm) if josm else None}
+    if upload_dir is not None:
+        result.outputs["per_volunteer"] = {"folder": str(upload_dir), "files": [f.as_dict() for f in files]}
     return result
 
 
 def merge(specs: Sequence[InputSpec | str | os.PathLike], output: str | os.PathLike, *,
           base: str | os.PathLike | None = None, upload: str | os.PathLike | None = None,
           josm: str | os.PathLike | None = None, skip_bad: bool = False,
-          progress: Callable[[str], None] | None = None) -> MergeResult:
-    """Merge *specs* (on *base* if given) into *output*, plus optional upload/JOSM files."""
+          progress: Callable[[str], None] | None = None, upload_dir: str | os.PathLike | None = None,
+          guide=None) -> MergeResult:
+    """Merge *specs* (on *base* if given) into *output*, plus optional upload/JOSM files and the
+    per-volunteer upload folder (:mod:`mapathon.osm.upload`)."""
     specs = [s if isinstance(s, InputSpec) else InputSpec(Path(s)) for s in specs]
     check_outputs(output, upload, josm, [s.path for s in specs] + ([base] if base else []))
+    if upload_dir is not None:
+        from .upload import check_upload_dir
+
+        check_upload_dir(upload_dir, [output, upload, josm, base, *(s.path for s in specs)])
     t = time.perf_counter()
     with _no_gc():
         result = plan_merge(specs, base=base, skip_bad=skip_bad, progress=progress, _for_writing=True)
-        write_merge(result, output, upload=upload, josm=josm)
+        write_merge(result, output, upload=upload, josm=josm, upload_dir=upload_dir, guide=guide)
     result.stats["seconds"] = round(time.perf_counter() - t, 3)
     return result
