@@ -801,10 +801,10 @@ def _index_pages(c, entries_by_section, paper_w, paper_h, words: Words, first_nu
             lines = _index_lines(e, col_w, rw)
             advance(line_h * len(lines))
             x = margin + col * (col_w + gap)
-            if not dry_run:
-                draw_text(c, x + col_w, yy, e.ref, SANS, INDEX_SIZE, anchor="end")
             for i, line in enumerate(lines):
                 if not dry_run:
                     draw_text(c, x + (8 if i else 0), yy, line, SANS, INDEX_SIZE)
+                    if i == 0:
+                        draw_text(c, x + col_w, yy, e.ref, SANS, INDEX_SIZE, anchor="end")
                 yy -= line_h
     return pages
