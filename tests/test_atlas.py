@@ -247,6 +247,9 @@ def test_project_villages_tasks_and_merged_default(dianguirde):
     # each of the 14 villages: the pages over its squares that hold data (the 2019 points), then the index
     assert len(info["areas"]) == 14 and info["map_pages"] == 30 and info["pages"] == 32
     assert info["left_out"]["features"] == {} and info["left_out"]["pages_cut"] == 0
+    assert info["left_out"]["empty_pages"] == 13  # parts of those squares where nothing is mapped
+    res = cli("print", "-o", dianguirde.parent / "with-empty.pdf", "--include-empty")
+    assert "Wrote " in res.stdout and "43 of them maps" in res.stdout and "Left out" not in res.stdout
     assert Path(info["cache"]).parent == dianguirde / "cache"
     t = texts(out)
     assert "Dianguirdé" in t[0] and "Torodo" in t[0] and "Kourougué" in t[0]
@@ -418,7 +421,7 @@ def test_village_pages_reach_the_edge_of_its_squares(dianguirde):
     # too many pages: the village keeps the page of its point, and says what it cut
     cut = dianguirde.parent / "edge-cut.pdf"
     res = cli("print", "--data", data, "--village", "Dianguirdé", "--max-pages", "1", "-o", cut)
-    assert "cut by --max-pages 1, with 1 well with a pump on no other page" in res.stdout
+    assert "cut by --max-pages 1, leaving 1 well with a pump off the atlas" in res.stdout
     assert "--scale 1:10000" in res.stdout and f"--max-pages {info['map_pages']}" in res.stdout
     t = texts(cut)
     assert len(t) == 3 and "Puits de Sobé" not in t[2] and LONG_WELL.split()[0] in t[2]

@@ -107,11 +107,13 @@ class LeftOut:
         if self.pages_cut:
             kept = self.pages_needed - self.pages_cut
             out.append(f"{self.pages_cut} of {self.pages_needed} map pages cut by --max-pages {kept}"
-                       + (f", with {what} on no other page" if what else "") + f": {self.hint}")
+                       + (f", leaving {what} off the atlas" if what else "") + f": {self.hint}")
         elif what:
             out.append(f"{what} outside the pages: {self.hint}")
         if self.empty_pages:
-            out.append(f"{self.empty_pages} pages with nothing mapped (--include-empty prints them)")
+            n = self.empty_pages
+            out.append(f"{n} page{'s' if n > 1 else ''} with nothing mapped (--include-empty prints "
+                       f"{'them' if n > 1 else 'it'})")
         return out
 
 
@@ -275,7 +277,8 @@ def _make(opts, project, words: Words, scale, lay, fmt, t0, timings) -> AtlasRes
             data_date = _data_date(cache, data, words)
             print_date = words.date(dt.date.today().isoformat())
             atlas_id = hashlib.sha256(json.dumps([cache.sha256, opts.villages, opts.tasks, opts.bbox, scale, lay.paper,
-                                                  lay.orientation]).encode()).hexdigest()[:8]
+                                                  lay.orientation, opts.all_tasks, opts.include_empty,
+                                                  opts.max_pages]).encode()).hexdigest()[:8]
             project_name = project.name if project is not None else data.name.split(".")[0]
             furniture_pdf = work / "furniture.pdf"
             n_index = _draw_furniture(furniture_pdf, opts, lay, scale, words, pages, legends, boxes_wgs, to_wgs,
