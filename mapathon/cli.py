@@ -666,7 +666,9 @@ def print_cmd(
     tasks_overlay: bool = typer.Option(False, "--tasks-overlay", help="Draw the task squares with their numbers and states."),
     imagery: Optional[Path] = typer.Option(None, "--imagery", help="Cached satellite imagery (.mbtiles) under the map."),
     fmt: str = typer.Option("pdf", "--format", help="pdf, or png (one picture per page, for phones)."),
-    max_pages: int = typer.Option(60, "--max-pages", help="Refuse an atlas needing more map pages than this."),
+    max_pages: int = typer.Option(60, "--max-pages", help="At most this many map pages (villages keep the pages nearest to their point and say what is cut; a box or tasks needing more are refused)."),
+    all_tasks: bool = typer.Option(False, "--all-tasks", help="A village's pages cover all its tasks, even where nothing is mapped (default: its tasks that hold data)."),
+    include_empty: bool = typer.Option(False, "--include-empty", help="Also print a village's pages where nothing is mapped."),
     as_json: bool = JsonOpt,
 ):
     """Print a field atlas: cover, map pages at scale, index of places (PDF, offline)."""
@@ -676,18 +678,22 @@ def print_cmd(
     result = make_atlas(PrintOptions(
         output=output, data=data, villages=villages, tasks=tasks, bbox=bbox, paper=paper, orientation=orientation,
         scale=scale, lang=lang, grayscale=grayscale, notes=notes, tasks_overlay=tasks_overlay, imagery=imagery,
-        fmt=fmt, max_pages=max_pages, project_dir=ctx.find_root().obj["project"]))
+        fmt=fmt, max_pages=max_pages, all_tasks=all_tasks, include_empty=include_empty,
+        project_dir=ctx.find_root().obj["project"]))
     if as_json:
         print(json.dumps({"outputs": [str(o) for o in result.outputs], "pages": result.pages,
                           "map_pages": result.map_pages, "areas": result.areas, "data": str(result.data),
                           "cache": str(result.cache), "cache_built": result.cache_built,
-                          "seconds": round(result.seconds, 2)}, ensure_ascii=False, indent=2))
+                          "seconds": round(result.seconds, 2), "left_out": result.left_out.as_dict()},
+                         ensure_ascii=False, indent=2))
         return
     what = str(result.outputs[0]) if len(result.outputs) == 1 else \
         f"{len(result.outputs)} pictures ({result.outputs[0].name} ... {result.outputs[-1].name})"
     console.print(f"Wrote {what}: {result.pages} pages, {result.map_pages} of them maps "
                   f"({', '.join(result.areas[:6])}{' ...' if len(result.areas) > 6 else ''}) in {result.seconds:.1f} s")
     console.print(f"Data: {result.data} (layer cache {'built' if result.cache_built else 'reused'}: {result.cache})")
+    for line in result.left_out.messages():
+        console.print(f"[yellow]Left out:[/] {line}", soft_wrap=True)
 
 
 # -- imagery and editors (issue 5) ---------------------------------------------------------------------

@@ -81,7 +81,7 @@ def test_pages_size_and_text(vaduz_atlas):
     t = texts(out)
     for page in t[1:4]:
         assert "1:5000" in page
-        assert "© OpenStreetMap contributors (ODbL)" in page
+        assert "© les contributeurs d'OpenStreetMap (ODbL)" in page
         assert "UTM 32N" in page
         assert "Données du 24 juillet 2022" in page
     assert "Vaduz" in t[3]  # the place label, drawn by Mapnik as text
@@ -244,12 +244,17 @@ def test_project_villages_tasks_and_merged_default(dianguirde):
     (dianguirde / "merged").mkdir()
     (dianguirde / "merged" / "latest.osm.pbf").write_bytes(DIANGUIRDE_POIS.read_bytes())
     info = json.loads(cli("print", "-o", out, "--tasks-overlay", "--json").stdout)
-    assert info["map_pages"] == 14 and info["pages"] == 16  # one page per village, cover, index
+    # each of the 14 villages: the pages over its squares that hold data (the 2019 points), then the index
+    assert len(info["areas"]) == 14 and info["map_pages"] == 30 and info["pages"] == 32
+    assert info["left_out"]["features"] == {} and info["left_out"]["pages_cut"] == 0
+    assert info["left_out"]["empty_pages"] == 13  # parts of those squares where nothing is mapped
+    res = cli("print", "-o", dianguirde.parent / "with-empty.pdf", "--include-empty")
+    assert "Wrote " in res.stdout and "43 of them maps" in res.stdout and "Left out" not in res.stdout
     assert Path(info["cache"]).parent == dianguirde / "cache"
     t = texts(out)
     assert "Dianguirdé" in t[0] and "Torodo" in t[0] and "Kourougué" in t[0]
-    assert any("Dianguirdé" in p and "à faire" in p and "#" in p for p in t[1:15])  # task squares and states
-    assert "Puits" in t[15] and "p. 5" in t[15]  # index: wells with page and square
+    assert any("Dianguirdé" in p and "à faire" in p and "#" in p for p in t[1:-1])  # task squares and states
+    assert "Puits" in t[-1] and "p. 5" in t[-1]  # index: wells with page and square
     ids = [t["id"] for t in json.loads(cli("tasks", "--village", "Dianguirdé", "--json").stdout)]
     one = json.loads(cli("print", "--tasks", ",".join(map(str, ids)), "--scale", "1:20000", "-o",
                          dianguirde.parent / "tasks.pdf", "--json").stdout)
@@ -342,3 +347,81 @@ def test_new_objects_of_a_merge_snapshot_are_drawn(tmp_path, cli):
     with cache.connect() as conn:
         assert conn.execute("SELECT COUNT(*) FROM polys WHERE kind = 'building'").fetchone()[0] == 1
         assert conn.execute("SELECT COUNT(*) FROM lines").fetchone()[0] == 1
+
+
+# -- a village's pages cover all its mapped squares (issue 11) -----------------------------------------------
+
+DIANGUIRDE = (-9.0161968, 14.4931945)
+LONG_WELL = "Puits de la coopérative des femmes maraîchères de Dianguirdé-Est"
+
+
+def _edge_data(project: Path, folder: Path) -> tuple[Path, float]:
+    """The village point, a well with a long name near it, and 'Puits de Sobé' (a well with a hand pump)
+    near the far corner of the village's square farthest from its point. No timestamps (as a JOSM file).
+    Returns the file and the distance of Sobé from the village point in metres."""
+    from mapathon.project import open_project
+    from mapathon.tasks import lifecycle
+
+    with open_project(project) as p:
+        tasks = lifecycle.list_tasks(p, village="Dianguirdé")
+    lon0, lat0 = DIANGUIRDE
+
+    def metres(lon, lat):
+        return math.hypot((lon - lon0) * 111_320 * math.cos(math.radians(lat0)), (lat - lat0) * 110_950)
+
+    far = max(tasks, key=lambda t: metres(t.geom.centroid.x, t.geom.centroid.y))
+    w, s, e, n = far.geom.bounds
+    lon = e - 0.05 * (e - w) if far.geom.centroid.x > lon0 else w + 0.05 * (e - w)
+    lat = n - 0.05 * (n - s) if far.geom.centroid.y > lat0 else s + 0.05 * (n - s)
+    path = folder / "edge.osm"
+    path.write_text(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<osm version="0.6" generator="test">\n'
+        f'<node id="1" version="1" lat="{lat0}" lon="{lon0}"><tag k="place" v="village"/>'
+        '<tag k="name" v="Dianguirdé"/></node>\n'
+        f'<node id="2" version="1" lat="{lat0 - 0.0006}" lon="{lon0 + 0.0004}"><tag k="man_made" v="water_well"/>'
+        f'<tag k="name" v="{LONG_WELL}"/></node>\n'
+        f'<node id="3" version="1" lat="{lat:.7f}" lon="{lon:.7f}"><tag k="man_made" v="water_well"/>'
+        '<tag k="pump" v="manual"/><tag k="name" v="Puits de Sobé"/></node>\n</osm>\n', encoding="utf-8")
+    return path, metres(lon, lat)
+
+
+def test_village_pages_reach_the_edge_of_its_squares(dianguirde):
+    data, dist = _edge_data(dianguirde, dianguirde.parent)
+    assert dist > 1500  # far beyond the one page around the village point that the atlas used to print
+    cli = Cli(dianguirde)
+    out = dianguirde.parent / "edge.pdf"
+    info = json.loads(cli("print", "--data", data, "--village", "Dianguirdé", "-o", out, "--json").stdout)
+    t = texts(out)
+    assert info["pages"] == len(t) == 1 + info["map_pages"] + 1
+    # the page of the village point, and those of the far square (none for the squares between)
+    assert 2 <= info["map_pages"] <= 6 and info["left_out"]["features"] == {}
+    index = t[-1]
+    lines = index.splitlines()
+    ref = lines[next(i for i, line in enumerate(lines) if "Puits de Sobé" in line) + 1]  # "p. 4, A4"
+    page = int(ref.split("p. ")[1].split(",")[0])
+    assert "Puits de Sobé" in t[page - 1] and "Dianguirdé" in t[page - 1]  # its label, on the page the index says
+    assert "Puits à pompe" in t[page - 1] and "Forage" not in t[page - 1]  # a well with a hand pump
+    # the long name is in the index whole, over two lines, not cut
+    assert "maraîchères de" in index and "Dianguirdé-Est" in index and "…" not in index
+    for p in t[1:-1]:
+        assert "© les contributeurs d'OpenStreetMap (ODbL)" in p and "contributors" not in p
+        assert "Date des données inconnue" not in p and "Fichier de données du" in p
+    # the dashed UTM lines near the frame are in the legend of the pages that have them
+    assert any("Ligne UTM (pas un bord de carreau)" in p for p in t[1:-1])
+
+    # empty pages on request; all the village's squares
+    more = json.loads(cli("print", "--data", data, "--village", "Dianguirdé", "--include-empty", "-o",
+                          dianguirde.parent / "edge-empty.pdf", "--json").stdout)
+    assert more["map_pages"] == info["map_pages"] + info["left_out"]["empty_pages"]
+    assert more["left_out"]["empty_pages"] == 0
+    every = json.loads(cli("print", "--data", data, "--village", "Dianguirdé", "--all-tasks", "-o",
+                           dianguirde.parent / "edge-all.pdf", "--json").stdout)
+    assert every["map_pages"] > more["map_pages"] and every["left_out"]["empty_pages"] == 0
+
+    # too many pages: the village keeps the page of its point, and says what it cut
+    cut = dianguirde.parent / "edge-cut.pdf"
+    res = cli("print", "--data", data, "--village", "Dianguirdé", "--max-pages", "1", "-o", cut)
+    assert "cut by --max-pages 1, leaving 1 well with a pump off the atlas" in res.stdout
+    assert "--scale 1:10000" in res.stdout and f"--max-pages {info['map_pages']}" in res.stdout
+    t = texts(cut)
+    assert len(t) == 3 and "Puits de Sobé" not in t[2] and LONG_WELL.split()[0] in t[2]

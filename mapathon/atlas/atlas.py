@@ -32,7 +32,7 @@ from ..fsutil import atomic_path
 from ..osm.submit import latest_data
 from . import furniture, imagery as imagery_mod, layout, mapbody, symbols
 from .cache import open_cache
-from .i18n import LANGS, Words
+from .i18n import LANGS, WORDS, Words
 
 FORMAT_VERSION = 1
 # how far around a village point its houses are looked for, by place rank (metres)
@@ -62,6 +62,8 @@ class PrintOptions:
     imagery: Path | None = None
     fmt: str = "pdf"
     max_pages: int = 60
+    all_tasks: bool = False  # a village's pages cover all its tasks (and keep the empty ones)
+    include_empty: bool = False  # keep a village's pages where nothing is mapped
     project_dir: Path | None = None  # the --project option (or $MAPATHON_PROJECT), may not be a project
 
 
@@ -76,6 +78,43 @@ class AtlasResult:
     cache_built: bool
     seconds: float
     timings: dict[str, float]
+    # what the atlas left out of the selection (see LeftOut)
+    left_out: "LeftOut" = field(default_factory=lambda: LeftOut())
+
+
+@dataclass
+class LeftOut:
+    """What of the selection is on no page, and why.
+
+    *features*: mapped features of the villages' tasks that are on no page, by kind ('well',
+    'building', 'track'...); *pages_cut*: pages dropped by --max-pages (*pages_needed* with them);
+    *empty_pages*: pages with nothing mapped that were dropped (--include-empty keeps them)."""
+
+    features: dict[str, int] = field(default_factory=dict)
+    pages_cut: int = 0
+    pages_needed: int = 0
+    empty_pages: int = 0
+    hint: str = ""
+
+    def as_dict(self) -> dict:
+        return {"features": self.features, "pages_cut": self.pages_cut, "pages_needed": self.pages_needed,
+                "empty_pages": self.empty_pages, "hint": self.hint}
+
+    def messages(self) -> list[str]:
+        """One line per thing left out, in English, for the command line."""
+        out = []
+        what = ", ".join(_count_words(k, n) for k, n in self.features.items())
+        if self.pages_cut:
+            kept = self.pages_needed - self.pages_cut
+            out.append(f"{self.pages_cut} of {self.pages_needed} map pages cut by --max-pages {kept}"
+                       + (f", leaving {what} off the atlas" if what else "") + f": {self.hint}")
+        elif what:
+            out.append(f"{what} outside the pages: {self.hint}")
+        if self.empty_pages:
+            n = self.empty_pages
+            out.append(f"{n} page{'s' if n > 1 else ''} with nothing mapped (--include-empty prints "
+                       f"{'them' if n > 1 else 'it'})")
+        return out
 
 
 @dataclass
@@ -84,6 +123,9 @@ class Area:
     extent: tuple[float, float, float, float]  # UTM
     keep: object = None  # callable(box) -> bool, or None
     kind: str = "village"
+    centre: tuple[float, float] | None = None  # UTM: the village point (its page comes first and always stays)
+    selection: object = None  # UTM polygon: all the village's tasks, for what is left out
+    drop_empty: bool = False  # leave out the pages with nothing mapped
 
 
 # -- entry point -----------------------------------------------------------------------------------------
@@ -169,22 +211,7 @@ def _make(opts, project, words: Words, scale, lay, fmt, t0, timings) -> AtlasRes
         areas, title = _areas(opts, project, conn, to_utm, words)
         ground = lay.ground_size(scale)
         overlap = layout.OVERLAP_MM * scale / 1000.0
-        # count first: refuse before any work
-        count = sum(_count_pages(a, ground, overlap) for a in areas)
-        if count > opts.max_pages:
-            raise MapathonError(
-                f"the atlas would need {count} map pages at 1:{scale} on {lay.paper} {lay.orientation}, more than "
-                f"--max-pages {opts.max_pages}; choose fewer villages, a smaller scale (e.g. 1:{scale * 2}), "
-                f"a larger paper, or raise --max-pages")
-        pages: list[layout.MapPage] = []
-        for ai, a in enumerate(areas):
-            grid = layout.plan_grid(a.extent, ground, overlap, a.keep)
-            ncols = max((g[0] for g in grid), default=0) + 1
-            nrows = max((g[1] for g in grid), default=0) + 1
-            for col, row, bx in grid:
-                pages.append(layout.MapPage(a.name, ai, col, row, bx, grid_size=(ncols, nrows)))
-        if not pages:
-            raise MapathonError("nothing to print: the selection covers no page")
+        pages, left_out = _plan_pages(areas, ground, overlap, opts, conn, to_wgs, scale, lay)
         polys_wgs = [_wgs_polygon(p.box, to_wgs) for p in pages]
         boxes_wgs = [pw.bounds for pw in polys_wgs]
         if not _has_data(conn, polys_wgs):
@@ -247,10 +274,11 @@ def _make(opts, project, words: Words, scale, lay, fmt, t0, timings) -> AtlasRes
             timings["keymap+index"] = time.perf_counter() - t0 - sum(timings.values())
 
             # furniture, cover, notes, index with ReportLab
-            data_date = words("data_date", date=words.date(cache.data_date)) if cache.data_date else words("unknown_date")
+            data_date = _data_date(cache, data, words)
             print_date = words.date(dt.date.today().isoformat())
             atlas_id = hashlib.sha256(json.dumps([cache.sha256, opts.villages, opts.tasks, opts.bbox, scale, lay.paper,
-                                                  lay.orientation]).encode()).hexdigest()[:8]
+                                                  lay.orientation, opts.all_tasks, opts.include_empty,
+                                                  opts.max_pages]).encode()).hexdigest()[:8]
             project_name = project.name if project is not None else data.name.split(".")[0]
             furniture_pdf = work / "furniture.pdf"
             n_index = _draw_furniture(furniture_pdf, opts, lay, scale, words, pages, legends, boxes_wgs, to_wgs,
@@ -266,7 +294,7 @@ def _make(opts, project, words: Words, scale, lay, fmt, t0, timings) -> AtlasRes
     finally:
         conn.close()
     return AtlasResult(outputs, total, len(pages), [a.name for a in areas], data, cache.path, cache.built,
-                       time.perf_counter() - t0, timings)
+                       time.perf_counter() - t0, timings, left_out)
 
 
 # -- selecting areas -------------------------------------------------------------------------------------
@@ -384,16 +412,56 @@ def _areas(opts, project, conn, to_utm, words: Words) -> tuple[list[Area], str]:
         label = words("tasks_area", ids=_short_ids(sorted(set(ids))))
         return [Area(label, union.bounds, keep=lambda b, u=union: u.intersects(shapely_box(*b)), kind="tasks")], label
     names = opts.villages or [v["name"] for v in project.villages()]
-    areas = []
-    seen = set()
+    areas = _village_areas(opts, project, conn, to_utm, names)
+    title = project.name if project is not None else ", ".join(a.name for a in areas[:3])
+    return areas, title
+
+
+def _village_areas(opts, project, conn, to_utm, names) -> list[Area]:
+    """A village of the project covers its tasks that hold data (all its tasks with --all-tasks; its
+    area before 'mapathon grid') and its built-up core; a village found only in the data covers its
+    built-up core."""
+    tasks = _village_tasks(project) if project is not None else {}
+    holds: dict[int, bool] = {}
+
+    def has_data(tid, geom) -> bool:
+        if tid not in holds:
+            holds[tid] = bool(_kinds_on_page(conn, geom, first_only=True))
+        return holds[tid]
+
+    areas, seen = [], set()
     for nm in names:
         name, lon, lat, rank, region = _find_village(nm, project, conn)
         if name in seen:
             continue
         seen.add(name)
-        areas.append(Area(name, _village_extent(conn, lon, lat, rank, region, to_utm)))
-    title = project.name if project is not None else ", ".join(a.name for a in areas[:3])
-    return areas, title
+        core = _village_extent(conn, lon, lat, rank, region, to_utm)
+        a = Area(name, core, centre=to_utm.transform(lon, lat))
+        if region is not None:
+            parts = tasks.get(name) or [(-1, region)]
+            utm = [geo.reproject(g, "EPSG:4326", to_utm.target_crs) for _, g in parts]
+            cover = utm if opts.all_tasks else [u for (tid, g), u in zip(parts, utm) if has_data(tid, g)]
+            union = shapely.union_all(cover + [shapely_box(*core)])
+            shapely.prepare(union)
+            a.extent = union.bounds
+            a.keep = lambda b, u=union: u.intersects(shapely_box(*b))
+            a.selection = shapely.union_all(utm)
+            a.drop_empty = not (opts.all_tasks or opts.include_empty)
+        areas.append(a)
+    return areas
+
+
+def _village_tasks(project) -> dict[str, list[tuple[int, object]]]:
+    """{village name: [(task id, WGS84 polygon)]} of the current tasks (split ones are replaced by their parts)."""
+    from ..tasks import lifecycle
+
+    out: dict[str, list] = {}
+    for t in lifecycle.list_tasks(project):
+        if t.state == lifecycle.SPLIT:
+            continue
+        for v in t.villages:
+            out.setdefault(v, []).append((t.id, t.geom))
+    return out
 
 
 def _short_ids(ids: list[int]) -> str:
@@ -442,10 +510,104 @@ def _village_extent(conn, lon, lat, rank, region, to_utm) -> tuple[float, float,
     return (min(minx, cx - CORE_M), min(miny, cy - CORE_M), max(maxx, cx + CORE_M), max(maxy, cy + CORE_M))
 
 
-def _count_pages(a: Area, ground, overlap) -> int:
-    if a.keep is None:
-        return layout.grid_count(a.extent, ground, overlap)
-    return len(layout.plan_grid(a.extent, ground, overlap, a.keep))
+# more candidate pages than this many times --max-pages is a mistaken scale: refused before any work
+MAX_CANDIDATES = 10
+
+
+def _plan_pages(areas: list[Area], ground, overlap, opts, conn, to_wgs, scale: int, lay):
+    """The map pages of every area, in atlas order, and what was left out.
+
+    Each area is tiled in rows and columns; a village leaves out its pages with nothing mapped
+    (but always keeps the page of its point). Villages that need more than --max-pages all
+    together keep their pages nearest to their point, taken in turn, and the rest is cut and
+    reported; a box or tasks needing more are refused."""
+    left = LeftOut()
+    grids = [layout.plan_grid(a.extent, ground, overlap, a.keep) for a in areas]
+    count = sum(len(g) for g in grids)
+    can_cut = all(a.kind == "village" for a in areas) and len(areas) <= opts.max_pages
+    if count > opts.max_pages and (not can_cut or count > opts.max_pages * MAX_CANDIDATES):
+        raise MapathonError(
+            f"the atlas would need {count} map pages at 1:{scale} on {lay.paper} {lay.orientation}, more than "
+            f"--max-pages {opts.max_pages}; choose fewer villages, a smaller scale (e.g. 1:{scale * 2}), "
+            f"a larger paper, or raise --max-pages")
+    ranked: list[list[tuple[int, int, tuple]]] = []
+    for a, grid in zip(areas, grids):
+        if a.centre is not None:
+            cx, cy = a.centre
+        else:
+            cx, cy = (a.extent[0] + a.extent[2]) / 2, (a.extent[1] + a.extent[3]) / 2
+        order = sorted(grid, key=lambda g: math.hypot((g[2][0] + g[2][2]) / 2 - cx, (g[2][1] + g[2][3]) / 2 - cy))
+        if a.drop_empty and order:
+            kept = order[:1] + [g for g in order[1:]
+                                if _kinds_on_page(conn, _wgs_polygon(g[2], to_wgs), first_only=True)]
+            left.empty_pages += len(order) - len(kept)
+            order = kept
+        ranked.append(order)
+    needed = sum(len(r) for r in ranked)
+    if needed > opts.max_pages:  # villages only (else refused above): their nearest pages, in turn
+        take = [0] * len(ranked)
+        room = opts.max_pages
+        while room:
+            for i, r in enumerate(ranked):
+                if room and take[i] < len(r):
+                    take[i] += 1
+                    room -= 1
+        ranked = [r[:n] for r, n in zip(ranked, take)]
+        left.pages_cut, left.pages_needed = needed - opts.max_pages, needed
+    pages: list[layout.MapPage] = []
+    for ai, (a, grid, chosen) in enumerate(zip(areas, grids, ranked)):
+        ncols = max((g[0] for g in grid), default=0) + 1
+        nrows = max((g[1] for g in grid), default=0) + 1
+        for col, row, bx in sorted(chosen, key=lambda g: (g[1], g[0])):
+            pages.append(layout.MapPage(a.name, ai, col, row, bx, grid_size=(ncols, nrows)))
+    if not pages:
+        raise MapathonError("nothing to print: the selection covers no page")
+    selections = [a.selection for a in areas if a.selection is not None]
+    if selections:
+        sel = geo.reproject(shapely.segmentize(shapely.union_all(selections), 50.0), to_wgs.source_crs, "EPSG:4326")
+        left.features = _off_pages(conn, sel, [_wgs_polygon(p.box, to_wgs) for p in pages])
+    if left.pages_cut:
+        left.hint = f"use --scale 1:{scale * 2}, fewer villages, or --max-pages {left.pages_needed}"
+    elif left.features:
+        left.hint = f"use --scale 1:{scale * 2}" + ("" if opts.all_tasks else " or --all-tasks")
+    return pages, left
+
+
+def _off_pages(conn, selection_wgs, pages_wgs) -> dict[str, int]:
+    """Features touching the selection (WGS84 polygon) but no page, counted by kind, most first."""
+    on = shapely.union_all(pages_wgs)
+    shapely.prepare(on)
+    shapely.prepare(selection_wgs)
+    w = mapbody.where_sql(selection_wgs.bounds)
+    counts: dict[str, int] = {}
+    for table, cols in (("points", "p.kind"), ("places", "p.kind"), ("lines", "p.kind, p.seasonal"),
+                        ("polys", "p.kind")):
+        rows = conn.execute(f"SELECT {cols}, p.geom FROM {table} p JOIN rt_{table} r ON r.id = p.id WHERE {w}").fetchall()
+        if not rows:
+            continue
+        geoms = shapely.from_wkb([r[-1] for r in rows])
+        off = shapely.intersects(selection_wgs, geoms) & ~shapely.intersects(on, geoms)
+        for r, o in zip(rows, off):
+            if o:
+                k = _kind_key(table, r)
+                counts[k] = counts.get(k, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (symbols.WATER_POINTS.count(kv[0]) == 0, -kv[1], kv[0])))
+
+
+# English plurals of the kinds, for the command line's report of what was left out
+PLURALS = {"well": "wells", "well_pump": "wells with a hand pump", "borehole": "boreholes",
+           "drinking_water": "drinking water points", "tap": "water taps", "spring": "springs",
+           "school": "schools", "health": "health centres", "market": "markets", "mosque": "mosques",
+           "church": "churches", "worship": "places of worship", "townhall": "town halls",
+           "building": "buildings", "track": "tracks", "path": "paths", "minor": "streets",
+           "village": "villages", "hamlet": "hamlets", "isolated_dwelling": "isolated dwellings"}
+
+
+def _count_words(kind: str, n: int) -> str:
+    if n > 1 and kind in PLURALS:
+        return f"{n} {PLURALS[kind]}"
+    label = Words("en")(kind).lower() if kind in WORDS else kind.replace("_", " ")
+    return f"{n} {label}" if n == 1 else f"{n} × {label}"
 
 
 def _link_neighbours(pages: list[layout.MapPage]) -> None:
@@ -505,16 +667,19 @@ def _kinds_on_page(conn, poly, first_only=False) -> dict[str, set]:
         if not rows:
             continue
         hit = shapely.intersects(poly, shapely.from_wkb([r[-1] for r in rows]))
-        kinds = set()
-        for r, h in zip(rows, hit):
-            if h:
-                kinds.add(("seasonal" if r[1] and r[0] in ("stream", "river", "ditch") else r[0])
-                          if table == "lines" else r[0])
+        kinds = {_kind_key(table, r) for r, h in zip(rows, hit) if h}
         if kinds:
             out[table] = kinds
             if first_only:
                 return out
     return out
+
+
+def _kind_key(table: str, row) -> str:
+    """The legend key of a cache row (kind, [seasonal,] geom)."""
+    if table == "lines" and row[1] and row[0] in ("stream", "river", "ditch"):
+        return "seasonal"
+    return row[0]
 
 
 def _legend_keys(conn, poly) -> list[str]:
@@ -676,7 +841,7 @@ def _draw_furniture(dest, opts, lay, scale, words, pages, legends, boxes_wgs, to
     c = canvas.Canvas(str(dest), pagesize=(lay.width * layout.MM, lay.height * layout.MM), pageCompression=1)
     c.setTitle(f"{title} — {words('atlas')}")
     c.setAuthor("mapathon")
-    c.setSubject("© OpenStreetMap contributors (ODbL)")
+    c.setSubject(words("attribution"))
 
     # cover
     contents: list[tuple[str, str]] = []
@@ -735,6 +900,15 @@ def _draw_furniture(dest, opts, lay, scale, words, pages, legends, boxes_wgs, to
         c.showPage()
     c.save()
     return n_index
+
+
+def _data_date(cache, data: Path, words: Words) -> str:
+    """'Données du 24 juillet 2022' (the newest object of the data), or the data file's own date when
+    its objects carry no timestamps (JOSM files, some extracts)."""
+    if cache.data_date:
+        return words("data_date", date=words.date(cache.data_date))
+    stamp = dt.datetime.fromtimestamp(data.stat().st_mtime, dt.timezone.utc).date().isoformat()
+    return words("file_date", date=words.date(stamp))
 
 
 def _round_scale(s: float) -> int:

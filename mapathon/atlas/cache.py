@@ -28,7 +28,7 @@ from pathlib import Path
 from ..errors import MapathonError
 from ..fsutil import atomic_path
 
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 TABLES = ("polys", "lines", "points", "places")
 
 # -- classification of OSM tags ------------------------------------------------------------------
@@ -69,7 +69,7 @@ WATER_AREA = {("natural", "water"), ("waterway", "riverbank"), ("landuse", "rese
 PLACE_RANK = {"city": 1, "town": 2, "village": 3, "suburb": 4, "hamlet": 4, "quarter": 5, "neighbourhood": 6,
               "isolated_dwelling": 7, "locality": 7, "farm": 7}
 # POI kinds in order of importance: water points first
-POI_PRIO = {"well": 1, "borehole": 1, "drinking_water": 1, "tap": 1, "spring": 2,
+POI_PRIO = {"well": 1, "well_pump": 1, "borehole": 1, "drinking_water": 1, "tap": 1, "spring": 2,
             "health": 3, "school": 4, "market": 5, "mosque": 6, "church": 6, "worship": 6, "townhall": 7}
 NAME_KEYS = ("alt_name", "old_name", "loc_name", "official_name", "short_name")
 
@@ -80,8 +80,8 @@ def poi_kind(tags) -> str | None:
     amenity = tags.get("amenity")
     if man_made == "borehole" or tags.get("water_well") == "borehole" or tags.get("water_source") == "borehole":
         return "borehole"
-    if man_made in ("water_well", "well"):
-        return "borehole" if tags.get("pump") in ("manual", "powered", "yes", "electric") else "well"
+    if man_made in ("water_well", "well"):  # a dug well; with pump=* it is a well with a pump, not a borehole
+        return "well_pump" if tags.get("pump") in ("manual", "powered", "yes", "electric") else "well"
     if man_made == "water_tap" or amenity == "water_tap":
         return "tap"
     if amenity in ("drinking_water", "water_point"):

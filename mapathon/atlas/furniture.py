@@ -22,6 +22,7 @@ SANS, BOLD, ITALIC, COND, COND_BOLD = "DejaVuSans", "DejaVuSans-Bold", "DejaVuSa
 INK = "#111111"
 MIN_SQUARE_MM = 6.0  # a sliver of reference square narrower than this joins its neighbour
 GRID = "#2b2b2b"
+DASH = (2, 2)  # a UTM grid line that is not the edge of a reference square
 
 
 @functools.lru_cache(maxsize=1)
@@ -291,11 +292,14 @@ def legend_label(key: str, words: Words) -> str:
 def draw_legend(c, rect_pt, keys: list[str], pal: dict, words: Words, *, title=True, max_cols=3):
     """The legend: only the given keys, in columns filling *rect_pt* (x, y, w, h)."""
     x, y, w, h = rect_pt
-    if not keys:
-        draw_text(c, x, y + h - 7, words("legend"), BOLD, 7.5)
-        draw_text(c, x, y + h - 19, words("no_data"), ITALIC, 7)
-        return
     top = y + h
+    if all(k == "utm_inner" for k in keys):  # nothing mapped on the page
+        draw_text(c, x, top - 7, words("legend"), BOLD, 7.5)
+        draw_text(c, x, top - 19, words("no_data"), ITALIC, 7)
+        if not keys:
+            return
+        top -= 22
+        title = False
     if title:
         draw_text(c, x, top - 7, words("legend"), BOLD, 7.5)
         top -= 10
@@ -318,6 +322,13 @@ def draw_legend(c, rect_pt, keys: list[str], pal: dict, words: Words, *, title=T
         elif key in symbols.ICONS:
             s = min(row_h - 1.5, 9)
             symbols.draw_icon(c, key, cx + sw / 2 - s / 2, cy + (row_h - s) / 2, s, pal)
+        elif key == "utm_inner":
+            c.saveState()
+            c.setStrokeColor(colour(GRID))
+            c.setLineWidth(0.45)
+            c.setDash(*DASH)
+            c.line(cx + 1, cy + row_h / 2 - 0.3, cx + sw - 1, cy + row_h / 2 - 0.3)
+            c.restoreState()
         elif key == "task":
             c.saveState()
             c.setStrokeColor(colour(pal["task"]))
@@ -356,12 +367,15 @@ def draw_map_page(c, info: MapPageInfo, pal: dict, words: Words) -> None:
     gy = [v for v in _multiples(miny, maxy, step)]
     edges_x, edges_y = set(info.col_edges), set(info.row_edges)
     for v in gx:
-        c.setDash(*(() if v in edges_x else (2, 2)))
+        c.setDash(*(() if v in edges_x else DASH))
         c.line(px(v), fy, px(v), fy + fh)
     for v in gy:
-        c.setDash(*(() if v in edges_y else (2, 2)))
+        c.setDash(*(() if v in edges_y else DASH))
         c.line(fx, py(v), fx + fw, py(v))
     c.restoreState()
+    # a UTM line too near the frame to bound a square is dashed: the legend says so
+    if any(v not in edges_x for v in gx) or any(v not in edges_y for v in gy):
+        info.legend = info.legend + ["utm_inner"]
     c.saveState()
     c.setLineWidth(0.9)
     c.setStrokeColor(colour(INK))
@@ -704,9 +718,39 @@ class IndexEntry:
 
 def draw_index_pages(c, entries_by_section: list[tuple[str, list[IndexEntry]]], paper_w, paper_h, words: Words,
                      first_number: int, total: int, title: str, *, dry_run=False) -> int:
-    """Lay out the index in columns over as many pages as needed. Returns the number of pages."""
+    """Lay out the index in columns over as many pages as needed. Returns the number of pages.
+
+    A short index takes two wide columns (three or four when it needs them to fit on one page), so
+    that names are not cut; a name too long for its column goes on to the next line."""
+    most = 3 if paper_w < 250 else 4
+    cols = next((k for k in range(2, most) if _index_pages(None, entries_by_section, paper_w, paper_h, words,
+                                                             first_number, total, title, k, True) == 1), most)
+    return _index_pages(c, entries_by_section, paper_w, paper_h, words, first_number, total, title, cols, dry_run)
+
+
+INDEX_SIZE = 7.2
+
+
+def _index_lines(e: IndexEntry, width: float, ref_w: float) -> list[str]:
+    """The lines of one index entry: the first beside its page reference, the rest indented."""
+    text = e.name + (f" ({e.detail})" if e.detail and not e.detail.startswith("→") else "")
+    if e.detail.startswith("→"):
+        text = f"{e.name} {e.detail}"
+    lines, cur, avail = [], "", width - ref_w - 6
+    for word in text.split():
+        t = f"{cur} {word}".strip()
+        if not cur or text_width(t, SANS, INDEX_SIZE) <= avail:
+            cur = t
+        else:
+            lines.append(fit_text(cur, SANS, INDEX_SIZE, avail))
+            cur, avail = word, width - 8
+    lines.append(fit_text(cur, SANS, INDEX_SIZE, avail))
+    return lines
+
+
+def _index_pages(c, entries_by_section, paper_w, paper_h, words: Words, first_number: int, total: int, title: str,
+                 cols: int, dry_run: bool) -> int:
     W, H = paper_w * MM, paper_h * MM
-    cols = 3 if paper_w < 250 else 4
     margin = 10 * MM
     gap = 5 * MM
     col_w = (W - 2 * margin - (cols - 1) * gap) / cols
@@ -753,14 +797,14 @@ def draw_index_pages(c, entries_by_section: list[tuple[str, list[IndexEntry]]], 
             draw_text(c, x, yy, fit_text(words(section), BOLD, 8, col_w), BOLD, 8)
         yy -= line_h + 1
         for e in entries:
-            advance()
+            rw = text_width(e.ref, SANS, INDEX_SIZE)
+            lines = _index_lines(e, col_w, rw)
+            advance(line_h * len(lines))
             x = margin + col * (col_w + gap)
-            if not dry_run:
-                rw = text_width(e.ref, SANS, 7.2)
-                left = e.name + (f" ({e.detail})" if e.detail and not e.detail.startswith("→") else "")
-                if e.detail.startswith("→"):
-                    left = f"{e.name} {e.detail}"
-                draw_text(c, x, yy, fit_text(left, SANS, 7.2, col_w - rw - 6), SANS, 7.2)
-                draw_text(c, x + col_w, yy, e.ref, SANS, 7.2, anchor="end")
-            yy -= line_h
+            for i, line in enumerate(lines):
+                if not dry_run:
+                    draw_text(c, x + (8 if i else 0), yy, line, SANS, INDEX_SIZE)
+                    if i == 0:
+                        draw_text(c, x + col_w, yy, e.ref, SANS, INDEX_SIZE, anchor="end")
+                yy -= line_h
     return pages

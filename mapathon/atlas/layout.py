@@ -196,10 +196,3 @@ def plan_grid(extent: tuple[float, float, float, float], ground: tuple[float, fl
                 out.append((i, j, box))
     return out
 
-
-def grid_count(extent, ground, overlap) -> int:
-    gw, gh = ground
-    ew, eh = extent[2] - extent[0], extent[3] - extent[1]
-    nx = max(1, math.ceil((ew - overlap) / (gw - overlap) - 1e-9))
-    ny = max(1, math.ceil((eh - overlap) / (gh - overlap) - 1e-9))
-    return nx * ny

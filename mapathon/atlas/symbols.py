@@ -97,6 +97,9 @@ def _star(cx=10, cy=10.6, r1=8.6, r2=3.6):
 # (op, args...) in a 20 x 20 box, y downwards (as SVG); colours are palette keys
 ICONS: dict[str, list[tuple]] = {
     "well": [("circle", 10, 10, 7.8, "white", "poi_water", 2.6), ("circle", 10, 10, 3.0, "poi_water", None, 0)],
+    "well_pump": [("circle", 10, 10, 7.8, "white", "poi_water", 2.6),
+                  ("poly", [(6.2, 6.0), (13.8, 6.0), (13.8, 8.2), (11.1, 8.2), (11.1, 14.4), (8.9, 14.4),
+                            (8.9, 8.2), (6.2, 8.2)], "poi_water", None, 0)],
     "borehole": [("circle", 10, 10, 8.8, "poi_water", "white", 1.0),
                  ("poly", [(5.5, 5.2), (14.5, 5.2), (14.5, 7.6), (11.2, 7.6), (11.2, 15.5), (8.8, 15.5),
                            (8.8, 7.6), (5.5, 7.6)], "white", None, 0)],
@@ -122,7 +125,7 @@ ICONS: dict[str, list[tuple]] = {
                  ("poly", [(12, 11), (14, 11), (14, 18), (12, 18)], "poi_ink", None, 0)],
 }
 POI_KINDS = tuple(ICONS)
-WATER_POINTS = ("well", "borehole", "drinking_water", "tap", "spring")
+WATER_POINTS = ("well", "well_pump", "borehole", "drinking_water", "tap", "spring")
 
 
 def _ops(kind):
