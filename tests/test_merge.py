@@ -324,6 +324,10 @@ def test_the_same_key_changed_differently_is_a_conflict_naming_the_key_and_both_
     text = cli("merge", "--base", base, b, a, "-o", tmp_path / "ba.osm.pbf").stdout
     assert "pump: powered ≠ manual" in " ".join(text.split())
     assert read_objects(tmp_path / "ba.osm.pbf")[("n", 101)][2]["pump"] == "powered"
+    # values are printed as they are, even with brackets (no console markup)
+    c = josm(tmp_path / "coumba.osm", node(101, 14.6, -9.2, {**WELL, "name": "Puits [nord] [/b]"}, 2, "modify"))
+    text = cli("merge", "--base", base, a, c, "-o", tmp_path / "ac.osm.pbf").stdout
+    assert "name: Puits Nord ≠ Puits [nord] [/b]" in " ".join(text.split())
 
 
 def test_geometry_edits_are_combined_or_conflict(tmp_path, base):
