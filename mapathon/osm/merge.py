@@ -14,16 +14,30 @@ gives the real ids only on upload. Positive ids are kept.
 **Existing objects** (id > 0): among all copies (each input's and the
 base's), the highest version wins. At the same version an edited copy
 (JOSM ``action="modify"``/``"delete"``, or any object of an ``.osc``) beats an
-unedited one. Identical edits are merged silently. Different edits of the
-same version are a *conflict*; the kept copy is chosen by this rule:
+unedited one. Identical edits are merged silently.
+
+Different edits of the same version N are merged **three ways**, as JOSM
+and git do, against the common ancestor: the base's copy of version N.
+The edits are folded in input order; a tag, a node's position, a way's
+node list or a relation's members changed by one side only is taken; the
+same one changed to two different values is a *conflict* that keeps the
+earlier input's value and names the key and both values
+(``pump: manual ≠ powered``). The merged object keeps version N (it
+uploads as a modification of version N) and its provenance lists every
+input whose edit it holds. A deletion against modifications is a conflict
+too: the modifications win.
+
+Without that base copy (no base, or the base lacks the object or has an
+older version) the edits cannot be told apart and one copy wins whole, by
+this rule (a conflict that says why the edits were not combined):
 
 1. a modification beats a deletion (nothing is lost);
 2. otherwise the copy from the input that comes first wins: inputs are
    taken in the order given on the command line, or for a project's
    contributions in the order they were submitted.
 
-Every copy is listed in the conflict. An edit of an older version than the
-one kept is listed too (``outdated``).
+Every copy is listed in the conflict, with what differs. An edit of an
+older version than the one kept is listed too (``outdated``).
 
 **Deletions** are honoured unless a surviving object (from the base or an
 input) still uses the deleted object; then the deletion is dropped, the
