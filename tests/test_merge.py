@@ -282,29 +282,36 @@ def test_missing_node_reference_is_an_error_naming_file_and_way(tmp_path, base, 
 WELL = {"man_made": "water_well"}  # node 101 version 2 of the base, at 14.6, -9.2
 
 
-def test_two_volunteers_editing_different_tags_of_the_same_well_keep_both(tmp_path, base, cli):
+def test_two_volunteers_editing_different_tags_of_the_same_well_keep_both(tmp_path, cli):
+    """A real 2019 well of Dianguirdé (node 4561949658 version 1, name=forage), edited by two volunteers."""
     from mapathon.quality.credit import compute_credit
 
-    a = josm(tmp_path / "awa.osm", node(101, 14.6, -9.2, {**WELL, "name": "Puits Nord", "pump": "manual"}, 2, "modify"))
+    well = {"man_made": "water_well", "name": "forage"}
+    at = (14.4931327, -9.0139489)
+    a = josm(tmp_path / "awa.osm", node(4561949658, *at, {**well, "name": "Puits Nord", "pump": "manual"}, 1, "modify"))
     b = josm(tmp_path / "bakary.osm",
-             node(101, 14.6, -9.2, {**WELL, "pump": "manual", "drinking_water": "yes"}, 2, "modify"))
+             node(4561949658, *at, {**well, "pump": "manual", "drinking_water": "yes"}, 1, "modify"))
     out, osc, jo = tmp_path / "m.osm.pbf", tmp_path / "m.osc", tmp_path / "m.osm"
-    r = cli("merge", "--base", base, a, b, "-o", out, "--upload", osc, "--josm", jo, "--json")
+    r = cli("merge", "--base", DIANGUIRDE_POIS, a, b, "-o", out, "--upload", osc, "--josm", jo, "--json")
     summary = json.loads(r.stdout)
     assert summary["conflicts"] == [] and summary["stats"]["edits_combined"] == 1
     assert summary["stats"]["modified"] == 1 and summary["stats"]["identical_edits_merged"] == 0
-    want = {**WELL, "name": "Puits Nord", "pump": "manual", "drinking_water": "yes"}
-    for path in (out, osc, jo):  # the common version: it uploads as a modification of version 2
-        assert read_objects(path)[("n", 101)][:3] == (2, True, want), path
-    assert osc_sections(osc) == {("n", 101): "modify"} and josm_actions(jo) == {("n", 101): "modify"}
+    want = {"man_made": "water_well", "name": "Puits Nord", "pump": "manual", "drinking_water": "yes"}
+    for path in (out, osc, jo):  # the common version: it uploads as a modification of version 1
+        assert read_objects(path)[("n", 4561949658)][:3] == (1, True, want), path
+    assert osc_sections(osc) == {("n", 4561949658): "modify"} and josm_actions(jo) == {("n", 4561949658): "modify"}
+    assert len(read_objects(out)) == len(read_objects(DIANGUIRDE_POIS))
     check_snapshot(out)
     # provenance lists both volunteers, and the credit counts the modification for each
-    res = plan_merge([InputSpec(a, volunteer="Awa"), InputSpec(b, volunteer="Bakary")], base=base)
-    ch = res.change("node", 101)
-    assert [o.input.volunteer for o in ch.sources] == ["Awa", "Bakary"] and ch.obj.version == 2
+    res = plan_merge([InputSpec(a, volunteer="Awa"), InputSpec(b, volunteer="Bakary")], base=DIANGUIRDE_POIS)
+    ch = res.change("node", 4561949658)
+    assert [o.input.volunteer for o in ch.sources] == ["Awa", "Bakary"] and ch.obj.version == 1
     credit = compute_credit(res)
     assert credit.volunteers["Awa"].modified == credit.volunteers["Bakary"].modified == 1
     assert credit.total.modified == 1
+    # the printed summary says so
+    text = " ".join(cli("merge", "--base", DIANGUIRDE_POIS, a, b, "-o", tmp_path / "again.osm.pbf").stdout.split())
+    assert "compatible edits combined: 1" in text and "conflicts: 0" in text
 
 
 def test_the_same_key_changed_differently_is_a_conflict_naming_the_key_and_both_values(tmp_path, base, cli):
@@ -356,6 +363,29 @@ def test_geometry_edits_are_combined_or_conflict(tmp_path, base):
     assert objs[("w", 200)][2:] == ({"building": "house", "roof:shape": "flat"}, (100, 102, 103, -1, 100))
     assert objs[("n", 100)][2:] == ({"survey:date": "2026"}, (14.4999, -9.1))
     assert [o.input.path for o in r.change("way", 200).sources] == [a, b]  # c gave nothing that was kept
+
+
+def relation(oid, members, tags, version, action="modify"):
+    body = "".join(f"\n    <member type='{t}' ref='{r}' role='{role}' />" for t, r, role in members)
+    return f"  <relation {_attrs(oid, version, action)}>{body}{_tags(tags)}\n  </relation>"
+
+
+def test_relation_members_are_combined_or_conflict(tmp_path):
+    base = make_pbf(tmp_path / "base.osm.pbf", BASE_OPL + "r300 v2 dV c1 t2019-01-01T00:00:00Z i1 ubase "
+                                                          "Ttype=multipolygon,landuse=farmland Mw200@outer\n")
+    mp = {"type": "multipolygon", "landuse": "farmland"}
+    a = josm(tmp_path / "a.osm", relation(300, [("way", 200, "outer")], {**mp, "crop": "millet"}, 2))
+    b = josm(tmp_path / "b.osm", *building(-1, -1, 14.5, -9.1, size=0.00002),
+             relation(300, [("way", 200, "outer"), ("way", -1, "inner")], mp, 2))
+    r = merge([a, b], tmp_path / "m.osm.pbf", base=base)
+    assert r.conflicts == [] and r.stats["edits_combined"] == 1
+    assert read_objects(tmp_path / "m.osm.pbf")[("r", 300)] == \
+        (2, True, {**mp, "crop": "millet"}, (("w", 200, "outer"), ("w", -1, "inner")))
+    c = josm(tmp_path / "c.osm", relation(300, [("way", 200, "inner")], mp, 2))
+    r = merge([a, b, c], tmp_path / "m2.osm.pbf", base=base)
+    (conflict,) = r.conflicts
+    assert "members: way 200 outer, way -1 inner ≠ way 200 inner" in conflict.message
+    assert conflict.differences[0]["other"] == [["way", 200, "inner"]]
 
 
 def test_deletion_against_combined_modifications(tmp_path, base):

@@ -455,10 +455,10 @@ def _deg(v: float) -> str:
     return f"{v:.7f}".rstrip("0").rstrip(".")
 
 
-def _short(items: list[str], unit: str) -> str:
+def _short(items: list[str], unit: str, sep: str = ",") -> str:
     if len(items) <= 10:
-        return ",".join(items)
-    return ",".join(items[:4]) + ",…," + ",".join(items[-2:]) + f" ({len(items)} {unit})"
+        return sep.join(items)
+    return sep.join(items[:4]) + f"{sep}…{sep}" + sep.join(items[-2:]) + f" ({len(items)} {unit})"
 
 
 def _value_text(d: dict, value, absent: str) -> str:
@@ -471,7 +471,7 @@ def _value_text(d: dict, value, absent: str) -> str:
         return f"{_deg(value[1])},{_deg(value[0])}"  # lat,lon as JOSM shows it
     if what == "nodes":
         return _short([str(r) for r in value], "nodes")
-    return _short([f"{t} {r}" + (f" {role}" if role else "") for t, r, role in value], "members")
+    return _short([f"{t} {r}" + (f" {role}" if role else "") for t, r, role in value], "members", ", ")
 
 
 _WHAT = {"position": "position", "nodes": "node list", "members": "members"}
