@@ -587,10 +587,13 @@ def _print_merge(result) -> None:
                   f"{st['deleted']:,} deleted (" + "; ".join(
                       f"{t}s {c['create']:,}/{c['modify']:,}/{c['delete']:,}" for t, c in by.items()) + ")")
     console.print(f"Renumbered new objects: {st['renumbered']:,}; identical edits merged: "
-                  f"{st['identical_edits_merged']:,}; duplicates collapsed: {st['duplicates_collapsed']:,}; "
+                  f"{st['identical_edits_merged']:,}; compatible edits combined: {st['edits_combined']:,}; "
+                  f"duplicates collapsed: {st['duplicates_collapsed']:,}; "
                   f"deletions refused: {st['deletions_refused']:,}; conflicts: {st['conflicts']:,}")
+    from rich.markup import escape  # conflicts quote volunteers' tag values, which may hold [brackets]
+
     for c in result.conflicts[:25]:
-        console.print(f"  [yellow]conflict ({c.kind})[/]: {c.message}", soft_wrap=True)
+        console.print(f"  [yellow]conflict ({c.kind})[/]: {escape(c.message)}", soft_wrap=True)
     if len(result.conflicts) > 25:
         console.print(f"  ... and {len(result.conflicts) - 25} more conflicts (see --json)")
     for s in result.skipped:

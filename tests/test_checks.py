@@ -245,6 +245,8 @@ def test_geojson_layer_reads_back_with_fiona(tmp_path, cli):
         feats = list(layer)
         assert layer.crs.to_epsg() == 4326
     assert len(feats) == len(data["findings"]) == 3
+    # the layer is named "findings" (not after the temporary file it was written to)
+    assert fiona.listlayers(out) == ["findings"] and json.loads(out.read_text())["name"] == "findings"
     props = {f.properties["kind"]: f.properties for f in feats}
     assert set(props) == {"duplicate_building", "building_not_square", "tiny_building"}
     assert props["duplicate_building"]["josm"].startswith("w-") and props["duplicate_building"]["value"] > 80

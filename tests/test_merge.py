@@ -19,7 +19,7 @@ import osmium
 import pytest
 
 from mapathon.errors import MapathonError
-from mapathon.osm.merge import InputSpec, merge
+from mapathon.osm.merge import InputSpec, merge, plan_merge
 from mapathon.osm.readers import read_osm_file
 
 from conftest import ANDORRA, ANDORRA_OSC, DIANGUIRDE_POIS, LIECHTENSTEIN, have
@@ -275,6 +275,153 @@ def test_missing_node_reference_is_an_error_naming_file_and_way(tmp_path, base, 
     bad2 = josm(tmp_path / "broken2.osm", node(-1, 14.6, -9.2), way(-1, [-1, -7, -1]))
     with pytest.raises(MapathonError, match=r"broken2\.osm: way -1 uses node -7"):
         merge([bad2], tmp_path / "x.osm.pbf")
+
+
+# -- three-way merge of edits of the same version (issue 11) ----------------------------------------------
+
+WELL = {"man_made": "water_well"}  # node 101 version 2 of the base, at 14.6, -9.2
+
+
+def test_two_volunteers_editing_different_tags_of_the_same_well_keep_both(tmp_path, cli):
+    """A real 2019 well of Dianguirdé (node 4561949658 version 1, name=forage), edited by two volunteers."""
+    from mapathon.quality.credit import compute_credit
+
+    well = {"man_made": "water_well", "name": "forage"}
+    at = (14.4931327, -9.0139489)
+    a = josm(tmp_path / "awa.osm", node(4561949658, *at, {**well, "name": "Puits Nord", "pump": "manual"}, 1, "modify"))
+    b = josm(tmp_path / "bakary.osm",
+             node(4561949658, *at, {**well, "pump": "manual", "drinking_water": "yes"}, 1, "modify"))
+    out, osc, jo = tmp_path / "m.osm.pbf", tmp_path / "m.osc", tmp_path / "m.osm"
+    r = cli("merge", "--base", DIANGUIRDE_POIS, a, b, "-o", out, "--upload", osc, "--josm", jo, "--json")
+    summary = json.loads(r.stdout)
+    assert summary["conflicts"] == [] and summary["stats"]["edits_combined"] == 1
+    assert summary["stats"]["modified"] == 1 and summary["stats"]["identical_edits_merged"] == 0
+    want = {"man_made": "water_well", "name": "Puits Nord", "pump": "manual", "drinking_water": "yes"}
+    for path in (out, osc, jo):  # the common version: it uploads as a modification of version 1
+        assert read_objects(path)[("n", 4561949658)][:3] == (1, True, want), path
+    assert osc_sections(osc) == {("n", 4561949658): "modify"} and josm_actions(jo) == {("n", 4561949658): "modify"}
+    assert len(read_objects(out)) == len(read_objects(DIANGUIRDE_POIS))
+    check_snapshot(out)
+    # provenance lists both volunteers, and the credit counts the modification for each
+    res = plan_merge([InputSpec(a, volunteer="Awa"), InputSpec(b, volunteer="Bakary")], base=DIANGUIRDE_POIS)
+    ch = res.change("node", 4561949658)
+    assert [o.input.volunteer for o in ch.sources] == ["Awa", "Bakary"] and ch.obj.version == 1
+    credit = compute_credit(res)
+    assert credit.volunteers["Awa"].modified == credit.volunteers["Bakary"].modified == 1
+    assert credit.total.modified == 1
+    # the printed summary says so
+    text = " ".join(cli("merge", "--base", DIANGUIRDE_POIS, a, b, "-o", tmp_path / "again.osm.pbf").stdout.split())
+    assert "compatible edits combined: 1" in text and "conflicts: 0" in text
+
+
+def test_the_same_key_changed_differently_is_a_conflict_naming_the_key_and_both_values(tmp_path, base, cli):
+    a = josm(tmp_path / "awa.osm", node(101, 14.6, -9.2, {**WELL, "name": "Puits Nord", "pump": "manual"}, 2, "modify"))
+    b = josm(tmp_path / "bakary.osm",
+             node(101, 14.6, -9.2, {**WELL, "pump": "powered", "drinking_water": "yes"}, 2, "modify"))
+    out = tmp_path / "m.osm.pbf"
+    summary = json.loads(cli("merge", "--base", base, a, b, "-o", out, "--json").stdout)
+    (c,) = summary["conflicts"]
+    assert (c["kind"], c["type"], c["id"]) == ("edit", "node", 101)
+    assert "pump: manual ≠ powered" in c["message"] and "the first input wins" in c["message"]
+    assert [(d["what"], d["key"], d["kept"], d["other"]) for d in c["differences"]] == \
+        [("tag", "pump", "manual", "powered")]
+    assert c["differences"][0]["kept_file"] == str(a) and c["differences"][0]["other_file"] == str(b)
+    # the other tags of both sides are kept; the clashing key keeps the first input's value
+    assert read_objects(out)[("n", 101)][2] == {**WELL, "name": "Puits Nord", "pump": "manual", "drinking_water": "yes"}
+    text = cli("merge", "--base", base, b, a, "-o", tmp_path / "ba.osm.pbf").stdout
+    assert "pump: powered ≠ manual" in " ".join(text.split())
+    assert read_objects(tmp_path / "ba.osm.pbf")[("n", 101)][2]["pump"] == "powered"
+    # values are printed as they are, even with brackets (no console markup)
+    c = josm(tmp_path / "coumba.osm", node(101, 14.6, -9.2, {**WELL, "name": "Puits [nord] [/b]"}, 2, "modify"))
+    text = cli("merge", "--base", base, a, c, "-o", tmp_path / "ac.osm.pbf").stdout
+    assert "name: Puits Nord ≠ Puits [nord] [/b]" in " ".join(text.split())
+
+
+def test_geometry_edits_are_combined_or_conflict(tmp_path, base):
+    # way 200 (version 4): one side retags it, the other adds a node; node 100 (version 3): moved by one side
+    a = josm(tmp_path / "a.osm", way(200, [100, 102, 103, 100], {"building": "house"}, 4, "modify"),
+             node(100, 14.4999, -9.1, None, 3, "modify"))
+    b = josm(tmp_path / "b.osm", node(-1, 14.5002, -9.1, {"entrance": "yes"}),
+             way(200, [100, 102, 103, -1, 100], {"building": "yes", "roof:shape": "flat"}, 4, "modify"),
+             node(100, 14.5, -9.1, {"survey:date": "2026"}, 3, "modify"))
+    r = merge([a, b], tmp_path / "m.osm.pbf", base=base, upload=tmp_path / "m.osc")
+    assert r.conflicts == [] and r.stats["edits_combined"] == 2
+    objs = read_objects(tmp_path / "m.osm.pbf")
+    assert objs[("w", 200)] == (4, True, {"building": "house", "roof:shape": "flat"}, (100, 102, 103, -1, 100))
+    assert objs[("n", 100)] == (3, True, {"survey:date": "2026"}, (14.4999, -9.1))
+    check_snapshot(tmp_path / "m.osm.pbf")
+    # both change the node list, and both move the node, differently: conflicts that say so
+    c = josm(tmp_path / "c.osm", way(200, [100, 103, 102, 100], {"building": "yes"}, 4, "modify"),
+             node(100, 14.5001, -9.1, None, 3, "modify"))
+    r = merge([a, b, c], tmp_path / "m2.osm.pbf", base=base)
+    by = {(x.type, x.id): x for x in r.conflicts}
+    assert set(by) == {("way", 200), ("node", 100)}
+    assert "node list: 100,102,103,-1,100 ≠ 100,103,102,100" in by[("way", 200)].message
+    assert [d["what"] for d in by[("way", 200)].as_dict()["differences"]] == ["nodes"]
+    assert "position: 14.4999,-9.1 ≠ 14.5001,-9.1" in by[("node", 100)].message
+    objs = read_objects(tmp_path / "m2.osm.pbf")
+    assert objs[("w", 200)][2:] == ({"building": "house", "roof:shape": "flat"}, (100, 102, 103, -1, 100))
+    assert objs[("n", 100)][2:] == ({"survey:date": "2026"}, (14.4999, -9.1))
+    assert [o.input.path for o in r.change("way", 200).sources] == [a, b]  # c gave nothing that was kept
+
+
+def relation(oid, members, tags, version, action="modify"):
+    body = "".join(f"\n    <member type='{t}' ref='{r}' role='{role}' />" for t, r, role in members)
+    return f"  <relation {_attrs(oid, version, action)}>{body}{_tags(tags)}\n  </relation>"
+
+
+def test_relation_members_are_combined_or_conflict(tmp_path):
+    base = make_pbf(tmp_path / "base.osm.pbf", BASE_OPL + "r300 v2 dV c1 t2019-01-01T00:00:00Z i1 ubase "
+                                                          "Ttype=multipolygon,landuse=farmland Mw200@outer\n")
+    mp = {"type": "multipolygon", "landuse": "farmland"}
+    a = josm(tmp_path / "a.osm", relation(300, [("way", 200, "outer")], {**mp, "crop": "millet"}, 2))
+    b = josm(tmp_path / "b.osm", *building(-1, -1, 14.5, -9.1, size=0.00002),
+             relation(300, [("way", 200, "outer"), ("way", -1, "inner")], mp, 2))
+    r = merge([a, b], tmp_path / "m.osm.pbf", base=base)
+    assert r.conflicts == [] and r.stats["edits_combined"] == 1
+    assert read_objects(tmp_path / "m.osm.pbf")[("r", 300)] == \
+        (2, True, {**mp, "crop": "millet"}, (("w", 200, "outer"), ("w", -1, "inner")))
+    c = josm(tmp_path / "c.osm", relation(300, [("way", 200, "inner")], mp, 2))
+    r = merge([a, b, c], tmp_path / "m2.osm.pbf", base=base)
+    (conflict,) = r.conflicts
+    assert "members: way 200 outer, way -1 inner ≠ way 200 inner" in conflict.message
+    assert conflict.differences[0]["other"] == [["way", 200, "inner"]]
+
+
+def test_deletion_against_combined_modifications(tmp_path, base):
+    d = josm(tmp_path / "d.osm", node(104, 14.7, -9.3, {"amenity": "school"}, 5, "delete"))
+    e = josm(tmp_path / "e.osm", node(104, 14.7, -9.3, {"amenity": "school", "name": "École"}, 5, "modify"))
+    f = josm(tmp_path / "f.osm", node(104, 14.7, -9.3, {"amenity": "school", "isced:level": "1"}, 5, "modify"))
+    r = merge([d, e, f], tmp_path / "m.osm.pbf", base=base, upload=tmp_path / "m.osc")
+    (c,) = r.conflicts
+    assert "a modification beats a deletion" in c.message and "deleted in " + str(d) in c.message
+    assert [x["what"] for x in c.as_dict()["differences"]] == ["deleted"]
+    assert read_objects(tmp_path / "m.osm.pbf")[("n", 104)][:3] == \
+        (5, True, {"amenity": "school", "name": "École", "isced:level": "1"})
+    assert osc_sections(tmp_path / "m.osc") == {("n", 104): "modify"}
+    assert [o.input.path for o in r.change("n", 104).sources] == [e, f]
+
+
+def test_without_a_base_copy_compatible_edits_are_not_combined_and_the_line_says_why(tmp_path, base, cli):
+    a = josm(tmp_path / "awa.osm", node(101, 14.6, -9.2, {**WELL, "name": "Puits Nord"}, 2, "modify"))
+    b = josm(tmp_path / "bakary.osm", node(101, 14.6, -9.2, {**WELL, "drinking_water": "yes"}, 2, "modify"))
+    out = tmp_path / "m.osm.pbf"
+    text = " ".join(cli("merge", a, b, "-o", out).stdout.split())
+    assert "compatible edits not combined: no base copy of version 2 (give --base)" in text
+    assert "name: Puits Nord ≠ (none)" in text and "drinking_water: (none) ≠ yes" in text
+    assert read_objects(out)[("n", 101)][2] == {**WELL, "name": "Puits Nord"}  # today's rule: the first input wins
+    # a base without that version of the object: the same rule, and the line says what the base has
+    old = make_pbf(tmp_path / "old.osm.pbf", "n101 v1 dV c1 t2018-01-01T00:00:00Z i1 ubase Tman_made=water_well "
+                                             "x-9.2 y14.6\n")
+    r = merge([a, b], tmp_path / "m2.osm.pbf", base=old)
+    (c,) = r.conflicts
+    assert "compatible edits not combined: no base copy of version 2 (the base extract has version 1)" in c.message
+    assert {(d["key"], d["kept"], d["other"]) for d in c.as_dict()["differences"]} == \
+        {("name", "Puits Nord", None), ("drinking_water", None, "yes")}
+    # with the base, the same two files combine
+    r = merge([a, b], tmp_path / "m3.osm.pbf", base=base)
+    assert r.conflicts == [] and read_objects(tmp_path / "m3.osm.pbf")[("n", 101)][2] == \
+        {**WELL, "name": "Puits Nord", "drinking_water": "yes"}
 
 
 def test_edit_of_an_older_version_loses_to_the_base_and_is_reported(tmp_path, base):

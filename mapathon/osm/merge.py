@@ -14,16 +14,30 @@ gives the real ids only on upload. Positive ids are kept.
 **Existing objects** (id > 0): among all copies (each input's and the
 base's), the highest version wins. At the same version an edited copy
 (JOSM ``action="modify"``/``"delete"``, or any object of an ``.osc``) beats an
-unedited one. Identical edits are merged silently. Different edits of the
-same version are a *conflict*; the kept copy is chosen by this rule:
+unedited one. Identical edits are merged silently.
+
+Different edits of the same version N are merged **three ways**, as JOSM
+and git do, against the common ancestor: the base's copy of version N.
+The edits are folded in input order; a tag, a node's position, a way's
+node list or a relation's members changed by one side only is taken; the
+same one changed to two different values is a *conflict* that keeps the
+earlier input's value and names the key and both values
+(``pump: manual ≠ powered``). The merged object keeps version N (it
+uploads as a modification of version N) and its provenance lists every
+input whose edit it holds. A deletion against modifications is a conflict
+too: the modifications win.
+
+Without that base copy (no base, or the base lacks the object or has an
+older version) the edits cannot be told apart and one copy wins whole, by
+this rule (a conflict that says why the edits were not combined):
 
 1. a modification beats a deletion (nothing is lost);
 2. otherwise the copy from the input that comes first wins: inputs are
    taken in the order given on the command line, or for a project's
    contributions in the order they were submitted.
 
-Every copy is listed in the conflict. An edit of an older version than the
-one kept is listed too (``outdated``).
+Every copy is listed in the conflict, with what differs. An edit of an
+older version than the one kept is listed too (``outdated``).
 
 **Deletions** are honoured unless a surviving object (from the base or an
 input) still uses the deleted object; then the deletion is dropped, the
@@ -165,10 +179,14 @@ class Conflict:
     message: str
     kept: dict
     others: list[dict]
+    #: what differs between the kept copy and the others, one dict each: ``what`` ("tag", "position",
+    #: "nodes", "members" or "deleted"), ``key`` (a tag's key), ``kept`` and ``other`` (the two values,
+    #: None for a tag that is absent), ``kept_file`` and ``other_file``
+    differences: list[dict] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {"kind": self.kind, "type": self.type, "id": self.id, "message": self.message, "kept": self.kept,
-                "others": self.others}
+                "others": self.others, "differences": self.differences}
 
 
 class MergeResult:
@@ -413,6 +431,70 @@ def _tagkey(tags: dict) -> frozenset:
     return frozenset(tags.items())
 
 
+# -- what differs between two copies of an object (named in the conflicts) ------------------------
+
+
+def _state(o: OsmObject) -> str:
+    return "modified" if o.visible else "deleted"
+
+
+def _geometry(o: OsmObject) -> tuple[str, object]:
+    """What the geometry of an object is called, and its value: a node's position, a way's node list..."""
+    if o.kind == NODE:
+        return "position", (o.lon, o.lat)
+    if o.kind == WAY:
+        return "nodes", o.refs
+    return "members", o.members
+
+
+def _geometry_json(what: str, value):
+    if what == "position":
+        return None if value[0] is None else [value[0] / 1e7, value[1] / 1e7]  # lon, lat as in GeoJSON
+    if what == "nodes":
+        return list(value)
+    return [[KIND_NAMES[t], r, role] for t, r, role in value]
+
+
+def _deg(v: float) -> str:
+    return f"{v:.7f}".rstrip("0").rstrip(".")
+
+
+def _short(items: list[str], unit: str, sep: str = ",") -> str:
+    if len(items) <= 10:
+        return sep.join(items)
+    return sep.join(items[:4]) + f"{sep}…{sep}" + sep.join(items[-2:]) + f" ({len(items)} {unit})"
+
+
+def _value_text(d: dict, value, absent: str) -> str:
+    what = d["what"]
+    if value is None:
+        return absent
+    if what == "tag":
+        return value if len(value) <= 60 else value[:57] + "..."
+    if what == "position":
+        return f"{_deg(value[1])},{_deg(value[0])}"  # lat,lon as JOSM shows it
+    if what == "nodes":
+        return _short([str(r) for r in value], "nodes")
+    return _short([f"{t} {r}" + (f" {role}" if role else "") for t, r, role in value], "members", ", ")
+
+
+_WHAT = {"position": "position", "nodes": "node list", "members": "members"}
+
+
+def _differences_text(diffs: list[dict], absent: str, most: int = 6) -> str:
+    """'; pump: manual ≠ powered; deleted in b.osm' for a conflict's message ('' if nothing differs)."""
+    parts = []
+    for d in diffs[:most]:
+        if d["what"] == "deleted":
+            parts.append(f"deleted in {d['kept_file'] if d['kept'] == 'deleted' else d['other_file']}")
+        else:
+            label = d["key"] if d["what"] == "tag" else _WHAT[d["what"]]
+            parts.append(f"{label}: {_value_text(d, d['kept'], absent)} ≠ {_value_text(d, d['other'], absent)}")
+    if len(diffs) > most:
+        parts.append(f"{len(diffs) - most} more differences (see --json)")
+    return "".join("; " + p for p in parts)
+
+
 class _Engine:
     def __init__(self, inputs: list[InputFile], datas: list[OsmData], base: Path | None, new_id_start: dict):
         self.inputs = inputs
@@ -423,6 +505,8 @@ class _Engine:
         self.also: dict[tuple[str, int], list[Origin]] = {}
         self.dups = {NODE: 0, WAY: 0, RELATION: 0}
         self.deletions_kept = 0
+        self.combined: set[tuple[str, int]] = set()  # objects whose edits from several inputs were combined
+        self.refs_src: dict[tuple[str, int], int] = {}  # a combined way's node list: the input it came from
         self.timings: dict[str, float] = {}
 
     # -- helpers
@@ -584,6 +668,28 @@ class _Engine:
                     break
             else:
                 reps.append([o])
+        name = KIND_NAMES[k]
+        n_visible = sum(1 for r in reps if r[0].visible)
+        if top[1] and n_visible > 1 and base is not None and (base.version or 0) == top[0]:
+            winner = self._combine(k, oid, group, base)  # edits of the same version: three ways
+        else:
+            winner = self._first_wins(k, oid, top, group, reps, base if top[1] and n_visible > 1 else False)
+        stale = [o for o in allc if o.action is not None and (o.version or 0) < top[0]]
+        if stale:
+            self.conflicts.append(Conflict(
+                "outdated", name, oid,
+                f"{name} {oid}: edit of version {', '.join(str(o.version) for o in stale)} by "
+                f"{', '.join(sorted({self.who(o) for o in stale}))} dropped: {self.who(winner)} has version {top[0]}",
+                self.describe(winner), [self.describe(o) for o in stale]))
+        return winner
+
+    def _first_wins(self, k: str, oid: int, top: tuple, group: list[OsmObject], reps: list[list[OsmObject]],
+                    base) -> OsmObject:
+        """One copy wins whole (no common version to combine edits against).
+
+        *base* is False when there was nothing to combine; else the base's copy
+        of the object (None if it has none), to say why the edits were not combined.
+        """
         if len(reps) == 1:
             chosen_rep = reps[0]
         else:
@@ -594,25 +700,127 @@ class _Engine:
         others = [o for o in chosen_rep if o is not winner and o.src >= 0]
         if others and winner.src >= 0:
             self.also.setdefault((k, oid), []).extend(self.origin(o) for o in others)
-        name = KIND_NAMES[k]
         if len(reps) > 1:
+            name = KIND_NAMES[k]
             lost = [o for r in reps if r is not chosen_rep for o in r]
             what = "edited differently" if top[1] else "has different copies"
             rule = ("a modification beats a deletion" if winner.visible and any(not o.visible for o in lost)
                     else "the first input wins")
+            diffs = [d for r in reps if r is not chosen_rep for d in self._differences(winner, r[0])]
+            note = ""
+            if base is not False:
+                why = ("give --base" if self.base is None else "not in the base extract" if base is None
+                       else f"the base extract has version {base.version}")
+                note = f"; compatible edits not combined: no base copy of version {top[0]} ({why})"
             self.conflicts.append(Conflict(
                 "edit" if top[1] else "copies-differ", name, oid,
-                f"{name} {oid} version {top[0]} {what} in {', '.join(sorted({self.who(o) for o in group}))}; "
-                f"kept the copy of {self.who(winner)} ({rule})",
-                self.describe(winner), [self.describe(o) for o in lost + others]))
-        stale = [o for o in allc if o.action is not None and (o.version or 0) < top[0]]
-        if stale:
-            self.conflicts.append(Conflict(
-                "outdated", name, oid,
-                f"{name} {oid}: edit of version {', '.join(str(o.version) for o in stale)} by "
-                f"{', '.join(sorted({self.who(o) for o in stale}))} dropped: {self.who(winner)} has version {top[0]}",
-                self.describe(winner), [self.describe(o) for o in stale]))
+                f"{name} {oid} version {top[0]} {what} in {', '.join(sorted({self.who(o) for o in group}))}"
+                f"{_differences_text(diffs, '(none)')}; kept the copy of {self.who(winner)} ({rule}){note}",
+                self.describe(winner), [self.describe(o) for o in lost + others], diffs))
         return winner
+
+    def _difference(self, what: str, key: str | None, kept, other, kept_by: OsmObject, other_by: OsmObject) -> dict:
+        return {"what": what, "key": key, "kept": kept, "other": other,
+                "kept_file": self.inputs[kept_by.src].name if kept_by.src >= 0 else "base",
+                "other_file": self.inputs[other_by.src].name if other_by.src >= 0 else "base"}
+
+    def _differences(self, kept: OsmObject, other: OsmObject) -> list[dict]:
+        """What differs between two whole copies (tags one by one, then the geometry)."""
+        if not other.visible or not kept.visible:
+            return [self._difference("deleted", None, _state(kept), _state(other), kept, other)]
+        out = []
+        kt, ot = kept.tags, other.tags
+        for key in [*kt, *(x for x in ot if x not in kt)]:
+            if kt.get(key) != ot.get(key):
+                out.append(self._difference("tag", key, kt.get(key), ot.get(key), kept, other))
+        (what, kg), (_w, og) = _geometry(kept), _geometry(other)
+        if kg != og:
+            out.append(self._difference(what, None, _geometry_json(what, kg), _geometry_json(what, og), kept, other))
+        return out
+
+    def _combine(self, k: str, oid: int, edits: list[OsmObject], base: OsmObject) -> OsmObject:
+        """Three-way merge of edits of the same version against the base's copy of that version.
+
+        The edits are folded in input order: a tag (or the position, node list or
+        members) changed by one side only is taken; the same key changed to two
+        different values keeps the earlier input's value and is a conflict, as is
+        a deletion (the modifications win). The result keeps the common version.
+        """
+        name = KIND_NAMES[k]
+        btags = base.tags
+        tags = dict(btags)
+        tag_by: dict[str, OsmObject] = {}
+        what, bgeom = _geometry(base)
+        geom, geom_by = bgeom, None
+        diffs: list[dict] = []
+        contributors: list[OsmObject] = []
+        deleted = [e for e in edits if not e.visible]
+        for e in edits:
+            if not e.visible:
+                continue
+            gave = False
+            et = e.tags
+            for key in [*et, *(x for x in btags if x not in et)]:
+                x, b = et.get(key), btags.get(key)
+                if x == b:
+                    continue
+                cur = tags.get(key)
+                if cur == b:
+                    if x is None:
+                        del tags[key]
+                    else:
+                        tags[key] = x
+                    tag_by[key] = e
+                    gave = True
+                elif cur == x:
+                    gave = True
+                else:
+                    diffs.append(self._difference("tag", key, cur, x, tag_by[key], e))
+            _w, x = _geometry(e)
+            if x != bgeom:
+                if geom == bgeom:
+                    geom, geom_by = x, e
+                    gave = True
+                elif geom == x:
+                    gave = True
+                else:
+                    diffs.append(self._difference(what, None, _geometry_json(what, geom), _geometry_json(what, x),
+                                                  geom_by, e))
+            if gave:
+                contributors.append(e)
+        if not contributors:  # every visible edit leaves the object as it was
+            contributors = [next(e for e in edits if e.visible)]
+        first = contributors[0]
+        merged = first.copy()
+        merged.tags = tags
+        merged.action = "modify"
+        if k == NODE:
+            merged.lon, merged.lat = geom
+        elif k == WAY:
+            merged.refs = geom
+            self.refs_src[(k, oid)] = (geom_by or first).src
+        else:
+            merged.members = geom
+        if len(contributors) > 1:
+            self.combined.add((k, oid))
+            self.also.setdefault((k, oid), []).extend(self.origin(o) for o in contributors[1:])
+        for e in deleted:
+            diffs.append(self._difference("deleted", None, "modified", "deleted", first, e))
+        if diffs:
+            rules = []
+            if any(d["what"] != "deleted" for d in diffs):
+                rules.append("kept the earlier input's value (the first input wins)")
+            if deleted:
+                rules.append("kept the modification (a modification beats a deletion)")
+            if len(contributors) > 1:
+                rules.append("combined the other edits")
+            self.conflicts.append(Conflict(
+                "edit", name, oid,
+                f"{name} {oid} version {base.version} edited differently in "
+                f"{', '.join(dict.fromkeys(self.who(e) for e in edits))}{_differences_text(diffs, '(removed)')}; "
+                + "; ".join(rules),
+                self.describe(merged), [self.describe(e) for e in edits if e is not first], diffs))
+        return merged
 
     # -- step 4: deletions still in use
     def check_deletions(self) -> None:
@@ -828,10 +1036,11 @@ class _Engine:
                 b = base_nodes.get(r)
                 if b is not None and (o is None or (o.version or 0) < (b.version or 0)):
                     continue
-                data = self.inputs[w.src]
+                src = self.refs_src.get((WAY, oid), w.src)  # a combined way's nodes may come from another input
+                data = self.inputs[src]
                 where = "in no input file and not in the base" if self.base else \
                     "in no input file (and no --base extract was given)"
-                raise BadInput(w.src, f"{data.name}: way {w.orig} uses node {r}, which is {where}")
+                raise BadInput(src, f"{data.name}: way {w.orig} uses node {r}, which is {where}")
 
     def run(self, pre_opl: bool = False) -> None:
         """Apply the rules. The base is read (in a forked helper for big merges) while the new
@@ -1178,7 +1387,7 @@ def _result(engine: _Engine, inputs: list[InputFile], skipped: list[dict], base:
     xs = [o.lon for o in final[NODE].values() if o.visible]
     ys = [o.lat for o in final[NODE].values() if o.visible]
     bbox = (min(xs), min(ys), max(xs), max(ys)) if xs else None
-    identical = sum(len(v) for (k, oid), v in also.items() if oid > 0)
+    identical = sum(len(v) for key, v in also.items() if key[1] > 0 and key not in engine.combined)
     total = {a: sum(c[a] for c in by_kind.values()) for a in ("create", "modify", "delete")}
     stats = {
         "inputs": len(inputs),
@@ -1194,6 +1403,7 @@ def _result(engine: _Engine, inputs: list[InputFile], skipped: list[dict], base:
         "conflicts_by_kind": {},
         "deletions_refused": engine.deletions_kept,
         "identical_edits_merged": identical,
+        "edits_combined": len(engine.combined),  # objects edited by several inputs, their edits combined
         "duplicates_collapsed": sum(engine.dups.values()),
         "duplicates_by_type": {KIND_NAMES[k]: v for k, v in engine.dups.items()},
     }

@@ -502,7 +502,8 @@ def write_findings_geojson(findings: list[Finding], dest: str | Path) -> int:
         raise MapathonError(f"{dest}: the findings layer is GeoJSON; its name should end in .geojson")
     n = 0
     with atomic_path(dest) as tmp:
-        with fiona.open(tmp, "w", driver="GeoJSON", schema=_SCHEMA, crs="EPSG:4326") as out:
+        # the layer's name would otherwise be the temporary file's (".findings.2s0ndnsm.tmp")
+        with fiona.open(tmp, "w", driver="GeoJSON", schema=_SCHEMA, crs="EPSG:4326", layer="findings") as out:
             for fi in findings:
                 if fi.lon is None:
                     continue

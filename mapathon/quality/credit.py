@@ -22,7 +22,9 @@ volunteer, per task and per village:
   ============== =====================================================================
 
   then other points of interest (``amenity``, ``shop``, ``healthcare``...);
-* objects modified and deleted.
+* objects modified and deleted. An existing object edited by several
+  volunteers (the same edit, or edits the merge combined) counts for each of
+  them, and once in the totals.
 
 An object counts for the task and the village its position falls in (a way:
 a point on it); an object without a known position (a deletion from an
@@ -184,9 +186,12 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
     """Credit for a :class:`~mapathon.osm.merge.MergeResult`; *checks* (a CheckResult) adds findings counts."""
     changes = result.changes
     vol_of = MergeProvenance.volunteer_of
-    rows = []  # (change, volunteer, declared task, coords)
+    rows = []  # (change, volunteers, declared task, coords)
     for c in changes:
-        rows.append((c, vol_of(c.input), c.input.task, _position(result, c)))
+        vols = [vol_of(c.input)]
+        if c.action != "create" and c.also:  # an edit of an existing object made (or combined) from several inputs
+            vols = list(dict.fromkeys(vol_of(o.input) for o in c.sources))
+        rows.append((c, vols, c.input.task, _position(result, c)))
 
     # one point per change, for tasks and villages
     points = []
@@ -237,7 +242,7 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
             t = d[key] = Tally()
         return t
 
-    for i, (c, vol, declared, _cs) in enumerate(rows):
+    for i, (c, vols, declared, _cs) in enumerate(rows):
         task = tasks[i]
         if task is None and locator is not None and points[i] is None:
             task = locator.task_of_key(declared)
@@ -255,14 +260,15 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
         # a new corner node of a building counts with its volunteer, not in a task or village of its own
         feature = not (c.kind == "node" and c.action == "create" and not tags)
         if feature:
-            targets = (total, tally_for(by_vol, vol), tally_for(by_task, tkey), tally_for(by_village, vkey))
+            targets = (total, *(tally_for(by_vol, v) for v in vols), tally_for(by_task, tkey),
+                       tally_for(by_village, vkey))
             if task is not None:
                 with_data.add(task.id)
                 task_info[task.id] = {"key": task.key, "state": task.state, "villages": list(task.villages)}
             if points[i] is not None:
                 features_xy.append((points[i][0], points[i][1], vkey, _category(c, tags)))
         else:
-            targets = (total, tally_for(by_vol, vol))
+            targets = (total, *(tally_for(by_vol, v) for v in vols))
         b = c.action == "create" and c.kind in ("way", "relation") and tags.get("building", "no") != "no"
         length = lengths.get(i, 0.0)
         is_track = tags.get("highway") in TRACK_VALUES
@@ -286,7 +292,7 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
                 t.water[wk] = t.water.get(wk, 0) + 1
             if pt:
                 t.pois[pt] = t.pois.get(pt, 0) + 1
-            t.volunteers.add(vol)
+            t.volunteers.update(vols)
             if task is not None and feature:
                 t.tasks.add(task.id)
 
