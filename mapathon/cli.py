@@ -124,6 +124,8 @@ def init(
     relation: Optional[int] = typer.Option(None, "--relation", help="Boundary relation id, for an OSM file."),
     radius: Optional[float] = typer.Option(None, "--radius", help="Metres to map around each village point."),
     max_area: float = typer.Option(5000.0, "--max-area", help="Refuse an area larger than this (km²)."),
+    force: bool = typer.Option(False, "--force", help="Keep a village more than 500 km from the others "
+                               "(refused by default: swapped lat/lon?)."),
     organizer: Optional[str] = typer.Option(None, "--organizer", help="Register this person as the first organizer."),
 ):
     """Create a project folder from an area of interest."""
@@ -136,7 +138,7 @@ def init(
             organizer = volunteers.check_name(organizer)
         except MapathonError:
             raise MapathonError(f"--organizer {organizer!r}: give a name of 1 to 80 printable characters") from None
-    area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area)
+    area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area, force=force)
     for w in area.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
     with init_project(directory, name, area, actor=organizer or "organizer", db=ctx.obj["db"]) as project:
