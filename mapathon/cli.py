@@ -410,6 +410,9 @@ def status(
                       f"{c.mapped_pct:.1f}", f"{c.validated_pct:.1f}", style=style)
     console.print(table)
     console.print("locked = being mapped or validated; redo = invalidated; bad = bad imagery (not counted in %)")
+    if st.shared:
+        console.print(f"{st.shared} task(s) lie in two villages or more and count in each village's row, "
+                      "so the village rows add up to more than All.", soft_wrap=True)
     if st.volunteers:
         vt = compact_table("volunteer", "roles", "mapped", "validated", "rejected", "time", "holds")
         for v in st.volunteers:

@@ -77,6 +77,8 @@ class Status:
     expired: list[str]
     # sync between sites (mapathon/sync): changes from another site that lost when the logs were merged
     conflicts: list[dict] = field(default_factory=list)
+    # tasks lying in two villages or more: counted in each of their rows, so the rows add up to more than overall
+    shared: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -87,6 +89,7 @@ class Status:
             "volunteers": [asdict(v) | {"locked_hours": round(v.locked_hours, 2)} for v in self.volunteers],
             "expired_locks_released": self.expired,
             "sync_conflicts": self.conflicts,
+            "tasks_in_several_villages": self.shared,
         }
 
 
@@ -101,6 +104,7 @@ def status(project: Project, now: datetime | None = None) -> Status:
         overall.states[state] = n
         overall.area_km2 += (area or 0) / 1e6
     villages: dict[str, Counts] = {v["name"]: Counts(v["name"]) for v in project.villages()}
+    shared = 0
     if villages:
         for name, state, n, area in conn.execute(
             """SELECT a.name, t.state, COUNT(*), SUM(t.area_m2) FROM task_areas ta
@@ -118,6 +122,10 @@ def status(project: Project, now: datetime | None = None) -> Status:
             outside.area_km2 += (area or 0) / 1e6
         if outside.total:
             villages[NO_VILLAGE] = outside
+        shared = conn.execute(
+            """SELECT COUNT(*) FROM (SELECT ta.task_id FROM task_areas ta JOIN tasks t ON t.id = ta.task_id
+                WHERE t.state != 'SPLIT' GROUP BY ta.task_id HAVING COUNT(*) > 1) AS several"""
+        ).fetchone()[0]
     return Status(
         project.name,
         events.iso(now or events.utcnow()),
@@ -126,6 +134,7 @@ def status(project: Project, now: datetime | None = None) -> Status:
         volunteer_stats(project, now),
         expired,
         _sync_conflicts(project),
+        shared,
     )
 
 
