@@ -623,10 +623,30 @@ def _acting(project: Project, ref: str | int, actor: str, now: datetime | None):
         yield task, _known(project, actor)
 
 
+def _lock_expired(project: Project, task: Task, vol: volunteers.Volunteer, what: str) -> None:
+    """When *vol* may not *what* *task* because the lock they held on it ran out (released by the
+    system, maybe claimed by someone else since), raise a refusal that says so."""
+    if task.locked_by and names.key(task.locked_by) == names.key(vol.name):
+        return
+    evs = [e for e in events.task_events(project.conn, [task.key]) if e.from_state != e.to_state]
+    mine = [i for i, e in enumerate(evs) if e.action.startswith("claim.") and names.key(e.actor) == names.key(vol.name)]
+    if not mine or mine[-1] + 1 >= len(evs) or evs[mine[-1] + 1].action != "lock.expire":
+        return
+    ended = evs[mine[-1] + 1]
+    when = events.parse_iso(ended.ts).strftime("%Y-%m-%d %H:%M UTC")
+    now = f"locked by {task.locked_by} now" if task.locked_by else f"{task.state} again: claim it again to go on"
+    raise ForbiddenTransition(f"task {task.id} ({task.key}): {vol.name}'s lock on it expired at {when}, so there is "
+                              f"nothing to {what}; it is {now}")
+
+
 def release(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
     """End a lock without a result: the task returns to the state it had."""
     with _acting(project, ref, actor, now) as (task, vol):
-        _holder_or_organizer(task, vol, "release")
+        try:
+            _holder_or_organizer(task, vol, "release")
+        except ForbiddenTransition:
+            _lock_expired(project, task, vol, "release")
+            raise
         back = project.conn.execute("SELECT unlock_state FROM tasks WHERE id = ?", (task.id,)).fetchone()[0]
         back = back or (READY if task.state == LOCKED_FOR_MAPPING else MAPPED)
         _set(project, task, state=back, locked_by=None, lock_expires=None, unlock_state=None)
@@ -638,9 +658,13 @@ def release(project: Project, ref: str | int, actor: str, *, comment: str | None
 def done(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
     """Mark a task locked for mapping as MAPPED."""
     with _acting(project, ref, actor, now) as (task, vol):
-        if task.state != LOCKED_FOR_MAPPING:
-            raise _forbid(task, "only a task locked for mapping can be marked done (claim it first)")
-        _holder_or_organizer(task, vol, "finish")
+        try:
+            if task.state != LOCKED_FOR_MAPPING:
+                raise _forbid(task, "only a task locked for mapping can be marked done (claim it first)")
+            _holder_or_organizer(task, vol, "finish")
+        except ForbiddenTransition:
+            _lock_expired(project, task, vol, "finish")
+            raise
         mapper = _vol_id(project, task.locked_by)
         _set(project, task, state=MAPPED, locked_by=None, lock_expires=None, unlock_state=None,
              mapped_by=mapper, validated_by=None)
