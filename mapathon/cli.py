@@ -61,6 +61,7 @@ ProjectOpt = typer.Option(None, "--project", "-p", envvar="MAPATHON_PROJECT",
 AsOpt = typer.Option(..., "--as", help="The volunteer doing this (their name).")
 CommentOpt = typer.Option(None, "--comment", "-m", help="A comment kept in the task's history.")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
+NewOpt = typer.Option(False, "--new", help="The --as name is a new volunteer, though close to a registered one's.")
 
 
 def _version(value: bool):
@@ -238,6 +239,7 @@ def claim(
     village: Optional[str] = typer.Option(None, "--village", help="With --next: a task in this village."),
     hours: float = typer.Option(2.0, "--hours", help="How long the lock lasts."),
     comment: Optional[str] = CommentOpt,
+    new: bool = NewOpt,
 ):
     """Lock a task for mapping (or, for a validator, a mapped task for validation)."""
     from .tasks import lifecycle
@@ -250,9 +252,9 @@ def claim(
         raise MapathonError("--village goes with --next")
     with _open(ctx) as p:
         if next_:
-            t = lifecycle.claim_next(p, actor, village=village, hours=hours)
+            t = lifecycle.claim_next(p, actor, village=village, hours=hours, new=new)
         else:
-            t = lifecycle.claim(p, task, actor, hours=hours, comment=comment)
+            t = lifecycle.claim(p, task, actor, hours=hours, comment=comment, new=new)
     what = "mapping" if t.state == lifecycle.LOCKED_FOR_MAPPING else "validation"
     console.print(f"{t.locked_by} holds {_task_line(t)} for {what} until {_when(t.lock_expires)}")
 
@@ -377,6 +379,50 @@ def volunteer_list(ctx: typer.Context, as_json: bool = JsonOpt):
     console.print(table)
 
 
+@volunteer_app.command("rename")
+def volunteer_rename(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The volunteer's name now."),
+    new_name: str = typer.Argument(..., help="Their new name."),
+    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+):
+    """Correct a volunteer's name; the old name still means them."""
+    from .tasks import volunteers
+
+    with _open(ctx) as p:
+        before, v = volunteers.rename(p, name, new_name, actor=actor)
+    console.print(f"Renamed {before} to {v.name}")
+
+
+@volunteer_app.command("merge")
+def volunteer_merge(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The volunteer to keep."),
+    other: str = typer.Argument(..., help="A second entry for the same person: their work becomes NAME's."),
+    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+):
+    """Make two volunteers one: OTHER's tasks, files, credit and roles become NAME's."""
+    from .tasks import volunteers
+
+    with _open(ctx) as p:
+        v, merged = volunteers.merge(p, name, other, actor=actor)
+    console.print(f"Merged {merged} into {v.name} ({v.roles})")
+
+
+@volunteer_app.command("remove")
+def volunteer_remove(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A volunteer who has done nothing yet (a mistake)."),
+    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+):
+    """Remove a volunteer registered by mistake (only one without any history)."""
+    from .tasks import volunteers
+
+    with _open(ctx) as p:
+        v = volunteers.remove(p, name, actor=actor)
+    console.print(f"Removed {v.name}")
+
+
 # -- progress and exports ---------------------------------------------------------------------------------
 
 
@@ -460,20 +506,18 @@ def submit_cmd(
     actor: str = typer.Option(..., "--as", help="The volunteer who mapped them (their name)."),
     task: Optional[str] = typer.Option(None, "--task", help="The task they were mapped for (number or z/x/y)."),
     as_json: bool = JsonOpt,
+    new: bool = NewOpt,
 ):
     """Collect volunteers' OSM files into the project (checked, copied and recorded)."""
     from .osm.submit import submit
-    from .tasks import lifecycle, volunteers
+    from .tasks import volunteers
 
     with _open(ctx) as p:
         newcomer = volunteers.find(p, actor) is None
-        subs = submit(p, files, actor, task)
-        if newcomer:  # a typo or a short name would split someone's credit: say so
-            t = lifecycle.get_task(p, task) if task else None
-            who = t and (t.mapped_by or t.locked_by)
+        subs = submit(p, files, actor, task, new=new)
+        if newcomer:  # a short name would split someone's credit: say so
             err_console.print(f"[yellow]Note:[/] {actor} was not registered and is now a new volunteer"
-                              + (f"; task {t.id} is {who}'s" if who else "")
-                              + " (see 'mapathon volunteer list')", soft_wrap=True)
+                              " (see 'mapathon volunteer list')", soft_wrap=True)
     if as_json:
         print(json.dumps([c.as_dict() for c in subs], ensure_ascii=False, indent=2))
         return

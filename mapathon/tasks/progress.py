@@ -147,25 +147,32 @@ def _sync_conflicts(project: Project) -> list[dict]:
 
 def volunteer_stats(project: Project, now: datetime | None = None) -> list[VolunteerStats]:
     conn = project.conn
-    from .volunteers import list_all
+    from .. import names
+    from .volunteers import current_names, list_all
 
     stats = {v.name: VolunteerStats(v.name, v.roles) for v in list_all(project)}
+    now_called = current_names(conn)  # the log keeps the names changes were made under (renames, merges)
+
+    def who(actor: str) -> str | None:
+        return now_called.get(names.key(actor))
+
     for name, n in conn.execute(
         """SELECT v.name, COUNT(*) FROM tasks t JOIN volunteers v ON v.id = t.mapped_by
             WHERE t.state IN ('MAPPED', 'LOCKED_FOR_VALIDATION', 'VALIDATED') GROUP BY v.name"""
     ):
         stats[name].mapped = n
-    for name, action, n in conn.execute(
+    for actor, action, n in conn.execute(
         "SELECT actor, action, COUNT(*) FROM events WHERE action IN ('validate', 'invalidate') GROUP BY actor, action"
     ):
+        name = who(actor)
         if name in stats:
             if action == "validate":
-                stats[name].validated = n
+                stats[name].validated += n
             else:
-                stats[name].invalidated = n
+                stats[name].invalidated += n
     stamp = events.iso(now or events.utcnow())
     hours: dict[str, float] = defaultdict(float)
-    for name, ts, next_ts, data in conn.execute(
+    for actor, ts, next_ts, data in conn.execute(
         # a lock ends at the task's next event, but never after it expired (the expiry is only
         # recorded by the next command, possibly hours later)
         """SELECT actor, ts, next_ts, data FROM (
@@ -176,6 +183,7 @@ def volunteer_stats(project: Project, now: datetime | None = None) -> list[Volun
                   AND NOT EXISTS (SELECT 1 FROM sync_conflicts c WHERE c.event_id = e.id)) AS ordered
             WHERE action LIKE 'claim.%'"""
     ):
+        name = who(actor)
         if name in stats:
             expires = (json.loads(data).get("expires") if data else None) or stamp
             end = min(datetime.fromisoformat(next_ts or stamp), datetime.fromisoformat(expires))
