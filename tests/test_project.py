@@ -400,3 +400,47 @@ def test_remove_only_without_history(pcli, gridded):
                  "volunteer Nobody Here: no such volunteer")
     # now the name is free: a new volunteer of that name needs no --new (nobody close is left)
     pcli("claim", "16", "--as", "Mousa Konate")
+
+
+def test_rename_and_merge_travel_between_sites(tmp_path_factory, tmp_path):
+    """Paris merges the typo 'Mousa Konate' (made at Bamako) into Moussa Konaté while Bamako goes on under
+    the typo; Bamako renames Fanta. After an exchange both sites have one Moussa Konaté with all the work
+    and Fanta's new name, the same tasks, no conflict; importing again changes nothing."""
+    from test_sync import exchange, full_snapshot, states
+
+    paris = copy_project(village_template(tmp_path_factory, 16), tmp_path / "paris")
+    Cli(paris)("volunteer", "add", "Fanta", "--validator", "--as", "Mariam")
+    Cli(paris)("sync", "clone", tmp_path / "bamako", "--site-name", "Bamako")
+    bamako = tmp_path / "bamako"
+    P, B = Cli(paris), Cli(bamako)
+    P("claim", "10", "--as", "Moussa Konaté")
+    P("done", "10", "--as", "Moussa Konaté")
+    B("claim", "20", "--as", "Mousa Konate")  # nobody close at Bamako yet: a new volunteer there
+    B("done", "20", "--as", "Mousa Konate")
+    B("claim", "21", "--as", "Mousa Konate")
+    exchange(paris, bamako, tmp_path)
+    assert {"Moussa Konaté", "Mousa Konate"} <= set(vols(B))
+    P("volunteer", "merge", "Moussa Konaté", "Mousa Konate", "--as", "Mariam")
+    B("done", "21", "--as", "Mousa Konate")  # Bamako does not know yet
+    B("validate", "20", "--as", "Fanta", "--accept")
+    B("volunteer", "rename", "Fanta", "Fanta Keïta", "--as", "Mariam")
+    exchange(paris, bamako, tmp_path)
+    assert states(paris) == states(bamako)
+    for site in (paris, bamako):
+        c = Cli(site)
+        assert "Mousa Konate" not in vols(c) and "Fanta" not in vols(c) and "Fanta Keïta" in vols(c)
+        tasks = {t["id"]: t for t in json.loads(c("tasks", "--json").stdout)}
+        assert [tasks[i]["mapped_by"] for i in (10, 20, 21)] == ["Moussa Konaté"] * 3
+        assert tasks[20]["validated_by"] == "Fanta Keïta"
+        st = json.loads(c("status", "--json").stdout)
+        assert st["sync_conflicts"] == []
+        by = {v["name"]: v for v in st["volunteers"]}
+        assert by["Moussa Konaté"]["mapped"] == 3 and by["Fanta Keïta"]["validated"] == 1
+        # the old names still mean them at both sites
+        c("claim", "30" if site == paris else "31", "--as", "Mousa Konate")
+    assert states(paris) != states(bamako)  # each claimed a task since
+    exchange(paris, bamako, tmp_path)
+    assert states(paris) == states(bamako)
+    before = full_snapshot(bamako)
+    B("sync", "import", tmp_path / "from-a.zip")
+    assert full_snapshot(bamako) == before
