@@ -636,7 +636,9 @@ def _lock_expired(project: Project, task: Task, vol: volunteers.Volunteer, what:
     if task.locked_by and names.key(task.locked_by) == names.key(vol.name):
         return
     evs = [e for e in events.task_events(project.conn, [task.key]) if e.from_state != e.to_state]
-    mine = [i for i, e in enumerate(evs) if e.action.startswith("claim.") and names.key(e.actor) == names.key(vol.name)]
+    now_called = volunteers.current_names(project.conn)  # claims made under a former name are theirs too
+    mine = [i for i, e in enumerate(evs) if e.action.startswith("claim.")
+            and now_called.get(names.key(e.actor)) == vol.name]
     if not mine or mine[-1] + 1 >= len(evs) or evs[mine[-1] + 1].action != "lock.expire":
         return
     ended = evs[mine[-1] + 1]
