@@ -61,8 +61,12 @@ def read_aoi(
     relation: int | None = None,
     radius: float | None = None,
     max_area_km2: float = DEFAULT_MAX_AREA_KM2,
+    force: bool = False,
 ) -> AOI:
-    """Read, validate and repair an AOI file. Raises :class:`MapathonError` on bad input."""
+    """Read, validate and repair an AOI file. Raises :class:`MapathonError` on bad input.
+
+    A village more than :data:`REFUSE_KM` from the others is refused (swapped lat/lon?) unless *force*.
+    """
     path = Path(path)
     if not path.exists():
         raise MapathonError(f"{path}: no such file")
@@ -72,11 +76,11 @@ def read_aoi(
         raise MapathonError(f"--radius {radius}: must be a positive number of metres")
     name = path.name.lower()
     if name.endswith(".csv"):
-        aoi = _read_csv(path, radius)
+        aoi = _read_csv(path, radius, force)
     elif name.endswith(OSM_SUFFIXES):
         aoi = _read_osm(path, relation)
     else:
-        aoi = _read_fiona(path, radius)
+        aoi = _read_fiona(path, radius, force)
     return _finish(aoi, path, max_area_km2)
 
 
@@ -119,7 +123,9 @@ CSV_COLUMNS = {
     "lat": ("lat", "latitude", "y"),
     "lon": ("lon", "lng", "long", "longitude", "x"),
 }
-FAR_KM = 300.0  # a village this far from the others is probably a typing mistake
+FAR_KM = 300.0  # a village this far from the others is probably a typing mistake: a warning
+REFUSE_KM = 500.0  # ... this far, almost surely (swapped lat/lon): refused unless --force
+MANY_POINTS = 200  # more points than this becoming villages: probably not villages (a GPS track?)
 
 
 def _decode_csv(path: Path, warnings: list[str]) -> str:
@@ -133,7 +139,7 @@ def _decode_csv(path: Path, warnings: list[str]) -> str:
         return raw.decode("cp1252", errors="replace")
 
 
-def _read_csv(path: Path, radius: float | None) -> AOI:
+def _read_csv(path: Path, radius: float | None, force: bool = False) -> AOI:
     if radius is None:
         raise MapathonError(f"{path}: a CSV of villages needs --radius METRES (the area to map around each village)")
     warnings: list[str] = []
@@ -188,13 +194,14 @@ def _read_csv(path: Path, radius: float | None) -> AOI:
     dup = {n for n in names if names.count(n) > 1}
     if dup:
         raise MapathonError(f"{path}: village names must be unique ({', '.join(sorted(dup))} repeated)")
-    warnings.extend(_far_villages(path, points))
+    warnings.extend(_far_villages(path, points, force))
     villages = _villages_from_points(points, radius)
     return AOI(shapely.union_all([v.geom for v in villages]), villages, str(path), warnings)
 
 
-def _far_villages(path: Path, points) -> list[str]:
-    """Warn about villages far from the others (swapped lat/lon, a lost decimal point)."""
+def _far_villages(path: Path, points, force: bool = False) -> list[str]:
+    """Warn about villages far from the others (swapped lat/lon, a lost decimal point); refuse
+    one more than REFUSE_KM away unless *force*."""
     if len(points) < 3:
         return []
     import numpy as np
@@ -204,6 +211,12 @@ def _far_villages(path: Path, points) -> list[str]:
     lats = np.array([p[2] for p in points])
     mlon, mlat = float(np.median(lons)), float(np.median(lats))
     _, _, dist = Geod(ellps="WGS84").inv(np.full(len(points), mlon), np.full(len(points), mlat), lons, lats)
+    worst = int(np.argmax(dist))
+    if dist[worst] > REFUSE_KM * 1000 and not force:
+        p = points[worst]
+        raise MapathonError(
+            f"{path}: {p[0]} (lat {p[2]}, lon {p[1]}) is {dist[worst] / 1000:,.0f} km from the other villages: "
+            "check its lat/lon (swapped? decimal point?); if it is right, give --force")
     return [
         f"{path}: {p[0]} (lat {p[2]}, lon {p[1]}) is {d / 1000:,.0f} km from the other villages: "
         "check its lat/lon (swapped? decimal point?)"
@@ -211,8 +224,15 @@ def _far_villages(path: Path, points) -> list[str]:
     ]
 
 
-def read_features(path: Path) -> list[tuple[BaseGeometry, dict]]:
-    """Every feature of every layer of a vector file, reprojected to WGS84, with its properties."""
+GPX_VERTEX_LAYERS = ("track_points", "route_points")  # GDAL's layers of the points along GPX tracks and routes
+
+
+def read_features(path: Path, skipped: dict[str, int] | None = None) -> list[tuple[BaseGeometry, dict]]:
+    """Every feature of every layer of a vector file, reprojected to WGS84, with its properties.
+
+    A GPX file's track and route points (the vertices of its tracks and routes, which GDAL also
+    gives as layers of their own) are left out: counted in *skipped* (layer -> features) when given.
+    """
     import fiona
     from fiona.errors import FionaError
 
@@ -227,6 +247,11 @@ def read_features(path: Path) -> list[tuple[BaseGeometry, dict]]:
     try:
         for layer in layers:
             with fiona.open(path, layer=layer) as src:
+                if layer in GPX_VERTEX_LAYERS and src.driver == "GPX":
+                    n = sum(1 for _ in src) if skipped is not None else 0  # GDAL cannot count them
+                    if n:
+                        skipped[layer] = n
+                    continue
                 crs = src.crs.to_wkt() if src.crs else None
                 feats = [(f.geometry, dict(f.properties or {})) for f in src if f.geometry is not None]
                 if not feats:
@@ -255,13 +280,18 @@ def feature_name(props: dict) -> str | None:
     return next((str(props[k]).strip() for k in NAME_KEYS if props.get(k)), None)
 
 
-def _read_fiona(path: Path, radius: float | None) -> AOI:
+def _read_fiona(path: Path, radius: float | None, force: bool = False) -> AOI:
     polygons: list[BaseGeometry] = []
     named: list[SubArea] = []
     points: list[tuple[str, float, float, dict]] = []
     others = 0
     warnings: list[str] = []
-    for g, props in read_features(path):
+    skipped: dict[str, int] = {}
+    features = read_features(path, skipped)
+    if skipped:
+        warnings.append(f"{path}: left out {sum(skipped.values()):,} GPX track/route points (the points along a "
+                        "track are not villages); only waypoints become villages")
+    for g, props in features:
         nm = feature_name(props)
         if g.geom_type in ("Polygon", "MultiPolygon"):
             g, w = geo.repair(g, f"{path}: {nm}" if nm else str(path))
@@ -278,6 +308,10 @@ def _read_fiona(path: Path, radius: float | None) -> AOI:
     if points:
         if radius is None:
             raise MapathonError(f"{path}: holds points (villages?); give --radius METRES to map around each one")
+        if len(points) > MANY_POINTS:
+            warnings.append(f"{path}: {len(points):,} points become {len(points):,} named areas: are they really "
+                            "villages? (a GPS track's points are not)")
+        warnings.extend(_far_villages(path, points, force))
         villages = _villages_from_points(points, radius)
         named.extend(villages)
         polygons.extend(v.geom for v in villages)

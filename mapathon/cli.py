@@ -61,6 +61,7 @@ ProjectOpt = typer.Option(None, "--project", "-p", envvar="MAPATHON_PROJECT",
 AsOpt = typer.Option(..., "--as", help="The volunteer doing this (their name).")
 CommentOpt = typer.Option(None, "--comment", "-m", help="A comment kept in the task's history.")
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
+NewOpt = typer.Option(False, "--new", help="The --as name is a new volunteer, though close to a registered one's.")
 
 
 def _version(value: bool):
@@ -124,6 +125,8 @@ def init(
     relation: Optional[int] = typer.Option(None, "--relation", help="Boundary relation id, for an OSM file."),
     radius: Optional[float] = typer.Option(None, "--radius", help="Metres to map around each village point."),
     max_area: float = typer.Option(5000.0, "--max-area", help="Refuse an area larger than this (km²)."),
+    force: bool = typer.Option(False, "--force", help="Keep a village more than 500 km from the others "
+                               "(refused by default: swapped lat/lon?)."),
     organizer: Optional[str] = typer.Option(None, "--organizer", help="Register this person as the first organizer."),
 ):
     """Create a project folder from an area of interest."""
@@ -136,7 +139,7 @@ def init(
             organizer = volunteers.check_name(organizer)
         except MapathonError:
             raise MapathonError(f"--organizer {organizer!r}: give a name of 1 to 80 printable characters") from None
-    area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area)
+    area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area, force=force)
     for w in area.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
     with init_project(directory, name, area, actor=organizer or "organizer", db=ctx.obj["db"]) as project:
@@ -236,6 +239,7 @@ def claim(
     village: Optional[str] = typer.Option(None, "--village", help="With --next: a task in this village."),
     hours: float = typer.Option(2.0, "--hours", help="How long the lock lasts."),
     comment: Optional[str] = CommentOpt,
+    new: bool = NewOpt,
 ):
     """Lock a task for mapping (or, for a validator, a mapped task for validation)."""
     from .tasks import lifecycle
@@ -248,9 +252,9 @@ def claim(
         raise MapathonError("--village goes with --next")
     with _open(ctx) as p:
         if next_:
-            t = lifecycle.claim_next(p, actor, village=village, hours=hours)
+            t = lifecycle.claim_next(p, actor, village=village, hours=hours, new=new)
         else:
-            t = lifecycle.claim(p, task, actor, hours=hours, comment=comment)
+            t = lifecycle.claim(p, task, actor, hours=hours, comment=comment, new=new)
     what = "mapping" if t.state == lifecycle.LOCKED_FOR_MAPPING else "validation"
     console.print(f"{t.locked_by} holds {_task_line(t)} for {what} until {_when(t.lock_expires)}")
 
@@ -375,6 +379,50 @@ def volunteer_list(ctx: typer.Context, as_json: bool = JsonOpt):
     console.print(table)
 
 
+@volunteer_app.command("rename")
+def volunteer_rename(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The volunteer's name now."),
+    new_name: str = typer.Argument(..., help="Their new name."),
+    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+):
+    """Correct a volunteer's name; the old name still means them."""
+    from .tasks import volunteers
+
+    with _open(ctx) as p:
+        before, v = volunteers.rename(p, name, new_name, actor=actor)
+    console.print(f"Renamed {before} to {v.name}")
+
+
+@volunteer_app.command("merge")
+def volunteer_merge(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="The volunteer to keep."),
+    other: str = typer.Argument(..., help="A second entry for the same person: their work becomes NAME's."),
+    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+):
+    """Make two volunteers one: OTHER's tasks, files, credit and roles become NAME's."""
+    from .tasks import volunteers
+
+    with _open(ctx) as p:
+        v, merged = volunteers.merge(p, name, other, actor=actor)
+    console.print(f"Merged {merged} into {v.name} ({v.roles})")
+
+
+@volunteer_app.command("remove")
+def volunteer_remove(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="A volunteer who has done nothing yet (a mistake)."),
+    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+):
+    """Remove a volunteer registered by mistake (only one without any history)."""
+    from .tasks import volunteers
+
+    with _open(ctx) as p:
+        v = volunteers.remove(p, name, actor=actor)
+    console.print(f"Removed {v.name}")
+
+
 # -- progress and exports ---------------------------------------------------------------------------------
 
 
@@ -408,6 +456,9 @@ def status(
                       f"{c.mapped_pct:.1f}", f"{c.validated_pct:.1f}", style=style)
     console.print(table)
     console.print("locked = being mapped or validated; redo = invalidated; bad = bad imagery (not counted in %)")
+    if st.shared:
+        console.print(f"{st.shared} task(s) lie in two villages or more and count in each village's row, "
+                      "so the village rows add up to more than All.", soft_wrap=True)
     if st.volunteers:
         vt = compact_table("volunteer", "roles", "mapped", "validated", "rejected", "time", "holds")
         for v in st.volunteers:
@@ -480,20 +531,18 @@ def submit_cmd(
     actor: str = typer.Option(..., "--as", help="The volunteer who mapped them (their name)."),
     task: Optional[str] = typer.Option(None, "--task", help="The task they were mapped for (number or z/x/y)."),
     as_json: bool = JsonOpt,
+    new: bool = NewOpt,
 ):
     """Collect volunteers' OSM files into the project (checked, copied and recorded)."""
     from .osm.submit import submit
-    from .tasks import lifecycle, volunteers
+    from .tasks import volunteers
 
     with _open(ctx) as p:
         newcomer = volunteers.find(p, actor) is None
-        subs = submit(p, files, actor, task)
-        if newcomer:  # a typo or a short name would split someone's credit: say so
-            t = lifecycle.get_task(p, task) if task else None
-            who = t and (t.mapped_by or t.locked_by)
+        subs = submit(p, files, actor, task, new=new)
+        if newcomer:  # a short name would split someone's credit: say so
             err_console.print(f"[yellow]Note:[/] {actor} was not registered and is now a new volunteer"
-                              + (f"; task {t.id} is {who}'s" if who else "")
-                              + " (see 'mapathon volunteer list')", soft_wrap=True)
+                              " (see 'mapathon volunteer list')", soft_wrap=True)
     if as_json:
         print(json.dumps([c.as_dict() for c in subs], ensure_ascii=False, indent=2))
         return

@@ -16,3 +16,22 @@ class ForbiddenTransition(MapathonError):
     """A task state change that the lifecycle or the actor's role forbids."""
 
     exit_code = 3
+
+
+class UnknownVolunteer(MapathonError):
+    """A name that is no volunteer of the project but is close to one (a typo?).
+
+    ``name`` is the name given, ``suggestion`` the registered volunteer it resembles (or None), so
+    that a caller (the room server) can offer it; the message says both.
+    """
+
+    def __init__(self, message: str, *, name: str, suggestion: str | None = None):
+        super().__init__(message)
+        self.name = name
+        self.suggestion = suggestion
+
+
+class NotPermitted(MapathonError):
+    """An action the actor's part in the task does not allow (the room server answers 403)."""
+
+    exit_code = 3

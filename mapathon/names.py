@@ -8,9 +8,11 @@ same person, and ``torodo`` is the village Torodo.
 
 from __future__ import annotations
 
-import difflib
 import re
 import unicodedata
+
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import Levenshtein
 
 
 def clean(name: str) -> str:
@@ -28,11 +30,25 @@ def key(name: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
-def suggest(name: str, choices: list[str]) -> str | None:
-    """The closest of *choices* to *name*, if one is close enough to be a typo."""
-    keys = {key(c): c for c in choices}
-    close = difflib.get_close_matches(key(name), list(keys), n=1, cutoff=0.75)
-    return keys[close[0]] if close else None
+def _similarity(a: str, b: str, **_) -> float:
+    """0-100: how alike two keys are, in either word order ('Konaté Moussa' is 'Moussa Konaté')."""
+    return max(fuzz.ratio(a, b), fuzz.token_sort_ratio(a, b))
+
+
+def suggest(name: str, choices: list[str], *, cutoff: float = 75.0) -> str | None:
+    """The closest of *choices* to *name*, if one is close enough to be a typo: compared on their
+    :func:`key`, a rapidfuzz similarity of at least *cutoff* (0-100), or a single edit apart
+    (one letter added, left out or changed: 'Ava' for 'Awa'). Names with other numbers in them are
+    not typos of each other ('Groupe 2' is not 'Groupe 3')."""
+    wanted = key(name)
+    digits = re.findall(r"\d+", wanted)
+    keys = {k: c for c in choices if re.findall(r"\d+", k := key(c)) == digits}
+    if not wanted or not keys:
+        return None
+    best = process.extractOne(wanted, list(keys), scorer=_similarity, score_cutoff=cutoff)
+    if best is None:
+        best = process.extractOne(wanted, list(keys), scorer=Levenshtein.distance, score_cutoff=1)
+    return keys[best[0]] if best else None
 
 
 def slug(text: str) -> str:

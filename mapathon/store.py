@@ -154,14 +154,23 @@ MIGRATIONS: list[str] = [
     """
     CREATE INDEX events_task_ts ON events (ts) WHERE task IS NOT NULL;
     """,
+    # 4 -> 5: volunteers' former names, kept by 'volunteer rename' and 'volunteer merge' (mapathon/tasks/volunteers.py)
+    """
+    CREATE TABLE volunteer_aliases (
+        name_key     TEXT PRIMARY KEY,    -- names.key of a former name: typing it means this volunteer
+        name         TEXT NOT NULL,       -- that name as it was written
+        volunteer_id INTEGER NOT NULL REFERENCES volunteers (id)
+    );
+    CREATE INDEX volunteer_aliases_volunteer ON volunteer_aliases (volunteer_id);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Every table of the schema, in an order that satisfies the foreign keys (see copy_data).
-TABLES = ("meta", "areas", "volunteers", "tasks", "task_areas", "events", "contributions", "sync_conflicts",
+TABLES = ("meta", "areas", "volunteers", "volunteer_aliases", "tasks", "task_areas", "events", "contributions", "sync_conflicts",
           "room_sessions")
-_ORDER = {"tasks": "id", "task_areas": "task_id, area_id", "events": "seq", "meta": "key",
+_ORDER = {"volunteer_aliases": "name_key", "tasks": "id", "task_areas": "task_id, area_id", "events": "seq", "meta": "key",
           "room_sessions": "token_hash"}
 
 

@@ -122,12 +122,52 @@ def test_csv_decimal_comma_with_comma_separator_is_refused(tmp_path):
     refused(tmp_path, f, "--radius", "1000", needles=("v.csv", "line 2", "decimal comma"))
 
 
-def test_far_village_warns(tmp_path, cli):
-    """A swapped lat/lon puts a village thousands of km away: the organizer is warned."""
+def test_far_village_is_refused_unless_force(tmp_path, cli):
+    """A swapped lat/lon puts a village thousands of km away: refused (no project), kept with --force."""
     f = tmp_path / "v.csv"
     f.write_text("name,lat,lon\nA,14.49,-9.01\nB,14.51,-8.84\nC,-9.02,14.42\n", encoding="utf-8")
-    r = cli("init", tmp_path / "p", "--name", "T", "--aoi", f, "--radius", "1000")
+    line = refused(tmp_path, f, "--radius", "1000", needles=("v.csv", "C (lat -9.02, lon 14.42) is", "swapped",
+                                                               "--force"))
+    assert "km from the other villages" in line
+    r = cli("init", tmp_path / "p", "--name", "T", "--aoi", f, "--radius", "1000", "--force")
     assert "C (lat -9.02, lon 14.42) is" in r.stderr and "swapped" in r.stderr
+    assert set(villages(tmp_path / "p")) == {"A", "B", "C"}
+
+
+def test_village_between_300_and_500_km_only_warns(tmp_path, cli):
+    f = tmp_path / "v.csv"  # D is about 400 km north of the others
+    f.write_text("name,lat,lon\nA,14.49,-9.01\nB,14.51,-8.84\nC,14.42,-9.0\nD,18.1,-9.0\n", encoding="utf-8")
+    r = cli("init", tmp_path / "p", "--name", "T", "--aoi", f, "--radius", "1000")
+    assert "D (lat 18.1, lon -9.0) is" in r.stderr and "Warning" in r.stderr
+    assert set(villages(tmp_path / "p")) == {"A", "B", "C", "D"}
+
+
+def test_far_point_in_a_geojson_is_refused_too(tmp_path):
+    pts = [((-9.01, 14.49), "A"), ((-8.84, 14.51), "B"), ((14.42, -9.02), "C")]
+    f = write_geojson(tmp_path / "v.geojson", [({"type": "Point", "coordinates": xy}, {"name": n}) for xy, n in pts])
+    refused(tmp_path, f, "--radius", "1000", needles=("v.geojson", "C (lat -9.02, lon 14.42)", "--force"))
+
+
+def test_gpx_track_points_do_not_become_villages(tmp_path, pcli):
+    """Our own GPX export (task outlines as tracks, villages as waypoints) as an AOI: the thousands of
+    track points are left out with a warning; the waypoints are the villages."""
+    gpx = tmp_path / "tasks.gpx"
+    pcli("export", "tasks", "-o", gpx)
+    with fiona.open(gpx, layer="track_points") as src:
+        assert sum(1 for _ in src) > 1000
+    r = init(tmp_path, gpx, "--radius", "2000", folder="again")
+    assert "track/route points" in r.stderr and "waypoints" in r.stderr
+    with fiona.open(gpx, layer="waypoints") as src:
+        waypoints = sum(1 for _ in src)
+    assert 0 < len(villages(tmp_path / "again")) == waypoints < 100
+
+
+def test_gpx_of_only_a_track_is_refused(tmp_path):
+    gpx = tmp_path / "walk.gpx"
+    pts = "".join(f'<trkpt lat="{14.49 + i / 1000}" lon="{-9.01 + i / 1000}"/>' for i in range(500))
+    gpx.write_text('<?xml version="1.0"?><gpx version="1.1" creator="t" xmlns="http://www.topografix.com/GPX/1/1">'
+                   f"<trk><name>walk</name><trkseg>{pts}</trkseg></trk></gpx>", encoding="utf-8")
+    refused(tmp_path, gpx, "--radius", "2000", needles=("walk.gpx", "only lines"))
 
 
 def test_over_5000_km2_refused_unless_max_area(tmp_path):

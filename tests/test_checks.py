@@ -333,6 +333,8 @@ def test_duplicate_across_a_task_border_between_volunteers_in_a_merge(tmp_path, 
     fanta.square(bx - X0 + 60, by - Y0 - 40, 8, 6, skew=6)
     pa, pf = awa.write(tmp_path / "awa.osm"), fanta.write(tmp_path / "fanta.osm")
     assert a == f == -5  # JOSM numbering: both files use the same ids
+    pcli("claim", north.id, "--as", "Awa")  # only a task's holder or mapper hands in files for it
+    pcli("claim", south.id, "--as", "Fanta")
     pcli("submit", pa, "--as", "Awa", "--task", north.id)
     pcli("submit", pf, "--as", "Fanta", "--task", south.id)
     merged = tmp_path / "merged.osm.pbf"

@@ -378,6 +378,35 @@ def test_expired_validation_lock_returns_to_mapped(proj):
         assert lifecycle.get_task(p, 22).state == "MAPPED"
 
 
+def test_done_after_the_lock_expired_says_so(cli, proj):
+    """Awa finishes after her lock ran out: she is told it expired (and when), not that the task is READY;
+    nothing changes. Once Bakary claimed it, she is told that too."""
+    t0 = datetime(2026, 3, 14, 18, 0, tzinfo=timezone.utc)
+    with open_project(proj) as p:
+        lifecycle.claim(p, 30, "Awa", now=t0)
+        before = snapshot(proj)
+        with pytest.raises(lifecycle.ForbiddenTransition) as e:
+            lifecycle.done(p, 30, "awa", now=t0 + timedelta(hours=3))
+        assert "Awa's lock on it expired at 2026-03-14 20:00 UTC" in str(e.value)
+        assert "READY again: claim it again" in str(e.value)
+        assert snapshot(proj) == before
+        with pytest.raises(lifecycle.ForbiddenTransition, match="Awa's lock on it expired at"):
+            lifecycle.release(p, 30, "Awa", now=t0 + timedelta(hours=3))
+        lifecycle.claim(p, 30, "Bakary", now=t0 + timedelta(hours=4))
+        with pytest.raises(lifecycle.ForbiddenTransition) as e:
+            lifecycle.done(p, 30, "Awa", now=t0 + timedelta(hours=4, minutes=5))
+        assert "expired at 2026-03-14 20:00 UTC" in str(e.value) and "locked by Bakary now" in str(e.value)
+        # Awa claims it again once it is free: no word about the old lock
+        lifecycle.release(p, 30, "Bakary", now=t0 + timedelta(hours=4, minutes=6))
+        lifecycle.claim(p, 30, "Awa", now=t0 + timedelta(hours=4, minutes=7))
+        assert lifecycle.done(p, 30, "Awa", now=t0 + timedelta(hours=4, minutes=8)).state == "MAPPED"
+    # the same through the CLI, with the real clock
+    cli("claim", "31", "--as", "Awa", "--hours", "0.0003")  # about one second
+    time.sleep(1.3)
+    line = forbidden(cli, proj, "done", "31", "--as", "Awa", needles=("task 31", "Awa's lock on it expired at"))
+    assert "only a task locked" not in line
+
+
 def test_expired_lock_through_the_cli(cli, proj):
     cli("claim", "25", "--as", "Awa", "--hours", "0.0003")  # about one second
     time.sleep(1.3)

@@ -129,11 +129,14 @@ def test_an_older_schema_is_upgraded_and_a_newer_one_refused(tmp_path, schemas):
     # take the project back to schema 3 (before the events_task_ts index of migration 4)
     with psycopg.connect(PG_URL, autocommit=True) as c:
         c.execute(f'DROP INDEX "{schema}".events_task_ts')
-        c.execute(f'DELETE FROM "{schema}".schema_migrations WHERE version = 4')
+        c.execute(f'DROP TABLE "{schema}".volunteer_aliases')  # and the table of migration 5
+        c.execute(f'DELETE FROM "{schema}".schema_migrations WHERE version >= 4')
     with open_project(tmp_path / "dg") as p:
         assert store.schema_version(p.conn) == store.SCHEMA_VERSION
     assert _pg(schema, "SELECT indexname FROM pg_indexes WHERE indexname = 'events_task_ts' AND schemaname = %s",
                (schema,))
+    assert _pg(schema, "SELECT 1 FROM information_schema.tables WHERE table_name = 'volunteer_aliases' "
+                       "AND table_schema = %s", (schema,))
     with psycopg.connect(PG_URL, autocommit=True) as c:
         c.execute(f"INSERT INTO \"{schema}\".schema_migrations VALUES ({store.SCHEMA_VERSION + 1}, 'later')")
     r = Cli(tmp_path / "dg")("status", ok=False)

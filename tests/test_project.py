@@ -264,3 +264,183 @@ def test_names_match_without_case_accents_or_extra_spaces(pcli):
     assert "Torodo" in pcli("tasks", "--village", "torodo").stdout
     r = pcli("tasks", "--village", "Torodoo", ok=False)
     assert "did you mean Torodo?" in r.stderr
+
+
+# -- a typo in a name is not a new person; rename, merge, remove ----------------------------------------------
+
+
+def vols(pcli) -> dict[str, dict]:
+    return {v["name"]: v for v in json.loads(pcli("volunteer", "list", "--json").stdout)}
+
+
+def test_a_close_name_is_refused_with_the_name_it_resembles(pcli, gridded):
+    pcli("claim", "--next", "--as", "Moussa Konaté")
+    before = snapshot(gridded)
+    for typo in ("Mousa Konate", "Konaté Moussa", "moussa konatee"):
+        for cmd in (("claim", "--next"), ("claim", "40")):
+            r = pcli(*cmd, "--as", typo, ok=False)
+            line = assert_error(r, f"no volunteer '{typo}'", "did you mean 'Moussa Konaté'?",
+                                "add --new to create a new volunteer")
+            assert "Traceback" not in line
+    assert snapshot(gridded) == before  # nobody created, nothing claimed
+    # the lifecycle's other commands say the same for a name they do not know
+    r = pcli("done", "40", "--as", "Mousa Konate", ok=False)
+    assert_error(r, "--as Mousa Konate: no such volunteer", "did you mean 'Moussa Konaté'?")
+    # a short name one letter away is a typo too; a really different name is simply new
+    pcli("claim", "41", "--as", "Awa")
+    assert_error(pcli("claim", "42", "--as", "Ava", ok=False), "did you mean 'Awa'?")
+    pcli("claim", "43", "--as", "Fatoumata")
+    # --new: it is someone else indeed
+    pcli("claim", "44", "--as", "Mousa Konate", "--new")
+    assert {"Moussa Konaté", "Mousa Konate", "Awa", "Fatoumata"} <= set(vols(pcli))
+
+
+def test_submit_asks_for_new_too(pcli, tmp_path):
+    from conftest import ANDORRA_OSC
+
+    pcli("claim", "--next", "--as", "Moussa Konaté")
+    r = pcli("submit", ANDORRA_OSC, "--as", "Mousa Konate", ok=False)
+    assert_error(r, "did you mean 'Moussa Konaté'?")
+    assert query(pcli.project, "SELECT COUNT(*) FROM contributions")[0][0] == 0
+    r = pcli("submit", ANDORRA_OSC, "--as", "Mousa Konate", "--new")
+    assert "Mousa Konate was not registered and is now a new volunteer" in r.stderr
+
+
+def test_the_python_api_error_carries_the_suggestion(gridded):
+    from mapathon.errors import UnknownVolunteer
+    from mapathon.project import open_project
+    from mapathon.tasks import lifecycle, volunteers
+
+    with open_project(gridded) as p:
+        lifecycle.claim(p, 5, "Moussa Konaté")
+        with pytest.raises(UnknownVolunteer) as e:
+            volunteers.ensure(p, "Mousa Konate")
+        assert (e.value.name, e.value.suggestion) == ("Mousa Konate", "Moussa Konaté")
+        got = lifecycle.claim_many(p, [(6, "Mousa Konate")])
+        assert isinstance(got[0], UnknownVolunteer) and got[0].suggestion == "Moussa Konaté"
+
+
+def test_rename_keeps_the_history_and_the_old_name(pcli, gridded):
+    pcli("claim", "7", "--as", "Mousa Konate")
+    pcli("done", "7", "--as", "Mousa Konate")
+    pcli("claim", "8", "--as", "Mousa Konate")
+    r = pcli("volunteer", "rename", "Mousa Konate", "Moussa Konaté", ok=False)
+    assert_error(r, "only an organizer may rename a volunteer", "--as")
+    assert "Renamed Mousa Konate to Moussa Konaté" in pcli(
+        "volunteer", "rename", "mousa konate", "Moussa Konaté", "--as", "Mariam").stdout
+    assert "Mousa Konate" not in vols(pcli) and "Moussa Konaté" in vols(pcli)
+    tasks = {t["id"]: t for t in json.loads(pcli("tasks", "--json").stdout)}
+    assert tasks[7]["mapped_by"] == "Moussa Konaté" and tasks[8]["locked_by"] == "Moussa Konaté"
+    # the old name still means them (what they typed all evening), and their credit is theirs
+    pcli("done", "8", "--as", "Mousa Konate")
+    st = {v["name"]: v for v in json.loads(pcli("status", "--json").stdout)["volunteers"]}
+    assert st["Moussa Konaté"]["mapped"] == 2 and st["Moussa Konaté"]["locked_hours"] >= 0
+    assert "Mousa Konate" not in st
+    # the log is append-only: it keeps the name each change was made under; the rename is in it
+    ev = query(gridded, "SELECT actor, data FROM events WHERE action = 'volunteer.rename'")
+    assert ev[0]["actor"] == "Mariam"
+    assert json.loads(ev[0]["data"]) == {"from": "Mousa Konate", "name": "Moussa Konaté"}
+    # renaming onto someone else is a merge, said so
+    pcli("volunteer", "add", "Awa")
+    r = pcli("volunteer", "rename", "Awa", "Moussa Konaté", "--as", "Mariam", ok=False)
+    assert_error(r, "already a volunteer", "volunteer merge")
+
+
+def test_merge_moves_tasks_contributions_credit_and_roles(pcli, gridded):
+    from conftest import ANDORRA_OSC
+
+    pcli("volunteer", "add", "Vera", "--validator", "--as", "Mariam")
+    pcli("claim", "10", "--as", "Moussa Konaté")
+    pcli("done", "10", "--as", "Moussa Konaté")
+    pcli("claim", "11", "--as", "Mousa Konate", "--new")      # the typo, made a volunteer by mistake
+    pcli("done", "11", "--as", "Mousa Konate")
+    pcli("validate", "11", "--as", "Vera", "--accept")
+    pcli("claim", "12", "--as", "Mousa Konate")
+    pcli("submit", ANDORRA_OSC, "--as", "Mousa Konate", "--task", "12")
+    pcli("claim", "13", "--as", "Moussa Konaté")
+    # both hold a task for mapping: one person holds one at a time
+    before = snapshot(gridded)
+    r = pcli("volunteer", "merge", "Moussa Konaté", "Mousa Konate", "--as", "Mariam", ok=False)
+    assert_error(r, "holds task 13", "holds task 12", "release")
+    assert snapshot(gridded) == before
+    pcli("release", "13", "--as", "Moussa Konaté")
+    r = pcli("volunteer", "merge", "Moussa Konaté", "Mousa Konate", "--as", "Vera", ok=False)
+    assert_error(r, "only an organizer may merge volunteers", "Vera is not one")
+    assert "Merged Mousa Konate into Moussa Konaté" in pcli(
+        "volunteer", "merge", "Moussa Konaté", "Mousa Konate", "--as", "Mariam").stdout
+    assert "Mousa Konate" not in vols(pcli)
+    tasks = {t["id"]: t for t in json.loads(pcli("tasks", "--json").stdout)}
+    assert (tasks[10]["mapped_by"], tasks[11]["mapped_by"], tasks[12]["locked_by"]) == ("Moussa Konaté",) * 3
+    assert tasks[11]["validated_by"] == "Vera"
+    st = {v["name"]: v for v in json.loads(pcli("status", "--json").stdout)["volunteers"]}
+    assert st["Moussa Konaté"]["mapped"] == 2 and st["Moussa Konaté"]["holding"].startswith("12 ")
+    contrib = query(gridded, "SELECT v.name FROM contributions c JOIN volunteers v ON v.id = c.volunteer_id")
+    assert [r[0] for r in contrib] == ["Moussa Konaté"]
+    # the typo still means them: no new volunteer, and they go on with their task
+    pcli("done", "12", "--as", "Mousa Konate")
+    assert "Mousa Konate" not in vols(pcli)
+    assert len(query(gridded, "SELECT * FROM events WHERE action = 'volunteer.merge'")) == 1
+    r = pcli("volunteer", "merge", "Moussa Konaté", "Mousa Konate", "--as", "Mariam", ok=False)
+    assert_error(r, "already the same volunteer")
+
+
+def test_remove_only_without_history(pcli, gridded):
+    pcli("volunteer", "add", "Mousa Konate")
+    pcli("volunteer", "add", "Awa")
+    pcli("claim", "15", "--as", "Awa")
+    before = snapshot(gridded)
+    r = pcli("volunteer", "remove", "Awa", "--as", "Mariam", ok=False)
+    assert_error(r, "volunteer Awa: has a history", "1 task(s)", "merge")
+    pcli("release", "15", "--as", "Awa")  # a claim given back is history all the same
+    assert_error(pcli("volunteer", "remove", "Awa", "--as", "Mariam", ok=False), "has a history")
+    r = pcli("volunteer", "remove", "Mousa Konaté", "--as", "Mariam")  # the name, as names match
+    assert "Removed Mousa Konate" in r.stdout
+    assert "Mousa Konate" not in vols(pcli)
+    assert_error(pcli("volunteer", "remove", "Nobody Here", "--as", "Mariam", ok=False),
+                 "volunteer Nobody Here: no such volunteer")
+    # now the name is free: a new volunteer of that name needs no --new (nobody close is left)
+    pcli("claim", "16", "--as", "Mousa Konate")
+
+
+def test_rename_and_merge_travel_between_sites(tmp_path_factory, tmp_path):
+    """Paris merges the typo 'Mousa Konate' (made at Bamako) into Moussa Konaté while Bamako goes on under
+    the typo; Bamako renames Fanta. After an exchange both sites have one Moussa Konaté with all the work
+    and Fanta's new name, the same tasks, no conflict; importing again changes nothing."""
+    from test_sync import exchange, full_snapshot, states
+
+    paris = copy_project(village_template(tmp_path_factory, 16), tmp_path / "paris")
+    Cli(paris)("volunteer", "add", "Fanta", "--validator", "--as", "Mariam")
+    Cli(paris)("sync", "clone", tmp_path / "bamako", "--site-name", "Bamako")
+    bamako = tmp_path / "bamako"
+    P, B = Cli(paris), Cli(bamako)
+    P("claim", "10", "--as", "Moussa Konaté")
+    P("done", "10", "--as", "Moussa Konaté")
+    B("claim", "20", "--as", "Mousa Konate")  # nobody close at Bamako yet: a new volunteer there
+    B("done", "20", "--as", "Mousa Konate")
+    B("claim", "21", "--as", "Mousa Konate")
+    exchange(paris, bamako, tmp_path)
+    assert {"Moussa Konaté", "Mousa Konate"} <= set(vols(B))
+    P("volunteer", "merge", "Moussa Konaté", "Mousa Konate", "--as", "Mariam")
+    B("done", "21", "--as", "Mousa Konate")  # Bamako does not know yet
+    B("validate", "20", "--as", "Fanta", "--accept")
+    B("volunteer", "rename", "Fanta", "Fanta Keïta", "--as", "Mariam")
+    exchange(paris, bamako, tmp_path)
+    assert states(paris) == states(bamako)
+    for site in (paris, bamako):
+        c = Cli(site)
+        assert "Mousa Konate" not in vols(c) and "Fanta" not in vols(c) and "Fanta Keïta" in vols(c)
+        tasks = {t["id"]: t for t in json.loads(c("tasks", "--json").stdout)}
+        assert [tasks[i]["mapped_by"] for i in (10, 20, 21)] == ["Moussa Konaté"] * 3
+        assert tasks[20]["validated_by"] == "Fanta Keïta"
+        st = json.loads(c("status", "--json").stdout)
+        assert st["sync_conflicts"] == []
+        by = {v["name"]: v for v in st["volunteers"]}
+        assert by["Moussa Konaté"]["mapped"] == 3 and by["Fanta Keïta"]["validated"] == 1
+        # the old names still mean them at both sites
+        c("claim", "30" if site == paris else "31", "--as", "Mousa Konate")
+    assert states(paris) != states(bamako)  # each claimed a task since
+    exchange(paris, bamako, tmp_path)
+    assert states(paris) == states(bamako)
+    before = full_snapshot(bamako)
+    B("sync", "import", tmp_path / "from-a.zip")
+    assert full_snapshot(bamako) == before

@@ -200,6 +200,18 @@ def test_sign_in_binds_a_name_to_one_browser(srv):
     assert srv.get("/api/me", headers=h2).json()["name"] == "Oumar"
 
 
+def test_sign_in_with_a_name_close_to_a_volunteers_is_refused_unless_new(srv):
+    """A typo makes no second person: the sign-in is refused with the close name (the library's error,
+    passed through); saying new: true signs in someone new."""
+    srv.join("Moussa Konaté")
+    n = query(srv.folder, "SELECT COUNT(*) FROM volunteers")[0][0]
+    r = srv.post("/api/join", json={"name": "Mousa Konate"})
+    assert r.status_code == 400 and "did you mean 'Moussa Konaté'?" in r.json()["detail"]
+    assert query(srv.folder, "SELECT COUNT(*) FROM volunteers")[0][0] == n
+    r = srv.post("/api/join", json={"name": "Mousa Konate", "new": True})
+    assert r.status_code == 200 and r.json()["name"] == "Mousa Konate"
+
+
 # -- the lifecycle through HTTP ----------------------------------------------------------------------------------------
 
 
@@ -270,6 +282,23 @@ def test_organizer_actions_with_the_token(srv):
     assert r.status_code == 200 and "validator" in r.json()["roles"]
     assert srv.get("/api/me", headers=moussa).json()["validator"] is True
     assert srv.get("/api/organizer/conflicts", headers=srv.org).json() == []
+
+
+def test_only_the_holder_or_mapper_or_a_validator_uploads_to_a_task(srv):
+    """Another volunteer's upload to a task someone else mapped and a validator accepted: 403, one line."""
+    lamine, binta = srv.join("Lamine"), srv.join("Binta")
+    assert srv.post("/api/tasks/20/claim", headers=lamine).status_code == 200
+    assert srv.post("/api/tasks/20/done", headers=lamine, json={}).status_code == 200
+    n0 = query(srv.folder, "SELECT COUNT(*) FROM contributions")[0][0]
+    mine = OSM.replace(b"</osm>", b"<!-- task 20 --></osm>")  # bytes of its own (the same bytes count once)
+    r = srv.post("/api/tasks/20/upload?filename=mine.osm", headers=binta, data=mine)
+    assert r.status_code == 403, r.text
+    detail = r.json()["detail"]
+    assert "task 20" in detail and "mapped by Lamine" in detail and "Binta may not hand in files" in detail
+    assert "\n" not in detail
+    assert query(srv.folder, "SELECT COUNT(*) FROM contributions")[0][0] == n0
+    r = srv.post("/api/tasks/20/upload?filename=mine.osm", headers=lamine, data=mine)
+    assert r.status_code == 200 and r.json()[0]["volunteer"] == "Lamine"
 
 
 def test_uploads_are_limited_and_checked(srv):

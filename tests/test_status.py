@@ -92,6 +92,10 @@ def test_counts_and_percentages_overall_and_per_village(proj):
     # a task in two villages counts in both rows but once overall
     assert sum(v["tasks"] for v in st["villages"]) >= overall["tasks"]
     assert any(len(r["village"]) > 1 for r in rows)
+    shared = sum(1 for r in rows if len(r["village"]) > 1 and r["state"] != "SPLIT")
+    assert st["tasks_in_several_villages"] == shared
+    assert sum(v["tasks"] for v in st["villages"]) == overall["tasks"] + sum(
+        len(r["village"]) - 1 for r in rows if len(r["village"]) > 1 and r["state"] != "SPLIT")
 
 
 def test_status_text_table(proj):
@@ -112,6 +116,9 @@ def test_status_text_table(proj):
                      f"{o['mapped_pct']:.1f}", f"{o['validated_pct']:.1f}"]
     for name in ("Awa", "Bakary", "Fatou", "Vera", "Victor", "Mariam"):
         assert name in out
+    # the village rows add up to more than All: said under the table
+    assert f"{st['tasks_in_several_villages']} task(s) lie in two villages or more" in out
+    assert "add up to more than All" in out
 
 
 def test_volunteer_numbers(proj):
@@ -190,6 +197,8 @@ def test_outside_villages_row(tmp_path):
     rows = {v["name"]: v["tasks"] for v in st["villages"]}
     assert set(rows) == {"Puits", "(outside villages)"}
     assert rows["Puits"] + rows["(outside villages)"] == st["overall"]["tasks"]
+    assert st["tasks_in_several_villages"] == 0
+    assert "add up to more than All" not in cli("status").stdout  # nothing to explain
 
 
 def test_status_before_grid_and_outside_a_project(tmp_path_factory, tmp_path):

@@ -27,6 +27,7 @@ def _rows(project_dir, sql, *args):
 
 def test_submit_copies_records_and_logs(gridded, pcli, tmp_path):
     f = josm(tmp_path / "awa-task-3.osm", *building(-1, -1, 14.5, -9.1))
+    pcli("claim", "3", "--as", "Awa")  # only the task's holder or mapper (or a validator) hands in files for it
     r = pcli("submit", f, "--as", "Awa", "--task", "3")
     assert "Contribution 1" in r.stdout and "awa-task-3.osm" in r.stdout
     sha = hashlib.sha256(f.read_bytes()).hexdigest()
@@ -39,8 +40,6 @@ def test_submit_copies_records_and_logs(gridded, pcli, tmp_path):
     assert json.loads(row["counts"])["create"] == 5
     (ev,) = _rows(gridded, "SELECT * FROM events WHERE action = 'contribution.submit'")
     assert ev["actor"] == "Awa" and ev["task"] == row["task_key"] and json.loads(ev["data"])["sha256"] == sha
-    # Awa was not registered: submitting registers her as a mapper, like claiming does
-    assert _rows(gridded, "SELECT name FROM volunteers WHERE name = 'Awa'")
 
 
 def test_same_bytes_twice_are_recorded_once(gridded, pcli, tmp_path):
@@ -90,6 +89,8 @@ def test_merge_takes_the_contributions_in_submission_order(gridded, pcli, tmp_pa
              node(1035398271, 14.5417966, -9.1912651, {"place": "town", "name": "Diéma A"}, 1, "modify"))
     b = josm(tmp_path / "b.osm", *building(-1, -1, 14.6, -9.2),
              node(1035398271, 14.5417966, -9.1912651, {"place": "town", "name": "Diéma B"}, 1, "modify"))
+    pcli("claim", "2", "--as", "Bakary")
+    pcli("claim", "1", "--as", "Awa")
     pcli("submit", b, "--as", "Bakary", "--task", "2")
     pcli("submit", a, "--as", "Awa", "--task", "1")
     out, jo = tmp_path / "merged.osm.pbf", tmp_path / "merged.osm"
@@ -122,6 +123,10 @@ def test_merge_result_gives_provenance_per_object(gridded, tmp_path):
     a = josm(tmp_path / "a.osm", *building(-1, -1, 14.5, -9.1))
     b = josm(tmp_path / "b.osm", *building(-1, -1, 14.6, -9.2))
     with open_project(gridded) as p:
+        from mapathon.tasks import lifecycle
+
+        lifecycle.claim(p, 5, "Awa")
+        lifecycle.claim(p, 6, "Bakary")
         submit(p, [a], "Awa", "5")
         submit(p, [b], "Bakary", "6")
         specs = merge_inputs(p)
@@ -184,9 +189,51 @@ def test_an_unknown_name_is_registered_with_a_note(pcli, tmp_path):
     f = tmp_path / "a.osm"
     f.write_text("<osm version='0.6'><node id='-1' lat='14.49' lon='-9.01'><tag k='man_made' v='water_well'/>"
                  "</node></osm>", encoding="utf-8")
+    r = pcli("submit", f, "--as", "Awa")  # no task: anyone may hand in a file
+    assert "Awa was not registered and is now a new volunteer" in r.stderr
+    r = pcli("submit", f, "--as", "awa")  # the same person: no note
+    assert "not registered" not in r.stderr
+
+
+WELL = ("<osm version='0.6'><node id='-1' lat='14.49' lon='-9.01'><tag k='man_made' v='water_well'/>"
+        "<tag k='note' v='{}'/></node></osm>")
+
+
+def test_only_the_holder_or_mapper_or_a_validator_submits_to_a_task(pcli, gridded, tmp_path):
+    """Awa mapped task 1 and Vera accepted it: Bakary's file for it is refused (it would be credited to
+    him); Awa, a validator and an organizer may hand files in for it."""
+    def osm(tag):
+        f = tmp_path / f"{tag}.osm"
+        f.write_text(WELL.format(tag), encoding="utf-8")
+        return f
+
+    pcli("volunteer", "add", "Vera", "--validator", "--as", "Mariam")
+    pcli("volunteer", "add", "Bakary")
     pcli("claim", "1", "--as", "Awa Traoré")
     pcli("done", "1", "--as", "Awa Traoré")
-    r = pcli("submit", f, "--as", "Awa", "--task", "1")
-    assert "Awa was not registered and is now a new volunteer; task 1 is Awa Traoré's" in r.stderr
-    r = pcli("submit", f, "--as", "awa traore", "--task", "1")  # the same person: no note
-    assert "not registered" not in r.stderr
+    pcli("validate", "1", "--as", "Vera", "--accept")
+    for who in ("Bakary", "Fatou Diarra"):  # a volunteer, or someone new
+        r = pcli("submit", osm(who.split()[0]), "--as", who, "--task", "1", ok=False)
+        assert r.exit_code == 3
+        line = r.stderr.strip()
+        assert len(line.splitlines()) == 1
+        for needle in ("task 1 (", "VALIDATED", "mapped by Awa Traoré", f"{who} may not hand in files for it"):
+            assert needle in line, line
+    assert _rows(gridded, "SELECT * FROM contributions") == []
+    assert not _rows(gridded, "SELECT * FROM volunteers WHERE name = 'Fatou Diarra'")
+    for who in ("awa traore", "Vera", "Mariam"):
+        pcli("submit", osm(who.replace(" ", "_")), "--as", who, "--task", "1")
+    assert [r[0] for r in _rows(gridded, "SELECT v.name FROM contributions c JOIN volunteers v "
+                                         "ON v.id = c.volunteer_id ORDER BY c.id")] == ["Awa Traoré", "Vera", "Mariam"]
+    # the holder of a task may; once someone else holds it, the one before may not
+    pcli("claim", "2", "--as", "Bakary")
+    pcli("submit", osm("b2"), "--as", "Bakary", "--task", "2")
+    pcli("release", "2", "--as", "Bakary")
+    pcli("claim", "2", "--as", "Awa Traoré")
+    r = pcli("submit", osm("b3"), "--as", "Bakary", "--task", "2", ok=False)
+    assert "held by Awa Traoré" in r.stderr and "Bakary may not hand in files" in r.stderr
+    with open_project(gridded) as p:
+        from mapathon.errors import NotPermitted
+
+        with pytest.raises(NotPermitted):
+            submit(p, [osm("b4")], "Bakary", "2")

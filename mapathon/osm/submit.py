@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .. import events
-from ..errors import MapathonError
+from ..errors import MapathonError, NotPermitted
 from ..project import Project
 from .merge import InputSpec
 from .readers import file_format, read_osm_file
@@ -92,9 +92,32 @@ def _store(folder: Path, stored_name: str, data: bytes, sha: str) -> Path:
     return dest
 
 
+def check_may_submit(project: Project, task, name: str) -> None:
+    """Raise :class:`NotPermitted` unless the volunteer *name* may hand in files for *task*
+    (a lifecycle Task): the volunteer who holds it or mapped it, or a validator or an organizer.
+    Otherwise a file for a square that someone else mapped, and a validator accepted, would be
+    credited to whoever sent it."""
+    from .. import names
+    from ..tasks import volunteers
+
+    vol = volunteers.find(project, name)
+    if vol is not None and (vol.can_validate or any(
+            who and names.key(who) == names.key(vol.name) for who in (task.locked_by, task.mapped_by))):
+        return
+    whose = (f"held by {task.locked_by}" if task.locked_by else f"mapped by {task.mapped_by}" if task.mapped_by
+             else "held by nobody")
+    raise NotPermitted(f"task {task.id} ({task.key}) is {task.state}, {whose}: {vol.name if vol else name} may not "
+                       "hand in files for it (only the volunteer who holds or mapped it, a validator or an "
+                       "organizer may; claim it first)")
+
+
 def submit(project: Project, files: Iterable[str | os.PathLike], volunteer: str, task: str | None = None, *,
-           actor: str | None = None) -> list[Contribution]:
+           actor: str | None = None, new: bool = False) -> list[Contribution]:
     """Check, copy and record volunteer files. All files are checked before anything is recorded.
+
+    With *task*, only its holder or mapper, a validator or an organizer may submit
+    (:func:`check_may_submit`). An unknown *volunteer* is registered, unless the name is close to
+    a volunteer's and *new* does not say it is someone new (``volunteers.ensure``).
 
     Returns one :class:`Contribution` per distinct file, ``already=True`` for
     bytes that the project had already recorded.
@@ -106,6 +129,8 @@ def submit(project: Project, files: Iterable[str | os.PathLike], volunteer: str,
     if not paths:
         raise MapathonError("give at least one file to submit")
     the_task = lifecycle.get_task(project, task) if task is not None else None
+    if the_task is not None:
+        check_may_submit(project, the_task, name)  # before any file is copied
 
     checked: list[tuple[Path, bytes, str, str, str, int, dict]] = []
     seen: set[str] = set()
@@ -132,7 +157,10 @@ def submit(project: Project, files: Iterable[str | os.PathLike], volunteer: str,
     out: list[Contribution] = []
     now = events.iso(events.utcnow())
     with project.transaction():
-        vol, _created = volunteers.ensure(project, name)
+        vol, _created = volunteers.ensure(project, name, new=new)
+        if the_task is not None:  # again, in the transaction that records: the task may have changed meanwhile
+            the_task = lifecycle.get_task(project, the_task.id)
+            check_may_submit(project, the_task, vol.name)
         for path, data, sha, fmt, ending, n, counts in checked:
             cur = project.conn.execute(
                 """INSERT INTO contributions (sha256, volunteer_id, task_id, task_key, submitted, size, original_name,

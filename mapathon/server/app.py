@@ -62,7 +62,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from .. import __version__, events, store
-from ..errors import ForbiddenTransition, MapathonError
+from ..errors import ForbiddenTransition, MapathonError, NotPermitted
 from ..project import Project, open_project
 
 STATIC = Path(__file__).parent / "static"
@@ -80,6 +80,8 @@ _HOST = re.compile(r"^[A-Za-z0-9.\-\[\]:]{1,255}$")
 
 class JoinIn(BaseModel):
     name: str = Field(..., max_length=200, description="The volunteer's name, as they want to appear.")
+    new: bool = Field(False, description="A new volunteer, though the name is close to a registered one's "
+                                         "(without it, such a name is refused with the close name).")
 
 
 class NextIn(BaseModel):
@@ -810,7 +812,7 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
                                                  (canonical,)).fetchone():
                     raise _err(409, f"{canonical} is already signed in on another device; choose another name "
                                     "(e.g. add your initial) or ask the organizer to free this one")
-                vol, _created = volunteers.ensure(p, name)
+                vol, _created = volunteers.ensure(p, name, new=body.new)
                 p.conn.execute("INSERT INTO room_sessions (token_hash, volunteer, created) VALUES (?, ?, ?)",
                                (_h(token), vol.name, events.iso(events.utcnow())))
                 return vol
@@ -958,6 +960,8 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
                 path.write_bytes(b"".join(chunks))
                 try:
                     return submit(p, [path], name, str(task_id))
+                except NotPermitted as e:  # not their task: forbidden, in one line
+                    raise _err(403, str(e)) from None
                 except MapathonError as e:  # name the volunteer's file, not the temporary copy
                     raise MapathonError(str(e).replace(str(path), safe)) from None
 

@@ -406,11 +406,17 @@ def _import(project: Project, b: Bundle) -> ImportResult:
 
 
 def _apply_volunteers(project: Project, evs: list[dict]) -> list[str]:
-    """Register volunteers added at the other site and merge their roles (roles are only ever granted)."""
+    """Register volunteers added at the other site and merge their roles (roles are only ever granted);
+    apply its renames, merges and removals (mapathon/tasks/volunteers.py)."""
+    from ..tasks import volunteers
+
     conn = project.conn
     added = []
     for e in sorted(evs, key=lambda e: (e["ts"], e["lamport"], e["site"], e["id"])):
         d = e["data"] or {}
+        if e["action"] in volunteers.IDENTITY_ACTIONS:
+            volunteers.apply_identity_event(project, e["action"], d, e["ts"])
+            continue
         name = d.get("name")
         if not isinstance(name, str) or not name.strip():
             continue

@@ -10,7 +10,10 @@ from ..names import clean, key as name_key
 
 
 def find_id(conn, name: str) -> int | None:
-    row = conn.execute("SELECT id FROM volunteers WHERE name_key = ?", (name_key(name),)).fetchone()
+    """The local id of the volunteer called *name*, or once called so (renamed, merged)."""
+    k = name_key(name)
+    row = conn.execute("SELECT id FROM volunteers WHERE name_key = ? UNION ALL "
+                       "SELECT volunteer_id FROM volunteer_aliases WHERE name_key = ?", (k, k)).fetchone()
     return row[0] if row else None
 
 
@@ -25,4 +28,9 @@ def insert(conn, name: str, *, created: str, osm_user: str | None = None,
 
 
 def ids_by_key(conn) -> dict[str, int]:
-    return {name_key(name): vid for vid, name in conn.execute("SELECT id, name FROM volunteers")}
+    """Name key -> local volunteer id, for current and former names (renamed, merged)."""
+    ids = {name_key(name): vid for vid, name in conn.execute("SELECT id, name FROM volunteers")}
+    for k, vid in conn.execute("SELECT name_key, volunteer_id FROM volunteer_aliases"):
+        ids.setdefault(k, vid)
+    return ids
+

@@ -48,6 +48,7 @@ from .. import events
 from ..project import Project
 from ..tasks import lifecycle as lc
 from ..tasks.grid import split_cells
+from ..tasks.volunteers import current_names
 from . import people
 from .people import name_key
 
@@ -134,8 +135,10 @@ def compute(conn: sqlite3.Connection) -> ReplayResult:
     ).fetchall()
     result.events = len(rows)
     last_change: dict[str, str] = {}  # task key -> actor of the last applied change (the "winner")
+    now_called = current_names(conn)
     for e in rows:
         data = json.loads(e["data"]) if e["data"] else {}
+        e = _as_now(e, data, now_called)
         t = tasks.get(e["task"])
         why = _check(e, data, t, organizers)
         if why is None:
@@ -149,6 +152,16 @@ def compute(conn: sqlite3.Connection) -> ReplayResult:
         result.conflicts.append(Conflict(e["id"], e["task"], e["actor"], e["action"], e["site"], e["ts"], why,
                                          winner))
     return result
+
+
+def _as_now(e, data: dict, now_called: dict[str, str]) -> dict:
+    """The event with its volunteers under their names now (a renamed or merged volunteer's events
+    are theirs: mapathon/tasks/volunteers.py); *data* is changed in place."""
+    e = {k: e[k] for k in e.keys()}
+    e["actor"] = now_called.get(name_key(e["actor"]), e["actor"])
+    if isinstance(data.get("mapper"), str):
+        data["mapper"] = now_called.get(name_key(data["mapper"]), data["mapper"])
+    return e
 
 
 def _check(e, data: dict, t: TState | None, organizers: set[str]) -> str | None:

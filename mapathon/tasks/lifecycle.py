@@ -255,11 +255,15 @@ def claim(
     hours: float = DEFAULT_LOCK_HOURS,
     comment: str | None = None,
     now: datetime | None = None,
+    new: bool = False,
 ) -> Task:
-    """Lock a task: for mapping when READY/INVALIDATED, for validation when MAPPED."""
+    """Lock a task: for mapping when READY/INVALIDATED, for validation when MAPPED.
+
+    An unknown *actor* is registered, unless the name is close to a volunteer's (a typo?) and
+    *new* does not say it is someone new (:func:`volunteers.ensure`)."""
     hours = _lock_hours(hours)
     with project.transaction():
-        got = _claim_many(project, [(ref, actor)], hours, comment, now)[0]
+        got = _claim_many(project, [(ref, actor)], hours, comment, now, new)[0]
         if isinstance(got, Exception):
             raise got
         return got
@@ -271,6 +275,7 @@ def claim_many(
     *,
     hours: float = DEFAULT_LOCK_HOURS,
     now: datetime | None = None,
+    new: bool = False,
 ) -> list[Task | MapathonError]:
     """:func:`claim` for several (task, volunteer) at once, in this order, with one statement for
     each kind of read and write: what a room server needs when a room claims at the same moment.
@@ -278,10 +283,10 @@ def claim_many(
     locks whose time is over are released all the same, as at the start of every change)."""
     hours = _lock_hours(hours)
     with project.transaction():
-        return _claim_many(project, asks, hours, None, now)
+        return _claim_many(project, asks, hours, None, now, new)
 
 
-def _claim_many(project: Project, asks: list, hours: float, comment: str | None, now) -> list:
+def _claim_many(project: Project, asks: list, hours: float, comment: str | None, now, new: bool = False) -> list:
     """:func:`claim_many` inside the caller's transaction."""
     out: list = [None] * len(asks)
     expire_locks(project, now)
@@ -306,7 +311,7 @@ def _claim_many(project: Project, asks: list, hours: float, comment: str | None,
             vol = known.get(names.key(name))
             to_state, action = _claim_rule(task, vol, name, held.get(vol.id) if vol else None)
             if vol is None:
-                vol = known[names.key(name)] = volunteers.ensure(project, name)[0]
+                vol = known[names.key(name)] = volunteers.ensure(project, name, new=new)[0]
             claims.append((i, task, to_state, action, vol))
             # later asks see this claim
             taken = dataclasses.replace(task, state=to_state, locked_by=vol.name, lock_expires=expires)
@@ -390,8 +395,9 @@ def claim_next(
     village: str | None = None,
     hours: float = DEFAULT_LOCK_HOURS,
     now: datetime | None = None,
+    new: bool = False,
 ) -> Task:
-    """Lock a task for mapping, chosen for the volunteer.
+    """Lock a task for mapping, chosen for the volunteer (registered as :func:`claim` does).
 
     INVALIDATED tasks first, then READY ones; in the given village, or else village by
     village from the least advanced, each from its centre outwards, then tasks outside
@@ -399,7 +405,7 @@ def claim_next(
     not map the same border) unless nothing else is left."""
     hours = _lock_hours(hours)
     with project.transaction():
-        got = _claim_next(project, [(actor, village)], hours, now)[0]
+        got = _claim_next(project, [(actor, village)], hours, now, new)[0]
         if isinstance(got, Exception):
             raise got
         return got
@@ -411,6 +417,7 @@ def claim_next_many(
     *,
     hours: float = DEFAULT_LOCK_HOURS,
     now: datetime | None = None,
+    new: bool = False,
 ) -> list[Task | MapathonError]:
     """:func:`claim_next` for several volunteers at once, in this order: *asks* are
     (volunteer, village or None). The open tasks are read once and ranked in memory, the
@@ -419,10 +426,10 @@ def claim_next_many(
     refused it (a refused ask changes nothing)."""
     hours = _lock_hours(hours)
     with project.transaction():
-        return _claim_next(project, asks, hours, now)
+        return _claim_next(project, asks, hours, now, new)
 
 
-def _claim_next(project: Project, asks: list[tuple[str, str | None]], hours: float, now) -> list:
+def _claim_next(project: Project, asks: list[tuple[str, str | None]], hours: float, now, new: bool = False) -> list:
     """:func:`claim_next_many` inside the caller's transaction."""
     out: list = [None] * len(asks)
     expire_locks(project, now)
@@ -446,7 +453,7 @@ def _claim_next(project: Project, asks: list[tuple[str, str | None]], hours: flo
                     f"{vol.name} already holds task {held[0]} ({held[1]}) for mapping; "
                     "finish it ('done') or 'release' it first")
             if vol is None:
-                vol = known[names.key(name)] = volunteers.ensure(project, name)[0]
+                vol = known[names.key(name)] = volunteers.ensure(project, name, new=new)[0]
             chooser.take(row, vol.id)
             chosen.append((i, (row[0], row[1], row[2]), vol))
         except MapathonError as e:
@@ -623,10 +630,32 @@ def _acting(project: Project, ref: str | int, actor: str, now: datetime | None):
         yield task, _known(project, actor)
 
 
+def _lock_expired(project: Project, task: Task, vol: volunteers.Volunteer, what: str) -> None:
+    """When *vol* may not *what* *task* because the lock they held on it ran out (released by the
+    system, maybe claimed by someone else since), raise a refusal that says so."""
+    if task.locked_by and names.key(task.locked_by) == names.key(vol.name):
+        return
+    evs = [e for e in events.task_events(project.conn, [task.key]) if e.from_state != e.to_state]
+    now_called = volunteers.current_names(project.conn)  # claims made under a former name are theirs too
+    mine = [i for i, e in enumerate(evs) if e.action.startswith("claim.")
+            and now_called.get(names.key(e.actor)) == vol.name]
+    if not mine or mine[-1] + 1 >= len(evs) or evs[mine[-1] + 1].action != "lock.expire":
+        return
+    ended = evs[mine[-1] + 1]
+    when = events.parse_iso(ended.ts).strftime("%Y-%m-%d %H:%M UTC")
+    now = f"locked by {task.locked_by} now" if task.locked_by else f"{task.state} again: claim it again to go on"
+    raise ForbiddenTransition(f"task {task.id} ({task.key}): {vol.name}'s lock on it expired at {when}, so there is "
+                              f"nothing to {what}; it is {now}")
+
+
 def release(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
     """End a lock without a result: the task returns to the state it had."""
     with _acting(project, ref, actor, now) as (task, vol):
-        _holder_or_organizer(task, vol, "release")
+        try:
+            _holder_or_organizer(task, vol, "release")
+        except ForbiddenTransition:
+            _lock_expired(project, task, vol, "release")
+            raise
         back = project.conn.execute("SELECT unlock_state FROM tasks WHERE id = ?", (task.id,)).fetchone()[0]
         back = back or (READY if task.state == LOCKED_FOR_MAPPING else MAPPED)
         _set(project, task, state=back, locked_by=None, lock_expires=None, unlock_state=None)
@@ -638,9 +667,13 @@ def release(project: Project, ref: str | int, actor: str, *, comment: str | None
 def done(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
     """Mark a task locked for mapping as MAPPED."""
     with _acting(project, ref, actor, now) as (task, vol):
-        if task.state != LOCKED_FOR_MAPPING:
-            raise _forbid(task, "only a task locked for mapping can be marked done (claim it first)")
-        _holder_or_organizer(task, vol, "finish")
+        try:
+            if task.state != LOCKED_FOR_MAPPING:
+                raise _forbid(task, "only a task locked for mapping can be marked done (claim it first)")
+            _holder_or_organizer(task, vol, "finish")
+        except ForbiddenTransition:
+            _lock_expired(project, task, vol, "finish")
+            raise
         mapper = _vol_id(project, task.locked_by)
         _set(project, task, state=MAPPED, locked_by=None, lock_expires=None, unlock_state=None,
              mapped_by=mapper, validated_by=None)
@@ -740,11 +773,7 @@ def reset(project: Project, ref: str | int, actor: str, *, comment: str | None =
 
 
 def _known(project: Project, actor: str) -> volunteers.Volunteer:
-    name = volunteers.check_name(actor)
-    vol = volunteers.find(project, name)
-    if vol is None:
-        raise MapathonError(f"--as {name}: no such volunteer in this project (see 'mapathon volunteer list')")
-    return vol
+    return volunteers.known(project, actor)
 
 
 def history(project: Project, ref: str | int) -> tuple[Task, list[events.Event]]:

@@ -77,6 +77,8 @@ class Status:
     expired: list[str]
     # sync between sites (mapathon/sync): changes from another site that lost when the logs were merged
     conflicts: list[dict] = field(default_factory=list)
+    # tasks lying in two villages or more: counted in each of their rows, so the rows add up to more than overall
+    shared: int = 0
 
     def as_dict(self) -> dict:
         return {
@@ -87,6 +89,7 @@ class Status:
             "volunteers": [asdict(v) | {"locked_hours": round(v.locked_hours, 2)} for v in self.volunteers],
             "expired_locks_released": self.expired,
             "sync_conflicts": self.conflicts,
+            "tasks_in_several_villages": self.shared,
         }
 
 
@@ -101,6 +104,7 @@ def status(project: Project, now: datetime | None = None) -> Status:
         overall.states[state] = n
         overall.area_km2 += (area or 0) / 1e6
     villages: dict[str, Counts] = {v["name"]: Counts(v["name"]) for v in project.villages()}
+    shared = 0
     if villages:
         for name, state, n, area in conn.execute(
             """SELECT a.name, t.state, COUNT(*), SUM(t.area_m2) FROM task_areas ta
@@ -118,6 +122,10 @@ def status(project: Project, now: datetime | None = None) -> Status:
             outside.area_km2 += (area or 0) / 1e6
         if outside.total:
             villages[NO_VILLAGE] = outside
+        shared = conn.execute(
+            """SELECT COUNT(*) FROM (SELECT ta.task_id FROM task_areas ta JOIN tasks t ON t.id = ta.task_id
+                WHERE t.state != 'SPLIT' GROUP BY ta.task_id HAVING COUNT(*) > 1) AS several"""
+        ).fetchone()[0]
     return Status(
         project.name,
         events.iso(now or events.utcnow()),
@@ -126,6 +134,7 @@ def status(project: Project, now: datetime | None = None) -> Status:
         volunteer_stats(project, now),
         expired,
         _sync_conflicts(project),
+        shared,
     )
 
 
@@ -138,25 +147,32 @@ def _sync_conflicts(project: Project) -> list[dict]:
 
 def volunteer_stats(project: Project, now: datetime | None = None) -> list[VolunteerStats]:
     conn = project.conn
-    from .volunteers import list_all
+    from .. import names
+    from .volunteers import current_names, list_all
 
     stats = {v.name: VolunteerStats(v.name, v.roles) for v in list_all(project)}
+    now_called = current_names(conn)  # the log keeps the names changes were made under (renames, merges)
+
+    def who(actor: str) -> str | None:
+        return now_called.get(names.key(actor))
+
     for name, n in conn.execute(
         """SELECT v.name, COUNT(*) FROM tasks t JOIN volunteers v ON v.id = t.mapped_by
             WHERE t.state IN ('MAPPED', 'LOCKED_FOR_VALIDATION', 'VALIDATED') GROUP BY v.name"""
     ):
         stats[name].mapped = n
-    for name, action, n in conn.execute(
+    for actor, action, n in conn.execute(
         "SELECT actor, action, COUNT(*) FROM events WHERE action IN ('validate', 'invalidate') GROUP BY actor, action"
     ):
+        name = who(actor)
         if name in stats:
             if action == "validate":
-                stats[name].validated = n
+                stats[name].validated += n
             else:
-                stats[name].invalidated = n
+                stats[name].invalidated += n
     stamp = events.iso(now or events.utcnow())
     hours: dict[str, float] = defaultdict(float)
-    for name, ts, next_ts, data in conn.execute(
+    for actor, ts, next_ts, data in conn.execute(
         # a lock ends at the task's next event, but never after it expired (the expiry is only
         # recorded by the next command, possibly hours later)
         """SELECT actor, ts, next_ts, data FROM (
@@ -167,6 +183,7 @@ def volunteer_stats(project: Project, now: datetime | None = None) -> list[Volun
                   AND NOT EXISTS (SELECT 1 FROM sync_conflicts c WHERE c.event_id = e.id)) AS ordered
             WHERE action LIKE 'claim.%'"""
     ):
+        name = who(actor)
         if name in stats:
             expires = (json.loads(data).get("expires") if data else None) or stamp
             end = min(datetime.fromisoformat(next_ts or stamp), datetime.fromisoformat(expires))
