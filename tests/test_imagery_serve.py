@@ -386,6 +386,7 @@ def test_josm_layer_to_map_in_holds_the_existing_data(pcli, served, tmp_path):
                way(-2, [-10, -11], {"highway": "track"}),
                node(-20, lat, near, {"man_made": "water_well"}), node(-21, lat, far, {"man_made": "water_well"}),
                node(poi, plat, plon, {"name": "Fixed by Awa", "place": "hamlet"}, version=pver, action="modify"))
+    pcli("claim", t.id, "--as", "Awa")
     pcli("submit", vol, "--as", "Awa", "--task", t.id)
     pcli("merge", "--base", DIANGUIRDE_POIS, "-o", tmp_path / "merged.osm.pbf")
 
@@ -425,7 +426,9 @@ def test_josm_layer_to_map_in_holds_the_existing_data(pcli, served, tmp_path):
     assert wells == [pytest.approx(near, abs=1e-6)]  # 30 m outside: in the margin; 200 m outside: not
     assert DATA_MARGIN_M < 200
 
-    # the volunteer saves the layer with one more house: merged again, nothing is doubled
+    # a volunteer saves the layer with one more house: merged again, nothing is doubled
+    pcli("release", t.id, "--as", "Awa")
+    pcli("claim", t.id, "--as", "Bakary")
     text = get(edit_q["url"])[2].decode()
     more = "\n".join(building(-1, -1, lat + 0.0003, lon))
     saved = tmp_path / "bakary.osm"

@@ -152,6 +152,7 @@ def demo(tmp_path_factory) -> dict:
                    check=True, env=env, capture_output=True)
     for line in (tmp / "contrib" / "contributions.tsv").read_text(encoding="utf-8").splitlines():
         path, who, task = line.split("\t")
+        cli("claim", task, "--as", who, ok=None)  # only the holder (or mapper) of a task hands in files for it
         cli("submit", path, "--as", who, "--task", task)
     from mapathon.imagery import editors
     from mapathon.project import open_project

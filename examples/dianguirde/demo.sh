@@ -75,6 +75,8 @@ say "8. The volunteers' files: collected, merged onto the 2019 data, checked, cr
 # and the 2019 borehole is edited by two volunteers (see make_contributions.py).
 python3 "$HERE/make_contributions.py" "$OUT/contributions"
 while IFS=$'\t' read -r FILE WHO TASK; do
+  # only the volunteer who holds (or mapped) a square hands in files for it: claim it if it is free
+  mapathon claim "$TASK" --as "$WHO" > /dev/null 2>&1 || true
   mapathon submit "$FILE" --as "$WHO" --task "$TASK"
 done < "$OUT/contributions/contributions.tsv"
 FIRST=$(head -1 "$OUT/contributions/contributions.tsv" | cut -f1)
