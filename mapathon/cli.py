@@ -125,9 +125,11 @@ def init(
     radius: Optional[float] = typer.Option(None, "--radius", help="Metres to map around each village point."),
     max_area: float = typer.Option(5000.0, "--max-area", help="Refuse an area larger than this (km²)."),
     organizer: Optional[str] = typer.Option(None, "--organizer", help="Register this person as the first organizer."),
+    lang: str = typer.Option("en", "--lang", help="Language of what volunteers and the commune see: en or fr."),
 ):
     """Create a project folder from an area of interest."""
     from .aoi import read_aoi
+    from .i18n import check_lang
     from .project import init_project
     from .tasks import volunteers
 
@@ -136,10 +138,11 @@ def init(
             organizer = volunteers.check_name(organizer)
         except MapathonError:
             raise MapathonError(f"--organizer {organizer!r}: give a name of 1 to 80 printable characters") from None
+    lang = check_lang(lang)
     area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area)
     for w in area.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
-    with init_project(directory, name, area, actor=organizer or "organizer", db=ctx.obj["db"]) as project:
+    with init_project(directory, name, area, actor=organizer or "organizer", db=ctx.obj["db"], lang=lang) as project:
         if organizer:
             volunteers.add(project, organizer, organizer=True, validator=True, actor=organizer)
         console.print(f"Created project [bold]{project.name}[/] in {directory}")
@@ -1019,14 +1022,17 @@ def serve_cmd(
     token: Optional[str] = typer.Option(None, "--token", envvar="MAPATHON_ORGANIZER_TOKEN",
                                         help="Organizer token (default: a new random one, printed at start)."),
     max_upload_mb: float = typer.Option(20, "--max-upload-mb", help="Largest .osm file volunteers may upload."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="The pages' language: en or fr (default: the project's)."),
 ):
     """The room server: volunteers claim, map and hand in tasks from their browser; a progress board."""
     from .project import open_project, resolve_dir
     from .server import run
 
+    from .i18n import check_lang
+
     folder = resolve_dir(ctx.find_root().obj["project"])
     open_project(folder).close()  # a clear error before anything starts
-    run(folder, host=host, port=port, token=token, max_upload_mb=max_upload_mb)
+    run(folder, host=host, port=port, token=token, max_upload_mb=max_upload_mb, lang=check_lang(lang))
 
 
 def main() -> None:
