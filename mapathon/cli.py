@@ -386,16 +386,24 @@ def status(
     ctx: typer.Context,
     as_json: bool = JsonOpt,
     map_png: Optional[Path] = typer.Option(None, "--map", help="Also draw the grid coloured by state into this PNG."),
+    village: Optional[str] = typer.Option(None, "--village", help="With --map: the picture shows this village."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="With --map: its words in en or fr (default: the project's)."),
 ):
     """Progress per village and overall, and each volunteer's work."""
+    from .i18n import check_lang
     from .tasks import progress
 
+    lang = check_lang(lang)
+    if village is not None and not map_png:
+        raise MapathonError(f"--village {village}: goes with --map FILE.png (the picture of one village)")
     with _open(ctx) as p:
+        if village is not None:
+            p.village(village)  # a clear error before anything is done
         st = progress.status(p)
         if map_png:
             from .render.progress_map import render_progress_map
 
-            render_progress_map(p, st, map_png)
+            render_progress_map(p, st, map_png, lang=lang, village=village)
     if as_json:
         print(json.dumps(st.as_dict(), ensure_ascii=False, indent=2))
         return
