@@ -505,13 +505,16 @@ def merge_cmd(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files and merge the rest."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the credit and quality report (.html)."),
     findings: Optional[Path] = typer.Option(None, "--findings", help="Also write the quality findings as GeoJSON."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="With --report: its words in en or fr (default: the project's)."),
     as_json: bool = JsonOpt,
 ):
     """Merge volunteers' files (renumbering new objects, settling conflicts) into one snapshot; check it; credit the work."""
+    from .i18n import check_lang
     from .osm.merge import merge
     from .osm.submit import merge_inputs, publish_merge, with_provenance
     from .project import is_project
 
+    lang = check_lang(lang)
     in_project = is_project(ctx.find_root().obj["project"])
     if files:
         if in_project:
@@ -533,7 +536,7 @@ def merge_cmd(
             console.print(f"The project's latest data is now {latest} (used by 'mapathon print')")
     from .quality.commands import after_merge, print_after_merge  # quality checks and credit of the merge
 
-    checked = after_merge(ctx.find_root().obj["project"], result, output, html=report, geojson=findings)
+    checked = after_merge(ctx.find_root().obj["project"], result, output, html=report, geojson=findings, lang=lang)
     if as_json:
         print(json.dumps({**result.summary(), **checked.as_dict()}, ensure_ascii=False, indent=2))
         return
@@ -597,12 +600,15 @@ def report_cmd(
     merged: Optional[Path] = typer.Option(None, "--merged", help="The merged snapshot: also check it and credit the findings."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as a self-contained HTML page."),
     geojson: Optional[Path] = typer.Option(None, "--geojson", help="With --merged: the findings as a GeoJSON layer."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="With --html: its words in en or fr (default: the project's)."),
     as_json: bool = JsonOpt,
 ):
     """Credit and progress: buildings, km of roads and tracks, water points and POIs per volunteer, task and village."""
+    from .i18n import check_lang
     from .quality.commands import print_after_merge, run_report
 
-    rep = run_report(ctx.find_root().obj["project"], base=base, merged=merged, html=html, geojson=geojson)
+    rep = run_report(ctx.find_root().obj["project"], base=base, merged=merged, html=html, geojson=geojson,
+                     lang=check_lang(lang))
     if as_json:
         print(json.dumps(rep.as_dict(), ensure_ascii=False, indent=2))
         return

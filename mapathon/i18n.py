@@ -197,6 +197,135 @@ WORDS: dict[str, dict[str, str]] = {
                      "fr": "{file} : ce fichier est illisible ({why})."},
     "err.refused": {"en": "Refused: {detail}", "fr": "Refusé : {detail}"},
     "err.too_large": {"en": "Request too large (at most {what} here).", "fr": "Envoi trop gros (au plus {what} ici)."},
+    # -- the HTML report (report --html, merge --report) ---------------------------------------------------
+    "report.title": {"en": "{project}: mapathon report", "fr": "{project} : bilan du mapathon"},
+    "report.title_plain": {"en": "Mapathon report", "fr": "Bilan du mapathon"},
+    "report.made": {"en": "made {when} by mapathon {version}", "fr": "fait le {when} par mapathon {version}"},
+    "report.files_merged": {"en": "{n} file(s) merged", "fr": "{n} fichier(s) fusionné(s)"},
+    "report.onto": {"en": "onto {base}", "fr": "sur {base}"},
+    "report.checked": {"en": "checked {file}", "fr": "{file} vérifié"},
+    "report.buildings_added": {"en": "buildings added", "fr": "bâtiments ajoutés"},
+    "report.km_roads": {"en": "km of roads and tracks", "fr": "km de routes et de pistes"},
+    "report.water_points": {"en": "water points", "fr": "points d'eau"},
+    "report.other_pois": {"en": "other points of interest", "fr": "autres lieux utiles"},
+    "report.modified_deleted": {"en": "objects modified / deleted", "fr": "objets modifiés / supprimés"},
+    "report.volunteers_card": {"en": "volunteers", "fr": "bénévoles"},
+    "report.findings_card": {"en": "findings on this work", "fr": "problèmes trouvés dans ce travail"},
+    "report.conflicts_card": {"en": "conflicts settled", "fr": "conflits réglés"},
+    "report.volunteers": {"en": "Volunteers", "fr": "Bénévoles"},
+    "report.villages": {"en": "Villages", "fr": "Villages"},
+    "report.tasks": {"en": "Tasks", "fr": "Tâches"},
+    "report.col_volunteer": {"en": "volunteer", "fr": "bénévole"},
+    "report.col_village": {"en": "village", "fr": "village"},
+    "report.col_task": {"en": "task", "fr": "tâche"},
+    "report.col_tasks": {"en": "tasks", "fr": "tâches"},
+    "report.col_state": {"en": "state", "fr": "état"},
+    "report.col_volunteers": {"en": "volunteers", "fr": "bénévoles"},
+    "report.col_buildings": {"en": "buildings", "fr": "bâtiments"},
+    "report.col_roads": {"en": "roads km", "fr": "routes km"},
+    "report.col_tracks": {"en": "tracks & paths km", "fr": "pistes et sentiers km"},
+    "report.col_water": {"en": "water points", "fr": "points d'eau"},
+    "report.col_pois": {"en": "other points of interest", "fr": "autres lieux utiles"},
+    "report.col_modified": {"en": "modified", "fr": "modifiés"},
+    "report.col_deleted": {"en": "deleted", "fr": "supprimés"},
+    "report.col_findings": {"en": "findings", "fr": "problèmes"},
+    "report.col_address": {"en": "address", "fr": "adresse"},
+    "report.col_features": {"en": "features", "fr": "objets"},
+    "report.col_mapped_by": {"en": "mapped by", "fr": "cartographiée par"},
+    "report.col_finding": {"en": "finding", "fr": "problème"},
+    "report.col_severity": {"en": "severity", "fr": "gravité"},
+    "report.col_on_work": {"en": "on the volunteers' work", "fr": "dans le travail des bénévoles"},
+    "report.col_whole_file": {"en": "in the whole file", "fr": "dans tout le fichier"},
+    "report.col_objects": {"en": "objects", "fr": "objets"},
+    "report.col_details": {"en": "details", "fr": "détails"},
+    "report.col_where": {"en": "where", "fr": "où"},
+    "report.col_kind": {"en": "kind", "fr": "type"},
+    "report.col_object": {"en": "object", "fr": "objet"},
+    "report.col_what": {"en": "what happened", "fr": "ce qui s'est passé"},
+    "report.col_file": {"en": "file", "fr": "fichier"},
+    "report.col_new": {"en": "new", "fr": "nouveaux"},
+    "report.all": {"en": "All", "fr": "Total"},
+    "report.more": {"en": "{n} more", "fr": "{n} autres"},
+    "report.measures": {"en": "Water points: a well with a pump, or tagged as a borehole, counts as a borehole. "
+                               "Tracks & paths: highway=track, path, footway, cycleway, bridleway, steps; roads: "
+                               "every other highway. Lengths are measured in the local UTM zone.",
+                        "fr": "Points d'eau : un puits avec une pompe, ou noté comme forage, compte comme un forage. "
+                              "Pistes et sentiers : highway=track, path, footway, cycleway, bridleway, steps ; "
+                              "routes : toutes les autres voies (highway). Les longueurs sont mesurées dans la "
+                              "zone UTM locale."},
+    "report.to_look_at": {"en": "Tasks to look at", "fr": "Tâches à regarder"},
+    "report.ready_with_data": {"en": "Received data but still READY", "fr": "Données reçues mais encore à cartographier"},
+    "report.ready_with_data_help": {
+        "en": "Someone mapped here without marking the task done (or data spilled over from a neighbouring task). "
+              "Mark it done, or check that the work is complete.",
+        "fr": "Quelqu'un a cartographié ici sans marquer la tâche comme terminée (ou des données débordent d'une "
+              "tâche voisine). Marquez-la comme terminée, ou vérifiez que le travail est complet."},
+    "report.mapped_no_data": {"en": "Marked mapped but no data received",
+                              "fr": "Marquée cartographiée mais aucune donnée reçue"},
+    "report.mapped_no_data_help": {
+        "en": "Ask the volunteer for their file, or reset the task if nothing was mapped.",
+        "fr": "Demandez son fichier au bénévole, ou remettez la tâche à cartographier si rien n'a été fait."},
+    "report.none": {"en": "None.", "fr": "Aucune."},
+    "report.checks": {"en": "Quality checks", "fr": "Contrôles de qualité"},
+    "report.checks_help": {
+        "en": "What each finding means and how to fix it in JOSM: docs/checking.md. The findings layer (GeoJSON) "
+              "opens in JOSM and QGIS. Existing objects (positive ids) can be fetched with JOSM's Download object; "
+              "new objects (negative ids) are renumbered by JOSM when it opens a file: find them by their position.",
+        "fr": "Ce que veut dire chaque problème et comment le corriger dans JOSM : docs/checking.md. La couche des "
+              "problèmes (GeoJSON) s'ouvre dans JOSM et QGIS. Les objets existants (numéros positifs) se chargent "
+              "avec « Télécharger un objet » de JOSM ; les nouveaux objets (numéros négatifs) sont renumérotés par "
+              "JOSM à l'ouverture d'un fichier : retrouvez-les par leur position."},
+    "report.across_tasks": {"en": "across a task border", "fr": "à cheval sur deux tâches"},
+    "report.between_volunteers": {"en": "between volunteers", "fr": "entre bénévoles"},
+    "report.and_more": {"en": "... and {n} more (see the JSON or GeoJSON output).",
+                        "fr": "... et {n} de plus (voir la sortie JSON ou GeoJSON)."},
+    "report.note": {"en": "Note: {text}", "fr": "Remarque : {text}"},
+    "report.where": {"en": "Where", "fr": "Où"},
+    "report.where_help": {"en": "Task squares coloured by state ({key}); dots: new or changed features (blue: water "
+                                 "points); rings: findings (red errors, orange warnings).",
+                          "fr": "Carrés des tâches coloriés selon leur état ({key}) ; points : objets nouveaux ou "
+                                "modifiés (bleu : points d'eau) ; cercles : problèmes (rouge : erreurs, orange : "
+                                "avertissements)."},
+    "report.map_caption": {"en": "{village}: {n} new or changed features, {f} findings",
+                           "fr": "{village} : {n} objets nouveaux ou modifiés, {f} problèmes"},
+    "report.conflicts": {"en": "Conflicts settled by the merge", "fr": "Conflits réglés par la fusion"},
+    "report.files": {"en": "Files merged", "fr": "Fichiers fusionnés"},
+    "report.skipped": {"en": "Skipped {file}: {reason}", "fr": "Laissé de côté : {file} ({reason})"},
+    "report.footer": {"en": "Map data © {link}, available under the Open Database Licence (ODbL 1.0).",
+                      "fr": "Données cartographiques © {link}, disponibles sous la licence Open Database License "
+                            "(ODbL 1.0)."},
+    "report.osm_contributors": {"en": "OpenStreetMap contributors", "fr": "les contributeurs d'OpenStreetMap"},
+    "severity.error": {"en": "error", "fr": "erreur"},
+    "severity.warning": {"en": "warning", "fr": "avertissement"},
+    "kind.duplicate_building": {"en": "Duplicate building", "fr": "Bâtiment en double"},
+    "kind.overlapping_buildings": {"en": "Overlapping buildings", "fr": "Bâtiments qui se chevauchent"},
+    "kind.building_crosses_highway": {"en": "Building crosses highway", "fr": "Bâtiment qui coupe une route"},
+    "kind.unclosed_building": {"en": "Unclosed building way", "fr": "Contour de bâtiment non fermé"},
+    "kind.self_intersecting_area": {"en": "Self-intersecting area", "fr": "Surface qui se recoupe"},
+    "kind.untagged_way": {"en": "Untagged way", "fr": "Ligne sans attributs"},
+    "kind.building_not_square": {"en": "Building not square", "fr": "Bâtiment pas d'équerre"},
+    "kind.tiny_building": {"en": "Tiny building", "fr": "Bâtiment minuscule"},
+    "poi.school": {"en": "school", "fr": "école"},
+    "poi.kindergarten": {"en": "kindergarten", "fr": "jardin d'enfants"},
+    "poi.clinic": {"en": "clinic", "fr": "dispensaire"},
+    "poi.hospital": {"en": "hospital", "fr": "hôpital"},
+    "poi.doctors": {"en": "doctors", "fr": "cabinet médical"},
+    "poi.pharmacy": {"en": "pharmacy", "fr": "pharmacie"},
+    "poi.marketplace": {"en": "marketplace", "fr": "marché"},
+    "poi.place of worship": {"en": "place of worship", "fr": "lieu de culte"},
+    "poi.townhall": {"en": "townhall", "fr": "mairie"},
+    "poi.police": {"en": "police", "fr": "police"},
+    "poi.fuel": {"en": "fuel", "fr": "station-service"},
+    "poi.grave yard": {"en": "grave yard", "fr": "cimetière"},
+    "poi.shelter": {"en": "shelter", "fr": "abri"},
+    "water.borehole": {"en": "borehole", "fr": "forage"},
+    "water.well": {"en": "well", "fr": "puits"},
+    "water.tap": {"en": "tap", "fr": "borne-fontaine"},
+    "water.water point": {"en": "water point", "fr": "point d'eau"},
+    "water.drinking water": {"en": "drinking water", "fr": "eau potable"},
+    "water.spring": {"en": "spring", "fr": "source"},
+    "water.water tower": {"en": "water tower", "fr": "château d'eau"},
+    "water.water tank": {"en": "water tank", "fr": "réservoir d'eau"},
     # -- the projector picture (status --map) ------------------------------------------------------------
     "map.squares": {"en": "{n} squares", "fr": "{n} carrés"},
     "map.mapped": {"en": "mapped {pct} %", "fr": "cartographié {pct} %"},
@@ -240,9 +369,12 @@ class Words:
         text = entry.get(self.lang) or entry[DEFAULT]
         return text.format(**kw) if kw else text
 
+    def get(self, _key: str, default: str, **kw) -> str:
+        """An entry that may be missing (a word made elsewhere, e.g. a new kind of finding): *default* then."""
+        return self(_key, **kw) if _key in WORDS else default
+
     def state(self, state: str) -> str:
-        key = f"state.{state}"
-        return self(key) if key in WORDS else state
+        return self.get(f"state.{state}", state)
 
     def role(self, roles: str) -> str:
         """'organizer, validator' in this language."""
