@@ -56,6 +56,7 @@ WORDS: dict[str, dict[str, str]] = {
     "page.ide": {"en": "Open in iD ↗", "fr": "Ouvrir dans iD ↗"},
     "page.step2": {"en": "2. In JOSM: File › Save As… an .osm file, then hand it in",
                    "fr": "2. Dans JOSM : Fichier › Enregistrer sous… un fichier .osm, puis envoyez-le"},
+    "page.choose_file": {"en": "Choose the file…", "fr": "Choisir le fichier…"},
     "page.upload": {"en": "Hand in the file", "fr": "Envoyer le fichier"},
     "page.step3": {"en": "3. Finished?", "fr": "3. Terminé ?"},
     "page.done": {"en": "Mark as done", "fr": "Marquer comme terminée"},

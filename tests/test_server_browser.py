@@ -132,7 +132,7 @@ def french_room(backend, tmp_path_factory):
         yield s
 
 
-def test_the_pages_in_french_and_names_never_as_html(browser, french_room, shots):
+def test_the_pages_in_french_and_names_never_as_html(browser, french_room, shots, tmp_path):
     room = french_room
     page = browser.new_page(viewport={"width": 1280, "height": 800})
     errors = []
@@ -175,7 +175,7 @@ def test_the_pages_in_french_and_names_never_as_html(browser, french_room, shots
     assert EVIL in page.inner_text("#villages")
     assert EVIL in page.locator(".village-label").all_inner_texts()
     assert page.locator("img[src='x']").count() == 0
-    page.screenshot(path=str(shots / "room-board-fr.png"))
+    page.screenshot(path=str(tmp_path / "room-board-fr.png"))  # with the attack's name: not for the docs
     # English on demand
     page.goto(room.url + "/?lang=en")
     page.wait_for_selector("body[data-ready='1']", timeout=30_000)

@@ -159,6 +159,7 @@ async function upload() {
   const c = r[0];
   say(c.already_submitted ? t("msg.already_handed") : t("msg.received", { file: c.file, n: c.objects }), "ok");
   $("file").value = "";
+  $("file-name").textContent = "";
 }
 
 function wire() {
@@ -190,6 +191,7 @@ function wire() {
   act("reject", "/validate", { accept: false }, "msg.rejected");
   $("josm").addEventListener("click", openJosm);
   $("upload").addEventListener("click", upload);
+  $("file").addEventListener("change", () => { $("file-name").textContent = $("file").files[0] ? $("file").files[0].name : ""; });
   const org = (btn, path, text) => $(btn).addEventListener("click", async () => {
     if (selected === null) { say(t("msg.select_first"), "error"); return; }
     const r = await call("POST", "/api/organizer/tasks/" + selected + path, {});
