@@ -192,6 +192,16 @@ def info(ctx: typer.Context, as_json: bool = JsonOpt):
     console.print(f"Tasks: {out['tasks']} — {grid_text}")
 
 
+@app.command("lang")
+def lang_cmd(ctx: typer.Context, lang: Optional[str] = typer.Argument(None, help="en or fr; leave out to show it.")):
+    """Show or set the project's language: the room server's pages, the projector picture, the HTML report."""
+    from .i18n import set_project_lang
+
+    with _open(ctx) as p:
+        now = set_project_lang(p, lang) if lang else p.lang
+    console.print(f"The project's language: {now}")
+
+
 @app.command()
 def grid(
     ctx: typer.Context,

@@ -196,6 +196,7 @@ WORDS: dict[str, dict[str, str]] = {
                             "enregistré dans JOSM."},
     "err.file_bad": {"en": "{file}: this file cannot be read ({why}).",
                      "fr": "{file} : ce fichier est illisible ({why})."},
+    "err.invalid": {"en": "This request is not valid ({field}).", "fr": "Cette demande n'est pas valable ({field})."},
     "err.refused": {"en": "Refused: {detail}", "fr": "Refusé : {detail}"},
     "err.too_large": {"en": "Request too large (at most {what} here).", "fr": "Envoi trop gros (au plus {what} ici)."},
     # -- the HTML report (report --html, merge --report) ---------------------------------------------------
@@ -357,6 +358,15 @@ def resolve_lang(project, override: str | None = None) -> str:
     if project is not None:
         return project.lang
     return DEFAULT
+
+
+def set_project_lang(project, lang: str, *, actor: str = "organizer") -> str:
+    """Make *lang* the project's language (kept in its ``meta`` table, the change in its event log)."""
+    lang = check_lang(lang, "language")
+    with project.transaction():
+        project.set_meta("lang", lang)
+        project.record(actor=actor, action="project.lang", data={"lang": lang})
+    return lang
 
 
 class Words:

@@ -394,6 +394,9 @@ def test_refusals_are_plain_sentences_in_the_pages_language(srv):
         assert detail.startswith("Aucun village ne s'appelle Toroddo.") and "Torodo" in detail, (how, detail)
         assert "--" not in detail, (how, detail)
     assert srv.post("/api/claim-next", headers=fr).json()["detail"] == "Donnez d'abord votre nom."
+    r = srv.post("/api/join", json={"name": "x" * 300}, headers=fr)
+    assert r.status_code == 422 and r.json()["detail"] == "Un nom a au plus 80 lettres."
+    assert isinstance(srv.post("/api/join", json={"name": "x" * 300}).json()["detail"], list)  # API clients
     t = srv.post("/api/claim-next", headers=oumou).json()["id"]
     r = srv.post("/api/claim-next", headers={**oumou, **fr})
     assert r.status_code == 409 and r.json()["detail"] == f"Oumou a déjà la tâche {t} : terminez-la ou rendez-la d'abord."
@@ -432,6 +435,12 @@ def test_init_lang(tmp_path):
     Cli()("init", tmp_path / "en", "--name", "D", "--aoi", VILLAGES_CSV, "--radius", "500")
     with open_project(tmp_path / "en") as p:
         assert p.lang == "en"
+    assert "en" in Cli(tmp_path / "en")("lang").stdout
+    assert "fr" in Cli(tmp_path / "en")("lang", "FR").stdout  # an existing project changes language
+    with open_project(tmp_path / "en") as p:
+        assert p.lang == "fr"
+        assert p.conn.execute("SELECT COUNT(*) FROM events WHERE action = 'project.lang'").fetchone()[0] == 1
+    assert "language de" in Cli(tmp_path / "en")("lang", "de", ok=False).stderr
     bad = Cli()("init", tmp_path / "de", "--name", "D", "--aoi", VILLAGES_CSV, "--radius", "500", "--lang", "de",
                 ok=False)
     assert "--lang de" in bad.stderr

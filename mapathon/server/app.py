@@ -59,6 +59,8 @@ from typing import Optional
 
 import shapely
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
@@ -638,6 +640,16 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
         status, content, extra = room.refusal(e, request.headers.get("x-lang"))
         return JSONResponse(content, status_code=status,
                             headers={k.decode("latin-1"): v.decode("latin-1") for k, v in extra} or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError):
+        asked = request.headers.get("x-lang")
+        if not asked:  # API clients get FastAPI's list of errors
+            return await request_validation_exception_handler(request, e)
+        words = i18n.Words(room.lang_of(asked))
+        where = [str(err.get("loc", ["", ""])[-1]) for err in e.errors()]
+        detail = words("err.name_long") if "name" in where else words("err.invalid", field=", ".join(where))
+        return JSONResponse({"detail": detail}, status_code=422)
 
     app.add_middleware(_BodyLimit, room=room)
 
