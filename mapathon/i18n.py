@@ -194,8 +194,17 @@ WORDS: dict[str, dict[str, str]] = {
     "err.file_type": {"en": "{file}: unsupported file type; hand in the .osm file saved from JOSM.",
                       "fr": "{file} : ce type de fichier n'est pas accepté ; envoyez le fichier .osm "
                             "enregistré dans JOSM."},
-    "err.file_bad": {"en": "{file}: this file cannot be read ({why}).",
-                     "fr": "{file} : ce fichier est illisible ({why})."},
+    "err.file_empty": {"en": "{file}: the file is empty; save your work again in JOSM (File › Save As, a .osm file).",
+                       "fr": "{file} : le fichier est vide ; enregistrez à nouveau votre travail dans JOSM "
+                             "(Fichier › Enregistrer sous, un fichier .osm)."},
+    "err.file_not_osm": {"en": "{file}: this is not an OpenStreetMap file; save your work in JOSM "
+                               "(File › Save As, a .osm file).",
+                         "fr": "{file} : ce n'est pas un fichier OpenStreetMap ; enregistrez votre travail dans "
+                               "JOSM (Fichier › Enregistrer sous, un fichier .osm)."},
+    "err.file_unreadable": {"en": "{file}: this file cannot be read; save your work again in JOSM "
+                                  "(File › Save As, a .osm file).",
+                            "fr": "{file} : ce fichier est illisible ; enregistrez à nouveau votre travail dans "
+                                  "JOSM (Fichier › Enregistrer sous, un fichier .osm)."},
     "err.invalid": {"en": "This request is not valid ({field}).", "fr": "Cette demande n'est pas valable ({field})."},
     "err.refused": {"en": "Refused: {detail}", "fr": "Refusé : {detail}"},
     "err.too_large": {"en": "Request too large (at most {what} here).", "fr": "Envoi trop gros (au plus {what} ici)."},
@@ -428,6 +437,11 @@ _RULES: list[tuple[re.Pattern, str]] = [(re.compile(p, re.S), k) for p, k in [
     (r"task (?P<id>\S+): no such task", "err.no_task"),
     (r"--as (?P<name>.+?): no such volunteer", "err.no_volunteer"),
     (r"(?P<file>[^:]+): unsupported file type", "err.file_type"),
+    (r"(?P<file>[^:]+): empty file", "err.file_empty"),
+    (r"(?P<file>[^:]+): (this is .+?, not an OpenStreetMap file|not OpenStreetMap XML)", "err.file_not_osm"),
+    (r"(?P<file>[^:]+): (damaged|not well-formed|not an OSM|not gzip|not bzip|this is an? (XML|PBF|gzip|bzip2)"
+     r"|node \S+ has no)",
+     "err.file_unreadable"),
 ]]
 _DID_YOU_MEAN = re.compile(r"did you mean (?P<close>.+?)\?")
 _FLAG = re.compile(r"(?<![\w-])--[a-z][\w-]*\s?")

@@ -284,6 +284,9 @@ def test_uploads_are_limited_and_checked(srv):
     r = srv.post("/api/tasks/12/upload?filename=broken.osm", headers=sira, data=b"<osm><node id='1'")
     assert r.status_code == 400 and "broken.osm" in r.json()["detail"]
     assert "mapathon-upload-" not in r.json()["detail"]  # the volunteer's file, not the temporary copy
+    for data in (b"<osm><node id='1'", b"%PDF-1.4 ...", b"   "):
+        fr = srv.post("/api/tasks/12/upload?filename=f.osm", headers={**sira, "X-Lang": "fr"}, data=data).json()
+        assert fr["detail"].startswith("f.osm : ") and "JOSM (Fichier › Enregistrer sous" in fr["detail"], fr
     r = srv.post("/api/tasks/12/upload?filename=task.osm", headers=sira, files={"file": ("task.osm", OSM)})
     assert r.status_code == 415 and "not a form" in r.json()["detail"]
     assert srv.post("/api/tasks/12/upload?filename=x.osm", headers=sira, data=b"").status_code == 400
