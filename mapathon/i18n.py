@@ -393,6 +393,11 @@ class Words:
         """An entry that may be missing (a word made elsewhere, e.g. a new kind of finding): *default* then."""
         return self(_key, **kw) if _key in WORDS else default
 
+    def number(self, value: float, decimals: int = 0) -> str:
+        """1234.5 as '1,234.5' in English, '1 234,5' in French (a narrow no-break space between thousands)."""
+        text = f"{value:,.{decimals}f}"
+        return text.replace(",", "\u202f").replace(".", ",") if self.lang == "fr" else text
+
     def state(self, state: str) -> str:
         return self.get(f"state.{state}", state)
 

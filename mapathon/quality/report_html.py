@@ -68,12 +68,12 @@ def e(x) -> str:
     return html.escape("" if x is None else str(x), quote=True)
 
 
-def _km(m: float) -> str:
-    return f"{m / 1000:,.2f}" if m else "–"
+def _km(m: float, w: Words) -> str:
+    return w.number(m / 1000, 2) if m else "–"
 
 
-def _n(x) -> str:
-    return f"{x:,}" if x else "–"
+def _n(x, w: Words) -> str:
+    return w.number(x) if x else "–"
 
 
 def _water_cell(t: Tally, w: Words) -> str:
@@ -99,9 +99,10 @@ def _tally_head(w: Words, first: str, extra: str = "") -> str:
 
 
 def _tally_cells(t: Tally, w: Words) -> str:
-    return (f"<td class='n'>{_n(t.buildings)}</td><td class='n'>{_km(t.roads_m)}</td><td class='n'>{_km(t.tracks_m)}</td>"
-            f"<td class='water'>{_water_cell(t, w)}</td><td>{_poi_cell(t, w)}</td><td class='n'>{_n(t.modified)}</td>"
-            f"<td class='n'>{_n(t.deleted)}</td><td class='n'>{_n(t.findings)}</td>")
+    return (f"<td class='n'>{_n(t.buildings, w)}</td><td class='n'>{_km(t.roads_m, w)}</td>"
+            f"<td class='n'>{_km(t.tracks_m, w)}</td><td class='water'>{_water_cell(t, w)}</td>"
+            f"<td>{_poi_cell(t, w)}</td><td class='n'>{_n(t.modified, w)}</td>"
+            f"<td class='n'>{_n(t.deleted, w)}</td><td class='n'>{_n(t.findings, w)}</td>")
 
 
 def _svg_map(title: str, tasks: list, points: list, findings: list, words: Words, size: int = 330) -> str:
@@ -181,18 +182,19 @@ def render(credit: Credit | None, checks=None, *, title: str | None = None, loca
     if credit is not None:
         t = credit.total
         add("<div class='cards'>")
-        card(f"{t.buildings:,}", "report.buildings_added")
-        card(f"{(t.roads_m + t.tracks_m) / 1000:,.2f}", "report.km_roads")
-        card(f"{t.water_total:,}", "report.water_points", " water",
+        num = w.number
+        card(num(t.buildings), "report.buildings_added")
+        card(num((t.roads_m + t.tracks_m) / 1000, 2), "report.km_roads")
+        card(num(t.water_total), "report.water_points", " water",
              f"<br><span class='muted'>{_water_cell(t, w)}</span>" if t.water_total else "")
-        card(f"{t.poi_total:,}", "report.other_pois")
-        card(f"{t.modified:,} / {t.deleted:,}", "report.modified_deleted")
-        card(f"{len(credit.volunteers):,}", "report.volunteers_card")
+        card(num(t.poi_total), "report.other_pois")
+        card(f"{num(t.modified)} / {num(t.deleted)}", "report.modified_deleted")
+        card(num(len(credit.volunteers)), "report.volunteers_card")
         if checks is not None:
             nf = sum(f.contributed for f in checks.findings)
-            card(f"{nf:,}", "report.findings_card", " bad" if nf else "")
+            card(num(nf), "report.findings_card", " bad" if nf else "")
         if credit.conflicts:
-            card(f"{len(credit.conflicts):,}", "report.conflicts_card", " bad")
+            card(num(len(credit.conflicts)), "report.conflicts_card", " bad")
         add("</div>")
 
         add(f"<h2>{e(w('report.volunteers'))}</h2>")
@@ -230,7 +232,7 @@ def render(credit: Credit | None, checks=None, *, title: str | None = None, loca
                 f"<th>{e(w('report.col_village'))}</th><th class='n'>{e(w('report.col_features'))}</th></tr>")
             for r in credit.ready_with_data:
                 add(f"<tr><td>{r['id']}</td><td>{e(r['key'])}</td><td>{e(', '.join(r['villages']))}</td>"
-                    f"<td class='n'>{r.get('objects', 0):,}</td></tr>")
+                    f"<td class='n'>{w.number(r.get('objects', 0))}</td></tr>")
             add("</table>")
         else:
             add(f"<p class='muted'>{e(w('report.none'))}</p>")
@@ -261,7 +263,7 @@ def render(credit: Credit | None, checks=None, *, title: str | None = None, loca
         for k, (ttl, sev) in KINDS.items():
             add(f"<tr><td>{e(w.get('kind.' + k, ttl))}</td><td><span class='pill {sev}'>"
                 f"{e(w.get('severity.' + sev, sev))}</span></td>"
-                f"<td class='n'>{_n(contributed[k])}</td><td class='n'>{_n(counts[k])}</td></tr>")
+                f"<td class='n'>{_n(contributed[k], w)}</td><td class='n'>{_n(counts[k], w)}</td></tr>")
         add(f"</table><p class='muted'>{e(w('report.checks_help'))}</p>")
         shown = [f for f in checks.findings if f.contributed] or checks.findings
         limit = 300
@@ -283,7 +285,7 @@ def render(credit: Credit | None, checks=None, *, title: str | None = None, loca
                 + (f" <span class='muted'>({e(', '.join(flags))})</span>" if flags else "") + f"</td><td>{where}</td></tr>")
         add("</table>")
         if len(shown) > limit:
-            add(f"<p class='muted'>{e(w('report.and_more', n=f'{len(shown) - limit:,}'))}</p>")
+            add(f"<p class='muted'>{e(w('report.and_more', n=w.number(len(shown) - limit)))}</p>")
         for note in checks.warnings:
             add(f"<p class='muted'>{e(w('report.note', text=note))}</p>")
 
@@ -300,7 +302,7 @@ def render(credit: Credit | None, checks=None, *, title: str | None = None, loca
             svg = _svg_map(shown, tasks, pts, fs, w)
             if svg:
                 maps.append(f"<figure>{svg}<figcaption>"
-                            f"{e(w('report.map_caption', village=shown, n=f'{len(pts):,}', f=f'{len(fs):,}'))}"
+                            f"{e(w('report.map_caption', village=shown, n=w.number(len(pts)), f=w.number(len(fs))))}"
                             "</figcaption></figure>")
         if maps:
             key = ", ".join(f"<span style='display:inline-block;width:0.9em;height:0.9em;border:1px solid #777;"
@@ -323,9 +325,9 @@ def render(credit: Credit | None, checks=None, *, title: str | None = None, loca
             f"<th class='n'>{e(w('report.col_modified'))}</th><th class='n'>{e(w('report.col_deleted'))}</th></tr>")
         for i in credit.inputs:
             add(f"<tr><td>{e(i.get('name') or i.get('file'))}</td><td>{e(i.get('volunteer') or '–')}</td>"
-                f"<td>{e(i.get('task') or '–')}</td><td class='n'>{i.get('objects', 0):,}</td>"
-                f"<td class='n'>{i.get('create', 0):,}</td><td class='n'>{i.get('modify', 0):,}</td>"
-                f"<td class='n'>{i.get('delete', 0):,}</td></tr>")
+                f"<td>{e(i.get('task') or '–')}</td><td class='n'>{w.number(i.get('objects', 0))}</td>"
+                f"<td class='n'>{w.number(i.get('create', 0))}</td><td class='n'>{w.number(i.get('modify', 0))}</td>"
+                f"<td class='n'>{w.number(i.get('delete', 0))}</td></tr>")
         add("</table>")
         for s in credit.skipped:
             add(f"<p class='muted'>{e(w('report.skipped', file=s.get('file'), reason=s.get('reason')))}</p>")

@@ -126,10 +126,10 @@ def _legend_fonts(size: int):
 
 def _legend_lines(words: Words, counts: Counts) -> list[tuple[str, str]]:
     """The legend panel's lines: (kind, text); kind is 'bold', a task state, 'aoi' or 'village'."""
-    return ([("bold", words("map.mapped", pct=f"{counts.mapped_pct:.1f}")),
-             ("bold", words("map.validated", pct=f"{counts.validated_pct:.1f}"))]
-            + [(state, f"{words.state(state)} : {counts.states.get(state, 0)}" if words.lang == "fr"
-                else f"{words.state(state)}: {counts.states.get(state, 0)}") for state in STATE_COLOURS]
+    return ([("bold", words("map.mapped", pct=words.number(counts.mapped_pct, 1))),
+             ("bold", words("map.validated", pct=words.number(counts.validated_pct, 1)))]
+            + [(state, f"{words.state(state)}{' : ' if words.lang == 'fr' else ': '}"
+                f"{words.number(counts.states.get(state, 0))}") for state in STATE_COLOURS]
             + [("aoi", words("map.aoi")), ("village", words("map.village_area"))])
 
 
@@ -216,7 +216,7 @@ def _frame(png: Path, counts: Counts, generated: str, title: str, words: Words, 
     normal, bold = _legend_fonts(size)
     d.text((20, 10), title, font=big, fill="#10263d")
     when = parse_iso(generated).astimezone().strftime("%H:%M %Z, %d/%m/%Y")
-    d.text((20, 62), f"{words('map.squares', n=counts.total)}   ({when})", font=mid, fill="#333333")
+    d.text((20, 62), f"{words('map.squares', n=words.number(counts.total))}   ({when})", font=mid, fill="#333333")
     x, y = w + 24, HEADER + 20
     box = size + 6  # the swatches, as tall as the words
     step = box + 18

@@ -570,8 +570,8 @@ def _imagery(p: Project, tiles, base: str) -> list[dict]:
     out = []
     for name in sorted(tiles.sources(), key=lambda n: n != default):
         try:
-            with contextlib.closing(sqlite3.connect(f"file:{tiles.folder / (name + '.mbtiles')}?mode=ro",
-                                                    uri=True)) as conn:
+            uri = (tiles.folder / f"{name}.mbtiles").resolve().as_uri() + "?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
                 if conn.execute("SELECT 1 FROM tiles LIMIT 1").fetchone() is None:
                     continue
             out.append(tiles.tilejson(name, base))
