@@ -7,6 +7,7 @@ clicks "Claim", and checks the lock in the database. Screenshots go to docs/img/
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -122,12 +123,23 @@ EVIL = "<img src=x onerror=window.__pwned=1>"
 @pytest.fixture
 def french_room(backend, tmp_path_factory):
     """A French project (as 'init --lang fr' makes it) whose village Torodo is named like an attack."""
+    sources = pytest.importorskip("mapathon.imagery.sources")
     from mapathon.project import open_project
 
     folder = make_project(tmp_path_factory, "french")
     with open_project(folder) as p, p.transaction():
         p.set_meta("lang", "fr")
         p.conn.execute("UPDATE areas SET name = ? WHERE name = 'Torodo'", (EVIL,))
+        default = sources.default_name(p)
+    # an imagery cache whose attribution is an attack too (Leaflet shows attributions as HTML)
+    (folder / "imagery").mkdir()
+    conn = sqlite3.connect(folder / "imagery" / f"{default}.mbtiles")
+    conn.executescript("""CREATE TABLE metadata (name TEXT, value TEXT);
+        CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);""")
+    conn.execute("INSERT INTO metadata VALUES ('name', ?), ('format', 'png'), ('attribution', ?)", (default, EVIL))
+    conn.execute("INSERT INTO tiles VALUES (16, 31098, ?, ?)", ((1 << 16) - 1 - 30153, b"\x89PNG"))
+    conn.commit()
+    conn.close()
     with RoomServer(folder) as s:
         yield s
 
@@ -150,6 +162,7 @@ def test_the_pages_in_french_and_names_never_as_html(browser, french_room, shots
     assert EVIL in labels
     assert page.locator("#map img[src='x']").count() == 0
     assert EVIL in page.locator("#village").inner_text()
+    assert EVIL in page.inner_text(".leaflet-control-attribution")
     # the browser is never told about command-line flags
     page.click("#next")
     assert page.inner_text("#msg") == "Donnez d'abord votre nom."

@@ -70,6 +70,13 @@ function el(tag, text, cls) {
   return e;
 }
 
+// Text made safe for the few places where Leaflet only takes HTML.
+function escapeHtml(text) {
+  const d = document.createElement("div");
+  d.textContent = String(text);
+  return d.innerHTML;
+}
+
 function taskStyle(state, mine) {
   const s = STATES[state] || STATES.READY;
   return {
@@ -91,7 +98,7 @@ async function makeMap(divId, opts) {
     const src = info.imagery[0];
     const url = src.tiles[0];
     L.tileLayer(url, { maxZoom: 20, maxNativeZoom: src.maxzoom || 19, minNativeZoom: src.minzoom || 0,
-      attribution: src.attribution || src.name }).addTo(map);
+      attribution: escapeHtml(src.attribution || src.name) }).addTo(map);  // Leaflet sets it as HTML
   }
   const villages = await api("GET", "/api/villages");
   L.geoJSON(villages, {
