@@ -401,11 +401,6 @@ class Words:
     def state(self, state: str) -> str:
         return self.get(f"state.{state}", state)
 
-    def role(self, roles: str) -> str:
-        """'organizer, validator' in this language."""
-        return ", ".join(self(f"role.{r.strip()}") if f"role.{r.strip()}" in WORDS else r
-                         for r in roles.split(","))
-
 
 def catalog(lang: str | None) -> dict[str, str]:
     """Every word in *lang*, as the room server sends it to its pages."""
