@@ -9,9 +9,9 @@ let WORDS = {};
 let LANG = "en";
 
 function t(key, fields) {
-  let s = WORDS[key] !== undefined ? WORDS[key] : key;
-  for (const [k, v] of Object.entries(fields || {})) s = s.split("{" + k + "}").join(String(v));
-  return s;
+  const s = WORDS[key] !== undefined ? WORDS[key] : key;
+  fields = fields || {};
+  return s.replace(/\{(\w+)\}/g, (m, k) => (k in fields ? String(fields[k]) : m));  // one pass: names stay as typed
 }
 
 function stateLabel(state) {
