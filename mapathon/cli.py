@@ -128,9 +128,11 @@ def init(
     force: bool = typer.Option(False, "--force", help="Keep a village more than 500 km from the others "
                                "(refused by default: swapped lat/lon?)."),
     organizer: Optional[str] = typer.Option(None, "--organizer", help="Register this person as the first organizer."),
+    lang: str = typer.Option("en", "--lang", help="Language of what volunteers and the commune see: en or fr."),
 ):
     """Create a project folder from an area of interest."""
     from .aoi import read_aoi
+    from .i18n import check_lang
     from .project import init_project
     from .tasks import volunteers
 
@@ -139,10 +141,11 @@ def init(
             organizer = volunteers.check_name(organizer)
         except MapathonError:
             raise MapathonError(f"--organizer {organizer!r}: give a name of 1 to 80 printable characters") from None
+    lang = check_lang(lang)
     area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area, force=force)
     for w in area.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
-    with init_project(directory, name, area, actor=organizer or "organizer", db=ctx.obj["db"]) as project:
+    with init_project(directory, name, area, actor=organizer or "organizer", db=ctx.obj["db"], lang=lang) as project:
         if organizer:
             volunteers.add(project, organizer, organizer=True, validator=True, actor=organizer)
         console.print(f"Created project [bold]{project.name}[/] in {directory}")
@@ -190,6 +193,16 @@ def info(ctx: typer.Context, as_json: bool = JsonOpt):
     else:
         grid_text = f"from {g.get('file')}"
     console.print(f"Tasks: {out['tasks']} — {grid_text}")
+
+
+@app.command("lang")
+def lang_cmd(ctx: typer.Context, lang: Optional[str] = typer.Argument(None, help="en or fr; leave out to show it.")):
+    """Show or set the project's language: the room server's pages, the projector picture, the HTML report."""
+    from .i18n import set_project_lang
+
+    with _open(ctx) as p:
+        now = set_project_lang(p, lang) if lang else p.lang
+    console.print(f"The project's language: {now}")
 
 
 @app.command()
@@ -431,16 +444,24 @@ def status(
     ctx: typer.Context,
     as_json: bool = JsonOpt,
     map_png: Optional[Path] = typer.Option(None, "--map", help="Also draw the grid coloured by state into this PNG."),
+    village: Optional[str] = typer.Option(None, "--village", help="With --map: the picture shows this village."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="With --map: its words in en or fr (default: the project's)."),
 ):
     """Progress per village and overall, and each volunteer's work."""
+    from .i18n import check_lang
     from .tasks import progress
 
+    lang = check_lang(lang)
+    if village is not None and not map_png:
+        raise MapathonError(f"--village {village}: goes with --map FILE.png (the picture of one village)")
     with _open(ctx) as p:
+        if village is not None:
+            p.village(village)  # a clear error before anything is done
         st = progress.status(p)
         if map_png:
             from .render.progress_map import render_progress_map
 
-            render_progress_map(p, st, map_png)
+            render_progress_map(p, st, map_png, lang=lang, village=village)
     if as_json:
         print(json.dumps(st.as_dict(), ensure_ascii=False, indent=2))
         return
@@ -568,18 +589,20 @@ def merge_cmd(
     per_volunteer: Optional[Path] = typer.Option(None, "--upload-per-volunteer", help="Also write one osmChange "
                                                  "per volunteer into this folder, with a guide each, for them to "
                                                  "upload with their own account."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="Language of those guides: en or fr (default: the "
-                                       "project's, else en)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files and merge the rest."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the credit and quality report (.html)."),
     findings: Optional[Path] = typer.Option(None, "--findings", help="Also write the quality findings as GeoJSON."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="Language of the report and of the upload guides: en or "
+                                       "fr (default: the project's)."),
     as_json: bool = JsonOpt,
 ):
     """Merge volunteers' files (renumbering new objects, settling conflicts) into one snapshot; check it; credit the work."""
+    from .i18n import check_lang
     from .osm.merge import merge
     from .osm.submit import merge_inputs, publish_merge, with_provenance
     from .project import is_project
 
+    lang = check_lang(lang)
     in_project = is_project(ctx.find_root().obj["project"])
     if files:
         if in_project:
@@ -594,8 +617,6 @@ def merge_cmd(
             raise MapathonError("the project has no contributions yet: 'mapathon submit FILE --as NAME' first, "
                                 "or give the files to merge")
     guide = None
-    if lang is not None and per_volunteer is None:
-        raise MapathonError(f"--lang {lang}: is the language of the guides of --upload-per-volunteer; give that too")
     if per_volunteer is not None:
         from .osm.upload import guide_info
 
@@ -613,7 +634,7 @@ def merge_cmd(
             console.print(f"The project's latest data is now {latest} (used by 'mapathon print')")
     from .quality.commands import after_merge, print_after_merge  # quality checks and credit of the merge
 
-    checked = after_merge(ctx.find_root().obj["project"], result, output, html=report, geojson=findings)
+    checked = after_merge(ctx.find_root().obj["project"], result, output, html=report, geojson=findings, lang=lang)
     if as_json:
         print(json.dumps({**result.summary(), **checked.as_dict()}, ensure_ascii=False, indent=2))
         return
@@ -686,12 +707,15 @@ def report_cmd(
     merged: Optional[Path] = typer.Option(None, "--merged", help="The merged snapshot: also check it and credit the findings."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as a self-contained HTML page."),
     geojson: Optional[Path] = typer.Option(None, "--geojson", help="With --merged: the findings as a GeoJSON layer."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="With --html: its words in en or fr (default: the project's)."),
     as_json: bool = JsonOpt,
 ):
     """Credit and progress: buildings, km of roads and tracks, water points and POIs per volunteer, task and village."""
+    from .i18n import check_lang
     from .quality.commands import print_after_merge, run_report
 
-    rep = run_report(ctx.find_root().obj["project"], base=base, merged=merged, html=html, geojson=geojson)
+    rep = run_report(ctx.find_root().obj["project"], base=base, merged=merged, html=html, geojson=geojson,
+                     lang=check_lang(lang))
     if as_json:
         print(json.dumps(rep.as_dict(), ensure_ascii=False, indent=2))
         return
@@ -1125,14 +1149,17 @@ def serve_cmd(
     token: Optional[str] = typer.Option(None, "--token", envvar="MAPATHON_ORGANIZER_TOKEN",
                                         help="Organizer token (default: a new random one, printed at start)."),
     max_upload_mb: float = typer.Option(20, "--max-upload-mb", help="Largest .osm file volunteers may upload."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="The pages' language: en or fr (default: the project's)."),
 ):
     """The room server: volunteers claim, map and hand in tasks from their browser; a progress board."""
     from .project import open_project, resolve_dir
     from .server import run
 
+    from .i18n import check_lang
+
     folder = resolve_dir(ctx.find_root().obj["project"])
     open_project(folder).close()  # a clear error before anything starts
-    run(folder, host=host, port=port, token=token, max_upload_mb=max_upload_mb)
+    run(folder, host=host, port=port, token=token, max_upload_mb=max_upload_mb, lang=check_lang(lang))
 
 
 def main() -> None:

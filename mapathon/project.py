@@ -53,6 +53,11 @@ class Project:
         return self.meta("name", self.path.name)
 
     @property
+    def lang(self) -> str:
+        """The language of what volunteers and the commune see ('en' or 'fr', see :mod:`.i18n`)."""
+        return self.meta("lang", "en")
+
+    @property
     def id(self) -> str:
         return self.meta("project_id")
 
@@ -171,7 +176,7 @@ def open_project(path: str | os.PathLike | None = None, db: str | None = None) -
 
 
 def init_project(path: str | os.PathLike, name: str, aoi: AOI, *, actor: str = "organizer",
-                 db: str | None = None) -> Project:
+                 db: str | None = None, lang: str = "en") -> Project:
     """Create a project folder from an AOI. Refuses a folder that already holds a project.
 
     With *db* (or ``$MAPATHON_DB``) the state goes to PostgreSQL, in the URL's schema or
@@ -187,14 +192,14 @@ def init_project(path: str | os.PathLike, name: str, aoi: AOI, *, actor: str = "
     if not name.strip():
         raise MapathonError("--name: the project needs a name")
     if url:
-        return _init_pg(folder, url, name, aoi, actor)
+        return _init_pg(folder, url, name, aoi, actor, lang)
     folder.mkdir(parents=True, exist_ok=True)
     tmp_db = folder / f".{DB_NAME}.init"
     if tmp_db.exists():
         tmp_db.unlink()
     conn = store.connect(tmp_db, create=True)
     try:
-        _fill(conn, name, aoi, actor)
+        _fill(conn, name, aoi, actor, lang)
         conn.close()
         # WAL side files belong to the temporary name; checkpointed on close, so a rename is safe.
         for suffix in ("-wal", "-shm"):
@@ -233,11 +238,11 @@ def write_pointer(folder: Path, url: str) -> None:
         tmp.write_text(store.redact(url) + "\n", encoding="utf-8")
 
 
-def _init_pg(folder: Path, url: str, name: str, aoi: AOI, actor: str) -> Project:
+def _init_pg(folder: Path, url: str, name: str, aoi: AOI, actor: str, lang: str = "en") -> Project:
     url = new_pg_schema(url, name)
     conn = store.connect(url, create=True)
     try:
-        _fill(conn, name, aoi, actor)
+        _fill(conn, name, aoi, actor, lang)
         conn.close()
         folder.mkdir(parents=True, exist_ok=True)
         write_pointer(folder, url)
@@ -248,7 +253,7 @@ def _init_pg(folder: Path, url: str, name: str, aoi: AOI, actor: str) -> Project
     return open_project(folder, url)
 
 
-def _fill(conn, name: str, aoi: AOI, actor: str) -> None:
+def _fill(conn, name: str, aoi: AOI, actor: str, lang: str = "en") -> None:
     """The new project's metadata, area and villages, and its first event, in one transaction."""
     site = str(uuid.uuid4())
     project = Project(Path("."), conn, site)
@@ -259,6 +264,7 @@ def _fill(conn, name: str, aoi: AOI, actor: str) -> None:
             "site_id": site,
             "created": events.iso(events.utcnow()),
             "aoi_source": Path(aoi.source).name,
+            "lang": lang,
         }.items():
             project.set_meta(k, v)
         conn.execute("INSERT INTO areas (kind, name, geom) VALUES ('aoi', NULL, ?)", (shapely.to_wkb(aoi.geom),))

@@ -182,3 +182,22 @@ def test_report_in_a_project_lists_tasks_and_writes_a_self_contained_page(tmp_pa
     assert "Awa" in res.stdout and "still READY" in res.stdout
     res = pcli("report", "--html", tmp_path / "r.txt", ok=False)
     assert "HTML" in res.stderr
+
+    # in French: asked with --lang, or the project's language (init --lang fr)
+    page_fr = tmp_path / "rapport.html"
+    pcli("report", "--html", page_fr, "--lang", "fr")
+    fr = page_fr.read_text(encoding="utf-8")
+    assert "<html lang='fr'>" in fr and "Dianguirdé : bilan du mapathon" in fr
+    assert "Bénévoles" in fr and "bâtiments ajoutés" in fr and "forage" in fr
+    assert "Marquée cartographiée mais aucune donnée reçue" in fr and "À cartographier" in fr
+    assert "Marked mapped" not in fr and "buildings added" not in fr and ">READY<" not in fr
+    assert "Awa" in fr and "<svg" in fr
+    from mapathon.project import open_project
+
+    with open_project(gridded) as p, p.transaction():
+        p.set_meta("lang", "fr")
+    pcli("report", "--html", page)
+    assert "bâtiments ajoutés" in page.read_text(encoding="utf-8")
+    pcli("report", "--html", page, "--lang", "en")
+    assert "buildings added" in page.read_text(encoding="utf-8")
+    assert "--lang xx" in pcli("report", "--html", page, "--lang", "xx", ok=False).stderr

@@ -17,7 +17,8 @@ import pytest
 import requests
 
 from conftest import Cli
-from foundation_helpers import copy_project, query, village_template
+from foundation_helpers import VILLAGES_CSV, copy_project, query, village_template
+from mapathon.project import open_project
 
 pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
 
@@ -312,6 +313,9 @@ def test_uploads_are_limited_and_checked(srv):
     r = srv.post("/api/tasks/12/upload?filename=broken.osm", headers=sira, data=b"<osm><node id='1'")
     assert r.status_code == 400 and "broken.osm" in r.json()["detail"]
     assert "mapathon-upload-" not in r.json()["detail"]  # the volunteer's file, not the temporary copy
+    for data in (b"<osm><node id='1'", b"%PDF-1.4 ...", b"   "):
+        fr = srv.post("/api/tasks/12/upload?filename=f.osm", headers={**sira, "X-Lang": "fr"}, data=data).json()
+        assert fr["detail"].startswith("f.osm : ") and "JOSM (Fichier › Enregistrer sous" in fr["detail"], fr
     r = srv.post("/api/tasks/12/upload?filename=task.osm", headers=sira, files={"file": ("task.osm", OSM)})
     assert r.status_code == 415 and "not a form" in r.json()["detail"]
     assert srv.post("/api/tasks/12/upload?filename=x.osm", headers=sira, data=b"").status_code == 400
@@ -351,6 +355,128 @@ def test_imagery_cache_tiles_are_served(srv):
     assert srv.get("/tiles/nothere/16/31098/30153.png").status_code == 404
     info = srv.get("/api/project").json()
     assert info["imagery"] and info["imagery"][0]["tiles"][0].startswith(srv.url + "/tiles/test/")
+
+
+def test_the_default_imagery_cache_is_the_background_and_empty_ones_are_left_out(backend, tmp_path_factory):
+    pytest.importorskip("mapathon.imagery.serve")
+    from mapathon.imagery import sources
+
+    folder = make_project(tmp_path_factory, "imagery")
+    with open_project(folder) as p:
+        default = sources.default_name(p)
+    (folder / "imagery").mkdir()
+    png = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                        "0000000d4944415478da63f8cfc0f01f0005000201ba55a1a30000000049454e44ae426082")
+    # "aaa" sorts first: an empty cache left by a fetch that failed; the default source has tiles; "zzz" too
+    for name, tiles in (("aaa", 0), (default, 1), ("zzz", 1)):
+        conn = sqlite3.connect(folder / "imagery" / f"{name}.mbtiles")
+        conn.executescript("""CREATE TABLE metadata (name TEXT, value TEXT);
+            CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);""")
+        conn.execute("INSERT INTO metadata VALUES ('name', ?), ('format', 'png')", (name,))
+        if tiles:
+            conn.execute("INSERT INTO tiles VALUES (16, 31098, ?, ?)", ((1 << 16) - 1 - 30153, png))
+        conn.commit()
+        conn.close()
+    (folder / "imagery" / "broken.mbtiles").write_bytes(b"not a database")
+    with RoomServer(folder) as s:
+        got = [i["tiles"][0].split("/tiles/")[1].split("/")[0] for i in s.get("/api/project").json()["imagery"]]
+    assert got == [default, "zzz"]
+
+
+# -- in French and English --------------------------------------------------------------------------------------
+
+
+def test_every_word_is_in_english_and_french_with_the_same_fields():
+    from mapathon import i18n
+
+    for key, entry in i18n.WORDS.items():
+        assert set(entry) == set(i18n.LANGS), key
+        for lang, text in entry.items():
+            assert text.strip(), (key, lang)
+            assert set(i18n._FIELD.findall(text)) == i18n.fields(key), (key, lang)
+    assert set(i18n.catalog("fr")) == set(i18n.WORDS)
+
+
+def test_words_for_the_pages_in_the_language_asked(srv):
+    en = srv.get("/api/i18n").json()
+    assert en["lang"] == "en" and en["words"]["page.next"] == "Give me a task" and set(en["langs"]) == {"en", "fr"}
+    fr = srv.get("/api/i18n", params={"lang": "fr"}).json()
+    assert fr["lang"] == "fr" and fr["words"]["page.next"] == "Donnez-moi une tâche"
+    assert fr["words"]["state.VALIDATED"] == "Validée"
+    assert srv.get("/api/i18n", params={"lang": "fr-FR"}).json()["lang"] == "fr"
+    assert srv.get("/api/i18n", params={"lang": "xx"}).json()["lang"] == "en"  # unknown: the room's language
+    assert srv.get("/api/project").json()["lang"] == "en"
+
+
+def test_refusals_are_plain_sentences_in_the_pages_language(srv):
+    fr = {"X-Lang": "fr"}
+    r = srv.post("/api/join", json={"name": "   "}, headers=fr)
+    assert r.status_code == 400 and r.json()["detail"] == "Donnez votre nom."
+    assert srv.post("/api/join", json={"name": "   "}).json()["detail"] == "Type your name."
+    oumou = srv.join("Oumou")
+    answers = {
+        # the fast path and FastAPI's routes answer the same
+        "fast": srv.post("/api/claim-next", headers={**oumou, **fr}, json={"village": "Toroddo"}),
+        "route": srv.post("/api/claim-next", headers={**oumou, **fr, "Content-Type": "application/json"},
+                          data=b'{"village": "Toroddo", "extra": 1}'),
+    }
+    for how, r in answers.items():
+        detail = r.json()["detail"]
+        assert r.status_code == 400, (how, r.text)
+        assert detail.startswith("Aucun village ne s'appelle Toroddo.") and "Torodo" in detail, (how, detail)
+        assert "--" not in detail, (how, detail)
+    assert srv.post("/api/claim-next", headers=fr).json()["detail"] == "Donnez d'abord votre nom."
+    r = srv.post("/api/join", json={"name": "x" * 300}, headers=fr)
+    assert r.status_code == 422 and r.json()["detail"] == "Un nom a au plus 80 lettres."
+    assert isinstance(srv.post("/api/join", json={"name": "x" * 300}).json()["detail"], list)  # API clients
+    t = srv.post("/api/claim-next", headers=oumou).json()["id"]
+    r = srv.post("/api/claim-next", headers={**oumou, **fr})
+    assert r.status_code == 409 and r.json()["detail"] == f"Oumou a déjà la tâche {t} : terminez-la ou rendez-la d'abord."
+    r = srv.post("/api/tasks/999999/claim", headers={**oumou, **fr})
+    assert r.status_code == 404 and r.json()["detail"] == "Il n'y a pas de tâche 999999."
+    r = srv.post("/api/organizer/tasks/3/reset", headers=fr)
+    assert r.status_code == 403 and "code organisateur" in r.json()["detail"]
+    assert srv.post("/api/tasks/3/upload?filename=x.osm", headers={**oumou, **fr}, data=b"").json()["detail"] == \
+        "x.osm : le fichier est vide."
+    # a message the catalog does not know keeps its meaning, without flags or commands
+    from mapathon.i18n import plain_error
+
+    said = plain_error("the project already has recorded work on its tasks; re-gridding would orphan it "
+                       "(use --force to replace the grid anyway; the history is kept)", "fr")
+    assert said.startswith("Refusé : the project already has recorded work") and "--" not in said
+    assert "mapathon" not in plain_error("task 5: add one with 'mapathon volunteer add NAME --organizer'", "en")
+
+
+def test_a_french_project_speaks_french(backend, tmp_path_factory):
+    folder = make_project(tmp_path_factory, "fr")
+    with open_project(folder) as p, p.transaction():
+        p.set_meta("lang", "fr")
+    with RoomServer(folder) as s:
+        assert s.get("/api/i18n").json()["lang"] == "fr"
+        assert s.get("/api/i18n", params={"lang": "en"}).json()["lang"] == "en"  # a page may ask for English
+        assert s.post("/api/claim-next").json()["detail"] == "Donnez d'abord votre nom."
+        assert s.post("/api/claim-next", headers={"X-Lang": "en"}).json()["detail"] == "Sign in first: type your name."
+
+
+def test_init_lang(tmp_path):
+    r = Cli()("init", tmp_path / "fr", "--name", "Dianguirdé", "--aoi", VILLAGES_CSV, "--radius", "500",
+              "--lang", "fr")
+    assert "Created project" in r.stdout
+    with open_project(tmp_path / "fr") as p:
+        assert p.lang == "fr"
+    Cli()("init", tmp_path / "en", "--name", "D", "--aoi", VILLAGES_CSV, "--radius", "500")
+    with open_project(tmp_path / "en") as p:
+        assert p.lang == "en"
+    assert "en" in Cli(tmp_path / "en")("lang").stdout
+    assert "fr" in Cli(tmp_path / "en")("lang", "FR").stdout  # an existing project changes language
+    with open_project(tmp_path / "en") as p:
+        assert p.lang == "fr"
+        assert p.conn.execute("SELECT COUNT(*) FROM events WHERE action = 'project.lang'").fetchone()[0] == 1
+    assert "language de" in Cli(tmp_path / "en")("lang", "de", ok=False).stderr
+    bad = Cli()("init", tmp_path / "de", "--name", "D", "--aoi", VILLAGES_CSV, "--radius", "500", "--lang", "de",
+                ok=False)
+    assert "--lang de" in bad.stderr
+    assert not (tmp_path / "de").exists()
 
 
 # -- 200 people at once ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ clicks "Claim", and checks the lock in the database. Screenshots go to docs/img/
 from __future__ import annotations
 
 import os
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -113,4 +114,85 @@ def test_progress_board(browser, room, shots):
     assert "Dianguirdé" in page.inner_text("#villages")
     assert int(page.inner_text("#active")) >= 2
     page.screenshot(path=str(shots / "room-board.png"))
+    page.close()
+
+
+EVIL = "<img src=x onerror=window.__pwned=1>"
+
+
+@pytest.fixture
+def french_room(backend, tmp_path_factory):
+    """A French project (as 'init --lang fr' makes it) whose village Torodo is named like an attack."""
+    sources = pytest.importorskip("mapathon.imagery.sources")
+    from mapathon.project import open_project
+
+    folder = make_project(tmp_path_factory, "french")
+    with open_project(folder) as p, p.transaction():
+        p.set_meta("lang", "fr")
+        p.conn.execute("UPDATE areas SET name = ? WHERE name = 'Torodo'", (EVIL,))
+        default = sources.default_name(p)
+    # an imagery cache whose attribution is an attack too (Leaflet shows attributions as HTML)
+    (folder / "imagery").mkdir()
+    conn = sqlite3.connect(folder / "imagery" / f"{default}.mbtiles")
+    conn.executescript("""CREATE TABLE metadata (name TEXT, value TEXT);
+        CREATE TABLE tiles (zoom_level INTEGER, tile_column INTEGER, tile_row INTEGER, tile_data BLOB);""")
+    conn.execute("INSERT INTO metadata VALUES ('name', ?), ('format', 'png'), ('attribution', ?)", (default, EVIL))
+    conn.execute("INSERT INTO tiles VALUES (16, 31098, ?, ?)", ((1 << 16) - 1 - 30153, b"\x89PNG"))
+    conn.commit()
+    conn.close()
+    with RoomServer(folder) as s:
+        yield s
+
+
+def test_the_pages_in_french_and_names_never_as_html(browser, french_room, shots, tmp_path):
+    room = french_room
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    errors = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: errors.append(f"request for {r.url}") if "/x" in r.url.split(room.url)[-1][:2]
+            else None)
+    page.goto(room.url + "/")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    assert page.evaluate("document.documentElement.lang") == "fr"
+    assert page.inner_text("#next") == "Donnez-moi une tâche"
+    assert page.inner_text("#legend").startswith("À cartographier")
+    assert page.get_attribute("#name", "placeholder") == "ex. Awa T."
+    # the village's name is shown as it is written, never run as HTML
+    labels = page.locator(".village-label").all_inner_texts()
+    assert EVIL in labels
+    assert page.locator("#map img[src='x']").count() == 0
+    assert EVIL in page.locator("#village").inner_text()
+    assert EVIL in page.inner_text(".leaflet-control-attribution")
+    # the browser is never told about command-line flags
+    page.click("#next")
+    assert page.inner_text("#msg") == "Donnez d'abord votre nom."
+    page.fill("#name", "Aminata")
+    page.click("#join")
+    page.wait_for_selector("#whoami:not([hidden])")
+    assert page.inner_text("#msg").startswith("Bienvenue, Aminata !")
+    page.click("#next")
+    page.wait_for_selector("#mine:not([hidden])")
+    assert "est à vous" in page.inner_text("#msg")
+    page.click("#next")
+    page.wait_for_function("document.getElementById('msg').className === 'error'")
+    msg = page.inner_text("#msg")
+    assert "Aminata a déjà la tâche" in msg and "--" not in msg
+    page.wait_for_timeout(700)  # the map flies to the task
+    page.screenshot(path=str(shots / "room-server-fr.png"))
+    # the link to the board keeps the language; the board too shows the name as text
+    assert page.get_attribute("#board-link", "href") == "/board?lang=fr"
+    page.goto(room.url + "/board")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    assert page.inner_text("h2[data-i18n='board.volunteers']") == "Bénévoles"
+    assert "cartographié" in page.inner_text(".overall")
+    assert EVIL in page.inner_text("#villages")
+    assert EVIL in page.locator(".village-label").all_inner_texts()
+    assert page.locator("img[src='x']").count() == 0
+    page.screenshot(path=str(tmp_path / "room-board-fr.png"))  # with the attack's name: not for the docs
+    # English on demand
+    page.goto(room.url + "/?lang=en")
+    page.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    assert page.inner_text("#next") == "Give me a task"
+    assert page.evaluate("window.__pwned") is None
+    assert not errors, errors
     page.close()

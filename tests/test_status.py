@@ -258,3 +258,52 @@ def test_map_of_a_project_without_grid(tmp_path_factory, tmp_path):
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size == (1920, 1080)
     assert json.loads(Cli(folder)("info", "--json").stdout)["tasks"] == 0
+
+
+def test_map_legend_is_whole_in_french_and_english(proj, tmp_path):
+    cli = Cli(proj)
+    play(cli)
+    for lang in ("en", "fr"):
+        png = tmp_path / f"progress-{lang}.png"
+        cli("status", "--map", png, "--lang", lang)
+        with Image.open(png) as im:
+            assert im.size == (1920, 1080)
+            px = np.asarray(im.convert("RGB")).astype(int)
+        assert np.all(px[100:1000, -6:] == 255), lang  # nothing written against the right edge
+        # the legend's swatches are whole squares (not cut by the edge) in the exact colours
+        for state, colour in COLOURS.items():
+            if state == "READY":  # white, as the panel
+                continue
+            rgb = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+            ys, xs = np.where(np.all(px[100:, 1300:] == rgb, axis=2))
+            assert len(xs) > 400, (lang, state)
+            assert xs.max() - xs.min() == ys.max() - ys.min(), (lang, state)
+    bad = cli("status", "--map", tmp_path / "x.png", "--lang", "de", ok=False)
+    assert_error(bad, "--lang de")
+
+
+def test_map_of_one_village_with_task_numbers(proj, tmp_path):
+    cli = Cli(proj)
+    play(cli)
+    with open_project(proj) as p:  # the village of task 1, which play() validated
+        village = p.conn.execute("SELECT a.name FROM task_areas ta JOIN areas a ON a.id = ta.area_id "
+                                 "WHERE ta.task_id = 1").fetchone()[0]
+    png = tmp_path / "village.png"
+    cli("status", "--map", png, "--village", village.upper())  # case does not matter
+    with Image.open(png) as im:
+        px = np.asarray(im.convert("RGB")).astype(int)
+    assert np.all(px[100:1000, -6:] == 255)
+    # the village's squares are big: a task's fill covers thousands of pixels, not ~60
+    n = int(np.all(np.abs(px[100:, :1400] - _blend(COLOURS["VALIDATED"])) <= 3, axis=2).sum())
+    assert n > 3000, n
+    # task numbers are written: dark grey text pixels inside the map
+    text = np.all(np.abs(px[100:, :1400] - [0x33, 0x33, 0x33]) <= 8, axis=2).sum()
+    assert text > 500, text
+    whole = tmp_path / "all.png"
+    cli("status", "--map", whole)
+    with Image.open(whole) as im:
+        px_all = np.asarray(im.convert("RGB")).astype(int)
+    assert np.all(np.abs(px_all[100:, :1400] - [0x33, 0x33, 0x33]) <= 8, axis=2).sum() < text / 4  # no numbers
+    assert_error(cli("status", "--map", tmp_path / "v.png", "--village", "Nowhere", ok=False), "Nowhere")
+    assert not (tmp_path / "v.png").exists()
+    assert_error(cli("status", "--village", "Torodo", ok=False), "--map")

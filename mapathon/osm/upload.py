@@ -48,6 +48,7 @@ from typing import Iterable, Iterator
 
 from ..errors import MapathonError
 from ..fsutil import atomic_path
+from ..i18n import resolve_lang
 from ..names import key as name_key, slug
 from .readers import KIND_NAMES, NODE, RELATION, WAY, OsmObject
 from .writers import OscWriter
@@ -56,7 +57,6 @@ README = "README.md"
 #: The first line of the README: a folder that starts so was written by us and may be replaced.
 MARK = "<!-- written by mapathon merge --upload-per-volunteer: this folder is replaced by the next merge -->"
 ORGANIZER_STEM = "organizer"
-LANGS = ("en", "fr")
 #: The most changes the OpenStreetMap API takes in one changeset: JOSM must split bigger uploads.
 CHANGESET_MAX = 10_000
 
@@ -73,18 +73,12 @@ class GuideInfo:
     lang: str = "en"
 
 
-def check_lang(lang: str | None) -> str | None:
-    if lang is not None and lang.lower() not in LANGS:
-        raise MapathonError(f"--lang {lang}: the guides are written in {' or '.join(LANGS)}")
-    return lang.lower() if lang else None
-
-
 def guide_info(project=None, lang: str | None = None) -> GuideInfo:
     """What the guides say: the project's hashtags (as ``mapathon josm`` uses them), volunteers' OSM users,
     default imagery; *lang* (en, fr) or the project's ``lang``, else English. No project: the defaults."""
-    lang = check_lang(lang)
+    lang = resolve_lang(project, lang)
     if project is None:
-        return GuideInfo(lang=lang or "en")
+        return GuideInfo(lang=lang)
     from ..imagery import editors, sources
     from ..tasks import volunteers
     from .submit import list_contributions
@@ -93,10 +87,9 @@ def guide_info(project=None, lang: str | None = None) -> GuideInfo:
         source = sources.get(project).title
     except MapathonError:
         source = None
-    lang = lang or (project.meta("lang") or "en").lower()
     return GuideInfo(project=project.name, hashtags=editors.hashtags(project),
                      osm_users={name_key(v.name): v.osm_user for v in volunteers.list_all(project) if v.osm_user},
-                     source=source, lang=lang if lang in LANGS else "en",
+                     source=source, lang=lang,
                      task_names={str(c.task): str(c.task_id) for c in list_contributions(project)
                                  if c.task and c.task_id is not None})
 

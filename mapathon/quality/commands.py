@@ -146,7 +146,7 @@ def _check_names(html: Path | None, geojson: Path | None) -> None:
 
 
 def _finish(result, project, snapshot: Path | None, *, html: Path | None, geojson: Path | None,
-            base: Path | None) -> Reported:
+            base: Path | None, lang: str | None = None) -> Reported:
     from .report_html import render, write_html
     from .where import Locator, MergeProvenance
 
@@ -159,28 +159,32 @@ def _finish(result, project, snapshot: Path | None, *, html: Path | None, geojso
             checks.write_geojson(geojson)
     credit = compute_credit(result, locator, checks)
     if html is not None:
-        title = f"{project.name}: mapathon report" if project is not None else "Mapathon report"
+        from ..i18n import Words, resolve_lang
+
+        lang = resolve_lang(project, lang)
+        words = Words(lang)
+        title = words("report.title", project=project.name) if project is not None else words("report.title_plain")
         write_html(html, render(credit, checks, title=title, locator=locator,
-                                base=base.name if base else None))
+                                base=base.name if base else None, lang=lang))
     return Reported(credit, checks, html, geojson)
 
 
 def after_merge(project_option, result, output: Path, *, html: Path | None = None,
-                geojson: Path | None = None) -> Reported:
+                geojson: Path | None = None, lang: str | None = None) -> Reported:
     """Run by ``merge`` once its files are written: check the snapshot, count the credit, write the report."""
     from ..project import is_project, open_project
 
     _check_names(html, geojson)
     project = open_project(project_option) if is_project(project_option) else None  # as merge itself decides
     try:
-        return _finish(result, project, Path(output), html=html, geojson=geojson, base=result.base)
+        return _finish(result, project, Path(output), html=html, geojson=geojson, base=result.base, lang=lang)
     finally:
         if project is not None:
             project.close()
 
 
 def run_report(project_option, *, base: Path | None = None, merged: Path | None = None, html: Path | None = None,
-               geojson: Path | None = None) -> Reported:
+               geojson: Path | None = None, lang: str | None = None) -> Reported:
     """``mapathon report``: the project's contributions merged again (nothing written) for the credit;
     with ``--merged``, that snapshot checked too, its findings credited to the volunteers."""
     from ..osm.merge import plan_merge
@@ -197,7 +201,7 @@ def run_report(project_option, *, base: Path | None = None, merged: Path | None 
         if not specs:
             raise MapathonError("the project has no contributions yet: 'mapathon submit FILE --as NAME' first")
         result = plan_merge(specs, base=base, skip_bad=True)
-        return _finish(result, project, merged, html=html, geojson=geojson, base=base)
+        return _finish(result, project, merged, html=html, geojson=geojson, base=base, lang=lang)
 
 
 def print_after_merge(rep: Reported, console) -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 from .. import __version__
 from ..errors import MapathonError
 from ..fsutil import atomic_path
+from ..i18n import Words
 from ..render.palette import STATE_STYLE
 from .checks import KINDS
 from .credit import OUTSIDE, Credit, Tally
@@ -67,40 +68,44 @@ def e(x) -> str:
     return html.escape("" if x is None else str(x), quote=True)
 
 
-def _km(m: float) -> str:
-    return f"{m / 1000:,.2f}" if m else "–"
+def _km(m: float, w: Words) -> str:
+    return w.number(m / 1000, 2) if m else "–"
 
 
-def _n(x) -> str:
-    return f"{x:,}" if x else "–"
+def _n(x, w: Words) -> str:
+    return w.number(x) if x else "–"
 
 
-def _water_cell(t: Tally) -> str:
-    parts = [f"{n} {e(k)}" for k, n in t.water_sorted()]
+def _water_cell(t: Tally, w: Words) -> str:
+    parts = [f"{n} {e(w.get('water.' + k, k))}" for k, n in t.water_sorted()]
     return ", ".join(parts) if parts else "–"
 
 
-def _poi_cell(t: Tally, limit: int = 4) -> str:
+def _poi_cell(t: Tally, w: Words, limit: int = 4) -> str:
     items = sorted(t.pois.items(), key=lambda kv: (-kv[1], kv[0]))
-    parts = [f"{n} {e(k.split('=', 1)[1].replace('_', ' '))}" for k, n in items[:limit]]
+    names = [k.split("=", 1)[1].replace("_", " ") for k, _n in items[:limit]]
+    parts = [f"{n} {e(w.get('poi.' + name, name))}" for name, (_k, n) in zip(names, items)]
     if len(items) > limit:
-        parts.append(f"{sum(n for _k, n in items[limit:])} more")
+        parts.append(e(w("report.more", n=sum(n for _k, n in items[limit:]))))
     return ", ".join(parts) if parts else "–"
 
 
-def _tally_head(first: str, extra: str = "") -> str:
-    return (f"<tr><th>{first}</th>{extra}<th class='n'>buildings</th><th class='n'>roads km</th>"
-            "<th class='n'>tracks &amp; paths km</th><th class='water'>water points</th><th>other points of interest</th>"
-            "<th class='n'>modified</th><th class='n'>deleted</th><th class='n'>findings</th></tr>")
+def _tally_head(w: Words, first: str, extra: str = "") -> str:
+    return (f"<tr><th>{e(w(first))}</th>{extra}<th class='n'>{e(w('report.col_buildings'))}</th>"
+            f"<th class='n'>{e(w('report.col_roads'))}</th><th class='n'>{e(w('report.col_tracks'))}</th>"
+            f"<th class='water'>{e(w('report.col_water'))}</th><th>{e(w('report.col_pois'))}</th>"
+            f"<th class='n'>{e(w('report.col_modified'))}</th><th class='n'>{e(w('report.col_deleted'))}</th>"
+            f"<th class='n'>{e(w('report.col_findings'))}</th></tr>")
 
 
-def _tally_cells(t: Tally) -> str:
-    return (f"<td class='n'>{_n(t.buildings)}</td><td class='n'>{_km(t.roads_m)}</td><td class='n'>{_km(t.tracks_m)}</td>"
-            f"<td class='water'>{_water_cell(t)}</td><td>{_poi_cell(t)}</td><td class='n'>{_n(t.modified)}</td>"
-            f"<td class='n'>{_n(t.deleted)}</td><td class='n'>{_n(t.findings)}</td>")
+def _tally_cells(t: Tally, w: Words) -> str:
+    return (f"<td class='n'>{_n(t.buildings, w)}</td><td class='n'>{_km(t.roads_m, w)}</td>"
+            f"<td class='n'>{_km(t.tracks_m, w)}</td><td class='water'>{_water_cell(t, w)}</td>"
+            f"<td>{_poi_cell(t, w)}</td><td class='n'>{_n(t.modified, w)}</td>"
+            f"<td class='n'>{_n(t.deleted, w)}</td><td class='n'>{_n(t.findings, w)}</td>")
 
 
-def _svg_map(title: str, tasks: list, points: list, findings: list, size: int = 330) -> str:
+def _svg_map(title: str, tasks: list, points: list, findings: list, words: Words, size: int = 330) -> str:
     """A small inline SVG: task squares by state, the new/changed features, findings as rings."""
     xs = [p[0] for p in points] + [f.lon for f in findings]
     ys = [p[1] for p in points] + [f.lat for f in findings]
@@ -128,7 +133,8 @@ def _svg_map(title: str, tasks: list, points: list, findings: list, size: int = 
             continue
         d = " ".join(f"{a:.1f},{b:.1f}" for a, b in (px(*c) for c in coords))
         out.append(f"<polygon points='{d}' fill='{_STATE_FILL.get(t.state, '#fff')}' stroke='#9e9e9e' "
-                   f"stroke-width='0.8'><title>task {t.id} ({e(t.key)}): {e(t.state)}</title></polygon>")
+                   f"stroke-width='0.8'><title>{e(words('page.task'))} {t.id} ({e(t.key)}): {e(words.state(t.state))}"
+                   "</title></polygon>")
         cx, cy = px(t.geom.centroid.x, t.geom.centroid.y)
         out.append(f"<text x='{cx:.1f}' y='{cy:.1f}' font-size='10' fill='#616161' text-anchor='middle'>{t.id}</text>")
     for lon, lat, _v, cat in points:
@@ -150,127 +156,138 @@ def _svg_map(title: str, tasks: list, points: list, findings: list, size: int = 
     return "".join(out)
 
 
-def render(credit: Credit | None, checks=None, *, title: str = "Mapathon report", locator=None,
-           base: str | None = None) -> str:
-    """The page as a string."""
+def render(credit: Credit | None, checks=None, *, title: str | None = None, locator=None,
+           base: str | None = None, lang: str | None = None) -> str:
+    """The page as a string, its words in *lang* ('en', the default, or 'fr')."""
+    w = Words(lang)
+    title = title or w("report.title_plain")
     now = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M %Z")
     h: list[str] = []
     add = h.append
-    add("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+    add(f"<!DOCTYPE html><html lang='{w.lang}'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>")
     add(f"<h1>{e(title)}</h1>")
-    sub = [f"made {e(now)} by mapathon {e(__version__)}"]
+    sub = [e(w("report.made", when=now, version=__version__))]
     if credit is not None:
-        n = len(credit.inputs)
-        sub.append(f"{n} file{'s' if n != 1 else ''} merged" + (f" onto {e(base)}" if base else ""))
+        sub.append(e(w("report.files_merged", n=len(credit.inputs))
+                     + (" " + w("report.onto", base=base) if base else "")))
     if checks is not None:
-        sub.append(f"checked {e(Path(checks.source).name)}")
+        sub.append(e(w("report.checked", file=Path(checks.source).name)))
     add(f"<p class='sub'>{' · '.join(sub)}</p>")
+
+    def card(value: str, key: str, cls: str = "", extra: str = "") -> None:
+        add(f"<div class='card{cls}'><b>{value}</b>{e(w(key))}{extra}</div>")
 
     if credit is not None:
         t = credit.total
         add("<div class='cards'>")
-        add(f"<div class='card'><b>{t.buildings:,}</b>buildings added</div>")
-        add(f"<div class='card'><b>{(t.roads_m + t.tracks_m) / 1000:,.2f}</b>km of roads and tracks</div>")
-        add(f"<div class='card water'><b>{t.water_total:,}</b>water points"
-            + (f"<br><span class='muted'>{_water_cell(t)}</span>" if t.water_total else "") + "</div>")
-        add(f"<div class='card'><b>{t.poi_total:,}</b>other points of interest</div>")
-        add(f"<div class='card'><b>{t.modified:,} / {t.deleted:,}</b>objects modified / deleted</div>")
-        add(f"<div class='card'><b>{len(credit.volunteers):,}</b>volunteers</div>")
+        num = w.number
+        card(num(t.buildings), "report.buildings_added")
+        card(num((t.roads_m + t.tracks_m) / 1000, 2), "report.km_roads")
+        card(num(t.water_total), "report.water_points", " water",
+             f"<br><span class='muted'>{_water_cell(t, w)}</span>" if t.water_total else "")
+        card(num(t.poi_total), "report.other_pois")
+        card(f"{num(t.modified)} / {num(t.deleted)}", "report.modified_deleted")
+        card(num(len(credit.volunteers)), "report.volunteers_card")
         if checks is not None:
             nf = sum(f.contributed for f in checks.findings)
-            add(f"<div class='card{' bad' if nf else ''}'><b>{nf:,}</b>findings on this work</div>")
+            card(num(nf), "report.findings_card", " bad" if nf else "")
         if credit.conflicts:
-            add(f"<div class='card bad'><b>{len(credit.conflicts):,}</b>conflicts settled</div>")
+            card(num(len(credit.conflicts)), "report.conflicts_card", " bad")
         add("</div>")
 
-        add("<h2>Volunteers</h2>")
-        add("<table>" + _tally_head("volunteer", "<th>tasks</th>"))
+        add(f"<h2>{e(w('report.volunteers'))}</h2>")
+        add("<table>" + _tally_head(w, "report.col_volunteer", f"<th>{e(w('report.col_tasks'))}</th>"))
         for name, tv in credit.volunteers.items():
             tasks = ", ".join(str(x) for x in sorted(tv.tasks, key=str)) or "–"
-            add(f"<tr><td>{e(name)}</td><td>{e(tasks)}</td>{_tally_cells(tv)}</tr>")
-        add(f"<tr class='total'><td>All</td><td></td>{_tally_cells(credit.total)}</tr></table>")
-        add("<p class='muted'>Water points: a well with a pump, or tagged as a borehole, counts as a borehole. "
-            "Tracks &amp; paths: highway=track, path, footway, cycleway, bridleway, steps; roads: every other "
-            "highway. Lengths are measured in the local UTM zone.</p>")
+            add(f"<tr><td>{e(name)}</td><td>{e(tasks)}</td>{_tally_cells(tv, w)}</tr>")
+        add(f"<tr class='total'><td>{e(w('report.all'))}</td><td></td>{_tally_cells(credit.total, w)}</tr></table>")
+        add(f"<p class='muted'>{e(w('report.measures'))}</p>")
 
-        add("<h2>Villages</h2><table>" + _tally_head("village", "<th class='n'>tasks</th>"))
+        add(f"<h2>{e(w('report.villages'))}</h2><table>"
+            + _tally_head(w, "report.col_village", f"<th class='n'>{e(w('report.col_tasks'))}</th>"))
         for name, tv in credit.villages.items():
-            add(f"<tr><td>{e(name)}</td><td class='n'>{len(tv.tasks) or '–'}</td>{_tally_cells(tv)}</tr>")
+            shown = w("outside") if name == OUTSIDE else name
+            add(f"<tr><td>{e(shown)}</td><td class='n'>{len(tv.tasks) or '–'}</td>{_tally_cells(tv, w)}</tr>")
         add("</table>")
 
-        add("<h2>Tasks</h2><table class='compact'>" + _tally_head("task", "<th>state</th><th>village</th><th>volunteers</th>"))
+        add(f"<h2>{e(w('report.tasks'))}</h2><table class='compact'>"
+            + _tally_head(w, "report.col_task", f"<th>{e(w('report.col_state'))}</th><th>{e(w('report.col_village'))}"
+                          f"</th><th>{e(w('report.col_volunteers'))}</th>"))
         for key, tv in credit.tasks.items():
             info = credit.task_info.get(key, {})
             state = info.get("state", "")
-            label = f"{key} <span class='muted'>{e(info.get('key', ''))}</span>" if info else e(key)
-            pill = f"<span class='pill {e(state)}'>{e(state)}</span>" if state else ""
-            add(f"<tr><td>{label}</td><td>{pill}</td><td>{e(', '.join(info.get('villages', [])))}</td><td>{e(', '.join(sorted(tv.volunteers)))}</td>"
-                f"{_tally_cells(tv)}</tr>")
+            label = f"{e(key)} <span class='muted'>{e(info.get('key', ''))}</span>" if info else e(key)
+            pill = f"<span class='pill {e(state)}'>{e(w.state(state))}</span>" if state else ""
+            add(f"<tr><td>{label}</td><td>{pill}</td><td>{e(', '.join(info.get('villages', [])))}</td>"
+                f"<td>{e(', '.join(sorted(tv.volunteers)))}</td>{_tally_cells(tv, w)}</tr>")
         add("</table>")
 
-        add("<h2>Tasks to look at</h2>")
-        add("<h3>Received data but still READY</h3>")
+        add(f"<h2>{e(w('report.to_look_at'))}</h2>")
+        add(f"<h3>{e(w('report.ready_with_data'))}</h3>")
         if credit.ready_with_data:
-            add("<p class='muted'>Someone mapped here without marking the task done (or data spilled over from a "
-                "neighbouring task). Mark it done, or check that the work is complete.</p><table><tr><th>task</th>"
-                "<th>address</th><th>village</th><th class='n'>features</th></tr>")
+            add(f"<p class='muted'>{e(w('report.ready_with_data_help'))}</p><table><tr>"
+                f"<th>{e(w('report.col_task'))}</th><th>{e(w('report.col_address'))}</th>"
+                f"<th>{e(w('report.col_village'))}</th><th class='n'>{e(w('report.col_features'))}</th></tr>")
             for r in credit.ready_with_data:
                 add(f"<tr><td>{r['id']}</td><td>{e(r['key'])}</td><td>{e(', '.join(r['villages']))}</td>"
-                    f"<td class='n'>{r.get('objects', 0):,}</td></tr>")
+                    f"<td class='n'>{w.number(r.get('objects', 0))}</td></tr>")
             add("</table>")
         else:
-            add("<p class='muted'>None.</p>")
-        add("<h3>Marked mapped but no data received</h3>")
+            add(f"<p class='muted'>{e(w('report.none'))}</p>")
+        add(f"<h3>{e(w('report.mapped_no_data'))}</h3>")
         if credit.mapped_without_data:
-            add("<p class='muted'>Ask the volunteer for their file (<code>mapathon submit FILE --as NAME --task ID</code>)"
-                ", or reset the task if nothing was mapped.</p><table><tr><th>task</th><th>address</th><th>state</th>"
-                "<th>village</th><th>mapped by</th></tr>")
+            add(f"<p class='muted'>{e(w('report.mapped_no_data_help'))} "
+                "(<code>mapathon submit FILE --as NAME --task ID</code>)</p><table><tr>"
+                f"<th>{e(w('report.col_task'))}</th><th>{e(w('report.col_address'))}</th>"
+                f"<th>{e(w('report.col_state'))}</th><th>{e(w('report.col_village'))}</th>"
+                f"<th>{e(w('report.col_mapped_by'))}</th></tr>")
             for r in credit.mapped_without_data:
                 add(f"<tr><td>{r['id']}</td><td>{e(r['key'])}</td><td><span class='pill {e(r['state'])}'>"
-                    f"{e(r['state'])}</span></td><td>{e(', '.join(r['villages']))}</td><td>{e(r.get('mapped_by'))}</td></tr>")
+                    f"{e(w.state(r['state']))}</span></td><td>{e(', '.join(r['villages']))}</td>"
+                    f"<td>{e(r.get('mapped_by'))}</td></tr>")
             add("</table>")
         else:
-            add("<p class='muted'>None.</p>")
+            add(f"<p class='muted'>{e(w('report.none'))}</p>")
 
     if checks is not None:
-        add("<h2>Quality checks</h2>")
+        add(f"<h2>{e(w('report.checks'))}</h2>")
         counts = checks.counts()
         contributed = {k: 0 for k in KINDS}
         for f in checks.findings:
             if f.contributed:
                 contributed[f.kind] += 1
-        add("<table><tr><th>finding</th><th>severity</th><th class='n'>on the volunteers' work</th>"
-            "<th class='n'>in the whole file</th></tr>")
+        add(f"<table><tr><th>{e(w('report.col_finding'))}</th><th>{e(w('report.col_severity'))}</th>"
+            f"<th class='n'>{e(w('report.col_on_work'))}</th><th class='n'>{e(w('report.col_whole_file'))}</th></tr>")
         for k, (ttl, sev) in KINDS.items():
-            add(f"<tr><td>{e(ttl)}</td><td><span class='pill {sev}'>{sev}</span></td>"
-                f"<td class='n'>{_n(contributed[k])}</td><td class='n'>{_n(counts[k])}</td></tr>")
-        add("</table><p class='muted'>What each finding means and how to fix it in JOSM: docs/checking.md. "
-            "The findings layer (GeoJSON) opens in JOSM and QGIS. Existing objects (positive ids) can be fetched "
-            "with JOSM's <em>Download object</em>; new objects (negative ids) are renumbered by JOSM when it opens a "
-            "file: find them by their position.</p>")
+            add(f"<tr><td>{e(w.get('kind.' + k, ttl))}</td><td><span class='pill {sev}'>"
+                f"{e(w.get('severity.' + sev, sev))}</span></td>"
+                f"<td class='n'>{_n(contributed[k], w)}</td><td class='n'>{_n(counts[k], w)}</td></tr>")
+        add(f"</table><p class='muted'>{e(w('report.checks_help'))}</p>")
         shown = [f for f in checks.findings if f.contributed] or checks.findings
         limit = 300
-        add("<table><tr><th>finding</th><th>objects</th><th>task</th><th>village</th><th>volunteer</th>"
-            "<th>details</th><th>where</th></tr>")
+        add(f"<table><tr><th>{e(w('report.col_finding'))}</th><th>{e(w('report.col_objects'))}</th>"
+            f"<th>{e(w('report.col_task'))}</th><th>{e(w('report.col_village'))}</th>"
+            f"<th>{e(w('report.col_volunteer'))}</th><th>{e(w('report.col_details'))}</th>"
+            f"<th>{e(w('report.col_where'))}</th></tr>")
         for f in shown[:limit]:
             where = (f"<a href='geo:{f.lat:.6f},{f.lon:.6f}'>{f.lat:.5f}, {f.lon:.5f}</a>"
                      if f.lon is not None else "–")
             flags = []
             if f.detail.get("across_tasks"):
-                flags.append("across a task border")
+                flags.append(w("report.across_tasks"))
             if f.detail.get("between_volunteers"):
-                flags.append("between volunteers")
-            add(f"<tr><td><span class='pill {f.severity}'>{e(f.title)}</span></td><td><code>{e(f.josm_ids())}</code>"
-                f"</td><td>{e(f.task if f.task is not None else '–')}</td><td>{e(f.village or '–')}</td>"
-                f"<td>{e(', '.join(f.volunteers) or '–')}</td><td>{e(f.message)}"
+                flags.append(w("report.between_volunteers"))
+            add(f"<tr><td><span class='pill {f.severity}'>{e(w.get('kind.' + f.kind, f.title))}</span></td>"
+                f"<td><code>{e(f.josm_ids())}</code></td><td>{e(f.task if f.task is not None else '–')}</td>"
+                f"<td>{e(f.village or '–')}</td><td>{e(', '.join(f.volunteers) or '–')}</td><td>{e(f.message)}"
                 + (f" <span class='muted'>({e(', '.join(flags))})</span>" if flags else "") + f"</td><td>{where}</td></tr>")
         add("</table>")
         if len(shown) > limit:
-            add(f"<p class='muted'>... and {len(shown) - limit:,} more (see the JSON or GeoJSON output).</p>")
-        for w in checks.warnings:
-            add(f"<p class='muted'>Note: {e(w)}</p>")
+            add(f"<p class='muted'>{e(w('report.and_more', n=w.number(len(shown) - limit)))}</p>")
+        for note in checks.warnings:
+            add(f"<p class='muted'>{e(w('report.note', text=note))}</p>")
 
     if credit is not None and (credit.features_xy or checks is not None):
         maps = []
@@ -281,36 +298,41 @@ def render(credit: Credit | None, checks=None, *, title: str = "Mapathon report"
         for v, pts in sorted(villages.items(), key=lambda kv: (kv[0] == OUTSIDE, kv[0]))[:8]:
             fs = [f for f in (checks.findings if checks is not None else [])
                   if f.contributed and f.lon is not None and (f.village or OUTSIDE).split(", ")[0] == v]
-            svg = _svg_map(v, tasks, pts, fs)
+            shown = w("outside") if v == OUTSIDE else v
+            svg = _svg_map(shown, tasks, pts, fs, w)
             if svg:
-                maps.append(f"<figure>{svg}<figcaption>{e(v)}: {len(pts):,} new or changed features, "
-                            f"{len(fs):,} findings</figcaption></figure>")
+                maps.append(f"<figure>{svg}<figcaption>"
+                            f"{e(w('report.map_caption', village=shown, n=w.number(len(pts)), f=w.number(len(fs))))}"
+                            "</figcaption></figure>")
         if maps:
             key = ", ".join(f"<span style='display:inline-block;width:0.9em;height:0.9em;border:1px solid #777;"
-                            f"background:{v['color']}'></span> {e(v['label'].lower())}"
-                            for v in STATE_STYLE.values())
-            add("<h2>Where</h2><p class='muted'>Task squares coloured by state (" + key + "); dots: new or "
-                "changed features (blue: water points); rings: findings (red errors, orange warnings).</p>"
-                "<div class='maps'>" + "".join(maps) + "</div>")
+                            f"background:{v['color']}'></span> {e(w.state(s).lower())}"
+                            for s, v in STATE_STYLE.items())
+            add(f"<h2>{e(w('report.where'))}</h2><p class='muted'>"
+                + e(w("report.where_help", key="\x00")).replace("\x00", key)
+                + "</p><div class='maps'>" + "".join(maps) + "</div>")
 
     if credit is not None and credit.conflicts:
-        add("<h2>Conflicts settled by the merge</h2><table><tr><th>kind</th><th>object</th><th>what happened</th></tr>")
+        add(f"<h2>{e(w('report.conflicts'))}</h2><table><tr><th>{e(w('report.col_kind'))}</th>"
+            f"<th>{e(w('report.col_object'))}</th><th>{e(w('report.col_what'))}</th></tr>")
         for c in credit.conflicts:
             add(f"<tr><td>{e(c['kind'])}</td><td><code>{e(c['type'])} {e(c['id'])}</code></td><td>{e(c['message'])}</td></tr>")
         add("</table>")
     if credit is not None and credit.inputs:
-        add("<h2>Files merged</h2><table><tr><th>file</th><th>volunteer</th><th>task</th><th class='n'>objects</th>"
-            "<th class='n'>new</th><th class='n'>modified</th><th class='n'>deleted</th></tr>")
+        add(f"<h2>{e(w('report.files'))}</h2><table><tr><th>{e(w('report.col_file'))}</th>"
+            f"<th>{e(w('report.col_volunteer'))}</th><th>{e(w('report.col_task'))}</th>"
+            f"<th class='n'>{e(w('report.col_objects'))}</th><th class='n'>{e(w('report.col_new'))}</th>"
+            f"<th class='n'>{e(w('report.col_modified'))}</th><th class='n'>{e(w('report.col_deleted'))}</th></tr>")
         for i in credit.inputs:
             add(f"<tr><td>{e(i.get('name') or i.get('file'))}</td><td>{e(i.get('volunteer') or '–')}</td>"
-                f"<td>{e(i.get('task') or '–')}</td><td class='n'>{i.get('objects', 0):,}</td>"
-                f"<td class='n'>{i.get('create', 0):,}</td><td class='n'>{i.get('modify', 0):,}</td>"
-                f"<td class='n'>{i.get('delete', 0):,}</td></tr>")
+                f"<td>{e(i.get('task') or '–')}</td><td class='n'>{w.number(i.get('objects', 0))}</td>"
+                f"<td class='n'>{w.number(i.get('create', 0))}</td><td class='n'>{w.number(i.get('modify', 0))}</td>"
+                f"<td class='n'>{w.number(i.get('delete', 0))}</td></tr>")
         add("</table>")
         for s in credit.skipped:
-            add(f"<p class='muted'>Skipped {e(s.get('file'))}: {e(s.get('reason'))}</p>")
-    add("<footer>Map data © <a href='https://www.openstreetmap.org/copyright'>OpenStreetMap contributors</a>, "
-        "available under the Open Database Licence (ODbL 1.0).</footer></body></html>\n")
+            add(f"<p class='muted'>{e(w('report.skipped', file=s.get('file'), reason=s.get('reason')))}</p>")
+    link = f"<a href='https://www.openstreetmap.org/copyright'>{e(w('report.osm_contributors'))}</a>"
+    add("<footer>" + e(w("report.footer", link="\x00")).replace("\x00", link) + "</footer></body></html>\n")
     return "".join(h).replace("<table", "<div class='scroll'><table").replace("</table>", "</table></div>")
 
 

@@ -41,7 +41,7 @@ def lan_addresses() -> list[str]:
 
 
 def run(folder: str | Path, *, host: str = "0.0.0.0", port: int = 8000, token: str | None = None,
-        max_upload_mb: float = 20, out=None) -> None:
+        max_upload_mb: float = 20, out=None, lang: str | None = None) -> None:
     """Serve the project until interrupted; prints the addresses and the organizer token first."""
     import uvicorn
 
@@ -52,7 +52,7 @@ def run(folder: str | Path, *, host: str = "0.0.0.0", port: int = 8000, token: s
     if max_upload_mb <= 0:
         raise MapathonError(f"--max-upload-mb {max_upload_mb:g}: must be more than 0")
     token = token or os.environ.get(TOKEN_ENV) or None
-    app = create_app(folder, token=token, max_upload=int(max_upload_mb * 1024 * 1024))
+    app = create_app(folder, token=token, max_upload=int(max_upload_mb * 1024 * 1024), lang=lang)
     room = app.state.room
     # listen first: a clear message if the port is taken, and the banner only once browsers can connect
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)

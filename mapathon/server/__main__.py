@@ -16,9 +16,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--token", default=None, help="organizer token (default: $MAPATHON_ORGANIZER_TOKEN, else random)")
     ap.add_argument("--max-upload-mb", type=float, default=20)
+    ap.add_argument("--lang", default=None, help="the pages' language, en or fr (default: the project's)")
     a = ap.parse_args(argv)
     try:
-        run(a.project, host=a.host, port=a.port, token=a.token, max_upload_mb=a.max_upload_mb)
+        run(a.project, host=a.host, port=a.port, token=a.token, max_upload_mb=a.max_upload_mb, lang=a.lang)
     except MapathonError as e:
         print(f"Error: {e}", file=sys.stderr)
         return e.exit_code

@@ -48,6 +48,7 @@ import json
 import queue
 import re
 import secrets
+import sqlite3
 import tempfile
 import threading
 import time
@@ -58,10 +59,12 @@ from typing import Optional
 
 import shapely
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
-from .. import __version__, events, store
+from .. import __version__, events, i18n, store
 from ..errors import ForbiddenTransition, MapathonError, NotPermitted
 from ..project import Project, open_project
 
@@ -149,10 +152,12 @@ def _settle(items: list[_Change]) -> None:
 class Room:
     """The server's state: the project folder, per-thread connections, the writer, the organizer token."""
 
-    def __init__(self, folder: str | Path, token: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD):
+    def __init__(self, folder: str | Path, token: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD,
+                 lang: str | None = None):
         self.folder = Path(folder)
         with open_project(self.folder) as p:  # fails early, with the project's own message
             self.name = p.name
+            self.lang = i18n.resolve_lang(p, lang)  # the pages' language unless they ask for another
         self.token = token or secrets.token_urlsafe(9)
         self.max_upload = max_upload
         self._local = threading.local()
@@ -368,6 +373,27 @@ class Room:
         given = request.headers.get("x-organizer-token", "")
         return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
 
+    def lang_of(self, asked: str | bytes | None) -> str:
+        """The language a request asks for (its ``X-Lang`` header, sent by the pages), else the room's."""
+        if isinstance(asked, bytes):
+            asked = asked.decode("latin-1")
+        asked = (asked or "").strip().lower()[:2]
+        return asked if asked in i18n.LANGS else self.lang
+
+    def refusal(self, e: Exception, asked: str | bytes | None) -> tuple[int, dict, list]:
+        """A refusal as the browser gets it: (status, JSON content, extra headers), its words in plain
+        sentences of the request's language: never a command-line flag (see i18n.plain_error)."""
+        lang = self.lang_of(asked)
+        if isinstance(e, _Refusal):
+            detail, status = i18n.Words(lang)(e.key, **e.fields), e.status_code
+        elif isinstance(e, HTTPException):
+            detail, status = e.detail, e.status_code
+        else:
+            detail, status = i18n.plain_error(str(e), lang), _error_status(e)
+        headers = getattr(e, "headers", None) or {}
+        return status, {"detail": detail}, [(k.lower().encode("latin-1"), v.encode("latin-1"))
+                                            for k, v in headers.items()]
+
 
 class _BodyLimit:
     """Refuses request bodies larger than allowed before they are read (pure ASGI: cheap per request)."""
@@ -383,7 +409,8 @@ class _BodyLimit:
             length = headers.get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
                 what = f"{limit / (1024 * 1024):g} MB" if upload else f"{limit // 1024} KiB"
-                await JSONResponse({"detail": f"request too large (at most {what} here)"}, status_code=413)(
+                words = i18n.Words(self.room.lang_of(headers.get(b"x-lang")))
+                await JSONResponse({"detail": words("err.too_large", what=what)}, status_code=413)(
                     scope, receive, send)
                 return
             if length is None and not upload and b"chunked" in headers.get(b"transfer-encoding", b""):
@@ -438,7 +465,7 @@ class _RoomApp(FastAPI):
             fn_name, task_id = m[2], int(m[1])
         seen: dict[bytes, bytes] = {}
         for k, v in scope["headers"]:
-            if k in (b"content-length", b"transfer-encoding", b"content-type", b"x-session"):
+            if k in (b"content-length", b"transfer-encoding", b"content-type", b"x-session", b"x-lang"):
                 if k in seen:  # repeated: FastAPI decides
                     return await super().__call__(scope, receive, send)
                 seen[k] = v
@@ -470,11 +497,8 @@ class _RoomApp(FastAPI):
         try:
             content, status = await self.fast_act(fn_name, task_id, seen.get(b"x-session", b"").decode("latin-1"),
                                                   **kw), 200
-        except HTTPException as e:
-            content, status = {"detail": e.detail}, e.status_code
-            extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (e.headers or {}).items()]
-        except MapathonError as e:
-            content, status = {"detail": str(e)}, _error_status(e)
+        except (HTTPException, MapathonError) as e:
+            status, content, extra = self.state.room.refusal(e, seen.get(b"x-lang"))
         data = _json_bytes(content)
         await send({"type": "http.response.start", "status": status,
                     "headers": [(b"content-length", str(len(data)).encode()), (b"content-type", b"application/json"),
@@ -516,16 +540,46 @@ def _tile_service(folder: Path):
     return TileService(folder)
 
 
+class _Refusal(HTTPException):
+    """A refusal by the server itself: a catalog entry (i18n.WORDS), said in the request's language."""
+
+    def __init__(self, status: int, key: str, **fields):
+        super().__init__(status_code=status, detail=i18n.Words()(key, **fields))
+        self.key, self.fields = key, fields
+
+
 def _no_task(task_id: int) -> HTTPException:
-    return HTTPException(status_code=404, detail=f"task {task_id}: no such task")
+    return _Refusal(404, "err.no_task", id=task_id)
 
 
 def _h(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _err(status: int, message: str) -> HTTPException:
-    return HTTPException(status_code=status, detail=message)
+def _err(status: int, key: str, **fields) -> HTTPException:
+    return _Refusal(status, key, **fields)
+
+
+def _imagery(p: Project, tiles, base: str) -> list[dict]:
+    """The imagery caches the pages may show, the project's default source first (the pages use the
+    first one as the map's background). A cache without a single tile (a fetch that failed or never
+    ran) or that cannot be read is left out."""
+    if tiles is None:
+        return []
+    from ..imagery import sources
+
+    default = sources.default_name(p)
+    out = []
+    for name in sorted(tiles.sources(), key=lambda n: n != default):
+        try:
+            uri = (tiles.folder / f"{name}.mbtiles").resolve().as_uri() + "?mode=ro"
+            with contextlib.closing(sqlite3.connect(uri, uri=True)) as conn:
+                if conn.execute("SELECT 1 FROM tiles LIMIT 1").fetchone() is None:
+                    continue
+            out.append(tiles.tilejson(name, base))
+        except Exception:  # noqa: BLE001 - an unreadable cache is left out, not fatal
+            continue
+    return out
 
 
 def _base_url(request: Request) -> str:
@@ -557,9 +611,11 @@ def _geometry(geom) -> dict:
     return {"type": g["type"], "coordinates": _round(g["coordinates"])}
 
 
-def create_app(folder: str | Path, *, token: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD) -> FastAPI:
-    """The room server for the project in *folder*. ``app.state.room.token`` is the organizer token."""
-    room = Room(folder, token, max_upload)
+def create_app(folder: str | Path, *, token: str | None = None, max_upload: int = DEFAULT_MAX_UPLOAD,
+               lang: str | None = None) -> FastAPI:
+    """The room server for the project in *folder*. ``app.state.room.token`` is the organizer token.
+    *lang*: the pages' language (default: the project's, see i18n.resolve_lang); a page may ask for another."""
+    room = Room(folder, token, max_upload, lang)
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
@@ -581,8 +637,21 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
     static = _static_files()
 
     @app.exception_handler(MapathonError)
-    async def _mapathon_error(request: Request, e: MapathonError):
-        return JSONResponse({"detail": str(e)}, status_code=_error_status(e))
+    @app.exception_handler(HTTPException)
+    async def _refused(request: Request, e: Exception):
+        status, content, extra = room.refusal(e, request.headers.get("x-lang"))
+        return JSONResponse(content, status_code=status,
+                            headers={k.decode("latin-1"): v.decode("latin-1") for k, v in extra} or None)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, e: RequestValidationError):
+        asked = request.headers.get("x-lang")
+        if not asked:  # API clients get FastAPI's list of errors
+            return await request_validation_exception_handler(request, e)
+        words = i18n.Words(room.lang_of(asked))
+        where = [str(err.get("loc", ["", ""])[-1]) for err in e.errors()]
+        detail = words("err.name_long") if "name" in where else words("err.invalid", field=", ".join(where))
+        return JSONResponse({"detail": detail}, status_code=422)
 
     app.add_middleware(_BodyLimit, room=room)
 
@@ -609,14 +678,14 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
     @app.get("/static/{path:path}", include_in_schema=False)
     async def static_file(path: str):
         if path not in static:  # only the files shipped with mapathon, looked up by name
-            raise _err(404, "no such file")
+            raise _err(404, "err.no_file")
         return _file(path)
 
     @app.api_route("/tiles/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     @app.api_route("/tasks/{path:path}", methods=["GET", "HEAD"], include_in_schema=False)
     async def imagery(request: Request):
         if room.tiles is None:
-            raise _err(404, "this mapathon installation has no imagery cache support")
+            raise _err(404, "err.no_imagery_support")
         status, headers, body = await room.read(lambda p: room.tiles.respond(request.url.path, _base_url(request)))
         return Response(body if request.method == "GET" else b"", status_code=status, headers=headers)
 
@@ -633,16 +702,14 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
         hashes = sorted({_h(t) for t in tokens if t})
         known = dict(p.conn.execute(f"SELECT token_hash, volunteer FROM room_sessions WHERE token_hash IN "
                                     f"({','.join('?' * len(hashes))})", hashes).fetchall()) if hashes else {}
-        return [_err(401, "sign in first: type your name") if not t
-                else known.get(_h(t)) or _err(401, "this browser's sign-in is not known here any more; "
-                                                   "type your name again")
+        return [_err(401, "err.sign_in") if not t else known.get(_h(t)) or _err(401, "err.sign_in_again")
                 for t in tokens]
 
     def organizer(p: Project, org_ok: bool, token: str) -> str:
         from ..tasks import volunteers
 
         if not org_ok:
-            raise _err(403, "organizers only: give the organizer token printed when the server started")
+            raise _err(403, "err.organizer_only")
         if token:
             row = p.conn.execute("SELECT volunteer FROM room_sessions WHERE token_hash = ?", (_h(token),)).fetchone()
             if row:
@@ -651,7 +718,7 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
                     return v.name
         row = p.conn.execute("SELECT name FROM volunteers WHERE is_organizer = 1 ORDER BY id LIMIT 1").fetchone()
         if row is None:
-            raise _err(409, "the project has no organizer: add one with 'mapathon volunteer add NAME --organizer'")
+            raise _err(409, "err.no_organizer")
         return row[0]
 
     def exists(p: Project, task_id: int) -> None:
@@ -669,21 +736,21 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
 
         def do(p: Project):
             aoi = p.aoi_geom()
-            imagery = []
-            if room.tiles is not None:
-                for name in room.tiles.sources():
-                    try:
-                        imagery.append(room.tiles.tilejson(name, base))
-                    except Exception:  # noqa: BLE001 - an unreadable cache is left out, not fatal
-                        continue
             return {
                 "name": p.name, "project_id": p.id, "site": p.site, "bounds": [round(v, 6) for v in aoi.bounds],
+                "lang": room.lang,
                 "villages": [{"name": v["name"], "lon": v["lon"], "lat": v["lat"]} for v in p.villages()],
-                "imagery": imagery, "max_upload_bytes": room.max_upload,
+                "imagery": _imagery(p, room.tiles, base), "max_upload_bytes": room.max_upload,
                 "tasks": p.conn.execute("SELECT COUNT(*) FROM tasks WHERE state != 'SPLIT'").fetchone()[0],
             }
 
         return JSONResponse(await room.read(do))
+
+    @app.get("/api/i18n", tags=["project"],
+             summary="Every word of the pages in one language: ?lang=fr|en, else the room's language")
+    async def words(lang: Optional[str] = None):
+        chosen = room.lang_of(lang)
+        return JSONResponse({"lang": chosen, "langs": list(i18n.LANGS), "words": i18n.catalog(chosen)})
 
     @app.get("/api/villages", tags=["project"], summary="Village outlines and the area of interest, as GeoJSON")
     async def villages():
@@ -806,12 +873,11 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
             with p.transaction():
                 vol = volunteers.find(p, name)
                 if vol is not None and vol.is_organizer and not is_org:
-                    raise _err(403, f"{vol.name} is an organizer: sign in with the organizer token")
+                    raise _err(403, "err.is_organizer", name=vol.name)
                 canonical = vol.name if vol else name
                 if not is_org and p.conn.execute("SELECT 1 FROM room_sessions WHERE volunteer = ?",
                                                  (canonical,)).fetchone():
-                    raise _err(409, f"{canonical} is already signed in on another device; choose another name "
-                                    "(e.g. add your initial) or ask the organizer to free this one")
+                    raise _err(409, "err.signed_in_elsewhere", name=canonical)
                 vol, _created = volunteers.ensure(p, name, new=body.new)
                 p.conn.execute("INSERT INTO room_sessions (token_hash, volunteer, created) VALUES (?, ?, ?)",
                                (_h(token), vol.name, events.iso(events.utcnow())))
@@ -942,17 +1008,15 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
         safe = safe[-120:]
         file_format(safe)  # refuses other file types with submit's own message
         if request.headers.get("content-type", "").startswith("multipart/"):
-            raise _err(415, f"{safe}: send the file itself as the request body "
-                            "(the room page does this; with curl: --data-binary @FILE), not a form")
+            raise _err(415, "err.upload_form", file=safe)
         chunks, size = [], 0
         async for chunk in request.stream():
             size += len(chunk)
             if size > room.max_upload:
-                raise _err(413, f"{safe}: larger than {room.max_upload / (1024 * 1024):g} MB; "
-                                "hand it to the organizer on a USB stick instead")
+                raise _err(413, "err.upload_large", file=safe, mb=f"{room.max_upload / (1024 * 1024):g}")
             chunks.append(chunk)
         if not size:
-            raise _err(400, f"{safe}: the file is empty")
+            raise _err(400, "err.upload_empty", file=safe)
 
         def do(p: Project):
             with tempfile.TemporaryDirectory(prefix="mapathon-upload-") as tmp:
@@ -977,6 +1041,7 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
 
         st = await room.change(progress.status)  # status releases expired locks first: a change
         out = st.as_dict()
+        out["outside"] = progress.NO_VILLAGE  # the row of tasks outside every village (named in the page's words)
         out["board"] = sorted(({"name": v.name, "mapped": v.mapped, "validated": v.validated}
                                for v in st.volunteers if v.mapped or v.validated),
                               key=lambda v: (-v["mapped"], -v["validated"], v["name"].casefold()))
@@ -1041,7 +1106,7 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
             organizer(p, ok, token)
             v = volunteers.find(p, body.name)
             if v is None:
-                raise _err(404, f"{body.name}: no such volunteer")
+                raise _err(404, "err.no_volunteer", name=body.name)
             with p.transaction():
                 n = p.conn.execute("DELETE FROM room_sessions WHERE volunteer = ?", (v.name,)).rowcount
             return {"name": v.name, "signed_out": n}

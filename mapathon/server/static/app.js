@@ -43,7 +43,8 @@ function showMe() {
   $("whoami").hidden = !me;
   if (me) {
     $("me-name").textContent = me.name;
-    $("me-roles").textContent = me.roles === "mapper" ? "" : "(" + me.roles + ")";
+    $("me-roles").textContent = me.roles === "mapper" ? "" :
+      "(" + me.roles.split(",").map((r) => t("role." + r.trim())).join(", ") + ")";
   }
   showTask();
 }
@@ -69,13 +70,13 @@ function showTask() {
   $("t-id").textContent = p.id;
   $("t-key").textContent = p.key;
   const st = $("t-state");
-  st.textContent = (STATES[p.state] || { label: p.state }).label;
+  st.textContent = stateLabel(p.state);
   st.style.borderColor = (STATES[p.state] || STATES.READY).color;
   $("t-villages").textContent = "";
   const who = [];
-  if (p.locked_by) who.push((p.state === "LOCKED_FOR_VALIDATION" ? "validating: " : "mapping: ") + p.locked_by);
-  if (p.mapped_by) who.push("mapped by " + p.mapped_by);
-  if (p.validated_by) who.push("validated by " + p.validated_by);
+  if (p.locked_by) who.push(t(p.state === "LOCKED_FOR_VALIDATION" ? "msg.validating_by" : "msg.mapping_by", { name: p.locked_by }));
+  if (p.mapped_by) who.push(t("msg.mapped_by", { name: p.mapped_by }));
+  if (p.validated_by) who.push(t("msg.validated_by", { name: p.validated_by }));
   $("t-people").textContent = who.join(" · ");
   const mineMapping = me && p.state === "LOCKED_FOR_MAPPING" && same(p.locked_by, me.name);
   const mineValidating = me && p.state === "LOCKED_FOR_VALIDATION" && same(p.locked_by, me.name);
@@ -117,7 +118,7 @@ async function signIn(ev) {
   localStorage.setItem("mapathon.session", r.token);
   me = r;
   showMe();
-  say("Welcome, " + r.name + "! Click a square or ask for a task.", "ok");
+  say(t("msg.welcome", { name: r.name }), "ok");
 }
 
 async function loadMe() {
@@ -134,81 +135,83 @@ async function loadMe() {
 
 async function openJosm() {
   const urls = JSON.parse($("josm").dataset.urls || "[]");
-  say("Sending the task to JOSM…");
+  say(t("msg.sending_josm"));
   try {
     for (const u of urls) {
       await fetch(u, { mode: "no-cors" });
       await new Promise((r) => setTimeout(r, 300));
     }
-    say("Sent to JOSM. If nothing happened: start JOSM and enable Preferences › Remote Control.", "ok");
+    say(t("msg.sent_josm"), "ok");
   } catch (e) {
-    say("JOSM is not answering: start JOSM and enable Preferences › Remote Control.", "error");
+    say(t("msg.josm_silent"), "error");
   }
 }
 
 async function upload() {
   const f = $("file").files[0];
-  if (!f) { say("Choose the .osm file you saved from JOSM first.", "error"); return; }
+  if (!f) { say(t("msg.choose_file"), "error"); return; }
   if (room.info.max_upload_bytes && f.size > room.info.max_upload_bytes) {
-    say("This file is too large to send here; give it to the organizer on a USB stick.", "error");
+    say(t("msg.too_large"), "error");
     return;
   }
   const r = await call("POST", "/api/tasks/" + selected + "/upload?filename=" + encodeURIComponent(f.name), f);
   if (!r) return;
   const c = r[0];
-  say(c.already_submitted ? "This file was already handed in." :
-      "Thank you! " + c.file + " received (" + c.objects + " objects). Now mark the task as done.", "ok");
+  say(c.already_submitted ? t("msg.already_handed") : t("msg.received", { file: c.file, n: c.objects }), "ok");
   $("file").value = "";
+  $("file-name").textContent = "";
 }
 
 function wire() {
   $("signin").addEventListener("submit", signIn);
   $("signout").addEventListener("click", () => {
-    localStorage.removeItem("mapathon.session"); me = null; showMe(); say("Signed out.");
+    localStorage.removeItem("mapathon.session"); me = null; showMe(); say(t("msg.signed_out"));
   });
   $("next").addEventListener("click", async () => {
-    if (!me) { say("Type your name first.", "error"); $("name").focus(); return; }
+    if (!me) { say(t("msg.type_name"), "error"); $("name").focus(); return; }
     const v = $("village").value;
-    const t = await call("POST", "/api/claim-next", v ? { village: v } : {});
-    if (t) {
-      await afterChange(t, "Task " + t.id + " is yours for 2 hours. Open it in JOSM.");
-      const layer = room.layers[t.id];
+    const task = await call("POST", "/api/claim-next", v ? { village: v } : {});
+    if (task) {
+      await afterChange(task, t("msg.yours_next", { id: task.id }));
+      const layer = room.layers[task.id];
       if (layer) room.map.flyToBounds(layer.getBounds(), { maxZoom: 14, duration: 0.5 });
     }
   });
   const act = (btn, path, body, text, zoom) => $(btn).addEventListener("click", async () => {
-    const t = await call("POST", "/api/tasks/" + selected + path, body);
-    await afterChange(t, text);
-    if (t && zoom && room.layers[t.id]) room.map.flyToBounds(room.layers[t.id].getBounds(), { maxZoom: 14, duration: 0.5 });
+    const task = await call("POST", "/api/tasks/" + selected + path, body);
+    await afterChange(task, t(text));
+    if (task && zoom && room.layers[task.id]) room.map.flyToBounds(room.layers[task.id].getBounds(), { maxZoom: 14, duration: 0.5 });
   });
-  act("claim", "/claim", null, "The task is yours for 2 hours. Open it in JOSM.", true);
-  act("validate-claim", "/claim", null, "You are validating this task.");
-  act("done", "/done", {}, "Marked as done. Thank you! Ask for another task.");
-  act("release", "/release", {}, "Task given back.");
-  act("badimagery", "/badimagery", {}, "Marked as bad imagery.");
-  act("accept", "/validate", { accept: true }, "Validated.");
-  act("reject", "/validate", { accept: false }, "Sent back for more mapping.");
+  act("claim", "/claim", null, "msg.yours", true);
+  act("validate-claim", "/claim", null, "msg.validating");
+  act("done", "/done", {}, "msg.done");
+  act("release", "/release", {}, "msg.released");
+  act("badimagery", "/badimagery", {}, "msg.bad");
+  act("accept", "/validate", { accept: true }, "msg.accepted");
+  act("reject", "/validate", { accept: false }, "msg.rejected");
   $("josm").addEventListener("click", openJosm);
   $("upload").addEventListener("click", upload);
+  $("file").addEventListener("change", () => { $("file-name").textContent = $("file").files[0] ? $("file").files[0].name : ""; });
   const org = (btn, path, text) => $(btn).addEventListener("click", async () => {
-    if (selected === null) { say("Select a task first.", "error"); return; }
+    if (selected === null) { say(t("msg.select_first"), "error"); return; }
     const r = await call("POST", "/api/organizer/tasks/" + selected + path, {});
-    if (r) { await refreshStates(room, restyle); showTask(); say(text, "ok"); }
+    if (r) { await refreshStates(room, restyle); showTask(); say(t(text), "ok"); }
   });
-  org("org-reset", "/reset", "Task reset to READY.");
-  org("org-release", "/release", "Lock released.");
-  org("org-split", "/split", "Task split in four.");
+  org("org-reset", "/reset", "msg.org_reset");
+  org("org-release", "/release", "msg.org_released");
+  org("org-split", "/split", "msg.org_split");
   $("org-grant").addEventListener("click", async () => {
     const r = await call("POST", "/api/organizer/validators", { name: $("org-name").value });
-    if (r) say(r.name + " is now " + r.roles + ".", "ok");
+    if (r) say(t("msg.granted", { name: r.name }), "ok");
   });
   $("org-free").addEventListener("click", async () => {
     const r = await call("POST", "/api/organizer/free-name", { name: $("org-name").value });
-    if (r) say(r.name + " can sign in again (" + r.signed_out + " sign-in(s) ended).", "ok");
+    if (r) say(t("msg.freed", { name: r.name, n: r.signed_out }), "ok");
   });
 }
 
 async function start() {
+  await loadWords();
   fillLegend($("legend"));
   wire();
   room = await makeMap("map", { onClick: select });
@@ -226,4 +229,4 @@ async function start() {
   }, 5000);
 }
 
-start().catch((e) => say("Cannot reach the room server: " + e.message, "error"));
+start().catch((e) => say(t("msg.unreachable", { error: e.message }), "error"));

@@ -17,7 +17,7 @@ function bar(pctMapped, pctValidated) {
 async function refresh() {
   const st = await api("GET", "/api/status");
   document.getElementById("title").textContent = st.project;
-  document.title = st.project + " — progress";
+  document.title = st.project + " — " + t("board.title");
   document.getElementById("mapped-pct").textContent = st.overall.mapped_pct.toFixed(0);
   document.getElementById("validated-pct").textContent = st.overall.validated_pct.toFixed(0);
   document.getElementById("active").textContent = st.overall.states.LOCKED_FOR_MAPPING;
@@ -26,7 +26,7 @@ async function refresh() {
   const rows = st.villages.length ? st.villages : [st.overall];
   for (const v of rows) {
     const tr = el("tr");
-    tr.append(el("th", v.name === "all" ? "All" : v.name));
+    tr.append(el("th", v === st.overall ? t("board.all") : v.name === st.outside ? t("outside") : v.name));
     const td = el("td", null, "barcell");
     td.append(bar(v.mapped_pct, v.validated_pct));
     tr.append(td, el("td", v.mapped_pct.toFixed(0) + "%", "num"));
@@ -36,11 +36,12 @@ async function refresh() {
   ol.replaceChildren();
   for (const p of st.board.slice(0, 12)) {
     const li = el("li");
-    li.append(el("span", p.name, "who"), el("span", p.mapped + " mapped" + (p.validated ? " · " + p.validated + " validated" : ""), "what"));
+    li.append(el("span", p.name, "who"),
+      el("span", t("board.n_mapped", { n: p.mapped }) + (p.validated ? " · " + t("board.n_validated", { n: p.validated }) : ""), "what"));
     ol.append(li);
   }
-  if (!st.board.length) ol.append(el("li", "Be the first to finish a task!", "empty"));
-  document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+  if (!st.board.length) ol.append(el("li", t("board.first"), "empty"));
+  document.getElementById("updated").textContent = t("board.updated", { time: new Date().toLocaleTimeString(LANG) });
   if (room) await refreshStates(room, (id) => {
     const layer = room.layers[id];
     if (layer) layer.setStyle(taskStyle(room.props[id].state, false));
@@ -48,6 +49,7 @@ async function refresh() {
 }
 
 async function start() {
+  await loadWords();
   fillLegend(document.getElementById("legend"));
   room = await makeMap("map");
   room.map.zoomControl.remove();
@@ -56,4 +58,4 @@ async function start() {
   setInterval(() => refresh().catch(() => {}), REFRESH_MS);
 }
 
-start().catch((e) => { document.getElementById("updated").textContent = "cannot reach the server: " + e.message; });
+start().catch((e) => { document.getElementById("updated").textContent = t("board.unreachable", { error: e.message }); });

@@ -3,8 +3,44 @@
 
 // STATES (label, color, fill of each task state) comes from /static/states.js, made by mapathon.render.palette.
 
+// The pages' words come from the server (/api/i18n, made from mapathon/i18n.py), in the language the
+// page asks for (?lang=fr) or else the room's. Names typed by people are only ever set as text.
+let WORDS = {};
+let LANG = "en";
+
+function t(key, fields) {
+  const s = WORDS[key] !== undefined ? WORDS[key] : key;
+  fields = fields || {};
+  return s.replace(/\{(\w+)\}/g, (m, k) => (k in fields ? String(fields[k]) : m));  // one pass: names stay as typed
+}
+
+function stateLabel(state) {
+  const k = "state." + state;
+  return WORDS[k] !== undefined ? WORDS[k] : (STATES[state] || { label: state }).label;
+}
+
+async function loadWords() {
+  const asked = new URLSearchParams(location.search).get("lang");
+  const r = await api("GET", "/api/i18n" + (asked ? "?lang=" + encodeURIComponent(asked) : ""));
+  WORDS = r.words;
+  LANG = r.lang;
+  document.documentElement.lang = LANG;
+  for (const e of document.querySelectorAll("[data-i18n]")) e.textContent = t(e.dataset.i18n);
+  for (const e of document.querySelectorAll("[data-i18n-placeholder]")) e.placeholder = t(e.dataset.i18nPlaceholder);
+  for (const e of document.querySelectorAll("[data-i18n-label]")) e.setAttribute("aria-label", t(e.dataset.i18nLabel));
+  const other = r.langs.find((l) => l !== LANG);
+  const sw = document.getElementById("lang-switch");
+  if (sw && other) {
+    sw.href = "?lang=" + other;
+    sw.textContent = t("page.language");
+    sw.hidden = false;
+  }
+  const board = document.getElementById("board-link");
+  if (board) board.href = "/board?lang=" + LANG;
+}
+
 async function api(method, path, body, headers) {
-  const opts = { method, headers: Object.assign({}, headers || {}) };
+  const opts = { method, headers: Object.assign({ "X-Lang": LANG }, headers || {}) };
   if (body !== undefined && body !== null) {
     if (body instanceof Blob) {
       opts.body = body;
@@ -34,6 +70,13 @@ function el(tag, text, cls) {
   return e;
 }
 
+// Text made safe for the few places where Leaflet only takes HTML.
+function escapeHtml(text) {
+  const d = document.createElement("div");
+  d.textContent = String(text);
+  return d.innerHTML;
+}
+
 function taskStyle(state, mine) {
   const s = STATES[state] || STATES.READY;
   return {
@@ -55,7 +98,7 @@ async function makeMap(divId, opts) {
     const src = info.imagery[0];
     const url = src.tiles[0];
     L.tileLayer(url, { maxZoom: 20, maxNativeZoom: src.maxzoom || 19, minNativeZoom: src.minzoom || 0,
-      attribution: src.attribution || src.name }).addTo(map);
+      attribution: escapeHtml(src.attribution || src.name) }).addTo(map);  // Leaflet sets it as HTML
   }
   const villages = await api("GET", "/api/villages");
   L.geoJSON(villages, {
@@ -66,8 +109,9 @@ async function makeMap(divId, opts) {
   }).addTo(map);
   for (const v of info.villages) {
     if (v.lat === null || v.lon === null) continue;
+    // a DOM node, not a string: Leaflet would set a string as HTML
     L.marker([v.lat, v.lon], { opacity: 0, interactive: false, keyboard: false })
-      .bindTooltip(v.name, { permanent: true, direction: "center", className: "village-label" })
+      .bindTooltip(el("span", v.name), { permanent: true, direction: "center", className: "village-label" })
       .addTo(map);
   }
   const layers = {};
@@ -116,7 +160,7 @@ function fillLegend(ul) {
     const li = el("li");
     const sw = el("span", "", "swatch");
     sw.style.background = s.color;
-    li.append(sw, el("span", s.label));
+    li.append(sw, el("span", stateLabel(k)));
     ul.append(li);
   }
 }
