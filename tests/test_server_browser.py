@@ -189,6 +189,19 @@ def test_the_pages_in_french_and_names_never_as_html(browser, french_room, shots
     assert EVIL in page.locator(".village-label").all_inner_texts()
     assert page.locator("img[src='x']").count() == 0
     page.screenshot(path=str(tmp_path / "room-board-fr.png"))  # with the attack's name: not for the docs
+    # a name close to a volunteer's: the page asks whether it is them or someone new
+    other = browser.new_page(viewport={"width": 1280, "height": 800})
+    other.goto(room.url + "/")
+    other.wait_for_selector("body[data-ready='1']", timeout=30_000)
+    other.fill("#name", "Aminatta")
+    other.click("#join")
+    other.wait_for_selector("#name-choice:not([hidden])")
+    assert other.inner_text("#msg") == "Aucun bénévole ne s'appelle Aminatta. Vouliez-vous dire Aminata ?"
+    assert other.inner_text("#choice-same") == "Je suis Aminata"
+    other.click("#choice-new")
+    other.wait_for_selector("#whoami:not([hidden])")
+    assert other.inner_text("#me-name") == "Aminatta"
+    other.close()
     # English on demand
     page.goto(room.url + "/?lang=en")
     page.wait_for_selector("body[data-ready='1']", timeout=30_000)

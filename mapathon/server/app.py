@@ -65,7 +65,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from .. import __version__, events, i18n, store
-from ..errors import ForbiddenTransition, MapathonError, NotPermitted
+from ..errors import ForbiddenTransition, MapathonError, NotPermitted, UnknownVolunteer
 from ..project import Project, open_project
 
 STATIC = Path(__file__).parent / "static"
@@ -390,8 +390,15 @@ class Room:
             detail, status = e.detail, e.status_code
         else:
             detail, status = i18n.plain_error(str(e), lang), _error_status(e)
+        content = {"detail": detail}
+        if isinstance(e, UnknownVolunteer):  # the page asks: that volunteer, or someone new?
+            words = i18n.Words(lang)
+            content["detail"] = words("err.unknown_volunteer", name=e.name)
+            if e.suggestion:
+                content["detail"] += " " + words("err.did_you_mean", close=e.suggestion)
+                content["suggestion"] = e.suggestion
         headers = getattr(e, "headers", None) or {}
-        return status, {"detail": detail}, [(k.lower().encode("latin-1"), v.encode("latin-1"))
+        return status, content, [(k.lower().encode("latin-1"), v.encode("latin-1"))
                                             for k, v in headers.items()]
 
 
@@ -433,7 +440,7 @@ def _json_bytes(content) -> bytes:
 
 
 def _error_status(e: MapathonError) -> int:
-    return 409 if isinstance(e, ForbiddenTransition) else 400
+    return 409 if isinstance(e, ForbiddenTransition) else 403 if isinstance(e, NotPermitted) else 400
 
 
 class _RoomApp(FastAPI):
@@ -1024,9 +1031,9 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
                 path.write_bytes(b"".join(chunks))
                 try:
                     return submit(p, [path], name, str(task_id))
-                except NotPermitted as e:  # not their task: forbidden, in one line
-                    raise _err(403, str(e)) from None
                 except MapathonError as e:  # name the volunteer's file, not the temporary copy
+                    if str(path) not in str(e):
+                        raise
                     raise MapathonError(str(e).replace(str(path), safe)) from None
 
         subs = await room.write(do)

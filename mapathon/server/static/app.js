@@ -111,14 +111,32 @@ async function afterChange(task, text) {
   say(text, "ok");
 }
 
-async function signIn(ev) {
-  ev.preventDefault();
-  const r = await call("POST", "/api/join", { name: $("name").value });
-  if (!r) return;
+async function signIn(ev, asNew) {
+  if (ev) ev.preventDefault();
+  $("name-choice").hidden = true;
+  const body = { name: $("name").value };
+  if (asNew) body.new = true;
+  let r;
+  try {
+    r = await api("POST", "/api/join", body, headers());
+  } catch (e) {
+    say(e.message, "error");
+    // a name close to a volunteer's: are they that volunteer, or someone new?
+    if (e.data && e.data.suggestion) offerNameChoice(e.data.suggestion);
+    return;
+  }
   localStorage.setItem("mapathon.session", r.token);
   me = r;
   showMe();
   say(t("msg.welcome", { name: r.name }), "ok");
+}
+
+function offerNameChoice(suggestion) {
+  const same = $("choice-same");
+  same.textContent = t("page.i_am", { name: suggestion });
+  same.onclick = () => { $("name").value = suggestion; signIn(null); };
+  $("choice-new").onclick = () => signIn(null, true);
+  $("name-choice").hidden = false;
 }
 
 async function loadMe() {

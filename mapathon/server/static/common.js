@@ -58,6 +58,7 @@ async function api(method, path, body, headers) {
     if (Array.isArray(msg)) msg = msg.map((d) => d.msg).join("; ");
     const err = new Error(msg);
     err.status = r.status;
+    err.data = data;
     throw err;
   }
   return data;
