@@ -736,7 +736,8 @@ def print_cmd(
     paper: str = typer.Option("A4", "--paper", help="A4, A3 or letter."),
     orientation: str = typer.Option("portrait", "--orientation", help="portrait or landscape."),
     scale: str = typer.Option("1:5000", "--scale", help="Map scale, e.g. 1:5000."),
-    lang: str = typer.Option("fr", "--lang", help="Language of every word on the sheets: fr or en."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="Language of every word on the sheets: en or fr "
+                                       "(default: the project's; without a project, en)."),
     grayscale: bool = typer.Option(False, "--grayscale", help="Only shades of grey (for black-and-white printers)."),
     notes: Optional[str] = typer.Option(None, "--notes", help="Room for field notes: half (of each map page) or page (a page after each map)."),
     tasks_overlay: bool = typer.Option(False, "--tasks-overlay", help="Draw the task squares with their numbers and states."),

@@ -66,7 +66,7 @@ def outdir(tmp_path_factory) -> Path:
 def vaduz_atlas(outdir) -> tuple[Path, dict]:
     out = outdir / "vaduz.pdf"
     res = Cli()("--project", outdir / "no-project", "print", "--data", LIECHTENSTEIN, "--bbox", BBOX,
-                "--scale", "1:5000", "--paper", "A4", "--orientation", "portrait", "-o", out, "--json")
+                "--scale", "1:5000", "--paper", "A4", "--orientation", "portrait", "--lang", "fr", "-o", out, "--json")
     return out, json.loads(res.stdout)
 
 
@@ -211,7 +211,8 @@ def _bambara_osm(folder: Path) -> Path:
 def test_bambara_letters_survive(outdir):
     data = _bambara_osm(outdir)
     out = outdir / "bambara.pdf"
-    Cli()("--project", outdir / "no-project", "print", "--data", data, "--village", BAMBARA_VILLAGE, "-o", out)
+    Cli()("--project", outdir / "no-project", "print", "--data", data, "--village", BAMBARA_VILLAGE, "--lang", "fr",
+          "-o", out)
     t = texts(out)
     assert len(t) == 3
     assert nfc(BAMBARA_VILLAGE) in t[1]  # the title (ReportLab) and the label (Mapnik)
@@ -229,7 +230,8 @@ def test_bambara_letters_survive(outdir):
 def dianguirde(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("dg") / "proj"
     cli = Cli()
-    cli("init", folder, "--name", "Dianguirdé", "--aoi", VILLAGES_CSV, "--radius", "2000", "--organizer", "Mariam")
+    cli("init", folder, "--name", "Dianguirdé", "--aoi", VILLAGES_CSV, "--radius", "2000", "--organizer", "Mariam",
+        "--lang", "fr")  # the atlas speaks the project's language
     Cli(folder)("grid", "--zoom", "16")
     return folder
 

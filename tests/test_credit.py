@@ -90,8 +90,10 @@ def _geod_length(pts) -> float:
 
 def test_water_kinds():
     assert water_kind({"man_made": "water_well"}) == "well"
-    assert water_kind({"man_made": "water_well", "pump": "manual"}) == "borehole"
+    assert water_kind({"man_made": "water_well", "pump": "manual"}) == "well with pump"  # not a borehole
     assert water_kind({"man_made": "water_well", "pump": "no"}) == "well"
+    assert water_kind({"man_made": "borehole"}) == "borehole"
+    assert water_kind({"man_made": "water_well", "water_source": "borehole"}) == "borehole"
     assert water_kind({"man_made": "water_well", "water_well": "borehole"}) == "borehole"
     assert water_kind({"man_made": "water_tap"}) == "tap"
     assert water_kind({"amenity": "drinking_water"}) == "drinking water"
@@ -108,7 +110,7 @@ def test_credit_of_a_hand_made_merge(tmp_path, base):
     # lengths in the local UTM zone agree with the geodesic length (pyproj.Geod) to 0.1 %
     assert awa.tracks_m == pytest.approx(_geod_length(TRACK), rel=1e-3) and awa.roads_m == 0
     assert bak.roads_m == pytest.approx(_geod_length(ROAD), rel=1e-3) and bak.tracks_m == 0
-    assert awa.water == {"borehole": 1, "drinking water": 1} and awa.pois == {"amenity=school": 1}
+    assert awa.water == {"well with pump": 1, "drinking water": 1} and awa.pois == {"amenity=school": 1}
     assert bak.water == {"tap": 1, "spring": 1} and bak.pois == {}
     assert (bak.modified, bak.deleted, awa.modified, awa.deleted) == (1, 1, 0, 0)  # the base well, the kiosk
     d = credit.as_dict()

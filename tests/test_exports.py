@@ -248,12 +248,12 @@ KML = "{http://www.opengis.net/kml/2.2}"
 
 def _osmium_counts(path) -> dict:
     """Water points and buildings of an OSM file, counted from its tags with pyosmium alone."""
-    c = {"water_well": 0, "pumped": 0, "water_tower": 0, "building": 0}
+    c = {"water_well": 0, "borehole": 0, "water_tower": 0, "building": 0}
     for o in osmium.FileProcessor(str(path)):
         t = dict(o.tags)
         if t.get("man_made") == "water_well" and o.is_node():
             c["water_well"] += 1
-            c["pumped"] += t.get("pump") not in (None, "no")
+            c["borehole"] += t.get("water_well") == "borehole"
         if t.get("man_made") == "water_tower" and o.is_way():
             c["water_tower"] += 1
         if "building" in t and o.is_way():
@@ -272,7 +272,8 @@ def merged(tmp_path_factory):
              *building(-5, -2, 14.5128, -8.8412, {"building": "school"}),
              *building(-9, -3, 14.5000, -8.7800),                                    # outside every village
              *building(-13, -4, 14.5118, -8.8431, {"man_made": "water_tower"}),     # a water point drawn as a way
-             node(-20, 14.5120, -8.8425, {"man_made": "water_well", "pump": "manual", "drinking_water": "yes",
+             node(-20, 14.5120, -8.8425, {"man_made": "water_well", "water_well": "borehole", "pump": "manual",
+                                          "drinking_water": "yes",
                                           "name": "Forage du marché"}),
              node(-21, 14.5121, -8.8426, {"man_made": "water_well", "name": "Puits"}),
              node(-22, 14.5122, -8.8427, {"man_made": "water_well", "name": "Puits"}))
@@ -359,10 +360,10 @@ def test_data_export_counts_match_osmium(merged, data_out, fmt):
     objs = _read_data(fmt, f)
     water = [o for o in objs if o["kind"] != "building"]
     buildings = [o for o in objs if o["kind"] == "building"]
-    assert c == {"water_well": 62, "pumped": 1, "water_tower": 1, "building": 3}
+    assert c == {"water_well": 62, "borehole": 1, "water_tower": 1, "building": 3}
     assert len(water) == c["water_well"] + c["water_tower"] and len(buildings) == c["building"]
     kinds = {k: sum(1 for o in objs if o["kind"] == k) for k in ("borehole", "well", "water tower")}
-    assert kinds == {"borehole": c["pumped"], "well": c["water_well"] - c["pumped"], "water tower": 1}
+    assert kinds == {"borehole": c["borehole"], "well": c["water_well"] - c["borehole"], "water tower": 1}
     assert f"Wrote {len(objs)} objects" in stdout and "61 well" in stdout and str(latest) in stdout
     labels = [o["label"] for o in objs]
     assert len(set(labels)) == len(labels)  # GPS units keep one waypoint per name
@@ -511,5 +512,5 @@ def test_kml_with_gdal(merged, data_out, monkeypatch):
             feats = list(src)
             counts[layer] = len(feats)
             assert all(x.geometry.type == "Point" and x.properties["Name"] for x in feats)
-    assert counts == {"borehole": c["pumped"], "well": c["water_well"] - c["pumped"], "water tower": 1,
+    assert counts == {"borehole": c["borehole"], "well": c["water_well"] - c["borehole"], "water tower": 1,
                       "building": c["building"]}

@@ -15,7 +15,7 @@ say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 say "1. The organizer creates the project from the 14 villages (2 km around each)"
 mapathon init "$MAPATHON_PROJECT" --name "Dianguirdé" --aoi "$HERE/dianguirde-villages.csv" \
-  --radius 2000 --organizer "Mariam Diallo"
+  --radius 2000 --organizer "Mariam Diallo" --lang fr
 
 say "2. The imagery grid: web-mercator tiles at zoom 16, as the Tasking Manager makes them"
 mapathon grid --zoom 16

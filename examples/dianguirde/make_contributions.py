@@ -199,7 +199,7 @@ def main() -> None:
     awa = Sketch(epsg)
     awa.edits.append(("keep", base[2466018729]))  # the village node, downloaded with the area
     forage = dict(base[FORAGE])
-    forage["tags"] = {**forage["tags"], "name": "Forage du marché", "pump": "manual"}
+    forage["tags"] = {**forage["tags"], "name": "Forage du marché", "water_well": "borehole", "pump": "manual"}
     awa.edits.append(("modify", forage))
     for x, y in scatter(6, by + 25, by + 220, taken):
         awa.house(x, y, rng.uniform(6, 11), rng.uniform(4, 8), rng.uniform(-20, 20))
@@ -212,7 +212,7 @@ def main() -> None:
     # -- Fanta: south of the border --------------------------------------------------------------------
     fanta = Sketch(epsg)
     forage = dict(base[FORAGE])
-    forage["tags"] = {**forage["tags"], "name": "Forage de l'école", "pump": "powered"}
+    forage["tags"] = {**forage["tags"], "name": "Forage de l'école", "water_well": "borehole", "pump": "powered"}
     fanta.edits.append(("modify", forage))
     fanta.edits.append(("delete", base[KIOSK_TWICE]))
     for x, y in scatter(5, by - 220, by - 25, taken):
@@ -234,7 +234,8 @@ def main() -> None:
              (sw[0] + 0.58 * w, sw[1] + 0.97 * h)]
     bakary.way(track, {"highway": "track", "surface": "unpaved"}, closed=False)
     end = track[-1]
-    bakary.node(end[0] + 12, end[1] - 10, {"man_made": "water_well", "pump": "manual", "name": "Forage nord"})
+    bakary.node(end[0] + 12, end[1] - 10, {"man_made": "water_well", "water_well": "borehole", "pump": "manual",
+                                                  "name": "Forage nord"})
     bakary.node(sw[0] + 0.70 * w, sw[1] + 0.30 * h, {"man_made": "water_well"})
     bakary.node(sw[0] + 0.25 * w, sw[1] + 0.30 * h, {"man_made": "water_tap"})
     cx, cy = sw[0] + 0.65 * w, sw[1] + 0.45 * h

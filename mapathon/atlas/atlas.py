@@ -32,7 +32,8 @@ from ..fsutil import atomic_path
 from ..osm.submit import latest_data
 from . import furniture, imagery as imagery_mod, layout, mapbody, symbols
 from .cache import open_cache
-from .i18n import LANGS, WORDS, Words
+from ..i18n import check_lang, resolve_lang
+from .i18n import WORDS, Words
 
 FORMAT_VERSION = 1
 # how far around a village point its houses are looked for, by place rank (metres)
@@ -55,7 +56,7 @@ class PrintOptions:
     paper: str = "A4"
     orientation: str = "portrait"
     scale: str = "1:5000"
-    lang: str = "fr"
+    lang: str | None = None  # fr or en; None: the project's language (without a project: English)
     grayscale: bool = False
     notes: str | None = None
     tasks_overlay: bool = False
@@ -134,9 +135,10 @@ class Area:
 def make_atlas(opts: PrintOptions) -> AtlasResult:
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
-    words, scale, lay, fmt = _check_options(opts)
+    scale, lay, fmt = _check_options(opts)
     project = _open_project(opts)
     try:
+        words = Words(resolve_lang(project, opts.lang))
         return _make(opts, project, words, scale, lay, fmt, t0, timings)
     finally:
         if project is not None:
@@ -144,8 +146,7 @@ def make_atlas(opts: PrintOptions) -> AtlasResult:
 
 
 def _check_options(opts: PrintOptions):
-    if opts.lang not in LANGS:
-        raise MapathonError(f"--lang {opts.lang}: choose fr or en")
+    check_lang(opts.lang)
     fmt = (opts.fmt or "pdf").lower()
     if fmt not in ("pdf", "png"):
         raise MapathonError(f"--format {opts.fmt}: choose pdf or png")
@@ -163,7 +164,7 @@ def _check_options(opts: PrintOptions):
         raise MapathonError(f"-o {out}: the atlas is a PDF; name it .pdf (or use --format png)")
     if str(out.parent) and not out.parent.is_dir():
         raise MapathonError(f"-o {out}: folder {out.parent} does not exist")
-    return Words(opts.lang), scale, lay, fmt
+    return scale, lay, fmt
 
 
 def _open_project(opts: PrintOptions):

@@ -27,8 +27,9 @@ from pathlib import Path
 
 from ..errors import MapathonError
 from ..fsutil import atomic_path
+from ..quality.credit import water_kind
 
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 TABLES = ("polys", "lines", "points", "places")
 
 # -- classification of OSM tags ------------------------------------------------------------------
@@ -74,20 +75,17 @@ POI_PRIO = {"well": 1, "well_pump": 1, "borehole": 1, "drinking_water": 1, "tap"
 NAME_KEYS = ("alt_name", "old_name", "loc_name", "official_name", "short_name")
 
 
+#: The atlas symbol of each kind of water point (water towers and tanks have none).
+WATER_SYMBOLS = {"borehole": "borehole", "well with pump": "well_pump", "well": "well", "tap": "tap",
+                 "water point": "drinking_water", "drinking water": "drinking_water", "spring": "spring"}
+
+
 def poi_kind(tags) -> str | None:
     """The atlas symbol of an OSM object's tags, or None."""
-    man_made = tags.get("man_made")
     amenity = tags.get("amenity")
-    if man_made == "borehole" or tags.get("water_well") == "borehole" or tags.get("water_source") == "borehole":
-        return "borehole"
-    if man_made in ("water_well", "well"):  # a dug well; with pump=* it is a well with a pump, not a borehole
-        return "well_pump" if tags.get("pump") in ("manual", "powered", "yes", "electric") else "well"
-    if man_made == "water_tap" or amenity == "water_tap":
-        return "tap"
-    if amenity in ("drinking_water", "water_point"):
-        return "drinking_water"
-    if tags.get("natural") == "spring":
-        return "spring"
+    water = WATER_SYMBOLS.get(water_kind(tags))  # the one classification of water points (credit, exports)
+    if water:
+        return water
     if amenity in ("school", "kindergarten", "college", "university"):
         return "school"
     if amenity in ("hospital", "clinic", "doctors", "health_post", "dentist") or tags.get("healthcare"):

@@ -10,10 +10,10 @@ volunteer, per task and per village:
 * points of interest added, **water points first**, by kind:
 
   ============== =====================================================================
-  borehole       ``man_made=water_well`` with a pump (``pump=manual/powered/yes``) or
-                 ``water_well=borehole``; ``man_made=borehole``
-  well           any other ``man_made=water_well``
-  tap            ``man_made=water_tap``
+  borehole       ``man_made=borehole``, ``water_well=borehole`` or ``water_source=borehole``
+  well with pump ``man_made=water_well`` (or ``well``) with ``pump=*`` other than ``no``
+  well           any other ``man_made=water_well`` (or ``well``): a dug well
+  tap            ``man_made=water_tap`` or ``amenity=water_tap``
   water point    ``amenity=water_point``
   drinking water ``amenity=drinking_water``
   spring         ``natural=spring``
@@ -48,7 +48,7 @@ NOT_MAPPED = "(no task)"
 OUTSIDE = "(outside the villages)"
 
 TRACK_VALUES = frozenset({"track", "path", "footway", "bridleway", "cycleway", "steps"})
-WATER_ORDER = ("borehole", "well", "tap", "water point", "drinking water", "spring", "water tower", "water tank")
+WATER_ORDER = ("borehole", "well with pump", "well", "tap", "water point", "drinking water", "spring", "water tower", "water tank")
 POI_KEYS = ("amenity", "shop", "healthcare", "office", "craft", "tourism", "leisure", "historic", "emergency",
             "man_made", "public_transport", "sport")
 NOT_POI = {"man_made": {"embankment", "dyke", "cutline", "pipeline", "breakwater", "groyne", "bridge", "pier"},
@@ -58,17 +58,15 @@ NOT_POI = {"man_made": {"embankment", "dyke", "cutline", "pipeline", "breakwater
 def water_kind(tags: dict) -> str | None:
     """The kind of water point an object is (see the module text), or None."""
     mm = tags.get("man_made")
-    if mm == "water_well":
-        pump = tags.get("pump")
-        if (pump is not None and pump != "no") or "borehole" in (tags.get("water_well"), tags.get("water_well:type")) \
-                or tags.get("borehole") == "yes":
-            return "borehole"
-        return "well"
-    if mm == "borehole":
-        return "borehole"
-    if mm == "water_tap":
-        return "tap"
     am = tags.get("amenity")
+    if mm == "borehole" or "borehole" in (tags.get("water_well"), tags.get("water_well:type"), tags.get("water_source")) \
+            or (mm in ("water_well", "well") and tags.get("borehole") == "yes"):
+        return "borehole"
+    if mm in ("water_well", "well"):  # a dug well; a pump on it does not make it a borehole
+        pump = tags.get("pump")
+        return "well with pump" if pump is not None and pump != "no" else "well"
+    if mm == "water_tap" or am == "water_tap":
+        return "tap"
     if am == "water_point":
         return "water point"
     if am == "drinking_water":
