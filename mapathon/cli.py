@@ -316,8 +316,7 @@ def history(ctx: typer.Context, task: str = typer.Argument(..., help="Task numbe
     with _open(ctx) as p:
         t, evs = lifecycle.history(p, task)
     if as_json:
-        print(json.dumps({"task": t.id, "key": t.key, "state": t.state, "events": [e.as_dict() for e in evs]},
-                         ensure_ascii=False, indent=2))
+        print(json.dumps({**t.as_dict(), "events": [e.as_dict() for e in evs]}, ensure_ascii=False, indent=2))
         return
     console.print(f"[bold]{_task_line(t)}[/]: {t.state}" + (f", locked by {t.locked_by} until {_when(t.lock_expires)}"
                                                             if t.locked_by else ""))
@@ -342,14 +341,13 @@ def tasks_cmd(
         raise MapathonError(f"--state {state}: unknown (states: {', '.join(lifecycle.STATES)})")
     with _open(ctx) as p:
         ts = lifecycle.list_tasks(p, state.upper() if state else None, village)
-    rows = [{"id": t.id, "key": t.key, "state": t.state, "village": list(t.villages), "locked_by": t.locked_by,
-             "mapped_by": t.mapped_by, "validated_by": t.validated_by} for t in ts]
+    rows = [t.as_dict() for t in ts]
     if as_json:
         print(json.dumps(rows, ensure_ascii=False, indent=2))
         return
     table = Table("id", "address", "state", "village", "locked by", "mapped by", "validated by")
     for r in rows:
-        table.add_row(str(r["id"]), r["key"], r["state"], ", ".join(r["village"]), r["locked_by"] or "",
+        table.add_row(str(r["id"]), r["key"], r["state"], ", ".join(r["villages"]), r["locked_by"] or "",
                       r["mapped_by"] or "", r["validated_by"] or "")
     console.print(table)
     console.print(f"{len(rows)} task(s)")

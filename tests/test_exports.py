@@ -78,7 +78,7 @@ def test_fiona_formats(played, out, fmt):
         seen.add(tid)
         assert p["state"] == t["state"]
         assert p["tile"] == t["key"]  # every task is a tile here
-        assert p["village"] == "; ".join(t["village"])
+        assert p["village"] == "; ".join(t["villages"])
         assert (p["mapped_by"] or "") == (t["mapped_by"] or "")
         assert (p[valid] or "") == (t["validated_by"] or "")
         g = shape(feat.geometry)
@@ -185,7 +185,7 @@ def test_osm_xml_with_pyosmium(played, out):
         assert refs[0] == refs[-1] and len(refs) == 5  # closed
         t = by_key[tags["mapathon:task"]]
         assert tags["mapathon:state"] == t["state"] and tags["name"] == f"Task {t['id']}"
-        assert tags.get("mapathon:village", "") == "; ".join(t["village"])
+        assert tags.get("mapathon:village", "") == "; ".join(t["villages"])
         ring = shapely.Polygon([nodes[r] for r in refs])
         assert ring.symmetric_difference(geoms[t["id"]]).area <= 1e-4 * geoms[t["id"]].area
     # neighbouring squares share their corner nodes

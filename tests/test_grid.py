@@ -89,7 +89,7 @@ def test_zoom16_cover_equals_independent_tile_cover(z16):
         assert is_box(g, mercantile.bounds(t))
         assert r["area_m2"] == pytest.approx(geod_area(g), rel=0.002)
     # every task is assigned the villages whose circle it overlaps
-    tasks = {t["key"]: set(t["village"]) for t in json.loads(Cli(z16)("tasks", "--json").stdout)}
+    tasks = {t["key"]: set(t["villages"]) for t in json.loads(Cli(z16)("tasks", "--json").stdout)}
     vs = {r["name"]: shapely.from_wkb(r["geom"]) for r in query(z16, "SELECT name, geom FROM areas WHERE kind = 'village'")}
     for r in rows[::7]:
         g = shapely.from_wkb(r["geom"])

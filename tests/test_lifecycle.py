@@ -311,7 +311,7 @@ def test_claim_next_in_a_village(cli, proj):
     torodo = shapely.from_wkb(query(proj, "SELECT geom FROM areas WHERE name = 'Torodo'")[0][0])
     assert torodo.intersection(task_geoms(proj)[query(proj, "SELECT key FROM tasks WHERE id = ?", (tid,))[0][0]]).area > 0
     tasks = json.loads(cli("tasks", "--json", "--state", "LOCKED_FOR_MAPPING").stdout)
-    assert "Torodo" in tasks[0]["village"]
+    assert "Torodo" in tasks[0]["villages"]
     line = forbidden(cli, proj, "claim", "--next", "--as", "Bakary", "--village", "Paris",
                      needles=("--village Paris", "no such village"), code=1)
     assert "Torodo" in line  # lists the villages
@@ -425,7 +425,7 @@ def test_history_command(cli, proj):
     out = cli("history", "13").stdout
     assert "claim.mapping" in out and "done" in out and "on y va" in out and "MAPPED" in out
     h = json.loads(cli("history", "13", "--json").stdout)
-    assert h["task"] == 13 and h["state"] == "MAPPED"
+    assert h["id"] == 13 and h["state"] == "MAPPED"
     assert [e["action"] for e in h["events"]] == ["claim.mapping", "done"]
     assert json.loads(cli("history", "14", "--json").stdout)["events"] == []
 

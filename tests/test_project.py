@@ -206,7 +206,7 @@ def test_tasks_list_filters(gproj):
     locked = json.loads(cli("tasks", "--json", "--state", "locked_for_mapping").stdout)
     assert [(t["id"], t["locked_by"]) for t in locked] == [(1, "Awa")]
     torodo = json.loads(cli("tasks", "--json", "--village", "Torodo").stdout)
-    assert torodo and all("Torodo" in t["village"] for t in torodo)
+    assert torodo and all("Torodo" in t["villages"] for t in torodo)
     assert len(torodo) == query(gproj, """SELECT COUNT(*) FROM task_areas ta JOIN areas a ON a.id = ta.area_id
                                           WHERE a.name = 'Torodo'""")[0][0]
     text = cli("tasks", "--village", "Torodo").stdout

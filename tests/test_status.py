@@ -86,16 +86,16 @@ def test_counts_and_percentages_overall_and_per_village(proj):
     by_name = {v["name"]: v for v in st["villages"]}
     assert set(by_name) == set(villages)  # every task lies in a village here: no "(outside villages)" row
     for name, circle in villages.items():
-        mine = [r for r in rows if name in r["village"]]
+        mine = [r for r in rows if name in r["villages"]]
         assert {r["id"] for r in mine} == {i for i, g in geoms.items() if g.intersection(circle).area > 0}
         assert {k: by_name[name][k] for k in exp} == expected_counts(mine), name
     # a task in two villages counts in both rows but once overall
     assert sum(v["tasks"] for v in st["villages"]) >= overall["tasks"]
-    assert any(len(r["village"]) > 1 for r in rows)
-    shared = sum(1 for r in rows if len(r["village"]) > 1 and r["state"] != "SPLIT")
+    assert any(len(r["villages"]) > 1 for r in rows)
+    shared = sum(1 for r in rows if len(r["villages"]) > 1 and r["state"] != "SPLIT")
     assert st["tasks_in_several_villages"] == shared
     assert sum(v["tasks"] for v in st["villages"]) == overall["tasks"] + sum(
-        len(r["village"]) - 1 for r in rows if len(r["village"]) > 1 and r["state"] != "SPLIT")
+        len(r["villages"]) - 1 for r in rows if len(r["villages"]) > 1 and r["state"] != "SPLIT")
 
 
 def test_status_text_table(proj):

@@ -599,12 +599,6 @@ def _base_url(request: Request) -> str:
 # -- JSON views ---------------------------------------------------------------------------------------------------
 
 
-def _task_json(t) -> dict:
-    return {"id": t.id, "key": t.key, "state": t.state, "locked_by": t.locked_by, "lock_expires": t.lock_expires,
-            "mapped_by": t.mapped_by, "validated_by": t.validated_by, "villages": list(t.villages),
-            "bounds": [round(v, 7) for v in t.geom.bounds], "parent_id": t.parent_id}
-
-
 def _round(obj):
     if isinstance(obj, float):
         return round(obj, 7)
@@ -832,7 +826,7 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
 
         def do(p: Project):
             exists(p, task_id)
-            return _task_json(lifecycle.get_task(p, task_id))
+            return lifecycle.get_task(p, task_id).as_dict()
 
         return JSONResponse(await room.read(do))
 
@@ -916,7 +910,7 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
         got = many(p, [(who[i], asks[i][1]) for i in mine])
         out = list(who)
         for i, t in zip(mine, got):
-            out[i] = t if isinstance(t, BaseException) else _task_json(t)
+            out[i] = t if isinstance(t, BaseException) else t.as_dict()
         return out
 
     def claim_next_batch(p: Project, asks: list[tuple[str, str | None]]) -> list:
@@ -955,9 +949,9 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
         def do(p: Project):
             name = volunteer(p, token)
             if task_id is None:
-                return _task_json(getattr(lifecycle, fn_name)(p, name, **kw))
+                return getattr(lifecycle, fn_name)(p, name, **kw).as_dict()
             exists(p, task_id)
-            return _task_json(getattr(lifecycle, fn_name)(p, task_id, name, **kw))
+            return getattr(lifecycle, fn_name)(p, task_id, name, **kw).as_dict()
 
         return await room.change(do)
 
@@ -1073,7 +1067,7 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
             who = organizer(p, ok, token)
             exists(p, task_id)
             r = getattr(lifecycle, fn_name)(p, task_id, who, comment=comment)
-            return [_task_json(t) for t in r] if isinstance(r, list) else _task_json(r)
+            return [t.as_dict() for t in r] if isinstance(r, list) else r.as_dict()
 
         return JSONResponse(await room.change(do))
 

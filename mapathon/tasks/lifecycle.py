@@ -70,6 +70,13 @@ class Task:
     def tile(self) -> str | None:
         return f"{self.z}/{self.x}/{self.y}" if self.z is not None else None
 
+    def as_dict(self) -> dict:
+        """The one JSON shape of a task (``--json`` of the commands, the room server's API)."""
+        return {"id": self.id, "key": self.key, "state": self.state, "villages": list(self.villages),
+                "locked_by": self.locked_by, "lock_expires": self.lock_expires, "mapped_by": self.mapped_by,
+                "validated_by": self.validated_by, "parent_id": self.parent_id,
+                "bounds": [round(v, 7) for v in self.geom.bounds]}
+
 
 _TASK_SELECT = """
     SELECT t.*, lv.name AS locked_name, mv.name AS mapped_name, vv.name AS validated_name,
