@@ -434,6 +434,28 @@ def volunteer_remove(
     console.print(f"Removed {v.name}")
 
 
+@volunteer_app.command("purge")
+def volunteer_purge(
+    ctx: typer.Context,
+    older_than: Optional[float] = typer.Option(None, "--older-than", metavar="DAYS",
+                                               help="Only those registered and last signed in more than DAYS days ago."),
+    actor: str = AsOpt,
+    as_json: bool = JsonOpt,
+    dry_run: bool = typer.Option(False, "--dry-run", help="Say who would be removed; remove nobody."),
+):
+    """Remove the volunteers who only signed in (no role, nothing claimed, mapped, validated or handed in)."""
+    from .tasks import volunteers
+
+    with _open(ctx) as p:
+        gone = volunteers.purge(p, older_than=older_than, actor=actor, dry_run=dry_run)
+    if as_json:
+        print(json.dumps({"dry_run": dry_run, "removed": [v.name for v in gone]}, ensure_ascii=False, indent=2))
+        return
+    verb = "Would remove" if dry_run else "Removed"
+    console.print(f"{verb} {len(gone)} unused volunteer(s)" + (": " + ", ".join(v.name for v in gone) if gone else ""),
+                  soft_wrap=True)
+
+
 # -- progress and exports ---------------------------------------------------------------------------------
 
 

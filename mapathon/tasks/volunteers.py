@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from dataclasses import dataclass
+from datetime import timedelta
 
 from .. import events, names
 from ..errors import MapathonError, UnknownVolunteer
@@ -44,6 +45,30 @@ def check_name(name: str) -> str:
     if len(name) > 80 or any(ord(c) < 32 for c in name):
         raise MapathonError(f"volunteer name {name[:40]!r}: at most 80 printable characters")
     return name
+
+
+def check_new_name(project: Project, name: str, *, but: int | None = None) -> None:
+    """Refuse a new name (a volunteer created or renamed) that would pass on screen for a volunteer's
+    name, current or former (:func:`mapathon.names.skeleton`: 'Mаriam' with a Cyrillic 'а' for
+    'Mariam'), or that mixes Latin letters with look-alike letters of another script. *but*: the
+    volunteer being renamed, who may look like themselves."""
+    look = names.skeleton(name)
+    mine = names.key(name)
+    rows = project.conn.execute(
+        "SELECT name, id FROM volunteers UNION ALL SELECT name, volunteer_id FROM volunteer_aliases").fetchall()
+    for other, vid in rows:
+        if vid != but and names.key(other) != mine and names.skeleton(other) == look:
+            scripts = sorted({s for _, s in names.lookalikes(name)})
+            if scripts:
+                raise MapathonError(f"name {name!r} looks like the volunteer {other!r} (it has a "
+                                    f"{' and '.join(scripts)} letter): type it with Latin letters")
+            raise MapathonError(f"name {name!r} looks like the volunteer {other!r} on screen: "
+                                "choose a name that differs (add a family name or a number)")
+    if names.mixes_lookalikes(name):
+        found = names.lookalikes(name)
+        letters = ", ".join(f"{c} ({s})" for c, s in found)
+        raise MapathonError(f"name {name!r} mixes Latin letters with look-alike letters of another alphabet "
+                            f"({letters}): type it with Latin letters")
 
 
 def find(project: Project, name: str) -> Volunteer | None:
@@ -119,6 +144,7 @@ def add(
                 raise MapathonError(f"{name}: only an organizer may give the {role} role ({who})")
         existing = find(project, name)
         if existing is None:
+            check_new_name(project, name)
             project.conn.execute(
                 "INSERT INTO volunteers (name, name_key, osm_user, is_validator, is_organizer, created)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -151,6 +177,7 @@ def ensure(project: Project, name: str, *, new: bool = False) -> tuple[Volunteer
     vol = find(project, name)
     if vol is not None:
         return vol, False
+    check_new_name(project, name)  # a look-alike is refused, --new or not
     close = None if new else _close(project, name)
     if close:
         raise UnknownVolunteer(f"no volunteer {name!r}; did you mean {close!r}? (add --new to create a new "
@@ -258,6 +285,7 @@ def rename(project: Project, name: str, new: str, *, actor: str | None = None) -
                                 f"use 'mapathon volunteer merge \"{other.name}\" \"{vol.name}\"'")
         if new == vol.name:
             raise MapathonError(f"volunteer {vol.name}: already called {new!r}")
+        check_new_name(project, new, but=vol.id)
         before = vol.name
         vol = apply_rename(project, vol, new)
         project.record(actor=who, action="volunteer.rename", data={"from": before, "name": vol.name})
@@ -298,6 +326,34 @@ def remove(project: Project, name: str, *, actor: str | None = None) -> Voluntee
         apply_remove(project, vol)
         project.record(actor=who, action="volunteer.remove", data={"name": vol.name})
     return vol
+
+
+def purge(project: Project, *, older_than: float | None = None, actor: str | None = None,
+          dry_run: bool = False) -> list[Volunteer]:
+    """Remove the volunteers who only signed in: no role, nothing claimed, mapped, validated or handed in
+    (:func:`history_of`), with their room sessions. *older_than*: only those registered and last signed
+    in more than that many days ago. Each removal is one ``volunteer.remove`` event, as with
+    :func:`remove`, so it travels to the other sites the same way; their sign-in events stay in the log.
+    *dry_run*: say who, remove nobody. Returns the volunteers removed (or that would be)."""
+    if older_than is not None and older_than < 0:
+        raise MapathonError(f"--older-than {older_than:g}: a number of days, 0 or more")
+    with project.transaction():
+        who = _organizer_only(project, actor, "purge volunteers")
+        cutoff = events.iso(events.utcnow() - timedelta(days=older_than)) if older_than is not None else None
+        seen = dict(project.conn.execute("SELECT volunteer, MAX(created) FROM room_sessions GROUP BY volunteer"))
+        gone = []
+        for vol, created in ((Volunteer.from_row(r), r["created"]) for r in project.conn.execute(
+                "SELECT * FROM volunteers WHERE is_organizer = 0 AND is_validator = 0 ORDER BY name").fetchall()):
+            last = max(filter(None, (str(created or ""), seen.get(vol.name))), default="")
+            if cutoff is not None and last > cutoff:
+                continue
+            if history_of(project, vol) is None:
+                gone.append(vol)
+        if not dry_run:
+            for vol in gone:
+                apply_remove(project, vol)
+                project.record(actor=who, action="volunteer.remove", data={"name": vol.name, "purge": True})
+    return gone
 
 
 def apply_remove(project: Project, vol: Volunteer) -> None:
