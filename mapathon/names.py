@@ -23,10 +23,11 @@ from rapidfuzz import fuzz, process
 from rapidfuzz.distance import Levenshtein
 
 
-# Characters that show nothing: besides Unicode's format (Cf: U+200B zero-width space, U+00AD soft hyphen,
-# U+FEFF, bidi marks) and control (Cc) categories, the variation selectors, the combining grapheme joiner
-# and the Hangul fillers (letters that draw nothing), from Unicode's Default_Ignorable_Code_Point list.
-_INVISIBLE_CATEGORIES = {"Cc", "Cf", "Cs", "Co"}
+# Characters that show nothing: besides Unicode's format category (Cf: U+200B zero-width space, U+00AD soft
+# hyphen, U+FEFF, bidi marks), surrogates and private use, the variation selectors, the combining grapheme
+# joiner and the Hangul fillers (letters that draw nothing), from Unicode's Default_Ignorable_Code_Point list.
+# Control characters (Cc) are not dropped here: a name with one is refused (volunteers.check_name).
+_INVISIBLE_CATEGORIES = {"Cf", "Cs", "Co"}
 _INVISIBLE = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, 0x3164, 0xFFA0, *range(0x180B, 0x1810),
               *range(0xFE00, 0xFE10), *range(0xE0100, 0xE01F0)}
 

@@ -158,3 +158,10 @@ def test_a_purge_travels_to_the_other_site_like_removals(tmp_path_factory, tmp_p
     exchange(paris, tmp_path / "bamako", tmp_path)
     assert "Oumar" not in vols(B) and "Oumar" not in vols(P)
     assert "Sitan" in vols(B)
+
+
+@pytest.mark.parametrize("bad", ["bell\x07", "del\x7f", "csi\x9bx"])
+def test_a_control_character_is_refused_not_dropped(pcli, bad):
+    before = snapshot(pcli.project)
+    assert_error(pcli("volunteer", "add", bad, ok=False), "at most 80 printable characters")
+    assert snapshot(pcli.project) == before

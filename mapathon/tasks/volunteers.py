@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -42,7 +43,7 @@ def check_name(name: str) -> str:
     name = names.clean(name)
     if not name:
         raise MapathonError("--as: a volunteer name is needed")
-    if len(name) > 80 or any(ord(c) < 32 for c in name):
+    if len(name) > 80 or any(unicodedata.category(c) == "Cc" for c in name):
         raise MapathonError(f"volunteer name {name[:40]!r}: at most 80 printable characters")
     return name
 
