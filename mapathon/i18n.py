@@ -149,6 +149,18 @@ WORDS: dict[str, dict[str, str]] = {
     "err.no_task": {"en": "Task {id}: no such task.", "fr": "Il n'y a pas de tâche {id}."},
     "err.no_tasks_yet": {"en": "The project has no tasks yet.", "fr": "Le projet n'a pas encore de tâches."},
     "err.unknown_volunteer": {"en": "No volunteer is named {name}.", "fr": "Aucun bénévole ne s'appelle {name}."},
+    "err.name_lookalike": {"en": "The name {name} looks like {other}'s but has letters of another alphabet: "
+                                 "type it with Latin letters.",
+                           "fr": "Le nom {name} ressemble à celui de {other} mais contient des lettres d'un autre "
+                                 "alphabet : tapez-le en lettres latines."},
+    "err.name_lookalike_plain": {"en": "The name {name} looks like {other}'s on screen: choose a name that differs "
+                                       "(add a family name or a number).",
+                                 "fr": "Le nom {name} ressemble à celui de {other} à l'écran : choisissez un nom "
+                                       "différent (ajoutez un nom de famille ou un numéro)."},
+    "err.name_mixed": {"en": "The name {name} mixes Latin letters with look-alike letters of another alphabet: "
+                             "type it with Latin letters.",
+                       "fr": "Le nom {name} mélange des lettres latines et des lettres d'un autre alphabet qui leur "
+                             "ressemblent : tapez-le en lettres latines."},
     "err.not_your_task": {"en": "Task {id} is not yours: only the volunteer who holds or mapped it, a validator or "
                                 "an organizer hands in files for it.",
                           "fr": "La tâche {id} n'est pas la vôtre : seuls le bénévole qui l'a prise ou cartographiée, "
@@ -426,6 +438,9 @@ _TASK = r"task (?P<id>\d+) \((?P<key>[^)]*)\) is (?P<state>[A-Z_]+): "
 _RULES: list[tuple[re.Pattern, str]] = [(re.compile(p, re.S), k) for p, k in [
     (r"--as: a volunteer name is needed", "err.name_needed"),
     (r"volunteer name .*: at most 80 printable characters", "err.name_long"),
+    (r"name ['\"](?P<name>.+?)['\"] looks like the volunteer ['\"](?P<other>.+?)['\"] \(it has", "err.name_lookalike"),
+    (r"name ['\"](?P<name>.+?)['\"] looks like the volunteer ['\"](?P<other>.+?)['\"] on screen", "err.name_lookalike_plain"),
+    (r"name ['\"](?P<name>.+?)['\"] mixes Latin letters", "err.name_mixed"),
     (r"--village .*?: this project has no named villages", "err.no_villages"),
     (r"--village (?P<village>.+?): no such village", "err.no_village"),
     (r"no task left to map in (?P<village>.+?): ", "err.none_left_in"),
