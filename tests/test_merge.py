@@ -611,7 +611,8 @@ def test_many_files_are_read_in_parallel_with_the_same_result(tmp_path, monkeypa
 
 def test_helper_processes_give_the_same_result(tmp_path, base, monkeypatch):
     """Big merges read files and the base in forked helpers: force them on a small case, compare."""
-    from mapathon.osm import merge as merge_mod
+    from mapathon.osm.merge import base as base_mod
+    from mapathon.osm.merge import reading as reading_mod
 
     a = josm(tmp_path / "a.osm", *building(-1, -1, 14.5, -9.1),
              node(104, 14.7, -9.3, {"amenity": "school", "name": "A"}, 5, "modify"),
@@ -621,8 +622,8 @@ def test_helper_processes_give_the_same_result(tmp_path, base, monkeypatch):
     results = {}
     for mode in ("forked", "inline"):
         if mode == "forked":
-            monkeypatch.setattr(merge_mod, "_FORK_MIN_NEW", 0)
-            monkeypatch.setattr(merge_mod, "_PARALLEL_MIN_FILES", 1)
+            monkeypatch.setattr(base_mod, "_FORK_MIN_NEW", 0)
+            monkeypatch.setattr(reading_mod, "_PARALLEL_MIN_FILES", 1)
         else:
             monkeypatch.setenv("MAPATHON_JOBS", "1")
         out = tmp_path / f"{mode}.osm.pbf"
