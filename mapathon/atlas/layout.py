@@ -89,14 +89,6 @@ class PageLayout:
     cols: int  # reference squares across / down
     rows: int
 
-    @property
-    def square_w(self):
-        return self.frame.w / self.cols
-
-    @property
-    def square_h(self):
-        return self.frame.h / self.rows
-
     def ground_size(self, scale: int) -> tuple[float, float]:
         """Metres on the ground covered by the frame."""
         return self.frame_pt[0] / MM * scale / 1000.0, self.frame_pt[1] / MM * scale / 1000.0
