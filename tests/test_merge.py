@@ -692,6 +692,7 @@ def test_andorra_change_file_merged_like_osmium_apply_changes(tmp_path, andorra_
     assert read_objects(osc).keys() == diff.keys()
 
 
+@pytest.mark.slow
 @needs_osmium
 def test_disjoint_real_files_give_what_osmium_merge_gives(tmp_path, cli):
     out = tmp_path / "ours.osm.pbf"
@@ -707,6 +708,7 @@ def test_disjoint_real_files_give_what_osmium_merge_gives(tmp_path, cli):
     assert osmium_tool("cat", "-f", "opl", out2).stdout == osmium_tool("cat", "-f", "opl", ref2).stdout
 
 
+@pytest.mark.slow
 def test_disjoint_real_files_same_objects_by_pyosmium(tmp_path):
     """The same comparison without osmium-tool: every object of both inputs, as pyosmium reads them."""
     out = tmp_path / "ours.osm.pbf"
