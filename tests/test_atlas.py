@@ -135,6 +135,7 @@ def test_qr_code_holds_the_page_bbox(vaduz_atlas):
     assert shared == pytest.approx(75, abs=8)
 
 
+@pytest.mark.slow
 def test_layer_cache_is_reused(vaduz_atlas, outdir):
     _, info = vaduz_atlas
     assert Path(info["cache"]).is_file() and Path(info["cache"]).parent == outdir / ".mapathon-cache"
@@ -236,6 +237,7 @@ def dianguirde(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_project_villages_tasks_and_merged_default(dianguirde):
     from conftest import DIANGUIRDE_POIS
 
@@ -387,6 +389,7 @@ def _edge_data(project: Path, folder: Path) -> tuple[Path, float]:
     return path, metres(lon, lat)
 
 
+@pytest.mark.slow
 def test_village_pages_reach_the_edge_of_its_squares(dianguirde):
     data, dist = _edge_data(dianguirde, dianguirde.parent)
     assert dist > 1500  # far beyond the one page around the village point that the atlas used to print

@@ -611,7 +611,8 @@ def test_many_files_are_read_in_parallel_with_the_same_result(tmp_path, monkeypa
 
 def test_helper_processes_give_the_same_result(tmp_path, base, monkeypatch):
     """Big merges read files and the base in forked helpers: force them on a small case, compare."""
-    from mapathon.osm import merge as merge_mod
+    from mapathon.osm.merge import base as base_mod
+    from mapathon.osm.merge import reading as reading_mod
 
     a = josm(tmp_path / "a.osm", *building(-1, -1, 14.5, -9.1),
              node(104, 14.7, -9.3, {"amenity": "school", "name": "A"}, 5, "modify"),
@@ -621,8 +622,8 @@ def test_helper_processes_give_the_same_result(tmp_path, base, monkeypatch):
     results = {}
     for mode in ("forked", "inline"):
         if mode == "forked":
-            monkeypatch.setattr(merge_mod, "_FORK_MIN_NEW", 0)
-            monkeypatch.setattr(merge_mod, "_PARALLEL_MIN_FILES", 1)
+            monkeypatch.setattr(base_mod, "_FORK_MIN_NEW", 0)
+            monkeypatch.setattr(reading_mod, "_PARALLEL_MIN_FILES", 1)
         else:
             monkeypatch.setenv("MAPATHON_JOBS", "1")
         out = tmp_path / f"{mode}.osm.pbf"
@@ -691,6 +692,7 @@ def test_andorra_change_file_merged_like_osmium_apply_changes(tmp_path, andorra_
     assert read_objects(osc).keys() == diff.keys()
 
 
+@pytest.mark.slow
 @needs_osmium
 def test_disjoint_real_files_give_what_osmium_merge_gives(tmp_path, cli):
     out = tmp_path / "ours.osm.pbf"
@@ -706,6 +708,7 @@ def test_disjoint_real_files_give_what_osmium_merge_gives(tmp_path, cli):
     assert osmium_tool("cat", "-f", "opl", out2).stdout == osmium_tool("cat", "-f", "opl", ref2).stdout
 
 
+@pytest.mark.slow
 def test_disjoint_real_files_same_objects_by_pyosmium(tmp_path):
     """The same comparison without osmium-tool: every object of both inputs, as pyosmium reads them."""
     out = tmp_path / "ours.osm.pbf"

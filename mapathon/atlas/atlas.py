@@ -44,6 +44,13 @@ CORE_M = 150
 CLUSTER_GAP = 60.0  # houses closer than this belong to the same village
 # name:xx put in the index: the atlas's languages and those of the Sahel (Bambara, Fula, Soninke...)
 INDEX_NAME_LANGS = {"fr", "en", "bm", "ff", "snk", "son", "dyu", "wo", "ha", "mos", "tmh", "kr", "dje"}
+# the cover's key map: page frames drawn smaller than this (mm) get their number beside them, in
+# KEY_NUMBER_BESIDE_PT points; inside a frame the number is 0.8 pt per mm of frame, within KEY_NUMBER_PT
+KEY_NUMBER_MIN_FRAME_MM = 12
+KEY_NUMBER_BESIDE_PT = 9
+KEY_NUMBER_PT = (6.0, 11.0)
+KEY_NUMBER_GAP_PT = 1.5  # between a frame and the number beside it
+KEY_MAX_BUILDINGS = 60000  # more buildings than this are left off the key map (unreadable, slow)
 
 
 @dataclass
@@ -219,7 +226,7 @@ def _make(opts, project, words: Words, scale, lay, fmt, t0, timings) -> AtlasRes
             raise MapathonError(f"{data}: no mapped features in the area to print "
                                 f"({_fmt_bbox(_union(boxes_wgs))}); check --data, --bbox or the village names")
         # physical page numbers: cover = 1, then maps (each followed by its notes page with --notes page)
-        per = 2 if opts.notes == "page" else 1
+        per = _pages_per_map(opts.notes)
         for i, p in enumerate(pages):
             p.number = 2 + i * per
         _link_neighbours(pages)
@@ -259,14 +266,15 @@ def _make(opts, project, words: Words, scale, lay, fmt, t0, timings) -> AtlasRes
                            "geometry": shapely.geometry.mapping(_wgs_polygon(p.box, to_wgs))} for p in pages]
             frame_mm = min(ground) / key_scale * 1000
             points = None
-            if frame_mm < 12:  # frames too small to hold their number: write it beside them
+            if frame_mm < KEY_NUMBER_MIN_FRAME_MM:  # frames too small to hold their number: write it beside them
                 points = [{"type": "Feature", "properties": {"number": str(p.number)},
                            "geometry": shapely.geometry.mapping(shapely.Point(*to_wgs.transform(*p.centre)))}
                           for p in pages]
             xml = style.keymap_xml(mapbody.expand(key_wgs, 0.001), areas=_area_features(project, opts),
-                                   pages=page_feats, buildings=n_buildings < 60000,
-                                   number_size=9 if points else min(11.0, max(6.0, frame_mm * 0.8)),
-                                   number_points=points, number_offset=frame_mm * layout.MM / 2 + 1.5)
+                                   pages=page_feats, buildings=n_buildings < KEY_MAX_BUILDINGS,
+                                   number_size=KEY_NUMBER_BESIDE_PT if points
+                                   else min(KEY_NUMBER_PT[1], max(KEY_NUMBER_PT[0], frame_mm * 0.8)),
+                                   number_points=points, number_offset=frame_mm * layout.MM / 2 + KEY_NUMBER_GAP_PT)
             key_pdf = work / "keymap.pdf"
             mapbody.render(xml, key_box, key_pt, key_pdf, what="key map of the cover")
 
@@ -282,10 +290,12 @@ def _make(opts, project, words: Words, scale, lay, fmt, t0, timings) -> AtlasRes
                                                   opts.max_pages]).encode()).hexdigest()[:8]
             project_name = project.name if project is not None else data.name.split(".")[0]
             furniture_pdf = work / "furniture.pdf"
-            n_index = _draw_furniture(furniture_pdf, opts, lay, scale, words, pages, legends, boxes_wgs, to_wgs,
-                                      to_utm, epsg, areas, title, project_name, atlas_id, data_date, print_date,
-                                      index, cover_frame, contents_rect, key_scale, style.pal,
-                                      tasks is not None, mb is not None)
+            plan = AtlasPlan(lay=lay, scale=scale, notes=opts.notes, pages=pages, legends=legends, to_wgs=to_wgs,
+                             to_utm=to_utm, epsg=epsg, areas=areas, title=title, project_name=project_name,
+                             atlas_id=atlas_id, data_date=data_date, print_date=print_date, index=index,
+                             cover_frame=cover_frame, contents_rect=contents_rect, key_scale=key_scale,
+                             pal=style.pal, tasks_overlay=tasks is not None, with_imagery=mb is not None)
+            n_index = _draw_furniture(furniture_pdf, plan, words)
             timings["furniture"] = time.perf_counter() - t0 - sum(timings.values())
             total = 1 + len(pages) * per + n_index
             assembled = work / "atlas.pdf"
@@ -828,79 +838,123 @@ def _index_entries(conn, pages, boxes_wgs, to_utm, lay, scale, words: Words):
 # -- drawing and assembling --------------------------------------------------------------------------------
 
 
-def _draw_furniture(dest, opts, lay, scale, words, pages, legends, boxes_wgs, to_wgs, to_utm, epsg, areas, title,
-                    project_name, atlas_id, data_date, print_date, index, cover_frame, contents_rect, key_scale,
-                    pal, tasks_overlay, with_imagery) -> int:
+def _pages_per_map(notes: str | None) -> int:
+    """Physical pages per map page: 2 when each map is followed by its notes page (--notes page)."""
+    return 2 if notes == "page" else 1
+
+
+@dataclass
+class AtlasPlan:
+    """What the furniture (cover, map page frames, notes pages, index) is drawn from: planned by :func:`_make`."""
+
+    lay: layout.PageLayout
+    scale: int
+    notes: str | None  # --notes: None, "half" or "page"
+    pages: list[layout.MapPage]
+    legends: list[list[str]]  # the legend keys of each page
+    to_wgs: object  # UTM -> WGS84 transformer (geo.transformer)
+    to_utm: object
+    epsg: int  # the UTM zone of the pages
+    areas: list  # the Area of each village / task group, in order
+    title: str
+    project_name: str
+    atlas_id: str  # short hash naming this print (in the QR codes)
+    data_date: str
+    print_date: str
+    index: list  # (section, [IndexEntry]) for the index pages
+    cover_frame: layout.Rect  # the cover's key map
+    contents_rect: layout.Rect
+    key_scale: float
+    pal: dict  # the map style's palette
+    tasks_overlay: bool
+    with_imagery: bool
+
+    @property
+    def index_title(self) -> str:
+        return f"{self.title} — {self.project_name}" if self.title != self.project_name else self.title
+
+
+def _draw_furniture(dest: Path, plan: AtlasPlan, words: Words) -> int:
+    """Draw every page but the map bodies with ReportLab into *dest*; returns the number of index pages."""
     from reportlab.pdfgen import canvas
 
     furniture.register_fonts()
-    per = 2 if opts.notes == "page" else 1
-    index_title = f"{title} — {project_name}" if title != project_name else title
-    n_index = furniture.draw_index_pages(None, index, lay.width, lay.height, words, 0, 0, index_title, dry_run=True) \
-        if any(e for _, e in index) else 0
-    total = 1 + len(pages) * per + n_index
+    lay, pages = plan.lay, plan.pages
+    n_index = furniture.draw_index_pages(None, plan.index, lay.width, lay.height, words, 0, 0, plan.index_title,
+                                         dry_run=True) if any(e for _, e in plan.index) else 0
+    total = 1 + len(pages) * _pages_per_map(plan.notes) + n_index
     c = canvas.Canvas(str(dest), pagesize=(lay.width * layout.MM, lay.height * layout.MM), pageCompression=1)
-    c.setTitle(f"{title} — {words('atlas')}")
+    c.setTitle(f"{plan.title} — {words('atlas')}")
     c.setAuthor("mapathon")
     c.setSubject(words("attribution"))
 
-    # cover
+    furniture.draw_cover(c, _cover_info(plan, words, total, n_index), plan.contents_rect, words, lay.width,
+                         lay.height)
+    c.showPage()
+    for p, keys in zip(pages, plan.legends):
+        furniture.draw_map_page(c, _map_page_info(plan, words, p, keys, total), plan.pal, words)
+        c.showPage()
+        if plan.notes == "page":
+            furniture.draw_notes_page(c, lay, words, p.number + 1, total, p.number, p.area)
+            c.showPage()
+    if n_index:
+        furniture.draw_index_pages(c, plan.index, lay.width, lay.height, words, total - n_index + 1, total,
+                                   plan.index_title)
+        c.showPage()
+    c.save()
+    return n_index
+
+
+def _cover_info(plan: AtlasPlan, words: Words, total: int, n_index: int) -> furniture.CoverInfo:
     contents: list[tuple[str, str]] = []
-    for ai, a in enumerate(areas):
-        nums = [p.number for p in pages if p.area_index == ai]
+    for ai, a in enumerate(plan.areas):
+        nums = [p.number for p in plan.pages if p.area_index == ai]
         if not nums:
             continue
         pages_txt = f"{words('p')} {nums[0]}" if len(nums) == 1 else f"{words('p')} {nums[0]}–{nums[-1]}"
         contents.append((a.name, pages_txt))
     if n_index:
         contents.append((words("index"), f"{words('p')} {total - n_index + 1}"))
-    zone = geo.utm_zone_name(epsg)
-    cover = furniture.CoverInfo(
+    lay, title, project_name = plan.lay, plan.title, plan.project_name
+    return furniture.CoverInfo(
         title=f"{words('atlas')} — {title}",
-        subtitle=(project_name + " · " if project_name != title else "") + f"{words('overview')} 1:{_round_scale(key_scale)}",
-        lines=[], frame=cover_frame, contents=contents, total=total, data_date=data_date, print_date=print_date,
-        scale_note=words("map_pages", n=len(pages), scale=f"1:{scale}") + f" · {lay.paper} {lay.orientation}"
-        + f" · UTM {zone}")
-    furniture.draw_cover(c, cover, contents_rect, words, lay.width, lay.height)
-    c.showPage()
+        subtitle=(project_name + " · " if project_name != title else "")
+        + f"{words('overview')} 1:{_round_scale(plan.key_scale)}",
+        lines=[], frame=plan.cover_frame, contents=contents, total=total, data_date=plan.data_date,
+        print_date=plan.print_date,
+        scale_note=words("map_pages", n=len(plan.pages), scale=f"1:{plan.scale}") + f" · {lay.paper} {lay.orientation}"
+        + f" · UTM {geo.utm_zone_name(plan.epsg)}")
 
+
+def _map_page_info(plan: AtlasPlan, words: Words, p: layout.MapPage, keys: list[str],
+                   total: int) -> furniture.MapPageInfo:
+    lay, scale, pages, to_wgs = plan.lay, plan.scale, plan.pages, plan.to_wgs
     step = furniture.grid_step_for(scale)
     min_part = furniture.MIN_SQUARE_MM * scale / 1000.0
-    subtitle_base = project_name if project_name != title else ""
-    for p, keys in zip(pages, legends):
-        minx, miny, maxx, maxy = p.box
-        cx, cy = p.centre
-        lon, lat = to_wgs.transform(cx, cy)
-        nx, ny = to_utm.transform(lon, lat + 0.01)
-        conv = math.degrees(math.atan2(nx - cx, ny - cy))
-        n_in_area = sum(1 for q in pages if q.area_index == p.area_index)
-        part = ""
-        if n_in_area > 1:
-            idx = [q.number for q in pages if q.area_index == p.area_index].index(p.number) + 1
-            part = f"{words('page')} {idx}/{n_in_area}"
-        bbox = [round(v, 6) for v in _wgs_bounds(p.box, to_wgs)]
-        page_id = f"{atlas_id}-{p.number}"
-        payload = json.dumps({"mapathon": FORMAT_VERSION, "project": project_name, "page": page_id,
-                              "bbox": bbox, "paper": lay.paper, "orientation": lay.orientation, "scale": scale},
-                             ensure_ascii=False, separators=(",", ":"))
-        info = furniture.MapPageInfo(
-            number=p.number, total=total, title=p.area, subtitle=subtitle_base if p.area != subtitle_base else "",
-            area_part=part, layout=lay, scale=scale, box=p.box, zone=zone,
-            to_lonlat=lambda xs, ys: to_wgs.transform(xs, ys), convergence_deg=conv, grid_step=step, legend=keys,
-            neighbours=p.neighbours, qr_payload=payload, page_id=page_id, data_date=data_date,
-            print_date=print_date, tasks=tasks_overlay, imagery=with_imagery,
-            col_edges=furniture.square_edges(minx, maxx, step, min_part),
-            row_edges=list(reversed(furniture.square_edges(miny, maxy, step, min_part))))
-        furniture.draw_map_page(c, info, pal, words)
-        c.showPage()
-        if opts.notes == "page":
-            furniture.draw_notes_page(c, lay, words, p.number + 1, total, p.number, p.area)
-            c.showPage()
-    if n_index:
-        furniture.draw_index_pages(c, index, lay.width, lay.height, words, total - n_index + 1, total, index_title)
-        c.showPage()
-    c.save()
-    return n_index
+    subtitle_base = plan.project_name if plan.project_name != plan.title else ""
+    minx, miny, maxx, maxy = p.box
+    cx, cy = p.centre
+    lon, lat = to_wgs.transform(cx, cy)
+    nx, ny = plan.to_utm.transform(lon, lat + 0.01)
+    conv = math.degrees(math.atan2(nx - cx, ny - cy))
+    n_in_area = sum(1 for q in pages if q.area_index == p.area_index)
+    part = ""
+    if n_in_area > 1:
+        idx = [q.number for q in pages if q.area_index == p.area_index].index(p.number) + 1
+        part = f"{words('page')} {idx}/{n_in_area}"
+    bbox = [round(v, 6) for v in _wgs_bounds(p.box, to_wgs)]
+    page_id = f"{plan.atlas_id}-{p.number}"
+    payload = json.dumps({"mapathon": FORMAT_VERSION, "project": plan.project_name, "page": page_id,
+                          "bbox": bbox, "paper": lay.paper, "orientation": lay.orientation, "scale": scale},
+                         ensure_ascii=False, separators=(",", ":"))
+    return furniture.MapPageInfo(
+        number=p.number, total=total, title=p.area, subtitle=subtitle_base if p.area != subtitle_base else "",
+        area_part=part, layout=lay, scale=scale, box=p.box, zone=geo.utm_zone_name(plan.epsg),
+        to_lonlat=lambda xs, ys: to_wgs.transform(xs, ys), convergence_deg=conv, grid_step=step, legend=keys,
+        neighbours=p.neighbours, qr_payload=payload, page_id=page_id, data_date=plan.data_date,
+        print_date=plan.print_date, tasks=plan.tasks_overlay, imagery=plan.with_imagery,
+        col_edges=furniture.square_edges(minx, maxx, step, min_part),
+        row_edges=list(reversed(furniture.square_edges(miny, maxy, step, min_part))))
 
 
 def _data_date(cache, data: Path, words: Words) -> str:

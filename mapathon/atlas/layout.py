@@ -18,14 +18,18 @@ from ..errors import MapathonError
 
 MM = 72 / 25.4  # points per millimetre
 PAPERS = {"a4": ("A4", 210.0, 297.0), "a3": ("A3", 297.0, 420.0), "letter": ("Letter", 215.9, 279.4)}
-MARGIN = 8.0
-HEADER = 9.0
-BAND = 6.0
+# lengths on the paper, in millimetres
+MARGIN = 8.0  # white around the page (printers cannot print to the edge)
+HEADER = 9.0  # the title line at the top
+BAND = 6.0  # the band around the map that holds the coordinates and the reference square letters
 FOOTER = 36.0  # portrait: the panel under the map
 SIDE = 64.0  # landscape: the panel right of the map
 OVERLAP_MM = 15.0  # neighbouring pages share this much of the map
-SQUARE_MM = 40.0
-MIN_FRAME_MM = 60.0
+SQUARE_MM = 40.0  # about the size of a reference square (A, B... across, 1, 2... down)
+MIN_FRAME_MM = 60.0  # a smaller map is refused (paper too small for the notes)
+PANEL_GAP = 2.0  # landscape: white between the map's coordinate band and the side panel
+FOOTER_GAP = 1.0  # portrait: white between the panel under the map and the map's coordinate band
+NOTES_GAP = 2.0  # white between the map (with its band) and the notes area of --notes half
 MIN_SCALE, MAX_SCALE = 500, 100_000
 
 
@@ -89,14 +93,6 @@ class PageLayout:
     cols: int  # reference squares across / down
     rows: int
 
-    @property
-    def square_w(self):
-        return self.frame.w / self.cols
-
-    @property
-    def square_h(self):
-        return self.frame.h / self.rows
-
     def ground_size(self, scale: int) -> tuple[float, float]:
         """Metres on the ground covered by the frame."""
         return self.frame_pt[0] / MM * scale / 1000.0, self.frame_pt[1] / MM * scale / 1000.0
@@ -109,21 +105,22 @@ def page_layout(paper: str, orientation: str, notes: str | None = None) -> PageL
     top = header.y - BAND
     if landscape:
         panel = Rect(W - MARGIN - SIDE, MARGIN, SIDE, top + BAND - MARGIN)
-        left, right, bottom = MARGIN + BAND, panel.x - BAND - 2, MARGIN + BAND
+        left, right, bottom = MARGIN + BAND, panel.x - BAND - PANEL_GAP, MARGIN + BAND
     else:
         panel = Rect(MARGIN, MARGIN, W - 2 * MARGIN, FOOTER)
-        left, right, bottom = MARGIN + BAND, W - MARGIN - BAND, panel.y1 + BAND + 1
+        left, right, bottom = MARGIN + BAND, W - MARGIN - BAND, panel.y1 + BAND + FOOTER_GAP
     notes_rect = None
     if notes == "half":
         if landscape:
             avail = right - left
             half = (avail - BAND) / 2
-            notes_rect = Rect(left + half + BAND + 2, bottom - BAND, right - (left + half + BAND + 2) + BAND, top - bottom + 2 * BAND)
+            notes_x = left + half + BAND + NOTES_GAP
+            notes_rect = Rect(notes_x, bottom - BAND, right - notes_x + BAND, top - bottom + 2 * BAND)
             right = left + half
         else:
             avail = top - bottom
             half = (avail - BAND) / 2
-            notes_rect = Rect(MARGIN, bottom - BAND, W - 2 * MARGIN, half - 2)
+            notes_rect = Rect(MARGIN, bottom - BAND, W - 2 * MARGIN, half - NOTES_GAP)
             bottom = bottom + half + BAND
     elif notes not in (None, "page"):
         raise MapathonError(f"--notes {notes}: choose half or page")

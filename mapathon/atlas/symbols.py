@@ -61,10 +61,6 @@ def greyscale_text(text: str) -> str:
 # -- point symbols ------------------------------------------------------------------------------------
 
 
-def _circle_pts(cx, cy, r, n=48):
-    return [(cx + r * math.cos(2 * math.pi * i / n), cy + r * math.sin(2 * math.pi * i / n)) for i in range(n)]
-
-
 def _shape_pts(geom):
     return [tuple(map(float, c)) for c in list(geom.exterior.coords)[:-1]]
 

@@ -418,10 +418,6 @@ class _Client:
         return _Response(r.status_code, r.headers, body)
 
 
-class _Abort(Exception):
-    pass
-
-
 class _State:
     def __init__(self, total: int):
         self.lock = threading.Lock()

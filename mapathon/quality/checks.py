@@ -128,14 +128,6 @@ class CheckResult:
             out[f.kind] += 1
         return out
 
-    def counts_by_volunteer(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for f in self.findings:
-            for v in f.volunteers if f.contributed else ():
-                d = out.setdefault(v, {})
-                d[f.kind] = d.get(f.kind, 0) + 1
-        return out
-
     def as_dict(self) -> dict:
         return {"file": self.source, "seconds": round(self.seconds, 3), "checked": self.stats,
                 "provenance": self.provenance, "counts": self.counts(),

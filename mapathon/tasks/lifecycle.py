@@ -31,7 +31,7 @@ from .. import events, geo, names
 from ..errors import ForbiddenTransition, MapathonError
 from ..project import Project
 from . import volunteers
-from .grid import DEFAULT_MIN_OVERLAP_M2, Grid, split_cells
+from .grid import DEFAULT_MIN_OVERLAP_M2, split_cells
 
 READY = "READY"
 LOCKED_FOR_MAPPING = "LOCKED_FOR_MAPPING"
@@ -141,47 +141,7 @@ def list_tasks(project: Project, state: str | None = None, village: str | None =
     return [_task(r) for r in project.conn.execute(sql + " ORDER BY t.id", args)]
 
 
-# -- the grid -----------------------------------------------------------------
-
-
-def has_work(project: Project) -> bool:
-    """True when a task of the current grid has a recorded change (claims, splits, ...)."""
-    return project.conn.execute(
-        """SELECT 1 FROM events WHERE task IS NOT NULL
-            AND seq > COALESCE((SELECT MAX(seq) FROM events WHERE action = 'grid.create'), 0) LIMIT 1"""
-    ).fetchone() is not None
-
-
-def save_grid(project: Project, grid: Grid, *, actor: str, description: dict, force: bool = False) -> int:
-    """Replace the project's tasks by *grid*, assigning villages. Returns the number of tasks."""
-    with project.transaction():
-        if has_work(project) and not force:
-            raise MapathonError(
-                "the project already has recorded work on its tasks; re-gridding would orphan it "
-                "(use --force to replace the grid anyway; the history is kept)"
-            )
-        conn = project.conn
-        old = conn.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
-        conn.execute("DELETE FROM task_areas")
-        conn.execute("UPDATE tasks SET parent_id = NULL")
-        conn.execute("DELETE FROM tasks")
-        n = len(grid)
-        ids = np.arange(1, n + 1)
-        wkb = shapely.to_wkb(grid.geoms)
-        bounds = shapely.bounds(grid.geoms)
-        tile = grid.z >= 0
-        zs = [int(v) if t else None for v, t in zip(grid.z, tile)]
-        xs = [int(v) if t else None for v, t in zip(grid.x, tile)]
-        ys = [int(v) if t else None for v, t in zip(grid.y, tile)]
-        conn.executemany(
-            "INSERT INTO tasks (id, key, z, x, y, area_m2, minx, miny, maxx, maxy, geom)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            zip(ids.tolist(), grid.keys.tolist(), zs, xs, ys, grid.area_m2.tolist(), bounds[:, 0].tolist(),
-                bounds[:, 1].tolist(), bounds[:, 2].tolist(), bounds[:, 3].tolist(), wkb.tolist()),
-        )
-        _assign_villages(project, ids, grid.geoms)
-        project.record(actor=actor, action="grid.create", data={**description, "tasks": n, "replaced": old})
-    return n
+# -- the villages of tasks (gridding.save_grid stores a grid) ------------------
 
 
 def _assign_villages(project: Project, ids: np.ndarray, geoms: np.ndarray) -> None:

@@ -1,0 +1,244 @@
+"""The base extract: its header, and the objects of it that a merge needs.
+
+The base extract is never loaded into Python: it is read twice with C++
+filters (only the objects the inputs touch come out), then merged with
+the contributions by libosmium (``MergeInputReader.apply_to_reader``),
+which writes the sorted snapshot.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from pathlib import Path
+
+from ...errors import MapathonError
+from ..readers import KINDS, NODE, RELATION, WAY, OsmObject, from_osmium, osmium_refs
+from .reading import _pack_tables, _unpack_tables
+
+
+def _base_error(base: Path, e: Exception) -> MapathonError:
+    return MapathonError(f"{base}: cannot read the base extract ({e})")
+
+
+def _read_base_header(base: Path):
+    import osmium
+
+    if not base.is_file():
+        raise MapathonError(f"{base}: no such base file")
+    try:
+        with osmium.io.Reader(str(base), osmium.osm.NOTHING) as rd:
+            return rd.header()
+    except Exception as e:
+        raise _base_error(base, e) from None
+
+
+#: libosmium's id sets (IdTracker, IdFilter) are dense bitmaps allocated in chunks of 2**22 ids
+#: (512 KiB each, and a few milliseconds to allocate): a thousand ids scattered over the planet's
+#: id range would take gigabytes. So a set is handed to libosmium only when its ids fall in few
+#: chunks; otherwise objects of that type are checked in Python, which for ways and relations (a
+#: tenth of an extract) is cheaper than many chunks, and for nodes (nine tenths) is the slow path.
+_CHUNK_BITS = 22
+_MAX_NODE_CHUNKS = 256  # at most 128 MiB
+_MAX_OTHER_CHUNKS = 16
+
+
+def _chunks(ids: set[int]) -> int:
+    return len({i >> _CHUNK_BITS for i in ids})
+
+
+class _BaseLookup:
+    """Reads of the base extract: the objects the inputs touch, and the ways/relations using deleted objects.
+
+    Only what matches leaves libosmium when the ids allow it (see ``_MAX_NODE_CHUNKS``).
+    """
+
+    def __init__(self, base: Path):
+        self.base = base
+        self.node_tracker = None  # kept from the first read for the second
+
+    def _run(self, bits, filters):
+        import osmium
+
+        fp = osmium.FileProcessor(str(self.base), bits)
+        for f in filters:
+            fp.with_filter(f)
+        return fp
+
+    def fetch(self, ids: dict[str, set[int]]) -> dict[str, dict[int, OsmObject]]:
+        """Objects of the base with the given ids, by kind."""
+        import osmium
+
+        out: dict[str, dict[int, OsmObject]] = {k: {} for k in KINDS}
+        if not any(ids.values()):
+            return out
+        bit = {NODE: osmium.osm.NODE, WAY: osmium.osm.WAY, RELATION: osmium.osm.RELATION}
+        bits = osmium.osm.NOTHING
+        filters, in_python, keep = [], set(), []
+        for k in KINDS:
+            if not ids.get(k):
+                continue
+            bits |= bit[k]
+            if _chunks(ids[k]) <= (_MAX_NODE_CHUNKS if k == NODE else _MAX_OTHER_CHUNKS):
+                tracker = osmium.IdTracker()
+                add = {NODE: tracker.add_node, WAY: tracker.add_way, RELATION: tracker.add_relation}[k]
+                for i in ids[k]:
+                    add(i)
+                if k == NODE:
+                    self.node_tracker = tracker
+                f = tracker.id_filter()
+                f.enable_for(bit[k])
+                filters.append(f)
+                keep.append(tracker)  # alive while its filter runs
+            else:
+                in_python.add(k)
+        try:
+            for o in self._run(bits, filters):
+                kind = NODE if o.is_node() else (WAY if o.is_way() else RELATION)
+                if kind in in_python and o.id not in ids[kind]:
+                    continue
+                out[kind][o.id] = from_osmium(o, kind)
+        except Exception as e:
+            raise _base_error(self.base, e) from None
+        return out
+
+    def referrers(self, deleted: dict[str, set[int]]) -> dict[str, dict[int, OsmObject]]:
+        """Ways and relations of the base that use any of the *deleted* objects."""
+        import osmium
+
+        out: dict[str, dict[int, OsmObject]] = {k: {} for k in KINDS}
+        dn, dw, dr = deleted.get(NODE, set()), deleted.get(WAY, set()), deleted.get(RELATION, set())
+        if not (dn or dw or dr):
+            return out
+        filters = []
+        tracker = self.node_tracker  # a superset of the deleted nodes: the Python check below settles it
+        if tracker is None and dn and _chunks(dn) <= _MAX_NODE_CHUNKS:
+            tracker = osmium.IdTracker()
+            for i in dn:
+                tracker.add_node(i)
+        if tracker is not None:
+            f = tracker.contains_filter()
+            f.enable_for(osmium.osm.WAY)  # relations (few) are all checked here
+            filters.append(f)
+        elif not dn:
+            filters.append(osmium.filter.EntityFilter(osmium.osm.RELATION))
+        kinds = {NODE: dn, WAY: dw, RELATION: dr}
+        try:
+            for o in self._run(osmium.osm.WAY | osmium.osm.RELATION, filters):
+                if o.is_way():
+                    if dn and not dn.isdisjoint(osmium_refs(o)):
+                        out[WAY][o.id] = from_osmium(o, WAY)
+                elif any(m.ref in kinds[m.type] for m in o.members):
+                    out[RELATION][o.id] = from_osmium(o, RELATION)
+        except Exception as e:
+            raise _base_error(self.base, e) from None
+        return out
+
+
+#: Below this many new objects, reading the base in a helper process is not worth a fork.
+_FORK_MIN_NEW = 20_000
+
+
+class _BaseJob:
+    """The two reads of the base (:class:`_BaseLookup`), in a forked helper process for big merges.
+
+    The helper reads while the parent renumbers and de-duplicates *new_objects* new objects; without a
+    base, or for a small merge, the reads happen in :meth:`result`.
+    """
+
+    def __init__(self, base: Path | None, need: dict, deleted: dict, *, new_objects: int):
+        self.base, self.need, self.deleted = base, need, deleted
+        self.pid = None
+        self.fd = None
+        if base is None or new_objects < _FORK_MIN_NEW or not hasattr(os, "fork") or os.environ.get("MAPATHON_JOBS") == "1" \
+                or (os.cpu_count() or 1) < 2:
+            return
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the helper
+            code = 0
+            try:
+                os.close(r)
+                try:
+                    payload = ("ok",) + self._read_packed()
+                except MapathonError as e:
+                    payload = ("error", str(e))
+                import marshal
+
+                with os.fdopen(w, "wb") as f:
+                    f.write(marshal.dumps(payload))
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        self.pid, self.fd = pid, r
+
+    def _read(self):
+        times = {}
+        lookup = _BaseLookup(self.base)
+        t = time.perf_counter()
+        objs = lookup.fetch(self.need)
+        times["base_lookup"] = time.perf_counter() - t
+        t = time.perf_counter()
+        refs = lookup.referrers(self.deleted)
+        times["base_referrers"] = time.perf_counter() - t
+        return objs, refs, times
+
+    def _read_packed(self):
+        objs, refs, times = self._read()
+        return _pack_tables(objs), _pack_tables(refs), times
+
+    def result(self):
+        """(base objects, base referrers of deletions, timings)."""
+        if self.base is None:
+            return {k: {} for k in KINDS}, {k: {} for k in KINDS}, {}
+        if self.pid is None:
+            return self._read()
+        import marshal
+
+        with os.fdopen(self.fd, "rb") as f:
+            self.fd = None
+            data = f.read()
+        _pid, status = os.waitpid(self.pid, 0)
+        self.pid = None
+        if status != 0 or not data:
+            return self._read()  # the helper failed: read here
+        payload = marshal.loads(data)
+        if payload[0] == "error":
+            raise MapathonError(payload[1])
+        _ok, objs, refs, times = payload
+        return _unpack_tables(objs), _unpack_tables(refs), times
+
+    def close(self) -> None:
+        """Do not leave a helper behind (after an error or Ctrl-C)."""
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+        if self.pid is not None:
+            try:
+                os.kill(self.pid, 9)
+                os.waitpid(self.pid, 0)
+            except OSError:
+                pass
+            self.pid = None
+
+
+_NEW_IDS = re.compile(r"new ids down to n(-?\d+) w(-?\d+) r(-?\d+)")
+
+
+def _new_id_start(header) -> dict[str, int]:
+    """Where to number new objects from: below the new objects of a base that mapathon wrote.
+
+    A PBF header keeps no custom options, so the lowest new ids are noted in
+    the ``generator`` text (``mapathon 0.1.0; new ids down to n-40 w-8 r0``).
+    """
+    start = {k: -1 for k in KINDS}
+    if header is None:
+        return start
+    m = _NEW_IDS.search(header.get("generator", ""))
+    if m:
+        for k, v in zip(KINDS, m.groups()):
+            start[k] = min(-1, int(v) - 1)
+    return start

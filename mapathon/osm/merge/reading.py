@@ -1,0 +1,156 @@
+"""Reading a merge's inputs: checksums, many files split with a forked helper process.
+
+The helper processes (here and in :mod:`.base`) send their objects back as
+plain tuples through a pipe (:func:`_pack_tables`, :func:`_unpack_tables`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ...errors import MapathonError
+from ..readers import KINDS, OsmData, OsmObject, read_osm_file
+from .model import InputFile, InputSpec
+
+
+def _pack_tables(tables: dict[str, dict[int, OsmObject]]) -> dict:
+    return {k: [(o.id, o.version, o.visible, o.action, o.tags, o.lon, o.lat, o.refs, o.members, o.meta, o.src)
+                for o in t.values()] for k, t in tables.items()}
+
+
+def _unpack_tables(packed: dict) -> dict[str, dict[int, OsmObject]]:
+    out: dict[str, dict[int, OsmObject]] = {k: {} for k in KINDS}
+    new = OsmObject.__new__
+    for k, rows in packed.items():
+        table = out[k]
+        for oid, version, visible, action, tags, lon, lat, refs, members, meta, src in rows:
+            o = new(OsmObject)
+            o.kind, o.id, o.version, o.visible, o.action, o.tags = k, oid, version, visible, action, tags
+            o.lon, o.lat, o.refs, o.members, o.meta, o.src, o.orig = lon, lat, refs, members, meta, src, oid
+            table[oid] = o
+    return out
+
+
+def _load_one(spec: InputSpec, base: Path | None, src: int) -> tuple[str | None, OsmData | None, str | None]:
+    """(sha256, data, error message) of one input; never raises a MapathonError."""
+    path = Path(spec.path)
+    label = spec.name or str(path)
+    sha = None
+    try:
+        if base is not None and path.exists() and base.exists() and os.path.samefile(path, base):
+            raise MapathonError(f"{label}: is the base extract; give it only as --base")
+        try:
+            raw = path.read_bytes()
+        except OSError as e:
+            raise MapathonError(f"{label}: cannot read ({e.strerror or e})") from None
+        sha = hashlib.sha256(raw).hexdigest()
+        if spec.sha256 and spec.sha256 != sha:
+            raise MapathonError(f"{label}: damaged: its checksum is not the one recorded when it was submitted")
+        return sha, read_osm_file(path, name=label, src=src, data=raw), None
+    except MapathonError as e:
+        return sha, None, str(e)
+
+
+def _pack(result):
+    sha, data, err = result
+    if data is None:
+        return (sha, None, err)
+    return (sha, (data.name, data.format, _pack_tables(data.objects)), None)
+
+
+def _unpack(packed):
+    sha, d, err = packed
+    if d is None:
+        return (sha, None, err)
+    name, fmt, objs = d
+    return (sha, OsmData(name, fmt, _unpack_tables(objs)), None)
+
+
+#: Reading many files is split between this process and one forked helper (parsing XML is most of a
+#: merge's time). MAPATHON_JOBS=1 turns it off.
+_PARALLEL_MIN_FILES = 16
+
+
+def _load_all(todo: list[tuple[int, InputSpec]], base: Path | None) -> list:
+    """_load_one for every (src, spec), in order; the second half in a forked process when worthwhile."""
+    jobs = os.environ.get("MAPATHON_JOBS", "")
+    parallel = (len(todo) >= _PARALLEL_MIN_FILES and hasattr(os, "fork") and (os.cpu_count() or 1) >= 2
+                and jobs != "1")
+    if not parallel:
+        return [_load_one(spec, base, src) for src, spec in todo]
+    import marshal  # our own tuples of str/int/None/dict: marshal is several times faster than pickle
+
+    mid = (len(todo) * 53) // 100  # the helper also packs its objects for the pipe: give it a bit less
+    mine, theirs = todo[:mid], todo[mid:]
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the helper: parse, send, exit without running any cleanup of the parent's state
+        code = 0
+        try:
+            os.close(r)
+            payload = marshal.dumps([_pack(_load_one(spec, base, src)) for src, spec in theirs])
+            with os.fdopen(w, "wb") as f:
+                f.write(payload)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    results = None
+    try:
+        out = [_load_one(spec, base, src) for src, spec in mine]
+        with os.fdopen(r, "rb") as f:
+            payload = f.read()
+        _pid, status = os.waitpid(pid, 0)
+        pid = None
+        if status == 0 and payload:
+            results = [_unpack(p) for p in marshal.loads(payload)]
+    finally:
+        if pid is not None:  # interrupted: do not leave the helper behind
+            try:
+                os.kill(pid, 9)
+                os.waitpid(pid, 0)
+            except OSError:
+                pass
+    if results is None:  # the helper failed: read its share here
+        results = [_load_one(spec, base, src) for src, spec in theirs]
+    return out + results
+
+
+def _read_inputs(specs: Sequence[InputSpec], skip_bad: bool, skipped: list[dict], exclude: set[int],
+                 base: Path | None, progress: Callable[[str], None] | None
+                 ) -> tuple[list[InputFile], list[OsmData], list[int]]:
+    todo = [(si, spec) for si, spec in enumerate(specs) if si not in exclude]
+    loaded = _load_all(todo, base)
+    inputs: list[InputFile] = []
+    datas: list[OsmData] = []
+    spec_index: list[int] = []
+    seen: dict[str, str] = {}
+    for (si, spec), (sha, data, err) in zip(todo, loaded):
+        path = Path(spec.path)
+        label = spec.name or str(path)
+        if err is None and sha in seen:
+            skipped.append({"file": label, "reason": f"same bytes as {seen[sha]}; merged once"})
+            continue
+        if err is not None:
+            if not skip_bad:
+                raise MapathonError(err)
+            skipped.append({"file": label, "reason": err})
+            continue
+        seen[sha] = label
+        idx = len(inputs)
+        if idx != si:  # objects were read with their position among all specs
+            for table in data.objects.values():
+                for o in table.values():
+                    o.src = idx
+        if progress:
+            progress(label)
+        inputs.append(InputFile(idx, path, label, data.format, spec.volunteer, spec.task,
+                                spec.contribution, sha, data.count(), data.counts(),
+                                display=spec.display or path.name))
+        datas.append(data)
+        spec_index.append(si)
+    return inputs, datas, spec_index
