@@ -243,6 +243,84 @@ def test_a_split_that_lost_takes_its_children_away(sites, tmp_path):
     assert query(bamako, "SELECT COUNT(*) FROM events WHERE task = ?", (kid.key,))[0][0] == 1  # kept in the log
 
 
+# -- reservations: villages kept for one site ------------------------------------------------------------------
+
+
+def _village_tasks(folder: Path, village: str) -> list[int]:
+    return [r[0] for r in query(folder, """SELECT t.id FROM tasks t JOIN task_areas ta ON ta.task_id = t.id
+                                             JOIN areas a ON a.id = ta.area_id WHERE a.name = ? ORDER BY t.id""",
+                                 (village,))]
+
+
+def test_reserved_villages_are_mapped_only_at_their_site(sites, tmp_path):
+    """Before the copies part, Torodo and task 12 are reserved for Kayes: Paris (and Bamako, once it has
+    Paris's bundle) refuse to claim them, naming the site; Kayes maps them; an organizer lifts it."""
+    paris, bamako = sites
+    kayes = tmp_path / "kayes"
+    out = Cli(paris)("sync", "clone", kayes, "--site-name", "Kayes", "--villages", "torodo", "--tasks", "12").stdout
+    torodo = _village_tasks(paris, "Torodo")
+    assert f"Reserved {len(torodo) + 1} task(s) for Kayes (villages: Torodo)" in out
+    for site in (paris, kayes):  # recorded in both copies
+        r = json.loads(Cli(site)("sync", "reservations", "--json").stdout)
+        assert [(x["site_name"], x["villages"], len(x["tasks"]), x["here"]) for x in r] == [
+            ("Kayes", ["Torodo"], len(torodo) + 1, site == kayes)]
+    assert_error(Cli(paris)("claim", str(torodo[0]), "--as", "Awa", ok=False), f"task {torodo[0]}",
+                 "reserved for site Kayes", "sync unreserve")
+    assert_error(Cli(paris)("claim", "12", "--as", "Awa", ok=False), "reserved for site Kayes")
+    assert_error(Cli(paris)("claim", "--next", "--village", "Torodo", "--as", "Awa", ok=False),
+                 "no task left to map in Torodo", "reserved for another site")
+    Cli(paris)("claim", "--next", "--as", "Awa")
+    got = query(paris, "SELECT t.id FROM tasks t JOIN volunteers v ON v.id = t.locked_by WHERE v.name = 'Awa'")
+    assert len(got) == 1 and got[0][0] not in torodo and got[0][0] != 12
+    Cli(kayes)("claim", str(torodo[0]), "--as", "Moussa")
+    Cli(kayes)("split", "12", "--as", "Mariam")
+    kid = query(kayes, "SELECT id, key FROM tasks WHERE parent_id = 12 ORDER BY id")[0]
+    # the reservation travels in bundles (Bamako was copied before it), and so does a split of a reserved task
+    Cli(kayes)("sync", "export", "-o", tmp_path / "kayes.zip")
+    Cli(paris)("sync", "export", "-o", tmp_path / "paris.zip")
+    for site in (paris, bamako):
+        Cli(site)("sync", "import", tmp_path / "kayes.zip")
+    Cli(bamako)("sync", "import", tmp_path / "paris.zip")
+    assert_error(Cli(bamako)("claim", str(torodo[1]), "--as", "Bakary", ok=False), "reserved for site Kayes")
+    assert_error(Cli(bamako)("claim", kid["key"], "--as", "Bakary", ok=False), "reserved for site Kayes")
+    # validation stays open to every site
+    Cli(kayes)("done", str(torodo[0]), "--as", "Moussa")
+    Cli(kayes)("sync", "export", "-o", tmp_path / "kayes2.zip")
+    Cli(paris)("sync", "import", tmp_path / "kayes2.zip")
+    Cli(paris)("validate", str(torodo[0]), "--as", "Fanta", "--accept")
+    # only an organizer lifts a reservation; then every site may claim, once it has the bundle
+    assert_error(Cli(paris)("sync", "unreserve", "--villages", "Torodo", "--as", "Awa", ok=False), "organizer")
+    assert_error(Cli(paris)("sync", "unreserve", "--villages", "Méréla", "--as", "Mariam", ok=False),
+                 "none of these tasks is reserved")
+    out = Cli(paris)("sync", "unreserve", "--villages", "Torodo", "--as", "Mariam").stdout
+    assert f"Lifted the reservation of {len(torodo)} task(s) (reserved for Kayes)" in out
+    Cli(paris)("claim", str(torodo[1]), "--as", "Kadi")
+    assert_error(Cli(paris)("claim", kid["key"], "--as", "Bakary", ok=False), "reserved for site Kayes")
+    Cli(paris)("sync", "export", "-o", tmp_path / "paris2.zip")
+    Cli(kayes)("sync", "import", tmp_path / "paris2.zip")
+    r = json.loads(Cli(kayes)("sync", "reservations", "--json").stdout)
+    assert [(x["villages"], x["tasks"]) for x in r] == [([], [query(kayes, "SELECT key FROM tasks WHERE id = 12")[0][0]])]
+    Cli(kayes)("sync", "unreserve", "--site", "kayes", "--as", "Mariam")
+    assert "No task is reserved" in Cli(kayes)("sync", "reservations").stdout
+
+
+def test_reservation_refusals(sites, tmp_path):
+    paris, _ = sites
+    r = Cli(paris)("sync", "clone", tmp_path / "x", "--villages", "Torodoo", ok=False)
+    assert_error(r, "Torodoo", "no such village", "did you mean Torodo")
+    assert not (tmp_path / "x").exists()
+    assert_error(Cli(paris)("sync", "clone", tmp_path / "x", "--tasks", "99999", ok=False), "task 99999")
+    Cli(paris)("sync", "clone", tmp_path / "kayes", "--site-name", "Kayes", "--villages", "Torodo")
+    before = query(paris, "SELECT COUNT(*) FROM events")[0][0]
+    r = Cli(paris)("sync", "clone", tmp_path / "lyon", "--site-name", "Lyon", "--villages", "Dianguirdé,Torodo",
+                   ok=False)
+    assert_error(r, "already reserved for site Kayes")
+    assert not (tmp_path / "lyon").exists() and query(paris, "SELECT COUNT(*) FROM events")[0][0] == before
+    assert_error(Cli(paris)("sync", "unreserve", "--as", "Mariam", ok=False), "--villages, --tasks or --site")
+    assert_error(Cli(paris)("sync", "unreserve", "--site", "Lyon", "--as", "Mariam", ok=False),
+                 "--site Lyon", "Kayes")
+
+
 # -- refusals: nothing changes, one clear line -------------------------------------------------------------------
 
 

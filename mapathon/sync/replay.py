@@ -235,7 +235,9 @@ def _resolve(start: TState, evs: list, organizers: set[str], labels: dict[str, s
         # the leading branch first, but a branch holding a change this one cannot have known (a clock value
         # not below its own) is not the line its site was on: try the others first
         fits = [b for b in order if (why if b is order[0] else _check(e, data, b.state, organizers)) is None]
-        fits.sort(key=lambda b: b.knew(e) is False)
+        # (and an expiry goes to the lock of that very expiry time first)
+        fits.sort(key=lambda b: (b.knew(e) is False,
+                                 e["action"] == "lock.expire" and b.state.lock_expires != e["ts"]))
         if fits:
             fits[0].push(e, data)
         else:
