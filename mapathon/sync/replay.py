@@ -18,11 +18,33 @@ lifecycle's rules (``mapathon/tasks/lifecycle.py``):
   the same volunteer (``done`` names the mapper; the others need the actor, or an
   organizer); an expiry needs a lock that had run out by the time of the expiry event.
 
+When sites were apart, one task's changes can part ways: Ivry's claim and
+Bamako's claim of the same square both started from READY. The replay follows
+each line (a *branch*), one task at a time:
+
+* an event applies to the leading branch if it can, else to another branch it
+  fits — but not to a branch holding a change its site cannot have known (a
+  Lamport clock value not below its own);
+* an event that fits no branch, but fits the state the task had before changes
+  made only at *other* sites (none of them a split or a reset), starts a branch
+  there: its site went another way;
+* in the end the branch that went furthest wins: the furthest state reached
+  since the branches parted, then the state at the end, by :data:`PROGRESS`
+  (validated > invalidated > mapped = locked for validation > bad imagery >
+  locked for mapping > ready). On a tie the branch whose first change is the
+  earlier wins. So Mamadou's claim and "done" at Bamako beat Ibrahim's earlier
+  bare claim at Ivry, and a validated square beats one only mapped.
+* a split and a reset are organizers' decisions: they never start a branch, and
+  no branch parts before one; they are settled by time (the earlier wins).
+
+The state is a function of the set of events only (the order is total, and
+the branches are built from it), so every site computes the same.
+
 An event that does not apply is kept in the log and, unless it was made by the
 system (lock expiry) or repeats a change already made (the same split twice),
-recorded in ``sync_conflicts`` with the reason: typically two sites claimed the
-same task while apart — the earlier claim wins the task, and the later
-volunteer's claim, "done" and uploads are kept and listed for the organizer.
+recorded in ``sync_conflicts`` with the reason and the winner: every change of
+a branch that lost (the reason names who went further, and at which site), and
+every change that fits nowhere. The volunteers' uploads are kept.
 
 Two rules of the local lifecycle are *not* re-checked, because they were
 checked where the change was made: roles (validator, organizer) and "one
