@@ -292,11 +292,11 @@ def _resolve(start: TState, evs: list, organizers: set[str], labels: dict[str, s
         where = (labels.get(first["site"]) or f"site {first['site'][:8]}") if first else "another site"
         mine, theirs = b.state.state, win.state.state
         if win.score(common) > b.score(common):
-            why = (f"{who} at {where} took the task further while the sites were apart ({theirs}, against "
-                   f"{mine} here); the work that went furthest wins")
+            why = (f"{who} at {where} took the task further while the sites were apart ({theirs}; this line "
+                   f"only got to {mine}): the work that went furthest wins")
         else:
-            why = (f"{who} at {where} changed the task first while the sites were apart, and this went no "
-                   f"further ({mine}, against {theirs}); then the earlier change wins")
+            why = (f"{who} at {where} changed the task first while the sites were apart, and this line went no "
+                   f"further ({mine}; theirs {theirs}): the earlier change wins")
         for e in b.events[cp:]:
             if e["id"] in kept or e["id"] in seen or e["action"] in _SILENT:
                 continue
