@@ -272,6 +272,9 @@ def test_reserved_villages_are_mapped_only_at_their_site(sites, tmp_path):
     Cli(paris)("claim", "--next", "--as", "Awa")
     got = query(paris, "SELECT t.id FROM tasks t JOIN volunteers v ON v.id = t.locked_by WHERE v.name = 'Awa'")
     assert len(got) == 1 and got[0][0] not in torodo and got[0][0] != 12
+    with open_project(paris) as p:  # the room server claims for a whole room at once
+        got = lc.claim_many(p, [(torodo[2], "Kadi"), (13, "Seydou")])
+        assert "reserved for site Kayes" in str(got[0]) and got[1].locked_by == "Seydou"
     Cli(kayes)("claim", str(torodo[0]), "--as", "Moussa")
     Cli(kayes)("split", "12", "--as", "Mariam")
     kid = query(kayes, "SELECT id, key FROM tasks WHERE parent_id = 12 ORDER BY id")[0]
