@@ -23,13 +23,14 @@ Bamako's claim of the same square both started from READY. The replay follows
 each line (a *branch*), one task at a time:
 
 * an event applies to the leading branch if it can, else to another branch it
-  fits — but not to a branch holding a change its site cannot have known (a
-  Lamport clock value not below its own);
+  fits; but first to a branch whose every change its site knew when it made the
+  event (:class:`Knowledge`: its own changes, what its copy was made from, and
+  what it imported — each import records a ``sync.import`` event);
 * an event that fits no branch, but fits the state the task had before changes
-  made only at *other* sites (none of them a split or a reset), starts a branch
+  its site did not know (none of them a split or a reset), starts a branch
   there: its site went another way;
 * in the end the branch that went furthest wins: the furthest state reached
-  since the branches parted, then the state at the end, by :data:`PROGRESS`
+  since the branches parted, by :data:`PROGRESS`
   (validated > invalidated > mapped = locked for validation > bad imagery >
   locked for mapping > ready). On a tie the branch whose first change is the
   earlier wins. So Mamadou's claim and "done" at Bamako beat Ibrahim's earlier
@@ -61,6 +62,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from bisect import bisect_left
 from collections import deque
 from dataclasses import dataclass, field, replace
 
@@ -75,6 +77,7 @@ from . import people
 from .people import name_key
 
 ORDER_SQL = "ts, lamport, site, id"
+IMPORT = "sync.import"  # what a site learnt from a bundle (see Knowledge)
 
 TASK_ACTIONS = (
     "claim.mapping", "claim.validation", "release", "done", "badimagery", "validate", "invalidate", "split",
@@ -164,15 +167,16 @@ class _Branch:
     def before(self, k: int) -> TState:
         return self.states[k - 1] if k else self.start
 
-    def score(self, common: int) -> tuple[int, int]:
-        """(the furthest state reached after the first *common* changes, the state now)."""
+    def score(self, common: int) -> int:
+        """How far the task went after the first *common* changes: the furthest state reached (not the
+        state now: a lock that ran out later, or a square rejected and claimed again, does not undo the
+        work done, nor hand the square back to a line that lost)."""
         after = self.states[common:] or [self.before(common)]
-        return max(PROGRESS[s.state] for s in after), PROGRESS[self.state.state]
+        return max(PROGRESS[s.state] for s in after)
 
-    def knew(self, e, k: int | None = None) -> bool:
-        """False when *e*'s site cannot have known the first *k* changes (all by default): one has a
-        clock value not below *e*'s."""
-        return all(f["lamport"] < e["lamport"] for f in self.events[:k])
+    def knew(self, e, known: "Knowledge", k: int | None = None) -> bool:
+        """Whether *e*'s site knew the first *k* changes (all by default) when it made *e*."""
+        return all(known(e, f) for f in self.events[:k])
 
     def push(self, e, data: dict) -> None:
         t = replace(self.state)
@@ -191,6 +195,43 @@ def site_labels(conn) -> dict[str, str]:
         if name:
             names[site] = name
     return names
+
+
+class Knowledge:
+    """What a site knew when it made a change: ``known(e, f)`` is True when *e*'s site held event *f*
+    when it made *e*.
+
+    A site knows its own earlier events; everything its copy was made from (``site.clone``: every
+    event with a clock value below the clone's); and what it imported (every ``sync.import`` event
+    notes, for each site, the highest clock value of the bundle's events from that site).
+    """
+
+    def __init__(self, conn):
+        self._clone: dict[str, int] = {}
+        self._imports: dict[str, tuple[list[int], list[dict[str, int]]]] = {}
+        for site, lamport, action, data in conn.execute(
+                "SELECT site, lamport, action, data FROM events WHERE action IN ('site.clone', ?) ORDER BY lamport, id",
+                (IMPORT,)):
+            if action == "site.clone":
+                self._clone[site] = max(self._clone.get(site, 0), lamport)
+                continue
+            clocks, seen = self._imports.setdefault(site, ([], []))
+            upto = dict(seen[-1]) if seen else {}
+            for s, m in ((json.loads(data or "{}")).get("known") or {}).items():
+                if isinstance(m, int):
+                    upto[s] = max(upto.get(s, 0), m)
+            clocks.append(lamport)
+            seen.append(upto)
+
+    def __call__(self, e, f) -> bool:
+        if f["site"] == e["site"]:
+            return f["lamport"] < e["lamport"]
+        clone = self._clone.get(e["site"], 0)
+        if f["lamport"] < clone <= e["lamport"]:
+            return True
+        clocks, seen = self._imports.get(e["site"], ((), ()))
+        i = bisect_left(clocks, e["lamport"])  # the imports made before e
+        return bool(i) and f["lamport"] <= seen[i - 1].get(f["site"], 0)
 
 
 def compute(conn: sqlite3.Connection) -> ReplayResult:
@@ -214,10 +255,11 @@ def compute(conn: sqlite3.Connection) -> ReplayResult:
     for e in rows:
         by_task.setdefault(e["task"], []).append(e)
     labels = site_labels(conn)
+    known = Knowledge(conn)
     queue = deque(tasks)  # parents before their split children
     while queue:
         key = queue.popleft()
-        t = _resolve(tasks[key], by_task.pop(key, []), organizers, labels, result)
+        t = _resolve(tasks[key], by_task.pop(key, []), organizers, labels, known, result)
         tasks[key] = t
         if t.state == lc.SPLIT:
             for k in t.children:
@@ -234,7 +276,7 @@ def compute(conn: sqlite3.Connection) -> ReplayResult:
     return result
 
 
-def _resolve(start: TState, evs: list, organizers: set[str], labels: dict[str, str],
+def _resolve(start: TState, evs: list, organizers: set[str], labels: dict[str, str], known: "Knowledge",
              result: ReplayResult) -> TState:
     """Replay one task's events (in the merged order); returns its final state.
 
@@ -258,12 +300,12 @@ def _resolve(start: TState, evs: list, organizers: set[str], labels: dict[str, s
         # not below its own) is not the line its site was on: try the others first
         fits = [b for b in order if (why if b is order[0] else _check(e, data, b.state, organizers)) is None]
         # (and an expiry goes to the lock of that very expiry time first)
-        fits.sort(key=lambda b: (b.knew(e) is False,
+        fits.sort(key=lambda b: (not b.knew(e, known),
                                  e["action"] == "lock.expire" and b.state.lock_expires != e["ts"]))
         if fits:
             fits[0].push(e, data)
         else:
-            fork = None if e["action"] in _BY_TIME + _SILENT or why == "" else _fork(e, data, order, organizers)
+            fork = None if e["action"] in _BY_TIME + _SILENT or why == "" else _fork(e, data, order, organizers, known)
             if fork is not None:
                 b, k = fork
                 nb = _Branch(start, b.events[:k], b.states[:k])
@@ -306,7 +348,8 @@ def _resolve(start: TState, evs: list, organizers: set[str], labels: dict[str, s
     return win.state
 
 
-def _fork(e, data: dict, order: list[_Branch], organizers: set[str]) -> tuple[_Branch, int] | None:
+def _fork(e, data: dict, order: list[_Branch], organizers: set[str], known: "Knowledge"
+          ) -> tuple[_Branch, int] | None:
     """Where *e* parts from a branch: (branch, k) when *e* applies to the state before its k-th change and
     every change from there on was made at another site (so *e*'s site did not know them) and none is a
     split or reset, and its site may have known the changes before (see :meth:`_Branch.knew`); the latest
@@ -314,9 +357,9 @@ def _fork(e, data: dict, order: list[_Branch], organizers: set[str]) -> tuple[_B
     for b in order:
         for k in range(len(b.events) - 1, -1, -1):
             later = b.events[k]
-            if later["site"] == e["site"] or later["action"] in _BY_TIME:
+            if known(e, later) or later["action"] in _BY_TIME:
                 break
-            if _check(e, data, b.before(k), organizers) is None and b.knew(e, k):
+            if _check(e, data, b.before(k), organizers) is None and b.knew(e, known, k):
                 return b, k
     return None
 
