@@ -167,12 +167,15 @@ class _Branch:
     def before(self, k: int) -> TState:
         return self.states[k - 1] if k else self.start
 
-    def score(self, common: int) -> int:
-        """How far the task went after the first *common* changes: the furthest state reached (not the
-        state now: a lock that ran out later, or a square rejected and claimed again, does not undo the
-        work done, nor hand the square back to a line that lost)."""
+    def furthest(self, common: int) -> str:
+        """The furthest state the task reached after the first *common* changes (not the state now: a lock
+        that ran out later, or a square rejected and claimed again, does not undo the work done, nor hand
+        the square back to a line that lost)."""
         after = self.states[common:] or [self.before(common)]
-        return max(PROGRESS[s.state] for s in after)
+        return max((s.state for s in after), key=PROGRESS.__getitem__)
+
+    def score(self, common: int) -> int:
+        return PROGRESS[self.furthest(common)]
 
     def knew(self, e, known: "Knowledge", k: int | None = None) -> bool:
         """Whether *e*'s site knew the first *k* changes (all by default) when it made *e*."""
@@ -281,7 +284,7 @@ def _resolve(start: TState, evs: list, organizers: set[str], labels: dict[str, s
     """Replay one task's events (in the merged order); returns its final state.
 
     The events are applied to the leading branch when they can; an event that cannot, but fits the
-    state the task had before changes made at *other* sites (none a split or reset), starts a branch
+    state the task had before changes its site did not know (none a split or reset), starts a branch
     of its own there: the sites parted ways. At the end the branch that went furthest wins (ties: the
     branch whose first change is the earlier); the changes of the others are conflicts."""
     branches = [_Branch(start)]
@@ -296,8 +299,8 @@ def _resolve(start: TState, evs: list, organizers: set[str], labels: dict[str, s
         data = json.loads(e["data"]) if e["data"] else {}
         order = ranked()
         why = _check(e, data, order[0].state, organizers)
-        # the leading branch first, but a branch holding a change this one cannot have known (a clock value
-        # not below its own) is not the line its site was on: try the others first
+        # the leading branch first, but a branch holding a change this one's site did not know is not the
+        # line that site was on: try the others first
         fits = [b for b in order if (why if b is order[0] else _check(e, data, b.state, organizers)) is None]
         # (and an expiry goes to the lock of that very expiry time first)
         fits.sort(key=lambda b: (not b.knew(e, known),
@@ -332,9 +335,9 @@ def _resolve(start: TState, evs: list, organizers: set[str], labels: dict[str, s
         first = win.events[cp] if cp < len(win.events) else None
         who = first["actor"] if first else win.last_actor
         where = (labels.get(first["site"]) or f"site {first['site'][:8]}") if first else "another site"
-        mine, theirs = b.state.state, win.state.state
-        if win.score(common) > b.score(common):
-            why = (f"{who} at {where} took the task further while the sites were apart ({theirs}; this line "
+        mine, theirs = b.furthest(common), win.furthest(common)
+        if PROGRESS[theirs] > PROGRESS[mine]:
+            why = (f"{who} at {where} took the task further while the sites were apart (to {theirs}; this line "
                    f"only got to {mine}): the work that went furthest wins")
         else:
             why = (f"{who} at {where} changed the task first while the sites were apart, and this line went no "
@@ -350,10 +353,9 @@ def _resolve(start: TState, evs: list, organizers: set[str], labels: dict[str, s
 
 def _fork(e, data: dict, order: list[_Branch], organizers: set[str], known: "Knowledge"
           ) -> tuple[_Branch, int] | None:
-    """Where *e* parts from a branch: (branch, k) when *e* applies to the state before its k-th change and
-    every change from there on was made at another site (so *e*'s site did not know them) and none is a
-    split or reset, and its site may have known the changes before (see :meth:`_Branch.knew`); the latest
-    such place of the leading branch first."""
+    """Where *e* parts from a branch: (branch, k) when *e* applies to the state before its k-th change,
+    *e*'s site knew the changes before it and none from there on (:class:`Knowledge`), and none of
+    those is a split or reset; the latest such place of the leading branch first."""
     for b in order:
         for k in range(len(b.events) - 1, -1, -1):
             later = b.events[k]
