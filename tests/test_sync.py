@@ -142,7 +142,8 @@ def test_progress_beats_a_bare_lock(sites, tmp_path):
     exchange(ivry, bamako, tmp_path)
     assert states(ivry) == states(bamako)
     for site in (ivry, bamako):
-        row = query(site, "SELECT t.state, v.name FROM tasks t JOIN volunteers v ON v.id = t.locked_by WHERE t.id = 300")
+        row = query(site, """SELECT t.state, v.name FROM tasks t JOIN volunteers v ON v.id = t.locked_by
+                              WHERE t.id = 300""")
         assert tuple(row[0]) == ("LOCKED_FOR_MAPPING", "Awa")
         assert query(site, "SELECT COUNT(*) FROM sync_conflicts")[0][0] == 1
 
@@ -302,7 +303,8 @@ def test_reserved_villages_are_mapped_only_at_their_site(sites, tmp_path):
     Cli(paris)("sync", "export", "-o", tmp_path / "paris2.zip")
     Cli(kayes)("sync", "import", tmp_path / "paris2.zip")
     r = json.loads(Cli(kayes)("sync", "reservations", "--json").stdout)
-    assert [(x["villages"], x["tasks"]) for x in r] == [([], [query(kayes, "SELECT key FROM tasks WHERE id = 12")[0][0]])]
+    key12 = query(kayes, "SELECT key FROM tasks WHERE id = 12")[0][0]
+    assert [(x["villages"], x["tasks"]) for x in r] == [([], [key12])]
     Cli(kayes)("sync", "unreserve", "--site", "kayes", "--as", "Mariam")
     assert "No task is reserved" in Cli(kayes)("sync", "reservations").stdout
 
