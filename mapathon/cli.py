@@ -1085,16 +1085,70 @@ def sync_clone(
     no_imagery: bool = typer.Option(False, "--no-imagery", help="Leave the imagery cache out of the copy."),
     to_db: Optional[str] = typer.Option(None, "--to-db", help="Put the copy's state in PostgreSQL "
                                         "(postgresql://host/database[?schema=NAME]) instead of DEST/mapathon.sqlite."),
+    villages: Optional[str] = typer.Option(None, "--villages", help="Villages kept for the new site, e.g. "
+                                           "'Torodo,Diakalel': other sites cannot claim their tasks for mapping."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Tasks kept for the new site (numbers or z/x/y, "
+                                        "comma-separated)."),
 ):
     """Copy the project for another site: the same project, with a site id of its own."""
     from .sync import clone_project
 
-    with _open(ctx) as p, clone_project(p, dest, imagery=not no_imagery, site_name=site_name, to_db=to_db) as c:
+    vs, ts = _comma_list(villages), _comma_list(tasks)
+    with _open(ctx) as p, clone_project(p, dest, imagery=not no_imagery, site_name=site_name, to_db=to_db,
+                                        villages=vs, tasks=ts) as c:
         console.print(f"Copied {p.name} to {dest} for another site (site {c.site[:8]}).")
+        if vs or ts:
+            from .sync.reservations import by_site
+
+            mine = [r for r in by_site(c) if r.site == c.site]
+            n = len(mine[0].keys) if mine else 0
+            console.print(f"Reserved {n} task(s) for {site_name or 'the new site'}"
+                          + (f" (villages: {', '.join(mine[0].villages)})" if mine and mine[0].villages else "")
+                          + ", in both copies: other sites cannot claim them for mapping.", soft_wrap=True)
         if c.db_url:
             console.print(f"State in PostgreSQL: {c.db_url}")
     console.print("Exchange changes with 'mapathon sync export -o FILE' at one site and 'mapathon sync import FILE' "
                   "at the other.")
+
+
+def _comma_list(text: Optional[str]) -> list[str]:
+    return [t.strip() for t in (text or "").split(",") if t.strip()]
+
+
+@sync_app.command("unreserve")
+def sync_unreserve(
+    ctx: typer.Context,
+    villages: Optional[str] = typer.Option(None, "--villages", help="Villages to set free (comma-separated)."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Tasks to set free (numbers or z/x/y, comma-separated)."),
+    site: Optional[str] = typer.Option(None, "--site", help="Set free everything reserved for this site (its name)."),
+    actor: str = typer.Option(..., "--as", help="The organizer lifting the reservation."),
+):
+    """Lift a reservation made with 'sync clone --villages/--tasks': every site may then claim those tasks."""
+    from .sync.reservations import unreserve
+
+    with _open(ctx) as p:
+        keys, sites = unreserve(p, actor, villages=_comma_list(villages), tasks=_comma_list(tasks), site=site)
+    console.print(f"Lifted the reservation of {len(keys)} task(s) (reserved for {', '.join(sites)}). The next "
+                  "exchange of bundles carries it to the other sites.", soft_wrap=True)
+
+
+@sync_app.command("reservations")
+def sync_reservations(ctx: typer.Context, as_json: bool = JsonOpt):
+    """List the villages and tasks reserved for a site."""
+    from .sync.reservations import by_site
+
+    with _open(ctx) as p:
+        rs = by_site(p)
+        here = p.site
+    if as_json:
+        print(json.dumps([{"site": r.site, "site_name": r.site_name, "here": r.site == here, "villages": r.villages,
+                           "tasks": r.keys} for r in rs], ensure_ascii=False, indent=2))
+        return
+    if not rs:
+        console.print("No task is reserved for a site.")
+    for r in rs:
+        console.print(f"{r.label}{' (this site)' if r.site == here else ''}: {len(r.keys)} task(s)"
+                      + (f"; villages {', '.join(r.villages)}" if r.villages else ""), soft_wrap=True)
 
 
 @sync_app.command("export")

@@ -102,36 +102,97 @@ def test_since_mark_sends_only_newer_changes(sites, tmp_path):
     assert_error(Cli(paris)("sync", "export", "-o", tmp_path / "3.zip", "--since", "99999", ok=False), "--since")
 
 
-def test_both_sites_claim_the_same_square(sites, tmp_path):
-    """The conflict rule: the earlier claim wins the task; the later volunteer's work is kept and listed."""
-    paris, bamako = sites
-    with open_project(paris) as p:
-        lc.claim(p, 30, "Awa", now=at(0))  # Paris, 18:00
+def test_progress_beats_a_bare_lock(sites, tmp_path):
+    """Issue 11: Ibrahim claims square 300 at Ivry; Mamadou claims the same square at Bamako a little later
+    and marks it done. After the exchange both sites show it mapped by Mamadou: the work that went further
+    wins; Ibrahim's bare claim is the conflict, named with who and where."""
+    ivry, bamako = sites
+    with open_project(ivry) as p:
+        lc.claim(p, 300, "Ibrahim", now=at(0))  # Ivry, 18:00
     with open_project(bamako) as b:
-        lc.claim(b, 30, "Bakary", now=at(5))  # Bamako, 18:05, not knowing
-        lc.done(b, 30, "Bakary", now=at(50))
-    Cli(bamako)("submit", _osm(tmp_path), "--as", "Bakary", "--task", "30")
-    exchange(paris, bamako, tmp_path, "--with-contributions")
-    assert states(paris) == states(bamako)
-    for site in (paris, bamako):
-        row = query(site, """SELECT t.state, v.name FROM tasks t JOIN volunteers v ON v.id = t.locked_by
-                              WHERE t.id = 30""")[0]
-        assert tuple(row) == ("LOCKED_FOR_MAPPING", "Awa")
+        lc.claim(b, 300, "Mamadou", now=at(5))  # Bamako, 18:05, not knowing
+        lc.done(b, 300, "Mamadou", now=at(50))
+    Cli(bamako)("submit", _osm(tmp_path), "--as", "Mamadou", "--task", "300")
+    exchange(ivry, bamako, tmp_path, "--with-contributions")
+    assert states(ivry) == states(bamako)
+    for site in (ivry, bamako):
+        row = query(site, """SELECT t.state, t.locked_by, v.name FROM tasks t JOIN volunteers v ON v.id = t.mapped_by
+                              WHERE t.id = 300""")[0]
+        assert tuple(row) == ("MAPPED", None, "Mamadou")
         conflicts = query(site, "SELECT actor, action, winner, reason FROM sync_conflicts ORDER BY ts")
-        assert [(c["actor"], c["action"], c["winner"]) for c in conflicts] == [
-            ("Bakary", "claim.mapping", "Awa"), ("Bakary", "done", "Awa")]
-        # Bakary's file travelled and is kept
+        assert [(c["actor"], c["action"], c["winner"]) for c in conflicts] == [("Ibrahim", "claim.mapping", "Mamadou")]
+        assert "Mamadou at Bamako" in conflicts[0]["reason"] and "MAPPED" in conflicts[0]["reason"]
+        # Mamadou's file travelled and is kept
         c = query(site, """SELECT c.task_key, v.name FROM contributions c JOIN volunteers v ON v.id = c.volunteer_id""")
-        assert [tuple(r) for r in c] == [(query(site, "SELECT key FROM tasks WHERE id = 30")[0][0], "Bakary")]
-        assert len(list((site / "contributions").iterdir())) == 1
-    out = Cli(paris)("status").stdout
-    assert "Sync conflicts (2)" in out and "Bakary's claim.mapping" in out and "Awa" in out
+        assert [tuple(r) for r in c] == [(query(site, "SELECT key FROM tasks WHERE id = 300")[0][0], "Mamadou")]
+    out = Cli(ivry)("status").stdout
+    assert "Sync conflicts (1)" in out and "Ibrahim's claim.mapping" in out and "Mamadou at Bamako" in out
     st = json.loads(Cli(bamako)("status", "--json").stdout)
-    assert len(st["sync_conflicts"]) == 2 and st["sync_conflicts"][0]["site_name"] == "Bamako"
-    # the organizer settles it as usual, at either site; the next exchange keeps everyone agreed
-    Cli(paris)("release", "30", "--as", "Mariam")
+    assert len(st["sync_conflicts"]) == 1 and st["sync_conflicts"][0]["winner"] == "Mamadou"
+    # Ibrahim's lock is gone at Ivry: he can take another square
+    with open_project(ivry) as p:
+        assert lc.claim(p, 301, "Ibrahim", now=at(60)).locked_by == "Ibrahim"
+    # the work goes on from Mamadou's state everywhere; going back below a lock later does not revive the
+    # lost claim: Fanta rejects the square at Ivry, Awa claims it again at Bamako
+    with open_project(ivry) as p:
+        lc.validate(p, 300, "Fanta", accept=False, now=at(70))
+    exchange(ivry, bamako, tmp_path)
+    with open_project(bamako) as b:
+        lc.claim(b, 300, "Awa", now=at(80))
+    exchange(ivry, bamako, tmp_path)
+    assert states(ivry) == states(bamako)
+    for site in (ivry, bamako):
+        row = query(site, """SELECT t.state, v.name FROM tasks t JOIN volunteers v ON v.id = t.locked_by
+                              WHERE t.id = 300""")
+        assert tuple(row[0]) == ("LOCKED_FOR_MAPPING", "Awa")
+        assert query(site, "SELECT COUNT(*) FROM sync_conflicts")[0][0] == 1
+
+
+def test_validated_beats_done_and_two_bare_claims_go_by_time(sites, tmp_path):
+    """Bakary claims square 31 first, at Bamako, and maps it; Awa claims it at Paris a little later, maps it,
+    and Fanta validates it there: the validated branch wins, though it started later. Two bare claims of
+    square 32 went equally far: the earlier one wins."""
+    paris, bamako = sites
+    with open_project(bamako) as b:
+        lc.claim(b, 31, "Bakary", now=at(0))
+        lc.done(b, 31, "Bakary", now=at(30))
+        lc.claim(b, 32, "Moussa", now=at(2))
+    with open_project(paris) as p:
+        lc.claim(p, 31, "Awa", now=at(5))
+        lc.done(p, 31, "Awa", now=at(10))
+        lc.validate(p, 31, "Fanta", accept=True, now=at(20))
+        lc.claim(p, 32, "Kadi", now=at(1))
     exchange(paris, bamako, tmp_path)
     assert states(paris) == states(bamako)
+    for site in (paris, bamako):
+        t = {r["id"]: (r["state"], r["m"], r["v"], r["l"]) for r in query(site, """
+             SELECT t.id, t.state, mv.name AS m, vv.name AS v, lv.name AS l FROM tasks t
+               LEFT JOIN volunteers mv ON mv.id = t.mapped_by LEFT JOIN volunteers vv ON vv.id = t.validated_by
+               LEFT JOIN volunteers lv ON lv.id = t.locked_by WHERE t.id IN (31, 32)""")}
+        assert t == {31: ("VALIDATED", "Awa", "Fanta", None), 32: ("LOCKED_FOR_MAPPING", None, None, "Kadi")}
+        conflicts = {(c["actor"], c["action"]): c for c in query(site, "SELECT * FROM sync_conflicts")}
+        assert set(conflicts) == {("Bakary", "claim.mapping"), ("Bakary", "done"), ("Moussa", "claim.mapping")}
+        assert "took the task further" in conflicts["Bakary", "done"]["reason"]
+        assert conflicts["Bakary", "done"]["winner"] == "Awa"
+        assert "changed the task first" in conflicts["Moussa", "claim.mapping"]["reason"]
+        assert conflicts["Moussa", "claim.mapping"]["winner"] == "Kadi"
+
+
+def test_bad_imagery_beats_a_lock_and_mapped_work_beats_bad_imagery(sites, tmp_path):
+    paris, bamako = sites
+    with open_project(paris) as p:
+        lc.claim(p, 33, "Awa", now=at(0))
+        lc.claim(p, 34, "Kadi", now=at(0))
+        lc.badimagery(p, 34, "Kadi", now=at(5))
+    with open_project(bamako) as b:
+        lc.claim(b, 33, "Bakary", now=at(1))
+        lc.badimagery(b, 33, "Bakary", now=at(3))
+        lc.claim(b, 34, "Moussa", now=at(1))
+        lc.done(b, 34, "Moussa", now=at(30))
+    exchange(paris, bamako, tmp_path)
+    assert states(paris) == states(bamako)
+    assert [tuple(r) for r in query(paris, "SELECT id, state FROM tasks WHERE id IN (33, 34) ORDER BY id")] == [
+        (33, "BADIMAGERY"), (34, "MAPPED")]
 
 
 def _osm(tmp_path: Path) -> Path:
@@ -181,6 +242,88 @@ def test_a_split_that_lost_takes_its_children_away(sites, tmp_path):
     reasons = {r["action"]: r["reason"] for r in query(bamako, "SELECT action, reason FROM sync_conflicts")}
     assert set(reasons) == {"split", "claim.mapping"} and "does not exist" in reasons["claim.mapping"]
     assert query(bamako, "SELECT COUNT(*) FROM events WHERE task = ?", (kid.key,))[0][0] == 1  # kept in the log
+
+
+# -- reservations: villages kept for one site ------------------------------------------------------------------
+
+
+def _village_tasks(folder: Path, village: str) -> list[int]:
+    return [r[0] for r in query(folder, """SELECT t.id FROM tasks t JOIN task_areas ta ON ta.task_id = t.id
+                                             JOIN areas a ON a.id = ta.area_id WHERE a.name = ? ORDER BY t.id""",
+                                 (village,))]
+
+
+def test_reserved_villages_are_mapped_only_at_their_site(sites, tmp_path):
+    """Before the copies part, Torodo and task 12 are reserved for Kayes: Paris (and Bamako, once it has
+    Paris's bundle) refuse to claim them, naming the site; Kayes maps them; an organizer lifts it."""
+    paris, bamako = sites
+    kayes = tmp_path / "kayes"
+    out = Cli(paris)("sync", "clone", kayes, "--site-name", "Kayes", "--villages", "torodo", "--tasks", "12").stdout
+    torodo = _village_tasks(paris, "Torodo")
+    assert f"Reserved {len(torodo) + 1} task(s) for Kayes (villages: Torodo)" in out
+    for site in (paris, kayes):  # recorded in both copies
+        r = json.loads(Cli(site)("sync", "reservations", "--json").stdout)
+        assert [(x["site_name"], x["villages"], len(x["tasks"]), x["here"]) for x in r] == [
+            ("Kayes", ["Torodo"], len(torodo) + 1, site == kayes)]
+    assert_error(Cli(paris)("claim", str(torodo[0]), "--as", "Awa", ok=False), f"task {torodo[0]}",
+                 "reserved for site Kayes", "sync unreserve")
+    assert_error(Cli(paris)("claim", "12", "--as", "Awa", ok=False), "reserved for site Kayes")
+    assert_error(Cli(paris)("claim", "--next", "--village", "Torodo", "--as", "Awa", ok=False),
+                 "no task left to map in Torodo", "reserved for another site")
+    Cli(paris)("claim", "--next", "--as", "Awa")
+    got = query(paris, "SELECT t.id FROM tasks t JOIN volunteers v ON v.id = t.locked_by WHERE v.name = 'Awa'")
+    assert len(got) == 1 and got[0][0] not in torodo and got[0][0] != 12
+    with open_project(paris) as p:  # the room server claims for a whole room at once
+        got = lc.claim_many(p, [(torodo[2], "Kadi"), (13, "Seydou")])
+        assert "reserved for site Kayes" in str(got[0]) and got[1].locked_by == "Seydou"
+    Cli(kayes)("claim", str(torodo[0]), "--as", "Moussa")
+    Cli(kayes)("split", "12", "--as", "Mariam")
+    kid = query(kayes, "SELECT id, key FROM tasks WHERE parent_id = 12 ORDER BY id")[0]
+    # the reservation travels in bundles (Bamako was copied before it), and so does a split of a reserved task
+    Cli(kayes)("sync", "export", "-o", tmp_path / "kayes.zip")
+    Cli(paris)("sync", "export", "-o", tmp_path / "paris.zip")
+    for site in (paris, bamako):
+        Cli(site)("sync", "import", tmp_path / "kayes.zip")
+    Cli(bamako)("sync", "import", tmp_path / "paris.zip")
+    assert_error(Cli(bamako)("claim", str(torodo[1]), "--as", "Bakary", ok=False), "reserved for site Kayes")
+    assert_error(Cli(bamako)("claim", kid["key"], "--as", "Bakary", ok=False), "reserved for site Kayes")
+    # validation stays open to every site
+    Cli(kayes)("done", str(torodo[0]), "--as", "Moussa")
+    Cli(kayes)("sync", "export", "-o", tmp_path / "kayes2.zip")
+    Cli(paris)("sync", "import", tmp_path / "kayes2.zip")
+    Cli(paris)("validate", str(torodo[0]), "--as", "Fanta", "--accept")
+    # only an organizer lifts a reservation; then every site may claim, once it has the bundle
+    assert_error(Cli(paris)("sync", "unreserve", "--villages", "Torodo", "--as", "Awa", ok=False), "organizer")
+    assert_error(Cli(paris)("sync", "unreserve", "--villages", "Méréla", "--as", "Mariam", ok=False),
+                 "none of these tasks is reserved")
+    out = Cli(paris)("sync", "unreserve", "--villages", "Torodo", "--as", "Mariam").stdout
+    assert f"Lifted the reservation of {len(torodo)} task(s) (reserved for Kayes)" in out
+    Cli(paris)("claim", str(torodo[1]), "--as", "Kadi")
+    assert_error(Cli(paris)("claim", kid["key"], "--as", "Bakary", ok=False), "reserved for site Kayes")
+    Cli(paris)("sync", "export", "-o", tmp_path / "paris2.zip")
+    Cli(kayes)("sync", "import", tmp_path / "paris2.zip")
+    r = json.loads(Cli(kayes)("sync", "reservations", "--json").stdout)
+    key12 = query(kayes, "SELECT key FROM tasks WHERE id = 12")[0][0]
+    assert [(x["villages"], x["tasks"]) for x in r] == [([], [key12])]
+    Cli(kayes)("sync", "unreserve", "--site", "kayes", "--as", "Mariam")
+    assert "No task is reserved" in Cli(kayes)("sync", "reservations").stdout
+
+
+def test_reservation_refusals(sites, tmp_path):
+    paris, _ = sites
+    r = Cli(paris)("sync", "clone", tmp_path / "x", "--villages", "Torodoo", ok=False)
+    assert_error(r, "Torodoo", "no such village", "did you mean Torodo")
+    assert not (tmp_path / "x").exists()
+    assert_error(Cli(paris)("sync", "clone", tmp_path / "x", "--tasks", "99999", ok=False), "task 99999")
+    Cli(paris)("sync", "clone", tmp_path / "kayes", "--site-name", "Kayes", "--villages", "Torodo")
+    before = query(paris, "SELECT COUNT(*) FROM events")[0][0]
+    r = Cli(paris)("sync", "clone", tmp_path / "lyon", "--site-name", "Lyon", "--villages", "Dianguirdé,Torodo",
+                   ok=False)
+    assert_error(r, "already reserved for site Kayes")
+    assert not (tmp_path / "lyon").exists() and query(paris, "SELECT COUNT(*) FROM events")[0][0] == before
+    assert_error(Cli(paris)("sync", "unreserve", "--as", "Mariam", ok=False), "--villages, --tasks or --site")
+    assert_error(Cli(paris)("sync", "unreserve", "--site", "Lyon", "--as", "Mariam", ok=False),
+                 "--site Lyon", "Kayes")
 
 
 # -- refusals: nothing changes, one clear line -------------------------------------------------------------------

@@ -22,7 +22,7 @@ from foundation_helpers import copy_project, village_template
 from mapathon.errors import MapathonError
 from mapathon.project import open_project
 from mapathon.sync import clone_project, export_bundle, import_bundle
-from mapathon.sync.replay import compute, task_states
+from mapathon.sync.replay import PROGRESS, compute, task_states
 from mapathon.tasks import lifecycle as lc
 
 pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
@@ -128,7 +128,9 @@ class World:
             pass  # a refusal (the lifecycle said no): part of the game
 
     def event_ids(self, site) -> set[str]:
-        return {r[0] for r in site.conn.execute("SELECT id FROM events")}
+        """The ids of the events that say what happened (not the notes each import adds of what a site
+        learnt: those are new events, and travel, but change no task)."""
+        return {r[0] for r in site.conn.execute("SELECT id FROM events WHERE action != 'sync.import'")}
 
     def exchange_all(self) -> None:
         full = []
@@ -225,5 +227,93 @@ def test_import_order_does_not_matter(template, ops, ops2):
                 assert _conflicts(w.sites[2]) == _conflicts(c2)
             finally:
                 c2.close()
+        finally:
+            w.close()
+
+
+# -- the progress rule: two sites apart, each with its own volunteers, then one exchange ----------------------------
+
+SITE_VOLS = (("Awa", "Bakary"), ("Moussa", "Kadi"))
+SITE_VALIDATORS = ("Fanta", "Seydou")
+apart_op_st = st.one_of(
+    st.tuples(st.just("claim"), st.integers(0, 1), st.integers(0, 1), st.integers(0, 1)),
+    st.tuples(st.just("finish"), st.integers(0, 1), st.integers(0, 1)),
+    st.tuples(st.just("finish"), st.integers(0, 1), st.integers(0, 1)),
+    st.tuples(st.sampled_from(["release", "badimagery"]), st.integers(0, 1), st.integers(0, 1)),
+    st.tuples(st.just("claim-validation"), st.integers(0, 1), st.integers(0, 1)),
+    st.tuples(st.just("check"), st.integers(0, 1), st.booleans()),
+    st.tuples(st.just("validate"), st.integers(0, 1), st.integers(0, 1), st.booleans()),
+    st.tuples(st.just("wait"), st.integers(1, 150)),
+)
+
+
+def _as_world_op(w: World, op, keys: list[str]):
+    """An op of apart_op_st as World.run takes it: each site with its own people, on two tasks."""
+    kind = op[0]
+    if kind == "wait":
+        return op
+    site = op[1]
+    if kind == "claim":
+        return ("claim", site, op[2], SITE_VOLS[site][op[3]])
+    if kind == "finish":
+        return ("finish", site, SITE_VOLS[site][op[2]])
+    if kind in ("release", "badimagery"):  # of the task the volunteer holds
+        name = SITE_VOLS[site][op[2]]
+        held = w.sites[site].conn.execute(
+            "SELECT t.key FROM tasks t JOIN volunteers v ON v.id = t.locked_by WHERE v.name = ?", (name,)).fetchone()
+        return (kind, site, keys.index(held[0]) if held and held[0] in keys else 0, name)
+    if kind == "claim-validation":
+        return ("claim", site, op[2], SITE_VALIDATORS[site])
+    if kind == "check":
+        return ("check", site, SITE_VALIDATORS[site], op[2])
+    return ("validate", site, op[2], SITE_VALIDATORS[site], op[3])
+
+
+@SETTINGS
+@given(ops=st.lists(apart_op_st, min_size=8, max_size=50), after=st.lists(apart_op_st, max_size=20))
+def test_the_work_that_went_further_wins(template, ops, after):
+    """Two sites work on the same two tasks while apart (mapping, bad imagery, validation; each site with
+    its own volunteers), then exchange their logs. For every task, both sites end with the state of the
+    site that took it further (the furthest state reached); when both went as
+    far, with the state of one of them. Then one site works on (*after*): the other, given its bundle,
+    shows exactly what it shows (its changes follow the line it saw, not the one that lost)."""
+    folder, keys = template
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        tmp = Path(tmp)
+        src = copy_project(folder, tmp / "src")
+        Cli(src)("volunteer", "add", "Seydou", "--validator", "--as", "Mariam")
+        w = World(src, tmp, n=2)
+        try:
+            for op in ops:
+                w.run(_as_world_op(w, op, keys), keys)
+            local = []
+            for s in w.sites:
+                rows = task_states(s.conn)
+                score = {}
+                for key in keys[:2]:
+                    reached = [r[0] for r in s.conn.execute(
+                        "SELECT to_state FROM events WHERE task = ? AND site = ? AND action != 'lock.expire'",
+                        (key, s.site))]
+                    if reached:
+                        score[key] = max(PROGRESS[x] for x in reached)
+                local.append((rows, score))
+            w.exchange_all()
+            merged = [task_states(s.conn) for s in w.sites]
+            assert merged[0] == merged[1]
+            for key in keys[:2]:
+                (rows_a, score_a), (rows_b, score_b) = local
+                got = merged[0][key]
+                if key not in score_b or score_a.get(key, -1) > score_b[key]:
+                    assert got == rows_a[key], key
+                elif key not in score_a or score_b[key] > score_a[key]:
+                    assert got == rows_b[key], key
+                else:
+                    assert got in (rows_a[key], rows_b[key]), key
+            for op in after:
+                w.run(_as_world_op(w, op if op[0] == "wait" else (op[0], 0, *op[2:]), keys), keys)
+            export_bundle(w.sites[0], tmp / "after.zip")
+            import_bundle(w.sites[1], tmp / "after.zip")
+            assert task_states(w.sites[1].conn) == task_states(w.sites[0].conn)
+            assert {k: t.row() for k, t in compute(w.sites[0].conn).tasks.items()} == task_states(w.sites[0].conn)
         finally:
             w.close()

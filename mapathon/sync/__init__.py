@@ -9,8 +9,7 @@ See docs/sync.md for the organizers' view.
 
 from __future__ import annotations
 
-import json
-
+from . import replay
 from .bundle import ExportResult, ImportResult, bundle_info, export_bundle, import_bundle, read_bundle
 from .clone import clone_project
 
@@ -22,11 +21,7 @@ def list_conflicts(project) -> list[dict]:
             ORDER BY c.ts, c.event_id""").fetchall()
     if not rows:
         return []
-    names = {}  # site id -> the name given with 'sync clone --site-name'
-    for site, data in project.conn.execute("SELECT site, data FROM events WHERE action = 'site.clone'"):
-        name = json.loads(data or "{}").get("site_name")
-        if name:
-            names[site] = name
+    names = replay.site_labels(project.conn)
     return [{k: r[k] for k in r.keys() if k != "id"} | {"site_name": names.get(r["site"])} for r in rows]
 
 

@@ -388,6 +388,14 @@ def _import(project: Project, b: Bundle) -> ImportResult:
           e["to_state"], e["comment"],
           json.dumps(e["data"], ensure_ascii=False, sort_keys=True) if e["data"] else None) for e in new])
     result = ImportResult(b.path, b.manifest["site"], len(b.events), len(new))
+    if any(e["action"] != replay.IMPORT for e in new):
+        # what this site knows from now on, so that the replay can tell which line its later changes follow
+        known: dict[str, int] = {}
+        for e in b.events:
+            known[e["site"]] = max(known.get(e["site"], 0), e["lamport"])
+        events.record(conn, site=project.site, actor="system", action=replay.IMPORT,
+                      comment=f"bundle of site {b.manifest['site'][:8]}",
+                      data={"from_site": b.manifest["site"], "known": known})
 
     result.volunteers_new = _apply_volunteers(project, [e for e in new if e["action"].startswith("volunteer.")])
     result.contributions_new = _add_contributions(project, b.contributions)

@@ -21,16 +21,20 @@ from pathlib import Path
 from .. import events, store
 from ..errors import MapathonError
 from ..project import DB_NAME, POINTER, Project, new_pg_schema, open_project, write_pointer
+from . import reservations
 
 IMAGERY_DIR = "imagery"
+_EVENT_COLUMNS = ("id", "site", "lamport", "ts", "actor", "action", "task", "from_state", "to_state", "comment", "data")
 
 
 def clone_project(project: Project, dest: str | os.PathLike, *, imagery: bool = True,
-                  site_name: str | None = None, to_db: str | None = None) -> Project:
+                  site_name: str | None = None, to_db: str | None = None, villages: list[str] = (),
+                  tasks: list[str] = ()) -> Project:
     """Copy *project* into the folder *dest* (new or empty) with a new site id; returns the copy, open.
 
     With *to_db* (a ``postgresql://`` URL) the copy's state goes to PostgreSQL, in the URL's
-    schema or a new one; else to ``dest/mapathon.sqlite``.
+    schema or a new one; else to ``dest/mapathon.sqlite``. *villages* and *tasks* are reserved
+    for the new site, in both copies (:mod:`.reservations`).
     """
     dest = Path(dest)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
@@ -39,6 +43,9 @@ def clone_project(project: Project, dest: str | os.PathLike, *, imagery: bool = 
         raise MapathonError(f"{dest}: the copy cannot go inside the project folder {project.path}")
     if to_db is not None and not store.is_url(to_db):
         raise MapathonError(f"--to-db {to_db}: expected a PostgreSQL URL, postgresql://host/database[?schema=NAME]")
+    new_site = str(uuid.uuid4())
+    keys, village_names = reservations.resolve(project, villages, tasks)
+    reservations.check_free(project, keys, new_site)
     made = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     url = None
@@ -60,7 +67,6 @@ def clone_project(project: Project, dest: str | os.PathLike, *, imagery: bool = 
             conn = store.connect(tmp, create=True)
         try:
             store.copy_data(project.conn, conn)
-            new_site = str(uuid.uuid4())
             with store.transaction(conn):
                 conn.execute("UPDATE meta SET value = ? WHERE key = 'site_id'", (new_site,))
                 conn.execute("DELETE FROM meta WHERE key = 'site_name'")
@@ -69,6 +75,13 @@ def clone_project(project: Project, dest: str | os.PathLike, *, imagery: bool = 
                 conn.execute("DELETE FROM room_sessions")  # sign-ins belong to the original's room server
                 events.record(conn, site=new_site, actor="organizer", action="site.clone",
                               data={"from_site": project.site, "site_name": site_name})
+                reserved = None
+                if keys:  # made at the original site; the same event goes into the original below
+                    eid = reservations.reserve_event(conn, author_site=project.site, site=new_site,
+                                                     site_name=site_name.strip() if site_name else None,
+                                                     keys=keys, villages=village_names)
+                    reserved = tuple(conn.execute(f"SELECT {', '.join(_EVENT_COLUMNS)} FROM events WHERE id = ?",
+                                                  (eid,)).fetchone())
         finally:
             conn.close()
         if to_db:
@@ -77,6 +90,10 @@ def clone_project(project: Project, dest: str | os.PathLike, *, imagery: bool = 
             for suffix in ("-wal", "-shm"):
                 Path(str(tmp) + suffix).unlink(missing_ok=True)
             os.replace(tmp, dest / DB_NAME)
+        if reserved:
+            with project.transaction():
+                project.conn.execute(f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+                                     f"VALUES ({', '.join('?' * len(_EVENT_COLUMNS))})", reserved)
     except BaseException:
         if url:
             store.drop_pg_project(url)

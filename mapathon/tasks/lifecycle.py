@@ -267,6 +267,9 @@ def _claim_many(project: Project, asks: list, hours: float, comment: str | None,
             _TASK_SELECT + f" WHERE t.key IN ({marks})", addresses)})
     known = _known_volunteers(project, [actor for _, actor in asks])
     held = _held(project, [v.id for v in known.values()])
+    from ..sync import reservations  # (not at the top: mapathon.sync imports this module)
+
+    reserved = reservations.blocked(project)  # task id -> the other site it is kept for
     claims: list[tuple[int, Task, str, str, volunteers.Volunteer]] = []
     expires = _expires(hours, now)
     for i, (ref, actor) in enumerate(asks):
@@ -277,6 +280,8 @@ def _claim_many(project: Project, asks: list, hours: float, comment: str | None,
                 task = get_task(project, refs[i])  # raises the error that says why
             vol = known.get(names.key(name))
             to_state, action = _claim_rule(task, vol, name, held.get(vol.id) if vol else None)
+            if action == "claim.mapping" and task.id in reserved:
+                raise reservations.refusal(task, reserved[task.id])
             if vol is None:
                 vol = known[names.key(name)] = volunteers.ensure(project, name, new=new)[0]
             claims.append((i, task, to_state, action, vol))
@@ -412,7 +417,8 @@ def _claim_next(project: Project, asks: list[tuple[str, str | None]], hours: flo
             row = chooser.pick(areas[village] if village else None)
             if row is None:
                 where = f" in {village}" if village else ""
-                raise MapathonError(f"no task left to map{where}: every task is locked, mapped or finished")
+                raise MapathonError(f"no task left to map{where}: every task is locked, mapped or finished"
+                                   + (" (or reserved for another site)" if chooser.reserved else ""))
             vol = known.get(names.key(name))
             held = chooser.held.get(vol.id) if vol else None
             if held:
@@ -492,7 +498,10 @@ class _Chooser:
             if r[2] == LOCKED_FOR_MAPPING and r[3] is not None:
                 self.held.setdefault(r[3], (r[0], r[1]))
         self._locked = _boxes(locked, 4)
-        self._taken: set[int] = set()
+        from ..sync import reservations  # (not at the top: mapathon.sync imports this module)
+
+        self.reserved = set(reservations.blocked(project))  # reserved for another site: never given
+        self._taken: set[int] = set(self.reserved)
         # villages with open tasks, the least advanced first (the one listed first on ties), so that
         # villages are finished one after the other and can go to print; each from its centre
         self._villages: list[tuple[int, float, float]] = []  # (area id, lon, lat) in that order
