@@ -354,3 +354,9 @@ def apply_identity_event(project: Project, action: str, data: dict, ts: str) -> 
         apply_merge(project, target, other)
     elif target.name != name:  # a change of spelling only (same key)
         apply_rename(project, target, name)
+
+
+def first_organizer(project: Project) -> str | None:
+    """The name of the project's first organizer (the one who acts when an organizer gives no name)."""
+    row = project.conn.execute("SELECT name FROM volunteers WHERE is_organizer = 1 ORDER BY id LIMIT 1").fetchone()
+    return row[0] if row else None
