@@ -36,6 +36,12 @@ class Volunteer:
     def roles(self) -> str:
         return ", ".join(r for r, on in (("organizer", self.is_organizer), ("validator", self.is_validator)) if on) or "mapper"
 
+    def as_dict(self) -> dict:
+        """The one JSON shape of a volunteer (the room server's answers). ``validator``: may validate
+        (a validator or an organizer); ``roles`` says which."""
+        return {"name": self.name, "osm_user": self.osm_user, "roles": self.roles, "validator": self.can_validate,
+                "organizer": self.is_organizer}
+
 
 def check_name(name: str) -> str:
     name = names.clean(name)

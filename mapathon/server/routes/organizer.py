@@ -69,7 +69,7 @@ async def org_grant(body: GrantIn, request: Request):
     def do(p: Project):
         who = room.sessions.organizer(p, ok, token)
         v, created = volunteers.add(p, body.name, validator=True, actor=who)
-        return {"name": v.name, "roles": v.roles, "created": created}
+        return v.as_dict() | {"created": created}
 
     return JSONResponse(await room.change(do))
 

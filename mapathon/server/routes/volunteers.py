@@ -30,8 +30,7 @@ async def join(body: JoinIn, request: Request):
     address = request.client.host if request.client else None
     token = secrets.token_urlsafe(24)
     vol = await room.change(room.sessions.sign_in, name, token, organizer=is_org, new=body.new, address=address)
-    return JSONResponse({"name": vol.name, "token": token, "roles": vol.roles, "validator": vol.can_validate,
-                         "organizer": vol.is_organizer})
+    return JSONResponse(vol.as_dict() | {"token": token})
 
 
 @router.get("/api/me", summary="Who this browser is signed in as, and the task they hold")
@@ -40,7 +39,6 @@ async def me(request: Request):
 
     def do(p: Project):
         v = volunteers.find(p, room.sessions.name_of(p, token))
-        return {"name": v.name, "roles": v.roles, "validator": v.can_validate, "organizer": v.is_organizer,
-                "holding": lifecycle.held_by(p, v.id)}
+        return v.as_dict() | {"holding": lifecycle.held_by(p, v.id)}
 
     return JSONResponse(await room.read(do))
