@@ -42,6 +42,7 @@ async def join(app, name, client="127.0.0.1", headers=None):
     return st, json.loads(body), hdrs
 
 
+@pytest.mark.backends  # PostgreSQL's integers stop at 2**63 - 1 too
 def test_task_numbers_no_task_can_have_are_404_on_every_route(folder):
     app = create_app(folder, token=TOKEN)
     routes = [("GET", "/api/tasks/{}"), ("GET", "/api/tasks/{}/editors"), ("POST", "/api/tasks/{}/claim"),
@@ -128,6 +129,7 @@ def test_new_names_are_limited_per_address(folder):
     assert {"Kadiatou", "Lamine", "Moussa", "Ndeye", "Known Name"} <= names
 
 
+@pytest.mark.backends
 def test_sign_ins_unused_for_hours_expire(folder):
     app = create_app(folder, token=TOKEN, session_hours=12)
     room = app.state.room

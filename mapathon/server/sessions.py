@@ -93,14 +93,17 @@ class Sessions:
         if not force and now - self._swept < SWEEP_SECONDS:
             return 0
         self._swept = now
-        gone = [h for (h,) in p.conn.execute("SELECT token_hash FROM room_sessions") if not self._live(h, now)]
+        present = [h for (h,) in p.conn.execute("SELECT token_hash FROM room_sessions")]
+        gone = [h for h in present if not self._live(h, now)]
         with p.transaction():
             for i in range(0, len(gone), 500):
                 chunk = gone[i:i + 500]
                 p.conn.execute(f"DELETE FROM room_sessions WHERE token_hash IN ({','.join('?' * len(chunk))})",
                                chunk)
-        for h in gone:
-            self._seen.pop(h, None)
+        kept = set(present).difference(gone)
+        for h in list(self._seen):  # also those signed out meanwhile (an organizer freed the name)
+            if h not in kept:
+                self._seen.pop(h, None)
         return len(gone)
 
     # -- signing in ------------------------------------------------------------------------------------------
