@@ -12,6 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
+from ... import store
 from ...errors import MapathonError
 from ...project import Project
 from ...tasks import lifecycle
@@ -147,11 +148,8 @@ async def validate(task_id: int, body: ValidateIn, request: Request):
 
 def _snapshot(p: Project):
     """The event-log version and the task rows, read in one transaction."""
-    p.conn.execute("BEGIN")
-    try:
+    with store.transaction(p.conn, immediate=False):
         return lifecycle.log_version(p), lifecycle.state_rows(p)
-    finally:
-        p.conn.execute("COMMIT")
 
 
 @router.get("/api/tasks", summary="Every task (not split ones) with its state, as GeoJSON")
@@ -163,15 +161,12 @@ async def tasks_geojson(request: Request):
         if grid != room.geoms.get(None):  # gridded again: shapes may differ
             room.geoms = {None: grid}
         geoms = room.geoms  # this request's reference, whatever other threads do
-        p.conn.execute("BEGIN")  # states and shapes from the same moment
-        try:
+        with store.transaction(p.conn, immediate=False):  # states and shapes from the same moment
             version = lifecycle.log_version(p)
             rows = lifecycle.state_rows(p)
             for key, geom in lifecycle.geometries(p, [r[1] for r in rows if r[1] not in geoms]):
                 # a key's geometry never changes within a grid: kept as JSON text
                 geoms[key] = json.dumps(geometry(shapely.from_wkb(geom)))
-        finally:
-            p.conn.execute("COMMIT")
         parts = [f'{{"type":"Feature","id":{r[0]},"geometry":{geoms[r[1]]},"properties":'
                  + json.dumps({"id": r[0], "key": r[1], "state": r[2], "locked_by": r[3], "mapped_by": r[4],
                                "validated_by": r[5], "lock_expires": r[6]}, ensure_ascii=False) + "}"
