@@ -159,24 +159,10 @@ def init(
 @app.command()
 def info(ctx: typer.Context, as_json: bool = JsonOpt):
     """Show the project: name, area, villages, grid."""
-    from . import geo
+    from .tasks.progress import summary
 
     with _open(ctx) as p:
-        aoi = p.aoi_geom()
-        grid = p.conn.execute(
-            "SELECT data FROM events WHERE action = 'grid.create' ORDER BY seq DESC LIMIT 1").fetchone()
-        villages = p.villages()
-        out = {
-            "name": p.name,
-            "folder": str(p.path),
-            "project_id": p.id,
-            "created": p.meta("created"),
-            "aoi_km2": round(geo.area_m2(aoi) / 1e6, 2),
-            "aoi_bounds": [round(v, 6) for v in aoi.bounds],
-            "villages": [v["name"] for v in villages],
-            "grid": json.loads(grid[0]) if grid else None,
-            "tasks": p.conn.execute("SELECT COUNT(*) FROM tasks WHERE state != 'SPLIT'").fetchone()[0],
-        }
+        out = summary(p)
     if as_json:
         print(json.dumps(out, ensure_ascii=False, indent=2))
         return
@@ -1225,6 +1211,9 @@ def serve_cmd(
                                         help="Organizer token (default: a new random one, printed at start)."),
     max_upload_mb: float = typer.Option(20, "--max-upload-mb", help="Largest .osm file volunteers may upload."),
     lang: Optional[str] = typer.Option(None, "--lang", help="The pages' language: en or fr (default: the project's)."),
+    session_hours: float = typer.Option(12, "--session-hours", help="A sign-in unused this many hours expires."),
+    sign_ins_per_minute: int = typer.Option(10, "--sign-ins-per-minute",
+                                            help="New names one computer may sign in a minute (0: no limit)."),
 ):
     """The room server: volunteers claim, map and hand in tasks from their browser; a progress board."""
     from .project import open_project, resolve_dir
@@ -1234,7 +1223,8 @@ def serve_cmd(
 
     folder = resolve_dir(ctx.find_root().obj["project"])
     open_project(folder).close()  # a clear error before anything starts
-    run(folder, host=host, port=port, token=token, max_upload_mb=max_upload_mb, lang=check_lang(lang))
+    run(folder, host=host, port=port, token=token, max_upload_mb=max_upload_mb, lang=check_lang(lang),
+        session_hours=session_hours, sign_ins_per_minute=sign_ins_per_minute)
 
 
 def main() -> None:

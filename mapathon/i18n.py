@@ -229,6 +229,14 @@ WORDS: dict[str, dict[str, str]] = {
     "err.invalid": {"en": "This request is not valid ({field}).", "fr": "Cette demande n'est pas valable ({field})."},
     "err.refused": {"en": "Refused: {detail}", "fr": "Refusé : {detail}"},
     "err.too_large": {"en": "Request too large (at most {what} here).", "fr": "Envoi trop gros (au plus {what} ici)."},
+    "err.too_deep": {"en": "This request nests more than {most} levels deep: it is not one of this server's.",
+                     "fr": "Cette demande a plus de {most} niveaux imbriqués : elle ne vient pas de ce serveur."},
+    "err.session_expired": {"en": "Your sign-in expired after {hours} hours without use; type your name again.",
+                            "fr": "Votre connexion a expiré après {hours} heures sans usage ; redonnez votre nom."},
+    "err.too_many_sign_ins": {"en": "More than {n} new names from this computer in a minute; wait a minute, "
+                                    "then try again.",
+                              "fr": "Plus de {n} nouveaux noms depuis cet ordinateur en une minute ; attendez une "
+                                    "minute, puis réessayez."},
     # -- the HTML report (report --html, merge --report) ---------------------------------------------------
     "report.title": {"en": "{project}: mapathon report", "fr": "{project} : bilan du mapathon"},
     "report.title_plain": {"en": "Mapathon report", "fr": "Bilan du mapathon"},

@@ -86,6 +86,10 @@ class Project:
     def villages(self) -> list[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM areas WHERE kind != 'aoi' ORDER BY name").fetchall()
 
+    def areas(self) -> list[sqlite3.Row]:
+        """Every area (the area of interest and the villages): kind, name, geom (WKB), by kind and name."""
+        return self.conn.execute("SELECT kind, name, geom FROM areas ORDER BY kind, name").fetchall()
+
     def village(self, name: str) -> sqlite3.Row:
         """A village (named sub-area) by name, ignoring case, accents and extra spaces."""
         rows = self.villages()

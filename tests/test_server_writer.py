@@ -19,7 +19,7 @@ from fastapi import FastAPI, HTTPException
 from conftest import Cli
 from foundation_helpers import copy_project, query, village_template
 from mapathon.errors import ForbiddenTransition, MapathonError
-from mapathon.server import app as server_app
+from mapathon.server import writer as server_writer
 from mapathon.server.app import Room, create_app
 from mapathon.tasks import lifecycle
 
@@ -38,7 +38,7 @@ def in_one_group(room: Room, changes: list, monkeypatch) -> list:
     """Run *changes* (functions of the project, or (batch function, argument) for Room.change_batched)
     queued together behind a change that holds the writer, so that they form one group. Returns each
     one's result or exception."""
-    monkeypatch.setattr(server_app, "GROUP_SECONDS", 60.0)  # no deadline in a test, however slow the machine
+    monkeypatch.setattr(server_writer, "GROUP_SECONDS", 60.0)  # no deadline in a test, however slow the machine
     hold = threading.Event()
 
     async def main():
@@ -143,15 +143,17 @@ def test_a_failed_commit_loses_and_duplicates_nothing(folder, monkeypatch):
 # -- the fast path ---------------------------------------------------------------------------------------------
 
 
-async def call(app, method: str, path: str, headers: dict | None = None, body: bytes = b"", reference=False):
-    """One request through the ASGI application (or, with *reference*, through FastAPI's own routes)."""
+async def call(app, method: str, path: str, headers: dict | None = None, body: bytes = b"", reference=False,
+               client: str = "127.0.0.1", full=False):
+    """One request through the ASGI application (or, with *reference*, through FastAPI's own routes),
+    from the address *client*. Returns (status, content type, body), with *full* the headers too."""
     hdrs = [(b"host", b"testserver")] + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     if body and "content-length" not in {k.lower() for k in headers or {}}:
         hdrs.append((b"content-length", str(len(body)).encode()))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "http",
              "path": path.split("?")[0], "raw_path": path.encode(), "root_path": "",
              "query_string": path.split("?")[1].encode() if "?" in path else b"", "headers": hdrs,
-             "client": ("127.0.0.1", 5000), "server": ("testserver", 80), "state": {}}
+             "client": (client, 5000), "server": ("testserver", 80), "state": {}}
     pending = [body]
 
     async def receive():
@@ -166,8 +168,9 @@ async def call(app, method: str, path: str, headers: dict | None = None, body: b
 
     await (FastAPI.__call__(app, scope, receive, send) if reference else app(scope, receive, send))
     start = sent[0]
-    return (start["status"], dict(start["headers"]).get(b"content-type"),
-            b"".join(m.get("body", b"") for m in sent[1:]))
+    out = (start["status"], dict(start["headers"]).get(b"content-type"),
+           b"".join(m.get("body", b"") for m in sent[1:]))
+    return (*out, dict(start["headers"])) if full else out
 
 
 def normalised(answer):

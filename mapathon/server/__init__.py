@@ -41,18 +41,30 @@ def lan_addresses() -> list[str]:
 
 
 def run(folder: str | Path, *, host: str = "0.0.0.0", port: int = 8000, token: str | None = None,
-        max_upload_mb: float = 20, out=None, lang: str | None = None) -> None:
-    """Serve the project until interrupted; prints the addresses and the organizer token first."""
+        max_upload_mb: float = 20, out=None, lang: str | None = None, session_hours: float | None = None,
+        sign_ins_per_minute: int | None = None) -> None:
+    """Serve the project until interrupted; prints the addresses and the organizer token first.
+    *session_hours*: a sign-in unused this long expires; *sign_ins_per_minute*: new names one
+    address may sign in a minute, 0 for no limit (see sessions.py for both defaults)."""
     import uvicorn
 
     from .app import create_app
+    from .sessions import DEFAULT_HOURS, DEFAULT_PER_MINUTE
+
+    session_hours = DEFAULT_HOURS if session_hours is None else session_hours
+    sign_ins_per_minute = DEFAULT_PER_MINUTE if sign_ins_per_minute is None else sign_ins_per_minute
 
     if not 0 < port < 65536:
         raise MapathonError(f"--port {port}: give a port between 1 and 65535")
     if max_upload_mb <= 0:
         raise MapathonError(f"--max-upload-mb {max_upload_mb:g}: must be more than 0")
+    if not session_hours > 0:
+        raise MapathonError(f"--session-hours {session_hours:g}: must be more than 0")
+    if sign_ins_per_minute < 0:
+        raise MapathonError(f"--sign-ins-per-minute {sign_ins_per_minute}: must be 0 (no limit) or more")
     token = token or os.environ.get(TOKEN_ENV) or None
-    app = create_app(folder, token=token, max_upload=int(max_upload_mb * 1024 * 1024), lang=lang)
+    app = create_app(folder, token=token, max_upload=int(max_upload_mb * 1024 * 1024), lang=lang,
+                     session_hours=session_hours, sign_ins_per_minute=sign_ins_per_minute)
     room = app.state.room
     # listen first: a clear message if the port is taken, and the banner only once browsers can connect
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)

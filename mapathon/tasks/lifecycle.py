@@ -767,3 +767,54 @@ def sweep(project: Project, now: datetime | None = None) -> list[str]:
     """Release expired locks in a transaction of its own (used before reports)."""
     with project.transaction():
         return expire_locks(project, now)
+
+
+# -- what the room server's pages read ---------------------------------------------------------------------------
+
+
+def existing(project: Project, ids: list[int]) -> set[int]:
+    """Which of these task numbers are tasks (one statement)."""
+    ids = sorted(set(ids))
+    if not ids:
+        return set()
+    return {r[0] for r in project.conn.execute(f"SELECT id FROM tasks WHERE id IN ({','.join('?' * len(ids))})", ids)}
+
+
+def held_by(project: Project, volunteer_id: int) -> list[int]:
+    """The numbers of the tasks a volunteer holds locked."""
+    return [r[0] for r in project.conn.execute("SELECT id FROM tasks WHERE locked_by = ? ORDER BY id",
+                                               (volunteer_id,))]
+
+
+def count_tasks(project: Project) -> int:
+    """The tasks of the grid (split ones left out)."""
+    return project.conn.execute("SELECT COUNT(*) FROM tasks WHERE state != 'SPLIT'").fetchone()[0]
+
+
+def grid_event(project: Project) -> str | None:
+    """The id of the event that made the current grid (None before any grid): it changes when gridded again."""
+    row = project.conn.execute("SELECT id FROM events WHERE action = 'grid.create' ORDER BY seq DESC LIMIT 1").fetchone()
+    return row[0] if row else None
+
+
+def log_version(project: Project) -> int:
+    """The event log's last number: it changes whenever a task does."""
+    return project.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+
+
+_STATES_SQL = """SELECT t.id, t.key, t.state, lv.name, mv.name, vv.name, t.lock_expires FROM tasks t
+                   LEFT JOIN volunteers lv ON lv.id = t.locked_by LEFT JOIN volunteers mv ON mv.id = t.mapped_by
+                   LEFT JOIN volunteers vv ON vv.id = t.validated_by WHERE t.state != 'SPLIT' ORDER BY t.id"""
+
+
+def state_rows(project: Project) -> list[tuple]:
+    """Every task (not split ones), compactly: (id, key, state, locked by, mapped by, validated by, lock expires)."""
+    return project.conn.execute(_STATES_SQL).fetchall()
+
+
+def geometries(project: Project, keys: list[str]):
+    """(key, WKB geometry) of the tasks with these keys, 500 per statement."""
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        yield from project.conn.execute(f"SELECT key, geom FROM tasks WHERE key IN ({','.join('?' * len(chunk))})",
+                                        chunk)

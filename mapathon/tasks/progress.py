@@ -196,3 +196,24 @@ def volunteer_stats(project: Project, now: datetime | None = None) -> list[Volun
         stats[name].holding = f"{tid} ({key})"
     return sorted(stats.values(), key=lambda s: (-s.mapped, -s.validated, s.name.casefold()))
 
+
+
+def summary(project: Project) -> dict:
+    """The project in one dict (``mapathon info --json``): name, folder, area, villages, grid, tasks."""
+    from .. import geo
+    from .lifecycle import count_tasks
+
+    aoi = project.aoi_geom()
+    grid = project.conn.execute(
+        "SELECT data FROM events WHERE action = 'grid.create' ORDER BY seq DESC LIMIT 1").fetchone()
+    return {
+        "name": project.name,
+        "folder": str(project.path),
+        "project_id": project.id,
+        "created": project.meta("created"),
+        "aoi_km2": round(geo.area_m2(aoi) / 1e6, 2),
+        "aoi_bounds": [round(v, 6) for v in aoi.bounds],
+        "villages": [v["name"] for v in project.villages()],
+        "grid": json.loads(grid[0]) if grid else None,
+        "tasks": count_tasks(project),
+    }

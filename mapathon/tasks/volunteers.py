@@ -38,6 +38,12 @@ class Volunteer:
     def roles(self) -> str:
         return ", ".join(r for r, on in (("organizer", self.is_organizer), ("validator", self.is_validator)) if on) or "mapper"
 
+    def as_dict(self) -> dict:
+        """The one JSON shape of a volunteer (the room server's answers). ``validator``: may validate
+        (a validator or an organizer); ``roles`` says which."""
+        return {"name": self.name, "osm_user": self.osm_user, "roles": self.roles, "validator": self.can_validate,
+                "organizer": self.is_organizer}
+
 
 def check_name(name: str) -> str:
     name = names.clean(name)
@@ -411,3 +417,9 @@ def apply_identity_event(project: Project, action: str, data: dict, ts: str) -> 
         apply_merge(project, target, other)
     elif target.name != name:  # a change of spelling only (same key)
         apply_rename(project, target, name)
+
+
+def first_organizer(project: Project) -> str | None:
+    """The name of the project's first organizer (the one who acts when an organizer gives no name)."""
+    row = project.conn.execute("SELECT name FROM volunteers WHERE is_organizer = 1 ORDER BY id LIMIT 1").fetchone()
+    return row[0] if row else None
