@@ -25,6 +25,7 @@ import bz2
 import codecs
 import gzip
 import contextlib
+import io
 import pyexpat
 import re
 import tempfile
@@ -153,6 +154,40 @@ def file_format(path: str | Path, *, name: str | None = None) -> tuple[str, str 
     raise MapathonError(f"{label}: unsupported file type; expected {ACCEPTED}")
 
 
+#: Decompression limits (against "zip bombs": a few kilobytes that expand to gigabytes). A compressed
+#: file may expand to at most MAX_UNCOMPRESSED_MB megabytes, and, above SMALL_MB, to at most MAX_RATIO
+#: times its compressed size (OSM XML compresses about 10 to 25 times). Both can be changed with the
+#: environment variables of the same name prefixed with MAPATHON_ (read at each file, so the room
+#: server and the commands obey them alike).
+MAX_UNCOMPRESSED_MB = 256
+MAX_RATIO = 100
+SMALL_MB = 16
+_CHUNK = 1 << 20
+
+
+def _limit(name: str, default: float) -> float:
+    import os
+
+    env = "MAPATHON_" + name
+    raw = os.environ.get(env)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise MapathonError(f"{env}={raw!r}: must be a positive number")
+    return value
+
+
+def decompression_limit(compressed_size: int) -> int:
+    """The most bytes a compressed file of *compressed_size* bytes may expand to."""
+    cap = _limit("MAX_UNCOMPRESSED_MB", MAX_UNCOMPRESSED_MB) * 1e6
+    ratio = _limit("MAX_RATIO", MAX_RATIO)
+    return int(min(cap, max(SMALL_MB * 1e6, ratio * compressed_size)))
+
+
 def _decompress(data: bytes, comp: str | None, label: str) -> bytes:
     if comp is None:
         if data[:2] == b"\x1f\x8b":
@@ -160,16 +195,31 @@ def _decompress(data: bytes, comp: str | None, label: str) -> bytes:
         if data[:3] == b"BZh":
             raise MapathonError(f"{label}: this is a bzip2-compressed file; its name should end in .bz2")
         return data
+    if comp == "gz" and data[:2] != b"\x1f\x8b":
+        raise MapathonError(f"{label}: not gzip-compressed although its name ends in .gz")
+    if comp == "bz2" and data[:3] != b"BZh":
+        raise MapathonError(f"{label}: not bzip2-compressed although its name ends in .bz2")
+    limit = decompression_limit(len(data))
+    # Streamed, a megabyte at a time, so that a bomb is stopped at the limit, never expanded whole.
+    parts: list[bytes] = []
+    total = 0
     try:
-        if comp == "gz":
-            if data[:2] != b"\x1f\x8b":
-                raise MapathonError(f"{label}: not gzip-compressed although its name ends in .gz")
-            return gzip.decompress(data)
-        if data[:3] != b"BZh":
-            raise MapathonError(f"{label}: not bzip2-compressed although its name ends in .bz2")
-        return bz2.decompress(data)
+        buf = io.BytesIO(data)
+        with (gzip.GzipFile(fileobj=buf) if comp == "gz" else bz2.BZ2File(buf)) as f:
+            while True:
+                block = f.read(min(_CHUNK, limit + 1 - total))
+                if not block:
+                    break
+                total += len(block)
+                if total > limit:
+                    raise MapathonError(
+                        f"{label}: refused: it expands to more than {limit / 1e6:g} MB "
+                        f"({len(data):,} compressed bytes); a mapathon file is never that big (a 'zip bomb'?). "
+                        "If it is real, raise MAPATHON_MAX_UNCOMPRESSED_MB / MAPATHON_MAX_RATIO")
+                parts.append(block)
     except (OSError, EOFError, zlib.error, ValueError) as e:
         raise MapathonError(f"{label}: damaged or truncated {comp} file ({e})") from None
+    return b"".join(parts)
 
 
 def _looks_like_pbf(data: bytes) -> bool:
