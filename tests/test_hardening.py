@@ -56,3 +56,25 @@ def test_a_bomb_is_refused_at_submit_with_one_line(pcli, tmp_path):
     f = _bomb(tmp_path / "awa.osm.bz2", 100)
     r = pcli("submit", f, "--as", "Awa", ok=False)
     assert "awa.osm.bz2: refused: it expands" in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("body, what", [
+    (b"<node id='9223372036854775808' version='1' lat='14.5' lon='-9.1'/>", "node 9223372036854775808: id out of range"),
+    (b"<node id='-1' lat='14.5' lon='-9.1'/><way id='-2'><nd ref='-1'/><nd ref='18446744073709551616'/></way>",
+     "a node reference is out of range"),
+    (b"<node id='5' version='99999999999' lat='14.5' lon='-9.1'/>", "version 99999999999 is out of range"),
+])
+def test_ids_beyond_64_bits_are_refused_at_submit(pcli, tmp_path, body, what):
+    f = tmp_path / "huge.osm"
+    f.write_bytes(HEAD + body + b"</osm>\n")
+    r = pcli("submit", f, "--as", "Awa", ok=False)
+    assert "huge.osm: line" in r.stdout + r.stderr and what in r.stdout + r.stderr
+    assert not (pcli.project / "contributions").exists() or not any((pcli.project / "contributions").iterdir())
+
+
+def test_absurd_user_ids_and_changesets_are_dropped_not_stored(tmp_path):
+    f = tmp_path / "meta.osm"
+    f.write_bytes(HEAD + b"<node id='5' version='2' lat='14.5' lon='-9.1' uid='99999999999999999999' "
+                  b"changeset='-3' user='x' timestamp='2024-01-01T00:00:00Z'/></osm>")
+    (o,) = read_osm_file(f).objects["n"].values()
+    assert o.meta == ("2024-01-01T00:00:00Z", None, "x", None)

@@ -55,6 +55,13 @@ EXTENSIONS: tuple[tuple[str, str, str | None], ...] = (
 )
 ACCEPTED = "a .osm (JOSM), .osc (osmChange) or .osm.pbf file, optionally ending in .gz or .bz2"
 
+#: Ids must lie strictly between -MAX_ID and MAX_ID: real OSM ids are far below (about 1.3e10 in 2026),
+#: new objects' ids <= 0 become NEG_BASE - id for libosmium, and SQLite and PBF hold 64-bit ids only.
+MAX_ID = 1 << 52
+#: Versions, user ids and changesets are 32-bit numbers in libosmium and PBF.
+MAX_INT32 = (1 << 31) - 1
+ID_RANGE = f"ids must lie between -{MAX_ID - 1} and {MAX_ID - 1}"
+
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
 
 
@@ -340,6 +347,8 @@ def _read_pbf(raw: bytes, out: OsmData, src: int, label: str) -> None:
     try:
         for o in osmium.FileProcessor(source):
             oid = o.id
+            if not -MAX_ID < oid < MAX_ID:
+                raise MapathonError(f"{label}: object id {oid} is out of range ({ID_RANGE})")
             visible = o.visible
             if oid <= 0 and not visible:
                 continue  # a new object deleted before upload: nothing to do
@@ -386,6 +395,10 @@ def _meta(a) -> tuple | None:
         cs = int(cs) if cs is not None else None
     except ValueError:
         uid = cs = None
+    if uid is not None and not 0 < uid <= MAX_INT32:
+        uid = None  # metadata only: a nonsense number is dropped, not stored
+    if cs is not None and not 0 < cs <= MAX_INT32:
+        cs = None
     return (ts, uid or None, user or None, cs or None)
 
 
@@ -415,8 +428,12 @@ def _read_xml(raw: bytes, kind: str, out: OsmData, src: int, label: str) -> None
         nonlocal ob, tags, refs, members
         o = ob
         if refs is not None:
+            if refs and not (-MAX_ID < min(refs) and max(refs) < MAX_ID):
+                raise ValueError(f"a node reference is out of range ({ID_RANGE})")
             o.refs = tuple(refs)
         elif members is not None:
+            if members and not all(-MAX_ID < m[1] < MAX_ID for m in members):
+                raise ValueError(f"a member reference is out of range ({ID_RANGE})")
             o.members = tuple(members)
         ob = tags = refs = members = None
         if o.action == "delete" and o.id <= 0:
@@ -465,8 +482,12 @@ def _read_xml(raw: bytes, kind: str, out: OsmData, src: int, label: str) -> None
             root = name
             _root(name, a)
         oid = int(a["id"])
+        if not -MAX_ID < oid < MAX_ID:
+            raise ValueError(f"id out of range ({ID_RANGE})")
         v = a.get("version")
         version = (int(v) or None) if v is not None else None
+        if version is not None and not 0 < version <= MAX_INT32:
+            raise ValueError(f"version {v} is out of range (1 to {MAX_INT32})")
         if section is None:  # JOSM / plain OSM XML
             act = a.get("action")
             if act == "delete":
