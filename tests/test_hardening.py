@@ -78,3 +78,48 @@ def test_absurd_user_ids_and_changesets_are_dropped_not_stored(tmp_path):
                   b"changeset='-3' user='x' timestamp='2024-01-01T00:00:00Z'/></osm>")
     (o,) = read_osm_file(f).objects["n"].values()
     assert o.meta == ("2024-01-01T00:00:00Z", None, "x", None)
+
+
+# -- imagery caches left empty or half-made ------------------------------------------------------------------
+
+from test_imagery_fetch import FAST, project_with_source, server  # noqa: E402,F401  (fixtures)
+
+
+def _half_made(path: Path, how: str) -> None:
+    import sqlite3
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if how == "empty":
+        path.write_bytes(b"")
+    else:
+        with sqlite3.connect(path) as c:  # killed after the first statement of the schema
+            c.execute("CREATE TABLE metadata (name TEXT NOT NULL, value TEXT)")
+
+
+@pytest.mark.parametrize("how", ["empty", "metadata-only"])
+def test_a_half_made_imagery_cache_is_repaired_by_the_next_fetch(pcli, project_with_source, server, how):
+    import json
+
+    from mapathon.imagery import mbtiles
+
+    path = mbtiles.cache_path(project_with_source, "local")
+    _half_made(path, how)
+    r = pcli("imagery", "plan", "--zoom", "16", "--source", "local", "--tasks", "1")
+    assert "Traceback" not in r.stdout
+    assert mbtiles.Reader(path).summary()["tiles"] == 0 and mbtiles.Reader(path).tile(16, 1, 1) is None
+    res = json.loads(pcli("imagery", "fetch", "--tasks", "1", "--zoom", "16-17", "--json").stdout)
+    assert res["stored"] == 5 and not res["failed"]
+    assert mbtiles.Reader(path).summary()["tiles"] == 5
+
+
+def test_a_new_cache_appears_whole(tmp_path):
+    from mapathon.imagery import mbtiles
+
+    path = tmp_path / "imagery" / "x.mbtiles"
+    conn = mbtiles.connect(path, create=True)
+    conn.close()
+    assert mbtiles.Reader(path).summary()["tiles"] == 0
+    assert [p.name for p in path.parent.iterdir()] == ["x.mbtiles"]  # no temporary file left
+    (tmp_path / "bad.mbtiles").write_bytes(b"this is no database" * 100)
+    with pytest.raises(MapathonError, match=r"bad.mbtiles: not a usable MBTiles file .*delete it"):
+        mbtiles.Reader(tmp_path / "bad.mbtiles").summary()
