@@ -20,6 +20,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
@@ -75,6 +76,9 @@ def read_aoi(
     if radius is not None and not radius > 0:
         raise MapathonError(f"--radius {radius}: must be a positive number of metres")
     name = path.name.lower()
+    if name.endswith((".kml", ".kmz")):
+        raise MapathonError(f"{path}: KML files cannot be read here; save it as GeoJSON first (in QGIS: right-click "
+                            "the layer > Export > Save Features As, format GeoJSON)")
     if name.endswith(".csv"):
         aoi = _read_csv(path, radius, force)
     elif name.endswith(OSM_SUFFIXES):
@@ -85,6 +89,15 @@ def read_aoi(
 
 
 def _finish(aoi: AOI, path: Path, max_area_km2: float) -> AOI:
+    n = shapely.get_num_coordinates(aoi.geom)
+    if n > MAX_VERTICES:
+        raise MapathonError(f"{path}: the area's outline has {n:,} corners, over {MAX_VERTICES:,}: simplify it first "
+                            "(in QGIS: Vector > Geometry Tools > Simplify, 10 m)")
+    if not geo.coordinates_finite(aoi.geom):
+        raise MapathonError(f"{path}: some coordinates are not numbers (NaN or infinity); fix the file")
+    problem = geo.extent_problem(aoi.geom.bounds) if not aoi.geom.is_empty else None
+    if problem:
+        raise MapathonError(f"{path}: the area of interest is not usable: {problem}")
     geom, warning = geo.repair(aoi.geom, str(path))
     if warning:
         aoi.warnings.append(warning)
@@ -126,12 +139,19 @@ CSV_COLUMNS = {
 FAR_KM = 300.0  # a village this far from the others is probably a typing mistake: a warning
 REFUSE_KM = 500.0  # ... this far, almost surely (swapped lat/lon): refused unless --force
 MANY_POINTS = 200  # more points than this becoming villages: probably not villages (a GPS track?)
+MAX_VILLAGES = 2000  # ... more than this: refused (each village is a circle to build; a mapathon has a few dozen)
+MAX_VERTICES = 500_000  # corners of an area's polygons: beyond, refused (simplify it first)
 
 
 def _decode_csv(path: Path, warnings: list[str]) -> str:
     raw = path.read_bytes()
     if b"\0" in raw[:4096]:
         raise MapathonError(f"{path}: not a text file (a CSV of villages is text: name,lat,lon)")
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        line = raw.count(b"\n", 0, nul) + 1
+        raise MapathonError(f"{path}, line {line}: a NUL byte (binary data, not text): "
+                            "the file is damaged; save it again as CSV")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -185,9 +205,14 @@ def _read_csv(path: Path, radius: float | None, force: bool = False) -> AOI:
             raise MapathonError(f"{path}, line {lineno}: lat {lat}, lon {lon} is outside the world{swapped}")
         if not cell["name"]:
             raise MapathonError(f"{path}, line {lineno}: the village has no name")
+        if any(ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0 for ch in cell["name"]):
+            raise MapathonError(f"{path}, line {lineno}: the village name {cell['name']!r} holds control characters")
         props = {fields[i]: v.strip() for i, v in enumerate(row) if i < len(fields)
                  and i not in col.values() and v.strip()}
         points.append((cell["name"], lon, lat, props))
+        if len(points) > MAX_VILLAGES:
+            raise MapathonError(f"{path}: more than {MAX_VILLAGES:,} villages (line {lineno}): a mapathon's area has a "
+                                "few dozen; keep only the villages to map")
     if not points:
         raise MapathonError(f"{path}: the CSV has no village rows")
     names = [p[0] for p in points]
@@ -240,7 +265,7 @@ def read_features(path: Path, skipped: dict[str, int] | None = None) -> list[tup
         layers = fiona.listlayers(path)
     except Exception as e:  # fiona raises DriverError and friends
         raise MapathonError(
-            f"{path}: not a file mapathon can read as an area (use GeoJSON, GeoPackage, Shapefile, KML, "
+            f"{path}: not a file mapathon can read as an area (use GeoJSON, GeoPackage, Shapefile, GPX, "
             ".osm/.osm.pbf with --relation, or a CSV name,lat,lon with --radius)"
         ) from None
     out: list[tuple[BaseGeometry, dict]] = []
@@ -259,6 +284,9 @@ def read_features(path: Path, skipped: dict[str, int] | None = None) -> list[tup
                 geoms = [shape(g) for g, _ in feats]
                 if crs:
                     geoms = list(geo.reproject(geoms, crs, geo.WGS84))
+                if not geo.coordinates_finite(geoms):
+                    raise MapathonError(f"{path}: layer {layer}: some coordinates are not numbers (NaN or "
+                                        "infinity); fix the file")
                 solid = [g for g in geoms if not g.is_empty]
                 if solid and not geo.lonlat_bounds_ok(shapely.total_bounds(solid)):
                     # also catches metres in a GeoJSON (always WGS84) or a file with a wrong CRS
@@ -288,6 +316,10 @@ def _read_fiona(path: Path, radius: float | None, force: bool = False) -> AOI:
     warnings: list[str] = []
     skipped: dict[str, int] = {}
     features = read_features(path, skipped)
+    n = int(shapely.get_num_coordinates(np.array([g for g, _ in features], dtype=object)).sum()) if features else 0
+    if n > MAX_VERTICES:
+        raise MapathonError(f"{path}: {n:,} points and corners, over the limit of {MAX_VERTICES:,}: keep only the "
+                            "area (simplify it in QGIS: Vector > Geometry Tools > Simplify, 10 m)")
     if skipped:
         warnings.append(f"{path}: left out {sum(skipped.values()):,} GPX track/route points (the points along a "
                         "track are not villages); only waypoints become villages")
@@ -308,6 +340,9 @@ def _read_fiona(path: Path, radius: float | None, force: bool = False) -> AOI:
     if points:
         if radius is None:
             raise MapathonError(f"{path}: holds points (villages?); give --radius METRES to map around each one")
+        if len(points) > MAX_VILLAGES:
+            raise MapathonError(f"{path}: {len(points):,} points, over the limit of {MAX_VILLAGES:,} villages: a "
+                                "mapathon's area has a few dozen; keep only the villages to map")
         if len(points) > MANY_POINTS:
             warnings.append(f"{path}: {len(points):,} points become {len(points):,} named areas: are they really "
                             "villages? (a GPS track's points are not)")

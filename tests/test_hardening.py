@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bz2
 import gzip
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -123,3 +122,75 @@ def test_a_new_cache_appears_whole(tmp_path):
     (tmp_path / "bad.mbtiles").write_bytes(b"this is no database" * 100)
     with pytest.raises(MapathonError, match=r"bad.mbtiles: not a usable MBTiles file .*delete it"):
         mbtiles.Reader(tmp_path / "bad.mbtiles").summary()
+
+
+# -- areas of interest: NaN, the whole world, the antimeridian, the poles, KML, NUL, huge files ------------------
+
+
+def _geojson(path: Path, *geoms: dict, raw: str | None = None) -> Path:
+    import json
+
+    text = raw or json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": f"a{i}"}, "geometry": g} for i, g in enumerate(geoms)]})
+    path.write_text(text)
+    return path
+
+
+def _init_refused(tmp_path, aoi, *needles):
+    from conftest import Cli
+
+    r = Cli()("init", tmp_path / "p", "--name", "T", "--aoi", aoi, "--max-area", "1e12", "--radius", "500", ok=False)
+    out = r.stdout + r.stderr
+    for n in needles:
+        assert n in out, out
+    assert not (tmp_path / "p" / "mapathon.sqlite").exists()
+    return out
+
+
+def _box(w, s, e, n) -> dict:
+    return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
+
+
+@pytest.mark.parametrize("geom, needles", [
+    (_box(-180, -85, 180, 85), ["world.geojson", "spans 360° of longitude", "split it"]),
+    (_box(-180, -90, 180, 90), ["world.geojson", "spans 360° of longitude"]),
+    ({"type": "Polygon", "coordinates": [[[179, -1], [-179, -1], [-179, 1], [179, 1], [179, -1]]]},
+     ["spans 358° of longitude", "180° meridian"]),
+    (_box(-9, 80, -8, 90), ["reaches latitude 90°", "map tiles"]),
+])
+def test_world_antimeridian_and_polar_areas_are_refused(tmp_path, geom, needles):
+    _init_refused(tmp_path, _geojson(tmp_path / "world.geojson", geom), *needles)
+
+
+def test_nan_coordinates_are_refused(tmp_path):
+    text = ('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": '
+            '{"type": "Polygon", "coordinates": [[[-9, 14], [NaN, 14], [-9, 14.1], [-9, 14]]]}}]}')
+    _init_refused(tmp_path, _geojson(tmp_path / "nan.geojson", raw=text), "nan.geojson", "not numbers")
+
+
+def test_kml_is_refused_with_what_to_do(tmp_path):
+    f = tmp_path / "area.kml"
+    f.write_text('<?xml version="1.0"?><kml xmlns="http://www.opengis.net/kml/2.2"></kml>')
+    _init_refused(tmp_path, f, "area.kml: KML files cannot be read here", "GeoJSON")
+
+
+def test_a_nul_anywhere_in_a_csv_is_refused(tmp_path):
+    f = tmp_path / "villages.csv"
+    rows = "".join(f"village {i},14.{i:04d},-9.0\n" for i in range(300))
+    f.write_bytes(b"name,lat,lon\n" + rows.encode() + b"Tor\0odo,14.5,-9.0\n")
+    assert f.stat().st_size > 4096
+    _init_refused(tmp_path, f, "villages.csv, line 302: a NUL byte")
+    f.write_text("name,lat,lon\nA,14.5,-9.0\nB\x01x,14.51,-9.0\n")
+    _init_refused(tmp_path, f, "line 3: the village name 'B\\x01x' holds control characters")
+
+
+def test_too_many_villages_or_corners_are_refused_fast(tmp_path):
+    f = tmp_path / "many.csv"
+    f.write_text("name,lat,lon\n" + "".join(f"v{i},{14 + i * 1e-5:.5f},-9.0\n" for i in range(100_000)))
+    _init_refused(tmp_path, f, "many.csv: more than 2,000 villages (line 2002)")
+    import math
+
+    ring = [[-9 + 0.01 * math.cos(a / 1e5), 14 + 0.01 * math.sin(a / 1e5)] for a in range(0, 628_319, 1)]
+    ring.append(ring[0])
+    g = _geojson(tmp_path / "fine.geojson", {"type": "Polygon", "coordinates": [ring]})
+    _init_refused(tmp_path, g, "fine.geojson: 628,320 points and corners, over the limit of 500,000", "Simplify")
