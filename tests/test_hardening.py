@@ -194,3 +194,46 @@ def test_too_many_villages_or_corners_are_refused_fast(tmp_path):
     ring.append(ring[0])
     g = _geojson(tmp_path / "fine.geojson", {"type": "Polygon", "coordinates": [ring]})
     _init_refused(tmp_path, g, "fine.geojson: 628,320 points and corners, over the limit of 500,000", "Simplify")
+
+
+# -- grid --from: tasks outside the area, world-sized, repeated, absurd zooms, NaN ------------------------------
+
+
+@pytest.mark.parametrize("geoms, props, needles", [
+    ([_box(-9.02, 14.49, -9.01, 14.50), _box(2.0, 48.0, 2.01, 48.01)], [{}, {}],
+     ["1 of its 2 polygons lie outside the project's area of interest (polygon 2 first)"]),
+    ([_box(-9.5, 14.0, -8.5, 15.0)], [{}], ["polygon 1 covers 11,927 km²", "more than the whole area of interest"]),
+    ([_box(-180, -80, 180, 80)], [{}], ["polygon 1 is not a usable task: it spans 360° of longitude"]),
+    ([_box(-9.02, 14.49, -9.01, 14.50), _box(-9.02, 14.49, -9.01, 14.50)], [{}, {}],
+     ["polygons 1 and 2 are the same"]),
+])
+def test_grid_from_refuses_tasks_that_are_no_tasks(village_project, tmp_path, geoms, props, needles):
+    from conftest import Cli
+
+    f = _geojson(tmp_path / "tasks.geojson", *geoms)
+    r = Cli(village_project)("grid", "--from", f, ok=False)
+    out = r.stdout + r.stderr
+    assert "tasks.geojson: " in out and all(n in out for n in needles), out
+
+
+@pytest.mark.parametrize("zoom", ["abc", None, -1, 1_000_000, 100, "1e400"])
+def test_grid_from_absurd_zooms_are_plain_polygons(village_project, tmp_path, zoom):
+    import json
+
+    from conftest import Cli
+    from foundation_helpers import query
+
+    f = tmp_path / "z.geojson"
+    f.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"zoom": zoom}, "geometry": _box(-9.02, 14.49, -9.01, 14.50)}]}))
+    Cli(village_project)("grid", "--from", f)
+    assert [r["key"] for r in query(village_project, "SELECT key FROM tasks")] == ["poly/1"]
+
+
+def test_grid_from_nan_is_refused(village_project, tmp_path):
+    from conftest import Cli
+
+    text = ('{"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {}, "geometry": '
+            '{"type": "Polygon", "coordinates": [[[-9.02, 14.49], [NaN, 14.49], [-9.01, 14.5], [-9.02, 14.49]]]}}]}')
+    r = Cli(village_project)("grid", "--from", _geojson(tmp_path / "nan.geojson", raw=text), ok=False)
+    assert "nan.geojson: layer nan: some coordinates are not numbers" in r.stdout + r.stderr
