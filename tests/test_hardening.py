@@ -237,3 +237,71 @@ def test_grid_from_nan_is_refused(village_project, tmp_path):
             '{"type": "Polygon", "coordinates": [[[-9.02, 14.49], [NaN, 14.49], [-9.01, 14.5], [-9.02, 14.49]]]}}]}')
     r = Cli(village_project)("grid", "--from", _geojson(tmp_path / "nan.geojson", raw=text), ok=False)
     assert "nan.geojson: layer nan: some coordinates are not numbers" in r.stdout + r.stderr
+
+
+# -- imagery import: absurd MBTiles rows, FIFOs, zoom 100, GeoTIFFs reaching the poles ---------------------------
+
+
+def _jpeg(colour=(90, 140, 60)) -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw
+
+    im = Image.new("RGB", (256, 256), colour)
+    ImageDraw.Draw(im).rectangle((20, 20, 120, 200), fill=(200, 30, 30))
+    buf = io.BytesIO()
+    im.save(buf, "JPEG")
+    return buf.getvalue()
+
+
+def test_mbtiles_rows_with_absurd_addresses_are_skipped_and_named(pcli, tmp_path):
+    import json
+    import sqlite3
+
+    f = tmp_path / "odd.mbtiles"
+    with sqlite3.connect(f) as c:
+        c.execute("CREATE TABLE metadata (name TEXT, value TEXT)")
+        c.execute("CREATE TABLE tiles (zoom_level, tile_column, tile_row, tile_data)")  # no types: anything goes
+        good = _jpeg()
+        c.executemany("INSERT INTO tiles VALUES (?, ?, ?, ?)", [
+            (16, 31128, 35385, good), ("abc", 1, 1, good), (None, 1, 1, good), (-1, 0, 0, good),
+            (10 ** 6, 0, 0, good), (100, 0, 0, good), (16, -5, 3, good), (16, 1 << 16, 3, good), (2.5, 1, 1, good),
+            (16, 31129, 35385, "text, not bytes")])
+    out = json.loads(pcli("imagery", "import", f, "--json").stdout)
+    assert out["stored"] == 1 and out["bad_count"] == 9
+    assert any("'abc'/1/1" in b and "not a tile address" in b for b in out["bad"])
+
+
+def test_folder_import_skips_fifos_and_zoom_100(pcli, tmp_path):
+    import json
+    import os
+
+    d = tmp_path / "delivery"
+    (d / "16" / "31128").mkdir(parents=True)
+    (d / "16" / "31128" / "30150.jpg").write_bytes(_jpeg())
+    os.mkfifo(d / "16" / "31128" / "30151.jpg")  # reading it would wait forever
+    (d / "100" / "0").mkdir(parents=True)
+    (d / "100" / "0" / "0.jpg").write_bytes(_jpeg())
+    out = json.loads(pcli("imagery", "import", d, "--source", "usb", "--json").stdout)
+    assert out["stored"] == 1 and out["zooms"] == [16]
+    assert any("30151.jpg: not a regular file" in b for b in out["bad"])
+    assert any("zoom 100 is beyond 22" in b for b in out["bad"])
+
+
+def test_a_geotiff_reaching_the_poles_is_cut_at_the_tiles_limit(pcli, tmp_path):
+    import json
+    import warnings
+
+    rasterio = pytest.importorskip("rasterio")
+    import numpy as np
+    from rasterio.transform import from_origin
+
+    tif = tmp_path / "world.tif"
+    data = np.random.default_rng(1).integers(0, 255, (3, 90, 180), dtype=np.uint8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(tif, "w", driver="GTiff", width=180, height=90, count=3, dtype="uint8",
+                           crs="EPSG:4326", transform=from_origin(-180, 90, 2.0, 2.0)) as ds:
+            ds.write(data)
+    out = json.loads(pcli("imagery", "import", tif, "--zoom", "0-1", "--json").stdout)
+    assert out["zooms"] == [0, 1] and out["stored"] == 5
