@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -305,3 +306,85 @@ def test_a_geotiff_reaching_the_poles_is_cut_at_the_tiles_limit(pcli, tmp_path):
             ds.write(data)
     out = json.loads(pcli("imagery", "import", tif, "--zoom", "0-1", "--json").stdout)
     assert out["zooms"] == [0, 1] and out["stored"] == 5
+
+
+# -- temporary files left by killed runs -------------------------------------------------------------------------
+
+
+def test_a_killed_merge_leaves_a_temporary_file_that_the_next_run_removes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from mapathon.fsutil import atomic_path
+
+    out = tmp_path / "merged.osm.pbf"
+    code = ("import os, sys, time\nfrom mapathon.fsutil import atomic_path\n"
+            f"with atomic_path({str(out)!r}) as tmp:\n    tmp.write_bytes(b'half')\n    print(tmp, flush=True)\n"
+            "    time.sleep(600)\n")
+    p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    left = Path(p.stdout.readline().strip())
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert left.exists() and left.name.startswith(".merged.osm.mapathon-") and left.name.endswith(".tmp.osm.pbf")
+    young = tmp_path / ".merged.osm.mapathon-young.tmp.osm.pbf"  # another run writing right now: kept
+    young.write_bytes(b"x")
+    other = tmp_path / ".other.osm.mapathon-abc.tmp.osm.pbf"  # another output's: kept
+    other.write_bytes(b"x")
+    old_style = tmp_path / ".merged.osm.ab12cd_9.tmp.osm.pbf"  # an earlier version's name
+    old_style.write_bytes(b"x")
+    for f in (left, other, old_style):
+        os.utime(f, (time.time() - 7200, time.time() - 7200))
+    with atomic_path(out) as tmp:
+        tmp.write_bytes(b"whole")
+    assert out.read_bytes() == b"whole"
+    assert not left.exists() and not old_style.exists() and young.exists() and other.exists()
+
+
+# -- quality checks: mutually overlapping buildings ---------------------------------------------------------------
+
+
+def _stacked(tmp_path: Path, n: int, name: str = "stack.osm") -> Path:
+    """*n* buildings of 10 m x 10 m, each 1 cm from the previous: every one overlaps every other."""
+    from test_checks import Osm
+
+    o = Osm()
+    for i in range(n):
+        o.square(i * 0.01, 0.0, 10.0)
+    o.square(5000.0, 0.0, 10.0)  # a lone building far away, with a highway across it
+    o.way([(4990.0, 5.0), (5020.0, 5.0)], {"highway": "residential"}, closed=False)
+    return o.write(tmp_path / name)
+
+
+def test_overlapping_pairs_are_the_same_whatever_the_chunks(tmp_path, monkeypatch):
+    from mapathon.quality import checks
+
+    f = _stacked(tmp_path, 120)
+    whole = checks.check_file(f)
+    monkeypatch.setattr(checks, "CHUNK_PAIRS", 37)  # many small chunks
+    chunked = checks.check_file(f)
+    pairs = lambda r: sorted(tuple(sorted(x.objects)) for x in r.findings if x.kind.endswith("building")
+                             or x.kind == "overlapping_buildings")
+    assert len(pairs(whole)) == 120 * 119 // 2 == len(pairs(chunked)) and pairs(whole) == pairs(chunked)
+    assert whole.stats["pairs_compared"] == chunked.stats["pairs_compared"] == 120 * 119 // 2 + 0
+    assert not whole.warnings and [x.kind for x in whole.findings].count("building_crosses_highway") == 1
+
+
+def test_thousands_of_mutually_overlapping_buildings_are_cut_short_and_said(tmp_path, monkeypatch):
+    from mapathon.quality import checks
+
+    monkeypatch.setattr(checks, "MAX_PAIRS", 5_000)
+    monkeypatch.setattr(checks, "MAX_PAIR_FINDINGS", 2_000)
+    f = _stacked(tmp_path, 1500)  # 1,124,250 overlapping pairs
+    tracemalloc.start()
+    try:
+        r = checks.check_file(f)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    n = sum(x.kind in ("duplicate_building", "overlapping_buildings") for x in r.findings)
+    assert n == 2_000 and r.stats["buildings_not_compared"] > 1000
+    assert any("building(s) not compared with their neighbours" in w for w in r.warnings)
+    assert peak < 400_000_000
