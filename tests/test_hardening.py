@@ -52,6 +52,20 @@ def test_the_absolute_cap_is_configurable(tmp_path, monkeypatch):
         read_osm_file(f)
 
 
+def test_a_pbf_with_too_many_objects_is_refused(tmp_path, monkeypatch):
+    import osmium
+
+    f = tmp_path / "many.osm.pbf"
+    w = osmium.SimpleWriter(str(f))
+    for i in range(1, 20_001):
+        w.add_node(osmium.osm.mutable.Node(id=-i, location=(-9.0, 14.5)))
+    w.close()
+    assert read_osm_file(f).count() == 20_000
+    monkeypatch.setenv("MAPATHON_MAX_UNCOMPRESSED_MB", "1")
+    with pytest.raises(MapathonError, match=r"many.osm.pbf: refused: more than 10,000 objects"):
+        read_osm_file(f)
+
+
 def test_a_bomb_is_refused_at_submit_with_one_line(pcli, tmp_path):
     f = _bomb(tmp_path / "awa.osm.bz2", 100)
     r = pcli("submit", f, "--as", "Awa", ok=False)

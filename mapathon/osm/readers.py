@@ -344,8 +344,17 @@ def _read_pbf(raw: bytes, out: OsmData, src: int, label: str) -> None:
 
     source = osmium.io.FileBuffer(raw, "pbf")
     objs = out.objects
+    # PBF blocks are zlib-compressed inside the file: bound the objects as the decompression limit bounds
+    # XML (about 100 bytes of XML per object)
+    limit = decompression_limit(len(raw)) // 100
+    count = 0
     try:
         for o in osmium.FileProcessor(source):
+            count += 1
+            if count > limit:
+                raise MapathonError(
+                    f"{label}: refused: more than {limit:,} objects in {len(raw):,} bytes; a mapathon file is never "
+                    "that big (a 'zip bomb'?). If it is real, raise MAPATHON_MAX_UNCOMPRESSED_MB / MAPATHON_MAX_RATIO")
             oid = o.id
             if not -MAX_ID < oid < MAX_ID:
                 raise MapathonError(f"{label}: object id {oid} is out of range ({ID_RANGE})")
