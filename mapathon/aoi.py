@@ -17,6 +17,7 @@ The result is an :class:`AOI`: the union polygon and its named sub-areas
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -303,9 +304,14 @@ def read_features(path: Path, skipped: dict[str, int] | None = None) -> list[tup
     return out
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
 def feature_name(props: dict) -> str | None:
-    """The name of a feature, from the usual name fields."""
-    return next((str(props[k]).strip() for k in NAME_KEYS if props.get(k)), None)
+    """The name of a feature, from the usual name fields (control characters, which GPX, KML and OSM
+    XML cannot hold, become spaces)."""
+    return next((" ".join(_CONTROL.sub(" ", str(props[k])).split()) or None for k in NAME_KEYS if props.get(k)),
+                None)
 
 
 def _read_fiona(path: Path, radius: float | None, force: bool = False) -> AOI:

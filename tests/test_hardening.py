@@ -402,3 +402,15 @@ def test_thousands_of_mutually_overlapping_buildings_are_cut_short_and_said(tmp_
     assert n == 2_000 and r.stats["buildings_not_compared"] > 1000
     assert any("building(s) not compared with their neighbours" in w for w in r.warnings)
     assert peak < 400_000_000
+
+
+def test_control_characters_in_zone_names_become_spaces(tmp_path):
+    from mapathon.aoi import read_aoi
+
+    g = _box(-9.02, 14.49, -9.01, 14.50)
+    import json
+
+    f = tmp_path / "zones.geojson"
+    f.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"name": "Toro\u0001do\u001f  Nord"}, "geometry": g}]}))
+    assert [v.name for v in read_aoi(f).villages] == ["Toro do Nord"]
