@@ -414,3 +414,24 @@ def test_control_characters_in_zone_names_become_spaces(tmp_path):
     f.write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "properties": {"name": "Toro\u0001do\u001f  Nord"}, "geometry": g}]}))
     assert [v.name for v in read_aoi(f).villages] == ["Toro do Nord"]
+
+
+# -- the room server: a bomb upload is refused quickly, and claims go on ---------------------------------------
+
+
+def test_a_bomb_upload_to_the_room_server_is_refused_and_claims_go_on(tmp_path_factory, tmp_path):
+    from test_server import RoomServer, make_project
+
+    folder = make_project(tmp_path_factory, "bomb")
+    bomb = _bomb(tmp_path / "bomb.osm.bz2", 1000).read_bytes()
+    assert len(bomb) < 1024 * 1024
+    with RoomServer(folder) as srv:
+        sira = srv.join("Sira")
+        assert srv.post("/api/tasks/12/claim", headers=sira).status_code == 200
+        r = srv.post("/api/tasks/12/upload?filename=bomb.osm.bz2", headers=sira, data=bomb)
+        assert r.status_code == 400 and "bomb.osm.bz2" in r.json()["detail"], r.text
+        rss_kb = int(next(line.split()[1] for line in open(f"/proc/{srv.proc.pid}/status")
+                          if line.startswith("VmHWM:")))
+        assert rss_kb < 500_000, rss_kb  # the server process's peak memory (2 GB before the limit): the 1,000 MB were never expanded
+        awa = srv.join("Awa")
+        assert srv.post("/api/tasks/13/claim", headers=awa).status_code == 200
