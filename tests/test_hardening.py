@@ -73,7 +73,8 @@ def test_a_bomb_is_refused_at_submit_with_one_line(pcli, tmp_path):
 
 
 @pytest.mark.parametrize("body, what", [
-    (b"<node id='9223372036854775808' version='1' lat='14.5' lon='-9.1'/>", "node 9223372036854775808: id out of range"),
+    (b"<node id='9223372036854775808' version='1' lat='14.5' lon='-9.1'/>",
+     "node 9223372036854775808: id out of range"),
     (b"<node id='-1' lat='14.5' lon='-9.1'/><way id='-2'><nd ref='-1'/><nd ref='18446744073709551616'/></way>",
      "a node reference is out of range"),
     (b"<node id='5' version='99999999999' lat='14.5' lon='-9.1'/>", "version 99999999999 is out of range"),
@@ -432,6 +433,6 @@ def test_a_bomb_upload_to_the_room_server_is_refused_and_claims_go_on(tmp_path_f
         assert r.status_code == 400 and "bomb.osm.bz2" in r.json()["detail"], r.text
         rss_kb = int(next(line.split()[1] for line in open(f"/proc/{srv.proc.pid}/status")
                           if line.startswith("VmHWM:")))
-        assert rss_kb < 500_000, rss_kb  # the server process's peak memory (2 GB before the limit): the 1,000 MB were never expanded
+        assert rss_kb < 500_000, rss_kb  # the server's peak memory (2 GB before the limit): never expanded
         awa = srv.join("Awa")
         assert srv.post("/api/tasks/13/claim", headers=awa).status_code == 200

@@ -330,13 +330,15 @@ def run_checks(f: Features) -> tuple[list[Finding], dict]:
                         a_small, a_big = float(small[n]), float(big[n])
                         if dup[n]:
                             fi = Finding("duplicate_building", [bobj(i), bobj(j)], None, None,
-                                         f"{r * 100:.0f} % of the smaller building is covered by the other, of a similar "
-                                         f"size and shape (outlines {shape[n]:.1f} m apart at most): drawn twice?",
+                                         f"{r * 100:.0f} % of the smaller building is covered by the other, of a "
+                                         f"similar size and shape (outlines {shape[n]:.1f} m apart at most): "
+                                         "drawn twice?",
                                          value=r * 100, users=[f.b_user[i], f.b_user[j]])
                             fi.detail["outline_distance_m"] = round(float(shape[n]), 2)
                         else:
                             if a_small < 0.5 * a_big:
-                                msg = f"a building of {a_small:,.0f} m² lies {r * 100:.0f} % inside one of {a_big:,.0f} m²"
+                                msg = (f"a building of {a_small:,.0f} m² lies {r * 100:.0f} % inside one of "
+                                       f"{a_big:,.0f} m²")
                             else:
                                 msg = f"buildings overlap by {r * 100:.0f} % of the smaller one"
                             fi = Finding("overlapping_buildings", [bobj(i), bobj(j)], None, None, msg,
