@@ -436,3 +436,10 @@ def test_a_bomb_upload_to_the_room_server_is_refused_and_claims_go_on(tmp_path_f
         assert rss_kb < 500_000, rss_kb  # the server's peak memory (2 GB before the limit): never expanded
         awa = srv.join("Awa")
         assert srv.post("/api/tasks/13/claim", headers=awa).status_code == 200
+
+
+def test_a_million_point_geojson_is_refused_before_reading_its_features(tmp_path):
+    f = tmp_path / "points.geojson"
+    feat = '{"type": "Feature", "properties": {}, "geometry": {"type": "Point", "coordinates": [-9.0, 14.5]}}'
+    f.write_text('{"type": "FeatureCollection", "features": [' + ", ".join([feat] * 600_000) + "]}")
+    _init_refused(tmp_path, f, "points.geojson: layer points has 600,000 features, over the limit of 500,000")
