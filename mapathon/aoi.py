@@ -278,8 +278,12 @@ def read_features(path: Path, skipped: dict[str, int] | None = None) -> list[tup
                     if n:
                         skipped[layer] = n
                     continue
-                if len(src) > MAX_VERTICES:  # counted before reading: a million points are refused at once
-                    raise MapathonError(f"{path}: layer {layer} has {len(src):,} features, over the limit of "
+                try:
+                    count = len(src)  # counted before reading: a million points are refused at once
+                except TypeError:  # a driver that cannot count (GPX): the corners are counted after reading
+                    count = 0
+                if count > MAX_VERTICES:
+                    raise MapathonError(f"{path}: layer {layer} has {count:,} features, over the limit of "
                                         f"{MAX_VERTICES:,}: keep only the area (or the tasks) to use")
                 crs = src.crs.to_wkt() if src.crs else None
                 feats = [(f.geometry, dict(f.properties or {})) for f in src if f.geometry is not None]
