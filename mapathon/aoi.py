@@ -17,9 +17,11 @@ The result is an :class:`AOI`: the union polygon and its named sub-areas
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import shapely
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
@@ -75,6 +77,9 @@ def read_aoi(
     if radius is not None and not radius > 0:
         raise MapathonError(f"--radius {radius}: must be a positive number of metres")
     name = path.name.lower()
+    if name.endswith((".kml", ".kmz")):
+        raise MapathonError(f"{path}: KML files cannot be read here; save it as GeoJSON first (in QGIS: right-click "
+                            "the layer > Export > Save Features As, format GeoJSON)")
     if name.endswith(".csv"):
         aoi = _read_csv(path, radius, force)
     elif name.endswith(OSM_SUFFIXES):
@@ -85,6 +90,15 @@ def read_aoi(
 
 
 def _finish(aoi: AOI, path: Path, max_area_km2: float) -> AOI:
+    n = shapely.get_num_coordinates(aoi.geom)
+    if n > MAX_VERTICES:
+        raise MapathonError(f"{path}: the area's outline has {n:,} corners, over {MAX_VERTICES:,}: simplify it first "
+                            "(in QGIS: Vector > Geometry Tools > Simplify, 10 m)")
+    if not geo.coordinates_finite(aoi.geom):
+        raise MapathonError(f"{path}: some coordinates are not numbers (NaN or infinity); fix the file")
+    problem = geo.extent_problem(aoi.geom.bounds) if not aoi.geom.is_empty else None
+    if problem:
+        raise MapathonError(f"{path}: the area of interest is not usable: {problem}")
     geom, warning = geo.repair(aoi.geom, str(path))
     if warning:
         aoi.warnings.append(warning)
@@ -126,12 +140,19 @@ CSV_COLUMNS = {
 FAR_KM = 300.0  # a village this far from the others is probably a typing mistake: a warning
 REFUSE_KM = 500.0  # ... this far, almost surely (swapped lat/lon): refused unless --force
 MANY_POINTS = 200  # more points than this becoming villages: probably not villages (a GPS track?)
+MAX_VILLAGES = 2000  # ... more than this: refused (each village is a circle to build; a mapathon has a few dozen)
+MAX_VERTICES = 500_000  # corners of an area's polygons: beyond, refused (simplify it first)
 
 
 def _decode_csv(path: Path, warnings: list[str]) -> str:
     raw = path.read_bytes()
     if b"\0" in raw[:4096]:
         raise MapathonError(f"{path}: not a text file (a CSV of villages is text: name,lat,lon)")
+    nul = raw.find(b"\0")
+    if nul >= 0:
+        line = raw.count(b"\n", 0, nul) + 1
+        raise MapathonError(f"{path}, line {line}: a NUL byte (binary data, not text): "
+                            "the file is damaged; save it again as CSV")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -185,9 +206,14 @@ def _read_csv(path: Path, radius: float | None, force: bool = False) -> AOI:
             raise MapathonError(f"{path}, line {lineno}: lat {lat}, lon {lon} is outside the world{swapped}")
         if not cell["name"]:
             raise MapathonError(f"{path}, line {lineno}: the village has no name")
+        if any(ord(ch) < 32 or 0x7f <= ord(ch) < 0xa0 for ch in cell["name"]):
+            raise MapathonError(f"{path}, line {lineno}: the village name {cell['name']!r} holds control characters")
         props = {fields[i]: v.strip() for i, v in enumerate(row) if i < len(fields)
                  and i not in col.values() and v.strip()}
         points.append((cell["name"], lon, lat, props))
+        if len(points) > MAX_VILLAGES:
+            raise MapathonError(f"{path}: more than {MAX_VILLAGES:,} villages (line {lineno}): a mapathon's area has a "
+                                "few dozen; keep only the villages to map")
     if not points:
         raise MapathonError(f"{path}: the CSV has no village rows")
     names = [p[0] for p in points]
@@ -240,7 +266,7 @@ def read_features(path: Path, skipped: dict[str, int] | None = None) -> list[tup
         layers = fiona.listlayers(path)
     except Exception as e:  # fiona raises DriverError and friends
         raise MapathonError(
-            f"{path}: not a file mapathon can read as an area (use GeoJSON, GeoPackage, Shapefile, KML, "
+            f"{path}: not a file mapathon can read as an area (use GeoJSON, GeoPackage, Shapefile, GPX, "
             ".osm/.osm.pbf with --relation, or a CSV name,lat,lon with --radius)"
         ) from None
     out: list[tuple[BaseGeometry, dict]] = []
@@ -252,6 +278,13 @@ def read_features(path: Path, skipped: dict[str, int] | None = None) -> list[tup
                     if n:
                         skipped[layer] = n
                     continue
+                try:
+                    count = len(src)  # counted before reading: a million points are refused at once
+                except TypeError:  # a driver that cannot count (GPX): the corners are counted after reading
+                    count = 0
+                if count > MAX_VERTICES:
+                    raise MapathonError(f"{path}: layer {layer} has {count:,} features, over the limit of "
+                                        f"{MAX_VERTICES:,}: keep only the area (or the tasks) to use")
                 crs = src.crs.to_wkt() if src.crs else None
                 feats = [(f.geometry, dict(f.properties or {})) for f in src if f.geometry is not None]
                 if not feats:
@@ -259,6 +292,9 @@ def read_features(path: Path, skipped: dict[str, int] | None = None) -> list[tup
                 geoms = [shape(g) for g, _ in feats]
                 if crs:
                     geoms = list(geo.reproject(geoms, crs, geo.WGS84))
+                if not geo.coordinates_finite(geoms):
+                    raise MapathonError(f"{path}: layer {layer}: some coordinates are not numbers (NaN or "
+                                        "infinity); fix the file")
                 solid = [g for g in geoms if not g.is_empty]
                 if solid and not geo.lonlat_bounds_ok(shapely.total_bounds(solid)):
                     # also catches metres in a GeoJSON (always WGS84) or a file with a wrong CRS
@@ -275,9 +311,14 @@ def read_features(path: Path, skipped: dict[str, int] | None = None) -> list[tup
     return out
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
+
 def feature_name(props: dict) -> str | None:
-    """The name of a feature, from the usual name fields."""
-    return next((str(props[k]).strip() for k in NAME_KEYS if props.get(k)), None)
+    """The name of a feature, from the usual name fields (control characters, which GPX, KML and OSM
+    XML cannot hold, become spaces)."""
+    return next((" ".join(_CONTROL.sub(" ", str(props[k])).split()) or None for k in NAME_KEYS if props.get(k)),
+                None)
 
 
 def _read_fiona(path: Path, radius: float | None, force: bool = False) -> AOI:
@@ -288,6 +329,10 @@ def _read_fiona(path: Path, radius: float | None, force: bool = False) -> AOI:
     warnings: list[str] = []
     skipped: dict[str, int] = {}
     features = read_features(path, skipped)
+    n = int(shapely.get_num_coordinates(np.array([g for g, _ in features], dtype=object)).sum()) if features else 0
+    if n > MAX_VERTICES:
+        raise MapathonError(f"{path}: {n:,} points and corners, over the limit of {MAX_VERTICES:,}: keep only the "
+                            "area (simplify it in QGIS: Vector > Geometry Tools > Simplify, 10 m)")
     if skipped:
         warnings.append(f"{path}: left out {sum(skipped.values()):,} GPX track/route points (the points along a "
                         "track are not villages); only waypoints become villages")
@@ -308,6 +353,9 @@ def _read_fiona(path: Path, radius: float | None, force: bool = False) -> AOI:
     if points:
         if radius is None:
             raise MapathonError(f"{path}: holds points (villages?); give --radius METRES to map around each one")
+        if len(points) > MAX_VILLAGES:
+            raise MapathonError(f"{path}: {len(points):,} points, over the limit of {MAX_VILLAGES:,} villages: a "
+                                "mapathon's area has a few dozen; keep only the villages to map")
         if len(points) > MANY_POINTS:
             warnings.append(f"{path}: {len(points):,} points become {len(points):,} named areas: are they really "
                             "villages? (a GPS track's points are not)")

@@ -1,12 +1,59 @@
-"""Safe file writing: outputs appear whole or not at all."""
+"""Safe file writing: outputs appear whole or not at all.
+
+A temporary file is named ``.<name>.mapathon-<random>.tmp<ext>`` beside its output, so that one
+left by a killed run (power cut, Ctrl-C twice, kill -9) is recognised: the next write of the same
+output removes those older than :data:`STALE_SECONDS`.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterator
+
+TMP_MARK = ".mapathon-"
+STALE_SECONDS = 3600  # a write in progress is younger than this; an older temporary file is left over
+
+
+def _tmp_prefix(dest: Path) -> str:
+    return f".{dest.stem}{TMP_MARK}"
+
+
+def remove_stale(dest: str | os.PathLike, suffix: str | None = None, max_age: float = STALE_SECONDS) -> list[Path]:
+    """Remove the temporary files of *dest* (see :func:`atomic_path`) older than *max_age* seconds,
+    left by runs that were killed; return them. Temporary files of running writers are younger."""
+    dest = Path(dest)
+    parent = dest.parent if str(dest.parent) else Path(".")
+    ext = suffix if suffix is not None else "".join(dest.suffixes) or ""
+    prefix = _tmp_prefix(dest)
+    # also the names of earlier versions: .<stem>.<8 random characters>.tmp<ext> (tempfile.mkstemp)
+    old = re.compile(re.escape(f".{dest.stem}.") + r"[a-z0-9_]{8}" + re.escape(".tmp" + ext) + r"\Z")
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for e in entries:
+        name = e.name
+        if not ((name.startswith(prefix) and name.endswith(".tmp" + ext)) or old.match(name)):
+            continue
+        try:
+            if now - e.stat(follow_symlinks=False).st_mtime < max_age:
+                continue
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.unlink(e.path)
+            removed.append(Path(e.path))
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
+    return removed
 
 
 @contextlib.contextmanager
@@ -15,7 +62,8 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
     The temporary file keeps *dest*'s extension (drivers such as GDAL's pick
     the format from it). On any exception the temporary file is removed and
-    *dest* is left untouched.
+    *dest* is left untouched. Temporary files of *dest* left by killed runs
+    (older than :data:`STALE_SECONDS`) are removed first.
     """
     dest = Path(dest)
     parent = dest.parent if str(dest.parent) else Path(".")
@@ -24,7 +72,8 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
         raise MapathonError(f"{dest}: folder {parent} does not exist")
     ext = suffix if suffix is not None else "".join(dest.suffixes) or ""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.stem}.", suffix=".tmp" + ext, dir=parent)
+    remove_stale(dest, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(dest), suffix=".tmp" + ext, dir=parent)
     os.close(fd)
     os.unlink(tmp)  # let the writer create it (some drivers refuse existing files)
     tmp_path = Path(tmp)
@@ -34,8 +83,6 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if tmp_path.exists():
             if tmp_path.is_dir():
-                import shutil
-
                 shutil.rmtree(tmp_path, ignore_errors=True)
             else:
                 tmp_path.unlink()

@@ -117,3 +117,29 @@ def lonlat_bounds_ok(bounds) -> bool:
     """True when bounds look like WGS84 degrees."""
     minx, miny, maxx, maxy = bounds
     return -180.0001 <= minx <= maxx <= 180.0001 and -90.0001 <= miny <= maxy <= 90.0001
+
+
+#: Web-mercator map tiles (and so imagery, task squares and JOSM's backgrounds) stop at this latitude.
+MERCATOR_MAX_LAT = 85.0511
+
+
+def coordinates_finite(geoms) -> bool:
+    """False when any coordinate of the geometries is NaN or infinite (GEOS cannot work with them)."""
+    arr = np.atleast_1d(np.asarray(geoms, dtype=object))
+    return bool(np.isfinite(shapely.get_coordinates(arr)).all()) if arr.size else True
+
+
+def extent_problem(bounds) -> str | None:
+    """What makes WGS84 *bounds* unusable for a mapathon area, or None.
+
+    More than 180° of longitude is not a region (most often a polygon crossing the 180° meridian,
+    drawn the long way round the world); beyond ±85.05° there are no map tiles.
+    """
+    minx, miny, maxx, maxy = bounds
+    if maxx - minx > 180:
+        return (f"it spans {maxx - minx:.0f}° of longitude (from {minx:g} to {maxx:g}): more than half the world; "
+                "if it crosses the 180° meridian, split it there into two polygons")
+    if max(abs(miny), abs(maxy)) > MERCATOR_MAX_LAT:
+        lat = miny if abs(miny) > abs(maxy) else maxy
+        return f"it reaches latitude {lat:g}°, beyond {MERCATOR_MAX_LAT}° where map tiles and imagery stop"
+    return None

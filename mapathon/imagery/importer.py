@@ -12,11 +12,13 @@ from __future__ import annotations
 import io
 import math
 import sqlite3
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import MapathonError
+from ..geo import MERCATOR_MAX_LAT
 from . import mbtiles
 from . import sources as srcmod
 from ..names import slug
@@ -25,6 +27,8 @@ from .fetch import BadBody, inspect_image
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".webp"}
 RASTER_EXTS = {".tif", ".tiff", ".gtiff", ".vrt", ".jp2", ".img"}
 BATCH = 500
+MAX_ZOOM = 22  # as the sources' zoom ranges (sources.parse)
+MAX_TILE_BYTES = 16 * 1024 * 1024  # a tile is a few hundred KB at most: a bigger "tile" is skipped unread
 _MERC = 20037508.342789244
 
 
@@ -158,9 +162,12 @@ def _from_folder(folder: Path, scheme: str, sink: _Sink, progress) -> None:
         raise MapathonError(f"--scheme {scheme}: use xyz, tms or auto")
     found = 0
     for zdir in sorted(folder.iterdir()):
-        if not (zdir.is_dir() and zdir.name.isdigit() and int(zdir.name) <= 30):
+        if not (zdir.is_dir() and zdir.name.isdigit()):
             continue
         z = int(zdir.name)
+        if z > MAX_ZOOM:
+            sink.result.bad.append(f"{zdir.name}/: zoom {z} is beyond {MAX_ZOOM}")
+            continue
         for xdir in zdir.iterdir():
             if not (xdir.is_dir() and xdir.name.isdigit()):
                 continue
@@ -174,7 +181,24 @@ def _from_folder(folder: Path, scheme: str, sink: _Sink, progress) -> None:
                 if not (0 <= x < 1 << z and 0 <= y < 1 << z):
                     sink.result.bad.append(f"{f}: outside zoom {z}")
                     continue
-                sink.add(z, x, y, f.read_bytes(), str(f.relative_to(folder)))
+                rel = str(f.relative_to(folder))
+                try:
+                    st = f.stat()
+                except OSError as e:
+                    sink.result.bad.append(f"{rel}: cannot read ({e.strerror or e})")
+                    continue
+                if not stat.S_ISREG(st.st_mode):  # a FIFO or a device would block or never end
+                    sink.result.bad.append(f"{rel}: not a regular file")
+                    continue
+                if st.st_size > MAX_TILE_BYTES:
+                    sink.result.bad.append(f"{rel}: {st.st_size:,} bytes, too big for a tile")
+                    continue
+                try:
+                    data = f.read_bytes()
+                except OSError as e:
+                    sink.result.bad.append(f"{rel}: cannot read ({e.strerror or e})")
+                    continue
+                sink.add(z, x, y, data, rel)
                 found += 1
                 if progress and found % 200 == 0:
                     progress(found)
@@ -195,8 +219,16 @@ def _from_mbtiles(path: Path, sink: _Sink, progress) -> str | None:
     n = 0
     try:
         for z, x, row, data in rows:
+            if not (type(z) is int and type(x) is int and type(row) is int and 0 <= z <= MAX_ZOOM
+                    and 0 <= x < 1 << z and 0 <= row < 1 << z):
+                sink.result.bad.append(f"tile {z!r}/{x!r}/{row!r} (zoom/column/row): not a tile address "
+                                       f"(zoom 0-{MAX_ZOOM}, column and row within the zoom)")
+                continue
             y = (1 << z) - 1 - row
-            sink.add(z, x, y, bytes(data or b""), f"tile {z}/{x}/{y}")
+            if not isinstance(data, bytes) or len(data) > MAX_TILE_BYTES:
+                sink.result.bad.append(f"tile {z}/{x}/{y}: its data is not an image")
+                continue
+            sink.add(z, x, y, data, f"tile {z}/{x}/{y}")
             n += 1
             if progress and n % 500 == 0:
                 progress(n)
@@ -234,7 +266,20 @@ def _from_raster(path: Path, zooms: list[int] | None, sink: _Sink, progress) -> 
             raise MapathonError(f"{path}: has no coordinate reference system (georeference it first)")
         if ds.count not in (1, 3, 4):
             raise MapathonError(f"{path}: has {ds.count} bands; expected 1 (grey), 3 (RGB) or 4 (RGBA)")
-        w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
+        try:
+            w, s, e, n = transform_bounds(ds.crs, "EPSG:4326", *ds.bounds, densify_pts=21)
+        except Exception as ex:  # rasterio's CRSError / projection errors
+            raise MapathonError(f"{path}: its extent cannot be placed on the globe ({ex})") from None
+        if not all(math.isfinite(v) for v in (w, s, e, n)):
+            raise MapathonError(f"{path}: its extent cannot be placed on the globe (coordinates are not numbers)")
+        # web-mercator tiles stop at ±85.05°: an image reaching the poles is cut there
+        w, e = max(w, -180.0), min(e, 180.0 - 1e-9)
+        s, n = max(s, -MERCATOR_MAX_LAT), min(n, MERCATOR_MAX_LAT)
+        if not w < e:
+            raise MapathonError(f"{path}: crosses the 180° meridian; cut it in two there and import each half")
+        if not s < n:
+            raise MapathonError(f"{path}: lies entirely beyond latitude {MERCATOR_MAX_LAT}°, where there are no map "
+                                "tiles")
         lat = (s + n) / 2
         # ground resolution in metres of the source pixels
         if ds.crs.is_geographic:

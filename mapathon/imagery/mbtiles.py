@@ -56,19 +56,44 @@ def cache_path(project_path: Path, source_name: str) -> Path:
     return cache_dir(project_path) / f"{source_name}.mbtiles"
 
 
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return {"metadata", "tiles", "mapathon_missing"} <= names
+
+
+def _create(path: Path) -> None:
+    """Make an empty cache file whole or not at all: the schema is written to a temporary file, renamed
+    into place (a run killed in its first instant leaves no half-made cache for later runs)."""
+    from ..fsutil import atomic_path
+
+    with atomic_path(path) as tmp:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            conn.execute("PRAGMA journal_mode = DELETE")
+            conn.executescript(SCHEMA)
+        finally:
+            conn.close()
+
+
 def connect(path: Path, *, create: bool = False) -> sqlite3.Connection:
-    """A writing connection (rollback journal: the cache stays one self-contained file)."""
+    """A writing connection (rollback journal: the cache stays one self-contained file).
+
+    A cache left empty or half-made (a 0-byte file, or one without the tables, by a run killed at its
+    start or a failed import) gets its missing tables, so later runs go on as with a new cache.
+    """
     path = Path(path)
     if not create and not path.is_file():
         raise MapathonError(f"{path}: no such imagery cache")
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        if create and (not path.exists() or (path.is_file() and path.stat().st_size == 0)):
+            _create(path)
         conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = DELETE")
         conn.execute("PRAGMA synchronous = NORMAL")
-        conn.executescript(SCHEMA)
+        conn.executescript(SCHEMA)  # IF NOT EXISTS: adds what a half-made or foreign file lacks
     except sqlite3.DatabaseError as e:
-        raise MapathonError(f"{path}: not a usable MBTiles file ({e})") from None
+        raise MapathonError(f"{path}: not a usable MBTiles file ({e}); delete it to start the cache again") from None
     return conn
 
 
@@ -176,7 +201,16 @@ class Reader:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+            try:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
+                complete = _has_tables(conn)
+            except sqlite3.DatabaseError as e:
+                raise MapathonError(f"{self.path}: not a usable MBTiles file ({e}); delete it to start the cache "
+                                    "again") from None
+            if not complete:  # an empty or half-made cache (see connect): read as holding no tile
+                conn.close()
+                conn = sqlite3.connect(":memory:", check_same_thread=False)
+                conn.executescript(SCHEMA)
             self._local.conn = conn
         return conn
 

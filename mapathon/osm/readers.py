@@ -25,6 +25,7 @@ import bz2
 import codecs
 import gzip
 import contextlib
+import io
 import pyexpat
 import re
 import tempfile
@@ -53,6 +54,13 @@ EXTENSIONS: tuple[tuple[str, str, str | None], ...] = (
     (".osc", "osc", None),
 )
 ACCEPTED = "a .osm (JOSM), .osc (osmChange) or .osm.pbf file, optionally ending in .gz or .bz2"
+
+#: Ids must lie strictly between -MAX_ID and MAX_ID: real OSM ids are far below (about 1.3e10 in 2026),
+#: new objects' ids <= 0 become NEG_BASE - id for libosmium, and SQLite and PBF hold 64-bit ids only.
+MAX_ID = 1 << 52
+#: Versions, user ids and changesets are 32-bit numbers in libosmium and PBF.
+MAX_INT32 = (1 << 31) - 1
+ID_RANGE = f"ids must lie between -{MAX_ID - 1} and {MAX_ID - 1}"
 
 _TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\Z")
 
@@ -153,6 +161,40 @@ def file_format(path: str | Path, *, name: str | None = None) -> tuple[str, str 
     raise MapathonError(f"{label}: unsupported file type; expected {ACCEPTED}")
 
 
+#: Decompression limits (against "zip bombs": a few kilobytes that expand to gigabytes). A compressed
+#: file may expand to at most MAX_UNCOMPRESSED_MB megabytes, and, above SMALL_MB, to at most MAX_RATIO
+#: times its compressed size (OSM XML compresses about 10 to 25 times). Both can be changed with the
+#: environment variables of the same name prefixed with MAPATHON_ (read at each file, so the room
+#: server and the commands obey them alike).
+MAX_UNCOMPRESSED_MB = 256
+MAX_RATIO = 100
+SMALL_MB = 16
+_CHUNK = 1 << 20
+
+
+def _limit(name: str, default: float) -> float:
+    import os
+
+    env = "MAPATHON_" + name
+    raw = os.environ.get(env)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise MapathonError(f"{env}={raw!r}: must be a positive number")
+    return value
+
+
+def decompression_limit(compressed_size: int) -> int:
+    """The most bytes a compressed file of *compressed_size* bytes may expand to."""
+    cap = _limit("MAX_UNCOMPRESSED_MB", MAX_UNCOMPRESSED_MB) * 1e6
+    ratio = _limit("MAX_RATIO", MAX_RATIO)
+    return int(min(cap, max(SMALL_MB * 1e6, ratio * compressed_size)))
+
+
 def _decompress(data: bytes, comp: str | None, label: str) -> bytes:
     if comp is None:
         if data[:2] == b"\x1f\x8b":
@@ -160,16 +202,31 @@ def _decompress(data: bytes, comp: str | None, label: str) -> bytes:
         if data[:3] == b"BZh":
             raise MapathonError(f"{label}: this is a bzip2-compressed file; its name should end in .bz2")
         return data
+    if comp == "gz" and data[:2] != b"\x1f\x8b":
+        raise MapathonError(f"{label}: not gzip-compressed although its name ends in .gz")
+    if comp == "bz2" and data[:3] != b"BZh":
+        raise MapathonError(f"{label}: not bzip2-compressed although its name ends in .bz2")
+    limit = decompression_limit(len(data))
+    # Streamed, a megabyte at a time, so that a bomb is stopped at the limit, never expanded whole.
+    parts: list[bytes] = []
+    total = 0
     try:
-        if comp == "gz":
-            if data[:2] != b"\x1f\x8b":
-                raise MapathonError(f"{label}: not gzip-compressed although its name ends in .gz")
-            return gzip.decompress(data)
-        if data[:3] != b"BZh":
-            raise MapathonError(f"{label}: not bzip2-compressed although its name ends in .bz2")
-        return bz2.decompress(data)
+        buf = io.BytesIO(data)
+        with (gzip.GzipFile(fileobj=buf) if comp == "gz" else bz2.BZ2File(buf)) as f:
+            while True:
+                block = f.read(min(_CHUNK, limit + 1 - total))
+                if not block:
+                    break
+                total += len(block)
+                if total > limit:
+                    raise MapathonError(
+                        f"{label}: refused: it expands to more than {limit / 1e6:g} MB "
+                        f"({len(data):,} compressed bytes); a mapathon file is never that big (a 'zip bomb'?). "
+                        "If it is real, raise MAPATHON_MAX_UNCOMPRESSED_MB / MAPATHON_MAX_RATIO")
+                parts.append(block)
     except (OSError, EOFError, zlib.error, ValueError) as e:
         raise MapathonError(f"{label}: damaged or truncated {comp} file ({e})") from None
+    return b"".join(parts)
 
 
 def _looks_like_pbf(data: bytes) -> bool:
@@ -287,9 +344,20 @@ def _read_pbf(raw: bytes, out: OsmData, src: int, label: str) -> None:
 
     source = osmium.io.FileBuffer(raw, "pbf")
     objs = out.objects
+    # PBF blocks are zlib-compressed inside the file: bound the objects as the decompression limit bounds
+    # XML (about 100 bytes of XML per object)
+    limit = decompression_limit(len(raw)) // 100
+    count = 0
     try:
         for o in osmium.FileProcessor(source):
+            count += 1
+            if count > limit:
+                raise MapathonError(
+                    f"{label}: refused: more than {limit:,} objects in {len(raw):,} bytes; a mapathon file is never "
+                    "that big (a 'zip bomb'?). If it is real, raise MAPATHON_MAX_UNCOMPRESSED_MB / MAPATHON_MAX_RATIO")
             oid = o.id
+            if not -MAX_ID < oid < MAX_ID:
+                raise MapathonError(f"{label}: object id {oid} is out of range ({ID_RANGE})")
             visible = o.visible
             if oid <= 0 and not visible:
                 continue  # a new object deleted before upload: nothing to do
@@ -336,6 +404,10 @@ def _meta(a) -> tuple | None:
         cs = int(cs) if cs is not None else None
     except ValueError:
         uid = cs = None
+    if uid is not None and not 0 < uid <= MAX_INT32:
+        uid = None  # metadata only: a nonsense number is dropped, not stored
+    if cs is not None and not 0 < cs <= MAX_INT32:
+        cs = None
     return (ts, uid or None, user or None, cs or None)
 
 
@@ -365,8 +437,12 @@ def _read_xml(raw: bytes, kind: str, out: OsmData, src: int, label: str) -> None
         nonlocal ob, tags, refs, members
         o = ob
         if refs is not None:
+            if refs and not (-MAX_ID < min(refs) and max(refs) < MAX_ID):
+                raise ValueError(f"a node reference is out of range ({ID_RANGE})")
             o.refs = tuple(refs)
         elif members is not None:
+            if members and not all(-MAX_ID < m[1] < MAX_ID for m in members):
+                raise ValueError(f"a member reference is out of range ({ID_RANGE})")
             o.members = tuple(members)
         ob = tags = refs = members = None
         if o.action == "delete" and o.id <= 0:
@@ -415,8 +491,12 @@ def _read_xml(raw: bytes, kind: str, out: OsmData, src: int, label: str) -> None
             root = name
             _root(name, a)
         oid = int(a["id"])
+        if not -MAX_ID < oid < MAX_ID:
+            raise ValueError(f"id out of range ({ID_RANGE})")
         v = a.get("version")
         version = (int(v) or None) if v is not None else None
+        if version is not None and not 0 < version <= MAX_INT32:
+            raise ValueError(f"version {v} is out of range (1 to {MAX_INT32})")
         if section is None:  # JOSM / plain OSM XML
             act = a.get("action")
             if act == "delete":

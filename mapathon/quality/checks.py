@@ -52,6 +52,13 @@ OVERLAP_MIN = 0.10
 SQUARE_MIN_DEG = 1.0
 SQUARE_MAX_DEG = 10.0
 TINY_M2 = 0.25
+#: Bounds on the building pairs compared (duplicates, overlaps), so that a file of thousands of mutually
+#: overlapping buildings (a broken import, a malicious upload) costs seconds and a bounded memory, not
+#: minutes and gigabytes: pairs are fetched from the STRtree a chunk of about CHUNK_PAIRS at a time,
+#: and comparing stops after MAX_PAIRS pairs or MAX_PAIR_FINDINGS findings (the rest is reported).
+CHUNK_PAIRS = 100_000
+MAX_PAIRS = 1_000_000
+MAX_PAIR_FINDINGS = 20_000
 
 #: kind -> (title, severity), in the order of the summary.
 KINDS: dict[str, tuple[str, str]] = {
@@ -194,11 +201,44 @@ def _not_square(rings_m: np.ndarray):
     return [(int(r), int(cur[srt[f]]), float(off[srt[f]]), int(nbad[r])) for r, f in zip(rings_bad, first)], coords
 
 
+def _bounded_pairs(tree: shapely.STRtree, queries: np.ndarray, predicate: str = "intersects", *,
+                   self_pairs: bool = True, chunk_pairs: int | None = None):
+    """Yield (start, qi, qj): pairs of indices (query, tree geometry) satisfying *predicate*, for the
+    queries from *start* on, a chunk of about *chunk_pairs* candidates at a time (each unordered pair
+    once, qi < qj, when the queries are the tree's own geometries: *self_pairs*).
+
+    The chunk size comes from the candidates per query of a sample (each queried alone, so a dense
+    cluster cannot blow up the sample) and adapts to what each chunk found; memory stays bounded
+    whatever the overlaps. The consumer stops when it has had enough (MAX_PAIRS).
+    """
+    n = len(queries)
+    if not n:
+        return
+    chunk_pairs = chunk_pairs or CHUNK_PAIRS
+    sample = queries[:: max(1, n // 32)]
+    per = max(1, max(len(tree.query(g)) for g in sample))
+    size = max(1, min(n, chunk_pairs // per))
+    start = 0
+    while start < n:
+        stop = min(n, start + size)
+        qi, qj = tree.query(queries[start:stop], predicate=predicate)
+        qi = qi + start
+        found = len(qi)
+        if self_pairs:
+            keep = qi < qj
+            qi, qj = qi[keep], qj[keep]
+        yield start, qi, qj
+        # the next chunk: as many queries as should give about chunk_pairs pairs at this chunk's density
+        size = max(1, min(n, int((stop - start) * chunk_pairs / max(found, 1)), size * 4))
+        start = stop
+
+
 def run_checks(f: Features) -> tuple[list[Finding], dict]:
     """All checks on *f*; findings carry objects, location, value and OSM users (not yet tasks or volunteers)."""
     out: list[Finding] = []
     metric_pts: list[tuple[Finding, float, float]] = []  # locations computed in the metric CRS
     timings = {}
+    stats: dict = {}
     t = time.perf_counter()
 
     allg = np.concatenate([f.b_geom, f.h_geom, f.a_geom])
@@ -240,53 +280,70 @@ def run_checks(f: Features) -> tuple[list[Finding], dict]:
             out.append(fi)
         timings["valid_tiny"] = time.perf_counter() - t
 
-        # duplicates and overlaps: one bulk STRtree query, intersection areas vectorised
+        # duplicates and overlaps: STRtree pairs a bounded chunk at a time, intersection areas vectorised
         t = time.perf_counter()
         tree = shapely.STRtree(fixed)
-        qi, qj = tree.query(fixed, predicate="intersects")
-        keep = qi < qj
-        qi, qj = qi[keep], qj[keep]
-        if len(qi):
-            inter_g = shapely.intersection(fixed[qi], fixed[qj])
-            inter = shapely.area(inter_g)
-            smaller = np.minimum(areas[qi], areas[qj])
-            with np.errstate(divide="ignore", invalid="ignore"):
-                ratio = np.where(smaller > 0, inter / smaller, 0.0)
-            sel = np.nonzero(ratio > OVERLAP_MIN)[0]
-            if len(sel):
-                # the same building twice: much overlap, similar size, outlines close (vectorised on the pairs)
-                si, sj, sr = qi[sel], qj[sel], ratio[sel]
-                small, big = np.minimum(areas[si], areas[sj]), np.maximum(areas[si], areas[sj])
+        pairs_done = pair_findings = 0
+        not_compared = 0
+        for start, qi, qj in _bounded_pairs(tree, fixed):
+            budget = MAX_PAIRS - pairs_done
+            if len(qi) > budget:  # the pairs are in query order: the buildings from qi[budget] on are left
+                not_compared = nb - int(qi[budget])
+                qi, qj = qi[:budget], qj[:budget]
+            pairs_done += len(qi)
+            if len(qi):
+                inter_g = shapely.intersection(fixed[qi], fixed[qj])
+                inter = shapely.area(inter_g)
+                smaller = np.minimum(areas[qi], areas[qj])
                 with np.errstate(divide="ignore", invalid="ignore"):
-                    size = np.where(big > 0, small / big, 0.0)
-                    cand = (sr >= DUPLICATE_MIN) & (size >= DUPLICATE_SIZE_MIN)
-                    shape = np.full(len(sel), np.inf)
-                    if cand.any():
-                        shape[cand] = shapely.hausdorff_distance(shapely.boundary(fixed[si[cand]]),
-                                                                 shapely.boundary(fixed[sj[cand]]))
-                    rel = shape / np.sqrt(big)
-                dup = cand & (rel <= DUPLICATE_SHAPE_MAX)
-                reps = shapely.point_on_surface(inter_g[sel])
-                rx, ry = shapely.get_x(reps), shapely.get_y(reps)
-                for n, s in enumerate(sel):
-                    i, j, r = int(qi[s]), int(qj[s]), float(ratio[s])
-                    a_small, a_big = float(small[n]), float(big[n])
-                    if dup[n]:
-                        fi = Finding("duplicate_building", [bobj(i), bobj(j)], None, None,
-                                     f"{r * 100:.0f} % of the smaller building is covered by the other, of a similar "
-                                     f"size and shape (outlines {shape[n]:.1f} m apart at most): drawn twice?",
-                                     value=r * 100, users=[f.b_user[i], f.b_user[j]])
-                        fi.detail["outline_distance_m"] = round(float(shape[n]), 2)
-                    else:
-                        if a_small < 0.5 * a_big:
-                            msg = f"a building of {a_small:,.0f} m² lies {r * 100:.0f} % inside one of {a_big:,.0f} m²"
+                    ratio = np.where(smaller > 0, inter / smaller, 0.0)
+                sel = np.nonzero(ratio > OVERLAP_MIN)[0]
+                room = MAX_PAIR_FINDINGS - pair_findings
+                if len(sel) > room:
+                    not_compared = nb - int(qi[sel[room]])
+                    sel = sel[:room]
+                if len(sel):
+                    # the same building twice: much overlap, similar size, outlines close (vectorised on the pairs)
+                    si, sj, sr = qi[sel], qj[sel], ratio[sel]
+                    small, big = np.minimum(areas[si], areas[sj]), np.maximum(areas[si], areas[sj])
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        size = np.where(big > 0, small / big, 0.0)
+                        cand = (sr >= DUPLICATE_MIN) & (size >= DUPLICATE_SIZE_MIN)
+                        shape = np.full(len(sel), np.inf)
+                        if cand.any():
+                            shape[cand] = shapely.hausdorff_distance(shapely.boundary(fixed[si[cand]]),
+                                                                     shapely.boundary(fixed[sj[cand]]))
+                        rel = shape / np.sqrt(big)
+                    dup = cand & (rel <= DUPLICATE_SHAPE_MAX)
+                    reps = shapely.point_on_surface(inter_g[sel])
+                    rx, ry = shapely.get_x(reps), shapely.get_y(reps)
+                    for n, s in enumerate(sel):
+                        i, j, r = int(qi[s]), int(qj[s]), float(ratio[s])
+                        a_small, a_big = float(small[n]), float(big[n])
+                        if dup[n]:
+                            fi = Finding("duplicate_building", [bobj(i), bobj(j)], None, None,
+                                         f"{r * 100:.0f} % of the smaller building is covered by the other, of a "
+                                         f"similar size and shape (outlines {shape[n]:.1f} m apart at most): "
+                                         "drawn twice?",
+                                         value=r * 100, users=[f.b_user[i], f.b_user[j]])
+                            fi.detail["outline_distance_m"] = round(float(shape[n]), 2)
                         else:
-                            msg = f"buildings overlap by {r * 100:.0f} % of the smaller one"
-                        fi = Finding("overlapping_buildings", [bobj(i), bobj(j)], None, None, msg,
-                                     value=r * 100, users=[f.b_user[i], f.b_user[j]])
-                    fi.detail["areas_m2"] = [round(float(areas[i]), 2), round(float(areas[j]), 2)]
-                    metric_pts.append((fi, rx[n], ry[n]))
-                    out.append(fi)
+                            if a_small < 0.5 * a_big:
+                                msg = (f"a building of {a_small:,.0f} m² lies {r * 100:.0f} % inside one of "
+                                       f"{a_big:,.0f} m²")
+                            else:
+                                msg = f"buildings overlap by {r * 100:.0f} % of the smaller one"
+                            fi = Finding("overlapping_buildings", [bobj(i), bobj(j)], None, None, msg,
+                                         value=r * 100, users=[f.b_user[i], f.b_user[j]])
+                        fi.detail["areas_m2"] = [round(float(areas[i]), 2), round(float(areas[j]), 2)]
+                        metric_pts.append((fi, rx[n], ry[n]))
+                        out.append(fi)
+                    pair_findings += len(sel)
+            if not_compared:
+                break
+        stats["pairs_compared"] = pairs_done
+        if not_compared:
+            stats["buildings_not_compared"] = not_compared
         timings["overlaps"] = time.perf_counter() - t
 
         # not square (building ways)
@@ -308,10 +365,17 @@ def run_checks(f: Features) -> tuple[list[Finding], dict]:
         t = time.perf_counter()
         if len(f.h_id):
             hm = geo.reproject(f.h_geom, geo.WGS84, crs)
-            hi, bi = tree.query(hm, predicate="crosses")
-            same = f.h_layer[hi] == f.b_layer[bi]
-            hi, bi = hi[same], bi[same]
-            if len(hi):
+            crossings = 0
+            for start, hi, bi in _bounded_pairs(tree, hm, "crosses", self_pairs=False):
+                same = f.h_layer[hi] == f.b_layer[bi]
+                hi, bi = hi[same], bi[same]
+                room = MAX_PAIR_FINDINGS - crossings
+                if len(hi) > room:  # in highway order: the highways from hi[room] on are left
+                    stats["crossings_not_checked"] = len(hm) - int(hi[room])
+                    hi, bi = hi[:room], bi[:room]
+                crossings += len(hi)
+                if not len(hi):
+                    continue
                 reps = shapely.point_on_surface(shapely.intersection(hm[hi], fixed[bi]))
                 rx, ry = shapely.get_x(reps), shapely.get_y(reps)
                 for n in range(len(hi)):
@@ -323,6 +387,8 @@ def run_checks(f: Features) -> tuple[list[Finding], dict]:
                                  users=[f.b_user[b], f.h_user[h]])
                     metric_pts.append((fi, rx[n], ry[n]))
                     out.append(fi)
+                if stats.get("crossings_not_checked"):
+                    break
         timings["crossings"] = time.perf_counter() - t
 
     # other areas crossing themselves
@@ -355,7 +421,7 @@ def run_checks(f: Features) -> tuple[list[Finding], dict]:
         for (fi, _x, _y), lo, la in zip(metric_pts, lon, lat):
             if np.isfinite(lo) and np.isfinite(la):
                 fi.lon, fi.lat = float(lo), float(la)
-    return out, {"utm_epsg": crs, "timings": {k: round(v, 3) for k, v in timings.items()}}
+    return out, {"utm_epsg": crs, "timings": {k: round(v, 3) for k, v in timings.items()}, "stats": stats}
 
 
 def _first_point(g) -> tuple[float, float]:
@@ -447,6 +513,14 @@ def check_file(path: str | Path, *, project=None, provenance: Provenance | None 
     stats = dict(feats.stats)
     stats["utm_epsg"] = info["utm_epsg"]
     stats["timings"] = {"read": round(t_read, 3), **info["timings"]}
+    stats.update(info["stats"])
+    if info["stats"].get("buildings_not_compared"):
+        warnings.append(f"{info['stats']['buildings_not_compared']:,} building(s) not compared with their neighbours "
+                        f"(duplicates, overlaps): too many overlapping buildings ({info['stats']['pairs_compared']:,} "
+                        "pairs compared); look at this data in JOSM")
+    if info["stats"].get("crossings_not_checked"):
+        warnings.append(f"{info['stats']['crossings_not_checked']:,} highway(s) not checked for crossing buildings: "
+                        "too many crossings")
     if feats.stats.get("ways_not_checked"):
         warnings.append(f"{feats.stats['ways_not_checked']:,} way(s) not checked: some of their nodes are not in "
                         "the file")

@@ -162,15 +162,23 @@ def _check_count(n: int, max_tasks: int, what: str) -> None:
         raise MapathonError(f"{what} gives no task: the area of interest is smaller than --min-overlap")
 
 
-def grid_from_polygons(geoms: list[BaseGeometry], props: list[dict], *, max_tasks: int = DEFAULT_MAX_TASKS) -> Grid:
+def grid_from_polygons(geoms: list[BaseGeometry], props: list[dict], *, max_tasks: int = DEFAULT_MAX_TASKS,
+                       aoi: BaseGeometry | None = None, label: str = "the file") -> Grid:
     """Tasks from given polygons (e.g. a Tasking Manager task-grid GeoJSON).
 
     A polygon that is exactly a web-mercator tile gets its z/x/y address,
     whether the file numbers y like XYZ or like Tasking Manager (from the south).
+    Refused (MapathonError naming *label* and the polygon): the same polygon twice, a polygon
+    wider than half the world or beyond the tiles' latitudes, and, given the project's *aoi*, a
+    polygon outside it or bigger than the whole area (a world-sized task).
     """
     n = len(geoms)
-    _check_count(n, max_tasks, "the file")
+    _check_count(n, max_tasks, label)
     arr = np.array(geoms, dtype=object)
+    for i, g in enumerate(arr):
+        problem = geo.extent_problem(g.bounds) if not g.is_empty else None
+        if problem:
+            raise MapathonError(f"{label}: polygon {i + 1} is not a usable task: {problem}")
     keys = np.empty(n, dtype=object)
     z = np.full(n, -1)
     x = np.full(n, -1)
@@ -183,8 +191,26 @@ def grid_from_polygons(geoms: list[BaseGeometry], props: list[dict], *, max_task
         else:
             keys[i] = f"poly/{i + 1}"
     if len(set(keys)) != n:
-        raise MapathonError("the file holds the same tile twice")
-    return Grid(keys, z, x, y, arr, geo.areas_m2(arr))
+        raise MapathonError(f"{label}: the file holds the same tile twice")
+    first: dict[bytes, int] = {}
+    for i, wkb in enumerate(shapely.to_wkb(shapely.normalize(arr))):
+        j = first.setdefault(wkb, i)
+        if j != i:
+            raise MapathonError(f"{label}: polygons {j + 1} and {i + 1} are the same: each task must be given once")
+    areas = geo.areas_m2(arr)
+    if aoi is not None and n:
+        shapely.prepare(aoi)
+        outside = np.flatnonzero(~shapely.intersects(aoi, arr) | shapely.touches(aoi, arr))
+        if len(outside):
+            raise MapathonError(f"{label}: {len(outside):,} of its {n:,} polygons lie outside the project's area of "
+                                f"interest (polygon {outside[0] + 1} first): is it the grid of another project?")
+        whole = geo.area_m2(aoi)
+        big = np.flatnonzero(areas > 2 * whole + 1e6)
+        if len(big):
+            i = big[0]
+            raise MapathonError(f"{label}: polygon {i + 1} covers {areas[i] / 1e6:,.0f} km², more than the whole area "
+                                f"of interest ({whole / 1e6:,.0f} km²): a task is a small part of it")
+    return Grid(keys, z, x, y, arr, areas)
 
 
 def _as_tile(g: BaseGeometry, props: dict) -> mercantile.Tile | None:
@@ -194,7 +220,9 @@ def _as_tile(g: BaseGeometry, props: dict) -> mercantile.Tile | None:
         return None
     try:
         zoom = int(zoom)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        return None
+    if not 0 <= zoom <= MAX_ZOOM:
         return None
     c = g.representative_point()
     t = mercantile.tile(c.x, c.y, zoom)

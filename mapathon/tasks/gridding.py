@@ -53,7 +53,7 @@ def make_grid(
         if not feats:
             raise MapathonError(f"{path}: holds no polygon to use as a task")
         geoms = [geo.repair(geom, str(path))[0] for geom, _ in feats]
-        cells = g.grid_from_polygons(geoms, [p for _, p in feats], max_tasks=max_tasks)
+        cells = g.grid_from_polygons(geoms, [p for _, p in feats], max_tasks=max_tasks, aoi=aoi, label=str(path))
         tiles = int(np.sum(cells.z >= 0))
         desc = {"kind": "file", "file": path.name, "tiles": tiles}
         text = f"{len(cells)} polygons from {path.name}, {tiles} of them tiles"
