@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
+from .cli_options import flag_for, hidden_alias, option
 from .errors import MapathonError
 from .tables import compact_table
 
@@ -23,14 +24,21 @@ err_console = Console(stderr=True, highlight=False)
 
 
 class _Group(typer.core.TyperGroup):
-    """Turns user mistakes into one line on stderr and a non-zero exit, never a traceback."""
+    """Turns user mistakes into one line on stderr and a non-zero exit, never a traceback.
+
+    Exit codes: 2 a wrong use of the command (click's usage error, or a library error about the
+    form of a value), 3 a change the rules refuse, 1 any other failure, 130 interrupted (Ctrl-C)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except MapathonError as e:
-            err_console.print(f"[bold red]Error:[/] {e}", soft_wrap=True)
+            # the library names the field ('village'); here it is the flag ('--village')
+            err_console.print(f"[bold red]Error:[/] {e.with_label(flag_for(e.field))}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("Interrupted: nothing more was done.", soft_wrap=True)
+            raise typer.Exit(130) from None
         except OSError as e:
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             err_console.print(f"[bold red]Error:[/] {where}{e.strerror or e}", soft_wrap=True)
@@ -56,12 +64,19 @@ export_app = _app("Export project data to files for QGIS, JOSM, GPS units and sp
 app.add_typer(volunteer_app, name="volunteer")
 app.add_typer(export_app, name="export")
 
-ProjectOpt = typer.Option(None, "--project", "-p", envvar="MAPATHON_PROJECT",
-                          help="Project folder (default: $MAPATHON_PROJECT, else the current folder).")
-AsOpt = typer.Option(..., "--as", help="The volunteer doing this (their name).")
-CommentOpt = typer.Option(None, "--comment", "-m", help="A comment kept in the task's history.")
-JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
-NewOpt = typer.Option(False, "--new", help="The --as name is a new volunteer, though close to a registered one's.")
+# the shared options: one meaning per name, from the table in cli_options.py
+ProjectOpt = option("project", envvar="MAPATHON_PROJECT")
+AsOpt = option("as", ...)
+CommentOpt = option("comment")
+JsonOpt = option("json", False)
+NewOpt = option("new", False)
+VillageOpt = option("village", note="Only this village.")
+TasksOpt = option("tasks", note="Only these tasks.")
+
+
+def _usage(message: str) -> click.UsageError:
+    """A wrong use of the command (exit code 2)."""
+    return click.UsageError(message)
 
 
 def _version(value: bool):
@@ -128,7 +143,7 @@ def init(
     force: bool = typer.Option(False, "--force", help="Keep a village more than 500 km from the others "
                                "(refused by default: swapped lat/lon?)."),
     organizer: Optional[str] = typer.Option(None, "--organizer", help="Register this person as the first organizer."),
-    lang: str = typer.Option("en", "--lang", help="Language of what volunteers and the commune see: en or fr."),
+    lang: str = option("lang", "en", note="Of what volunteers and the commune see."),
 ):
     """Create a project folder from an area of interest."""
     from .aoi import read_aoi
@@ -140,7 +155,7 @@ def init(
         try:
             organizer = volunteers.check_name(organizer)
         except MapathonError:
-            raise MapathonError(f"--organizer {organizer!r}: give a name of 1 to 80 printable characters") from None
+            raise _usage(f"--organizer {organizer!r}: give a name of 1 to 80 printable characters") from None
     lang = check_lang(lang)
     area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area, force=force)
     for w in area.warnings:
@@ -215,28 +230,38 @@ def grid(
     clip: bool = typer.Option(False, "--clip", help="Clip border cells to the area of interest."),
     max_tasks: int = typer.Option(300_000, "--max-tasks", help="Refuse a grid with more tasks (guards a mistyped zoom)."),
     force: bool = typer.Option(False, "--force", help="Replace a grid that already has recorded work."),
-    actor: str = typer.Option("organizer", "--as", help="Who makes the grid."),
+    actor: Optional[str] = option("as", None, note="Who makes the grid (default: the project's organizer, "
+                                                  "if it has exactly one)."),
+    as_json: bool = JsonOpt,
 ):
     """Cover the area of interest with imagery tasks."""
+    from .selection import organizer_by_default
     from .tasks import gridding
 
     chosen = [o for o in (zoom, size, from_file) if o is not None]
     if len(chosen) != 1:
-        raise MapathonError("give exactly one of --zoom Z, --size METRES or --from FILE")
+        raise _usage("give exactly one of --zoom Z, --size METRES or --from FILE")
     with _open(ctx) as p:
         n, desc = gridding.make_grid(p, zoom=zoom, size=size, from_file=from_file, min_overlap=min_overlap,
-                                     clip=clip, max_tasks=max_tasks, force=force, actor=actor)
+                                     clip=clip, max_tasks=max_tasks, force=force,
+                                     actor=organizer_by_default(p, actor))
+    if as_json:
+        print(json.dumps({"tasks": n, "description": desc}, ensure_ascii=False, indent=2))
+        return
     console.print(f"Grid of {n:,} tasks ({desc})")
 
 
 @app.command()
 def split(ctx: typer.Context, task: str = typer.Argument(..., help="Task number or z/x/y."),
-          actor: str = AsOpt, comment: Optional[str] = CommentOpt):
+          actor: str = AsOpt, comment: Optional[str] = CommentOpt, as_json: bool = JsonOpt):
     """Replace a task by four smaller ones (tile children, or quadrants)."""
     from .tasks import lifecycle
 
     with _open(ctx) as p:
         kids = lifecycle.split(p, task, actor, comment=comment)
+    if as_json:
+        print(json.dumps([k.as_dict() for k in kids], ensure_ascii=False, indent=2))
+        return
     console.print(f"Task {task} split into: " + ", ".join(f"{k.id} ({k.key})" for k in kids))
 
 
@@ -249,36 +274,43 @@ def claim(
     task: Optional[str] = typer.Argument(None, help="Task number or z/x/y (or use --next)."),
     actor: str = AsOpt,
     next_: bool = typer.Option(False, "--next", help="Give me a task: invalidated first, then ready, away from locked ones."),
-    village: Optional[str] = typer.Option(None, "--village", help="With --next: a task in this village."),
+    village: Optional[str] = option("village", note="With --next: a task in this village."),
     hours: float = typer.Option(2.0, "--hours", help="How long the lock lasts."),
     comment: Optional[str] = CommentOpt,
     new: bool = NewOpt,
+    as_json: bool = JsonOpt,
 ):
     """Lock a task for mapping (or, for a validator, a mapped task for validation)."""
     from .tasks import lifecycle
 
     if next_ and task is not None:
-        raise MapathonError("give a TASK or --next, not both")
+        raise _usage("give a TASK or --next, not both")
     if not next_ and task is None:
-        raise MapathonError("which task? give its number (or z/x/y), or --next to be given one")
+        raise _usage("which task? give its number (or z/x/y), or --next to be given one")
     if village and not next_:
-        raise MapathonError("--village goes with --next")
+        raise _usage("--village goes with --next")
     with _open(ctx) as p:
         if next_:
             t = lifecycle.claim_next(p, actor, village=village, hours=hours, new=new)
         else:
             t = lifecycle.claim(p, task, actor, hours=hours, comment=comment, new=new)
+    if as_json:
+        print(json.dumps(t.as_dict(), ensure_ascii=False, indent=2))
+        return
     what = "mapping" if t.state == lifecycle.LOCKED_FOR_MAPPING else "validation"
     console.print(f"{t.locked_by} holds {_task_line(t)} for {what} until {_when(t.lock_expires)}")
 
 
 def _simple(fn_name: str, verb: str):
     def command(ctx: typer.Context, task: str = typer.Argument(..., help="Task number or z/x/y."),
-                actor: str = AsOpt, comment: Optional[str] = CommentOpt):
+                actor: str = AsOpt, comment: Optional[str] = CommentOpt, as_json: bool = JsonOpt):
         from .tasks import lifecycle
 
         with _open(ctx) as p:
             t = getattr(lifecycle, fn_name)(p, task, actor, comment=comment)
+        if as_json:
+            print(json.dumps(t.as_dict(), ensure_ascii=False, indent=2))
+            return
         console.print(f"{_task_line(t)} {verb}: now {t.state}")
 
     return command
@@ -297,14 +329,18 @@ def validate(
     actor: str = AsOpt,
     accept: Optional[bool] = typer.Option(None, "--accept/--reject", help="Accept (VALIDATED) or reject (INVALIDATED)."),
     comment: Optional[str] = CommentOpt,
+    as_json: bool = JsonOpt,
 ):
     """Validate a mapped task (validators; nobody validates their own work)."""
     from .tasks import lifecycle
 
     if accept is None:
-        raise MapathonError("say --accept or --reject")
+        raise _usage("say --accept or --reject")
     with _open(ctx) as p:
         t = lifecycle.validate(p, task, actor, accept=accept, comment=comment)
+    if as_json:
+        print(json.dumps(t.as_dict(), ensure_ascii=False, indent=2))
+        return
     console.print(f"{_task_line(t)}: now {t.state}")
 
 
@@ -331,14 +367,14 @@ def history(ctx: typer.Context, task: str = typer.Argument(..., help="Task numbe
 def tasks_cmd(
     ctx: typer.Context,
     state: Optional[str] = typer.Option(None, "--state", help="Only tasks in this state."),
-    village: Optional[str] = typer.Option(None, "--village", help="Only tasks in this village."),
+    village: Optional[str] = option("village", note="Only tasks in this village."),
     as_json: bool = JsonOpt,
 ):
     """List tasks with their state, village and volunteers."""
     from .tasks import lifecycle
 
     if state and state.upper() not in lifecycle.STATES:
-        raise MapathonError(f"--state {state}: unknown (states: {', '.join(lifecycle.STATES)})")
+        raise _usage(f"--state {state}: unknown (states: {', '.join(lifecycle.STATES)})")
     with _open(ctx) as p:
         ts = lifecycle.list_tasks(p, state.upper() if state else None, village)
     rows = [t.as_dict() for t in ts]
@@ -363,7 +399,7 @@ def volunteer_add(
     osm_user: Optional[str] = typer.Option(None, "--osm-user", help="Their OpenStreetMap user name."),
     validator: bool = typer.Option(False, "--validator", help="May validate others' tasks."),
     organizer: bool = typer.Option(False, "--organizer", help="May release, reset and split any task."),
-    actor: Optional[str] = typer.Option(None, "--as", help="The organizer giving a role (needed once the project has one)."),
+    actor: Optional[str] = option("as", None, note="The organizer giving a role (needed once the project has one)."),
 ):
     """Register a volunteer, or give roles to one already registered."""
     from .tasks import volunteers
@@ -395,7 +431,7 @@ def volunteer_rename(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The volunteer's name now."),
     new_name: str = typer.Argument(..., help="Their new name."),
-    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+    actor: Optional[str] = option("as", None, note="The organizer doing it (needed once the project has one)."),
 ):
     """Correct a volunteer's name; the old name still means them."""
     from .tasks import volunteers
@@ -410,7 +446,7 @@ def volunteer_merge(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The volunteer to keep."),
     other: str = typer.Argument(..., help="A second entry for the same person: their work becomes NAME's."),
-    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+    actor: Optional[str] = option("as", None, note="The organizer doing it (needed once the project has one)."),
 ):
     """Make two volunteers one: OTHER's tasks, files, credit and roles become NAME's."""
     from .tasks import volunteers
@@ -424,7 +460,7 @@ def volunteer_merge(
 def volunteer_remove(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="A volunteer who has done nothing yet (a mistake)."),
-    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+    actor: Optional[str] = option("as", None, note="The organizer doing it (needed once the project has one)."),
 ):
     """Remove a volunteer registered by mistake (only one without any history)."""
     from .tasks import volunteers
@@ -442,8 +478,8 @@ def status(
     ctx: typer.Context,
     as_json: bool = JsonOpt,
     map_png: Optional[Path] = typer.Option(None, "--map", help="Also draw the grid coloured by state into this PNG."),
-    village: Optional[str] = typer.Option(None, "--village", help="With --map: the picture shows this village."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="With --map: its words in en or fr (default: the project's)."),
+    village: Optional[str] = option("village", note="With --map: the picture shows this village."),
+    lang: Optional[str] = option("lang", note="With --map: its words (default: the project's)."),
 ):
     """Progress per village and overall, and each volunteer's work."""
     from .i18n import check_lang
@@ -451,7 +487,7 @@ def status(
 
     lang = check_lang(lang)
     if village is not None and not map_png:
-        raise MapathonError(f"--village {village}: goes with --map FILE.png (the picture of one village)")
+        raise _usage(f"--village {village}: goes with --map FILE.png (the picture of one village)")
     with _open(ctx) as p:
         if village is not None:
             p.village(village)  # a clear error before anything is done
@@ -506,7 +542,7 @@ CsvDialectOpt = typer.Option(None, "--csv-dialect", help="For .csv files: plain 
 @export_app.command("tasks")
 def export_tasks_cmd(
     ctx: typer.Context,
-    output: Path = typer.Option(..., "--output", "-o", help="File to write."),
+    output: Path = option("output", ...),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="geojson, gpkg, shp, gpx, osm or csv (default: from the extension)."),
     include_split: bool = typer.Option(False, "--include-split", help="Also write split (replaced) tasks."),
     csv_dialect: Optional[str] = CsvDialectOpt,
@@ -522,10 +558,10 @@ def export_tasks_cmd(
 @export_app.command("data")
 def export_data_cmd(
     ctx: typer.Context,
-    output: Path = typer.Option(..., "--output", "-o", help="File to write."),
+    output: Path = option("output", ...),
     fmt: Optional[str] = typer.Option(None, "--format", "-f", help="geojson, gpkg, gpx, kml or csv (default: from the extension)."),
     kind: str = typer.Option("wells", "--kind", help="wells (every water point), buildings or all."),
-    village: Optional[str] = typer.Option(None, "--village", help="Only this village."),
+    village: Optional[str] = VillageOpt,
     data: Optional[Path] = typer.Option(None, "--data", help="OSM data (.osm.pbf); default: the project's merged/latest.osm.pbf."),
     csv_dialect: Optional[str] = CsvDialectOpt,
 ):
@@ -547,7 +583,7 @@ def export_data_cmd(
 def submit_cmd(
     ctx: typer.Context,
     files: list[Path] = typer.Argument(..., help="JOSM .osm, .osc or .osm.pbf files (optionally .gz/.bz2)."),
-    actor: str = typer.Option(..., "--as", help="The volunteer who mapped them (their name)."),
+    actor: str = option("as", ..., note="Here: the volunteer who mapped them."),
     task: Optional[str] = typer.Option(None, "--task", help="The task they were mapped for (number or z/x/y)."),
     as_json: bool = JsonOpt,
     new: bool = NewOpt,
@@ -581,17 +617,20 @@ def merge_cmd(
     ctx: typer.Context,
     files: Optional[list[Path]] = typer.Argument(None, help="Files to merge (default: the project's contributions)."),
     base: Optional[Path] = typer.Option(None, "--base", help="OSM extract to merge onto (sorted .osm.pbf)."),
-    output: Path = typer.Option(..., "--output", "-o", help="The merged snapshot (.osm.pbf)."),
+    output: Path = option("output", ..., note="The merged snapshot (.osm.pbf)."),
     upload: Optional[Path] = typer.Option(None, "--upload", help="Also write only the changes as osmChange (.osc)."),
     josm: Optional[Path] = typer.Option(None, "--josm", help="Also write the changes as JOSM XML (.osm) to upload."),
     per_volunteer: Optional[Path] = typer.Option(None, "--upload-per-volunteer", help="Also write one osmChange "
                                                  "per volunteer into this folder, with a guide each, for them to "
                                                  "upload with their own account."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files and merge the rest."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write the credit and quality report (.html)."),
-    findings: Optional[Path] = typer.Option(None, "--findings", help="Also write the quality findings as GeoJSON."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="Language of the report and of the upload guides: en or "
-                                       "fr (default: the project's)."),
+    report: Optional[Path] = typer.Option(None, "--html", help="Also write the credit and quality report (.html), "
+                                          "as 'report --html' does."),
+    findings: Optional[Path] = typer.Option(None, "--geojson", help="Also write the quality findings as GeoJSON, "
+                                            "as 'report --geojson' does."),
+    report_old: Optional[Path] = hidden_alias(None, "--report"),
+    findings_old: Optional[Path] = hidden_alias(None, "--findings"),
+    lang: Optional[str] = option("lang", note="Of the report and of the upload guides (default: the project's)."),
     as_json: bool = JsonOpt,
 ):
     """Merge volunteers' files (renumbering new objects, settling conflicts) into one snapshot; check it; credit the work."""
@@ -600,6 +639,7 @@ def merge_cmd(
     from .osm.submit import merge_inputs, publish_merge, with_provenance
     from .project import is_project
 
+    report, findings = report or report_old, findings or findings_old  # the old spellings --report, --findings
     lang = check_lang(lang)
     in_project = is_project(ctx.find_root().obj["project"])
     if files:
@@ -705,7 +745,7 @@ def report_cmd(
     merged: Optional[Path] = typer.Option(None, "--merged", help="The merged snapshot: also check it and credit the findings."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as a self-contained HTML page."),
     geojson: Optional[Path] = typer.Option(None, "--geojson", help="With --merged: the findings as a GeoJSON layer."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="With --html: its words in en or fr (default: the project's)."),
+    lang: Optional[str] = option("lang", note="With --html: its words (default: the project's)."),
     as_json: bool = JsonOpt,
 ):
     """Credit and progress: buildings, km of roads and tracks, water points and POIs per volunteer, task and village."""
@@ -726,16 +766,15 @@ def report_cmd(
 @app.command("print")
 def print_cmd(
     ctx: typer.Context,
-    output: Path = typer.Option(..., "--output", "-o", help="The atlas (.pdf); with --format png, page pictures NAME-01.png..."),
+    output: Path = option("output", ..., note="The atlas (.pdf); with --format png, page pictures NAME-01.png..."),
     data: Optional[Path] = typer.Option(None, "--data", help="OSM data (.osm.pbf); default: the project's merged/latest.osm.pbf."),
-    village: Optional[list[str]] = typer.Option(None, "--village", help="A village to print (repeat it for several); default: all the project's villages."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help="Print the area of these tasks, e.g. 12,15,20-30."),
-    bbox: Optional[str] = typer.Option(None, "--bbox", help="Print this box: W,S,E,N in degrees."),
+    village: Optional[list[str]] = option("village", note="A village to print (repeat it for several); default: all the project's villages."),
+    tasks: Optional[str] = option("tasks", note="Print the area of these tasks."),
+    bbox: Optional[str] = option("bbox", note="Print this box."),
     paper: str = typer.Option("A4", "--paper", help="A4, A3 or letter."),
     orientation: str = typer.Option("portrait", "--orientation", help="portrait or landscape."),
     scale: str = typer.Option("1:5000", "--scale", help="Map scale, e.g. 1:5000."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="Language of every word on the sheets: en or fr "
-                                       "(default: the project's; without a project, en)."),
+    lang: Optional[str] = option("lang", note="Of every word on the sheets (default: the project's; without a project, en)."),
     grayscale: bool = typer.Option(False, "--grayscale", help="Only shades of grey (for black-and-white printers)."),
     notes: Optional[str] = typer.Option(None, "--notes", help="Room for field notes: half (of each map page) or page (a page after each map)."),
     tasks_overlay: bool = typer.Option(False, "--tasks-overlay", help="Draw the task squares with their numbers and states."),
@@ -776,8 +815,6 @@ def print_cmd(
 imagery_app = _app("Imagery: sources, purchase estimates, an offline tile cache and its server.")
 app.add_typer(imagery_app, name="imagery")
 ZoomOpt = typer.Option("16-19", "--zoom", "-z", help="Zooms: 18, 16-19 or 16,18.")
-VillageOpt = typer.Option(None, "--village", help="Only this village.")
-TasksOpt = typer.Option(None, "--tasks", help="Only these tasks: numbers, ranges or z/x/y, e.g. 3,5-8.")
 SourceOpt = typer.Option(None, "--source", "-s", help="Imagery source (default: the project's default).")
 TilesUrlOpt = typer.Option("http://127.0.0.1:8001", "--tiles-url",
                            help="Address of 'mapathon imagery serve' as the volunteers' computers reach it.")
@@ -1078,7 +1115,7 @@ def sync_clone(
 @sync_app.command("export")
 def sync_export(
     ctx: typer.Context,
-    output: Path = typer.Option(..., "--output", "-o", help="The bundle file to write (.zip)."),
+    output: Path = option("output", ..., note="The bundle file (.zip)."),
     since: Optional[int] = typer.Option(None, "--since", help="Only changes after this mark (printed by an earlier "
                                         "export from this copy)."),
     with_contributions: bool = typer.Option(False, "--with-contributions",
@@ -1148,7 +1185,7 @@ def serve_cmd(
     token: Optional[str] = typer.Option(None, "--token", envvar="MAPATHON_ORGANIZER_TOKEN",
                                         help="Organizer token (default: a new random one, printed at start)."),
     max_upload_mb: float = typer.Option(20, "--max-upload-mb", help="Largest .osm file volunteers may upload."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="The pages' language: en or fr (default: the project's)."),
+    lang: Optional[str] = option("lang", note="Of the pages (default: the project's)."),
 ):
     """The room server: volunteers claim, map and hand in tasks from their browser; a progress board."""
     from .project import open_project, resolve_dir

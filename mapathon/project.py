@@ -87,17 +87,12 @@ class Project:
         return self.conn.execute("SELECT * FROM areas WHERE kind != 'aoi' ORDER BY name").fetchall()
 
     def village(self, name: str) -> sqlite3.Row:
-        """A village (named sub-area) by name, ignoring case, accents and extra spaces."""
+        """A village (named sub-area) by name: see :func:`mapathon.selection.match_village`."""
+        from .selection import match_village
+
         rows = self.villages()
-        wanted = names.key(name)
-        for row in rows:
-            if names.key(row["name"]) == wanted:
-                return row
-        if not rows:
-            raise MapathonError(f"--village {name}: this project has no named villages")
-        close = names.suggest(name, [r["name"] for r in rows])
-        hint = f"did you mean {close}? " if close else ""
-        raise MapathonError(f"--village {name}: no such village; {hint}(villages: {', '.join(r['name'] for r in rows)})")
+        found = match_village([r["name"] for r in rows], name)
+        return next(r for r in rows if r["name"] == found)
 
     def close(self) -> None:
         self.conn.close()
