@@ -74,9 +74,11 @@ VillageOpt = option("village", note="Only this village.")
 TasksOpt = option("tasks", note="Only these tasks.")
 
 
-def _usage(message: str) -> click.UsageError:
-    """A wrong use of the command (exit code 2)."""
-    return click.UsageError(message)
+def _usage(message: str) -> MapathonError:
+    """A wrong use of the command: one line, exit code 2 (click's usage error code)."""
+    from .errors import UsageMistake
+
+    return UsageMistake(message)
 
 
 def _version(value: bool):
