@@ -142,9 +142,9 @@ def init(
     relation: Optional[int] = typer.Option(None, "--relation", help="Boundary relation id, for an OSM file."),
     radius: Optional[float] = typer.Option(None, "--radius", help="Metres to map around each village point."),
     max_area: float = typer.Option(5000.0, "--max-area", help="Refuse an area larger than this (km²)."),
-    force: bool = typer.Option(False, "--force", help="Keep a village more than 500 km from the others "
-                               "(refused by default: swapped lat/lon?)."),
-    organizer: Optional[str] = typer.Option(None, "--organizer", help="Register this person as the first organizer."),
+    force: bool = option("force", False, note="Here: keep a village more than 500 km from the others "
+                                                    "(refused by default: swapped lat/lon?)."),
+    organizer: Optional[str] = option("organizer", note="Here: register this person as the first organizer."),
     lang: str = option("lang", "en", note="Of what volunteers and the commune see."),
 ):
     """Create a project folder from an area of interest."""
@@ -225,13 +225,13 @@ def lang_cmd(ctx: typer.Context, lang: Optional[str] = typer.Argument(None, help
 @app.command()
 def grid(
     ctx: typer.Context,
-    zoom: Optional[int] = typer.Option(None, "--zoom", "-z", help="Web-mercator tile zoom (TM uses 16-18)."),
+    zoom: Optional[int] = option("zoom", note="Here: one zoom, for the tasks' squares (TM uses 16-18)."),
     size: Optional[float] = typer.Option(None, "--size", help="Metric squares of this many metres (local UTM zone)."),
     from_file: Optional[Path] = typer.Option(None, "--from", help="Tasks from a Tasking Manager grid or polygon file."),
     min_overlap: float = typer.Option(1.0, "--min-overlap", help="Keep cells overlapping the area by more than this (m²)."),
     clip: bool = typer.Option(False, "--clip", help="Clip border cells to the area of interest."),
     max_tasks: int = typer.Option(300_000, "--max-tasks", help="Refuse a grid with more tasks (guards a mistyped zoom)."),
-    force: bool = typer.Option(False, "--force", help="Replace a grid that already has recorded work."),
+    force: bool = option("force", False, note="Here: replace a grid that already has recorded work."),
     actor: Optional[str] = option("as", None, note="Who makes the grid (default: the project's organizer, "
                                                   "if it has exactly one)."),
     as_json: bool = JsonOpt,
@@ -400,7 +400,7 @@ def volunteer_add(
     name: str = typer.Argument(..., help="The volunteer's name, as they will type it with --as."),
     osm_user: Optional[str] = typer.Option(None, "--osm-user", help="Their OpenStreetMap user name."),
     validator: bool = typer.Option(False, "--validator", help="May validate others' tasks."),
-    organizer: bool = typer.Option(False, "--organizer", help="May release, reset and split any task."),
+    organizer: bool = option("organizer", False, note="Here: may release, reset and split any task."),
     actor: Optional[str] = option("as", None, note="The organizer giving a role (needed once the project has one)."),
 ):
     """Register a volunteer, or give roles to one already registered."""
@@ -545,7 +545,7 @@ CsvDialectOpt = typer.Option(None, "--csv-dialect", help="For .csv files: plain 
 def export_tasks_cmd(
     ctx: typer.Context,
     output: Path = option("output", ...),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="geojson, gpkg, shp, gpx, osm or csv (default: from the extension)."),
+    fmt: Optional[str] = option("format", note="geojson, gpkg, shp, gpx, osm or csv (default: from the extension)."),
     include_split: bool = typer.Option(False, "--include-split", help="Also write split (replaced) tasks."),
     csv_dialect: Optional[str] = CsvDialectOpt,
 ):
@@ -561,10 +561,10 @@ def export_tasks_cmd(
 def export_data_cmd(
     ctx: typer.Context,
     output: Path = option("output", ...),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="geojson, gpkg, gpx, kml or csv (default: from the extension)."),
+    fmt: Optional[str] = option("format", note="geojson, gpkg, gpx, kml or csv (default: from the extension)."),
     kind: str = typer.Option("wells", "--kind", help="wells (every water point), buildings or all."),
     village: Optional[str] = VillageOpt,
-    data: Optional[Path] = typer.Option(None, "--data", help="OSM data (.osm.pbf); default: the project's merged/latest.osm.pbf."),
+    data: Optional[Path] = option("data"),
     csv_dialect: Optional[str] = CsvDialectOpt,
 ):
     """Export water points and buildings for a phone (OsmAnd, Organic Maps), a GPS unit or a spreadsheet."""
@@ -618,7 +618,7 @@ def submit_cmd(
 def merge_cmd(
     ctx: typer.Context,
     files: Optional[list[Path]] = typer.Argument(None, help="Files to merge (default: the project's contributions)."),
-    base: Optional[Path] = typer.Option(None, "--base", help="OSM extract to merge onto (sorted .osm.pbf)."),
+    base: Optional[Path] = option("base", note="Here: the extract to merge onto (sorted .osm.pbf)."),
     output: Path = option("output", ..., note="The merged snapshot (.osm.pbf)."),
     upload: Optional[Path] = typer.Option(None, "--upload", help="Also write only the changes as osmChange (.osc)."),
     josm: Optional[Path] = typer.Option(None, "--josm", help="Also write the changes as JOSM XML (.osm) to upload."),
@@ -626,10 +626,8 @@ def merge_cmd(
                                                  "per volunteer into this folder, with a guide each, for them to "
                                                  "upload with their own account."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files and merge the rest."),
-    report: Optional[Path] = typer.Option(None, "--html", help="Also write the credit and quality report (.html), "
-                                          "as 'report --html' does."),
-    findings: Optional[Path] = typer.Option(None, "--geojson", help="Also write the quality findings as GeoJSON, "
-                                            "as 'report --geojson' does."),
+    report: Optional[Path] = option("html"),
+    findings: Optional[Path] = option("geojson"),
     report_old: Optional[Path] = hidden_alias(None, "--report"),
     findings_old: Optional[Path] = hidden_alias(None, "--findings"),
     lang: Optional[str] = option("lang", note="Of the report and of the upload guides (default: the project's)."),
@@ -726,7 +724,7 @@ def _print_merge(result) -> None:
 def check_cmd(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="OSM data to check: .osm (JOSM), .osc or .osm.pbf (e.g. the merged snapshot)."),
-    geojson: Optional[Path] = typer.Option(None, "--geojson", help="Also write the findings as a GeoJSON layer (JOSM, QGIS)."),
+    geojson: Optional[Path] = option("geojson"),
     limit: int = typer.Option(25, "--limit", help="Findings listed on screen (all are in --json and --geojson)."),
     as_json: bool = JsonOpt,
 ):
@@ -743,10 +741,10 @@ def check_cmd(
 @app.command("report")
 def report_cmd(
     ctx: typer.Context,
-    base: Optional[Path] = typer.Option(None, "--base", help="The extract the merge was made on (for what changed)."),
+    base: Optional[Path] = option("base", note="Here: for what changed."),
     merged: Optional[Path] = typer.Option(None, "--merged", help="The merged snapshot: also check it and credit the findings."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as a self-contained HTML page."),
-    geojson: Optional[Path] = typer.Option(None, "--geojson", help="With --merged: the findings as a GeoJSON layer."),
+    html: Optional[Path] = option("html"),
+    geojson: Optional[Path] = option("geojson", note="Here: with --merged."),
     lang: Optional[str] = option("lang", note="With --html: its words (default: the project's)."),
     as_json: bool = JsonOpt,
 ):
@@ -769,7 +767,7 @@ def report_cmd(
 def print_cmd(
     ctx: typer.Context,
     output: Path = option("output", ..., note="The atlas (.pdf); with --format png, page pictures NAME-01.png..."),
-    data: Optional[Path] = typer.Option(None, "--data", help="OSM data (.osm.pbf); default: the project's merged/latest.osm.pbf."),
+    data: Optional[Path] = option("data"),
     village: Optional[list[str]] = option("village", note="A village to print (repeat it for several); default: all the project's villages."),
     tasks: Optional[str] = option("tasks", note="Print the area of these tasks."),
     bbox: Optional[str] = option("bbox", note="Print this box."),
@@ -781,7 +779,7 @@ def print_cmd(
     notes: Optional[str] = typer.Option(None, "--notes", help="Room for field notes: half (of each map page) or page (a page after each map)."),
     tasks_overlay: bool = typer.Option(False, "--tasks-overlay", help="Draw the task squares with their numbers and states."),
     imagery: Optional[Path] = typer.Option(None, "--imagery", help="Cached satellite imagery (.mbtiles) under the map."),
-    fmt: str = typer.Option("pdf", "--format", help="pdf, or png (one picture per page, for phones)."),
+    fmt: str = option("format", "pdf", note="pdf, or png (one picture per page, for phones)."),
     max_pages: int = typer.Option(60, "--max-pages", help="At most this many map pages (villages keep the pages nearest to their point and say what is cut; a box or tasks needing more are refused)."),
     all_tasks: bool = typer.Option(False, "--all-tasks", help="A village's pages cover all its tasks, even where nothing is mapped (default: its tasks that hold data)."),
     include_empty: bool = typer.Option(False, "--include-empty", help="Also print a village's pages where nothing is mapped."),
@@ -816,8 +814,8 @@ def print_cmd(
 
 imagery_app = _app("Imagery: sources, purchase estimates, an offline tile cache and its server.")
 app.add_typer(imagery_app, name="imagery")
-ZoomOpt = typer.Option("16-19", "--zoom", "-z", help="Zooms: 18, 16-19 or 16,18.")
-SourceOpt = typer.Option(None, "--source", "-s", help="Imagery source (default: the project's default).")
+ZoomOpt = option("zoom", "16-19", note="Here: 18, 16-19 or 16,18.")
+SourceOpt = option("source", note="Default: the project's default.")
 TilesUrlOpt = typer.Option("http://127.0.0.1:8001", "--tiles-url",
                            help="Address of 'mapathon imagery serve' as the volunteers' computers reach it.")
 HashtagsOpt = typer.Option(None, "--hashtags", help="Changeset hashtags, e.g. '#mapathon #dianguirde' "
@@ -830,8 +828,8 @@ def imagery_add(
     name: str = typer.Argument(..., help="A short name, e.g. 'maxar-2024' (names the cache file)."),
     spec: str = typer.Argument(..., help="JOSM/Tasking Manager imagery: tms[19]:https://.../{zoom}/{x}/{y}.jpg, "
                                          "tms[12,20]:..., wms:...{bbox}..."),
-    title: Optional[str] = typer.Option(None, "--title", help="A readable title."),
-    attribution: str = typer.Option("", "--attribution", help="Attribution to show with the imagery."),
+    title: Optional[str] = option("title"),
+    attribution: str = option("attribution", ""),
     licence: str = typer.Option("", "--licence", help="Licence or permission to trace for OSM."),
     terms_url: str = typer.Option("", "--terms-url", help="Where the licence or terms are written."),
     replace: bool = typer.Option(False, "--replace", help="Replace a source of that name."),
@@ -982,11 +980,11 @@ def imagery_fetch(
 def imagery_import(
     ctx: typer.Context,
     path: Path = typer.Argument(..., help="A z/x/y folder, an .mbtiles file or a GeoTIFF."),
-    source: Optional[str] = typer.Option(None, "--source", "-s", help="Cache to import into (default: named after the file)."),
+    source: Optional[str] = option("source", note="Here: the cache to import into (default: named after the file)."),
     scheme: str = typer.Option("auto", "--scheme", help="Folder row numbering: xyz, tms, or auto (tms when tilemapresource.xml is there)."),
-    zoom: Optional[str] = typer.Option(None, "--zoom", "-z", help="GeoTIFF: zooms to cut (default: its native zoom and 3 below)."),
-    title: Optional[str] = typer.Option(None, "--title", help="A readable title for a new source."),
-    attribution: str = typer.Option("", "--attribution", help="Attribution (e.g. the vendor and capture date)."),
+    zoom: Optional[str] = option("zoom", note="Here: a GeoTIFF's zooms to cut (default: its native zoom and 3 below)."),
+    title: Optional[str] = option("title", note="Here: for a new source."),
+    attribution: str = option("attribution", "", note="E.g. the vendor and capture date."),
     licence: str = typer.Option("", "--licence", help="Licence or permission to trace for OSM."),
     as_json: bool = JsonOpt,
 ):
@@ -1012,7 +1010,7 @@ def imagery_import(
 @imagery_app.command("serve")
 def imagery_serve(
     ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: the whole local network)."),
+    host: str = option("host", "127.0.0.1"),
     port: int = typer.Option(8001, "--port", help="Port to listen on."),
 ):
     """Serve the imagery cache as XYZ tiles for JOSM and iD (Ctrl-C stops)."""
@@ -1182,7 +1180,7 @@ def sync_show(bundle: Path = typer.Argument(..., help="A bundle file."), as_json
 @app.command("serve")
 def serve_cmd(
     ctx: typer.Context,
-    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on (0.0.0.0: every network of this computer)."),
+    host: str = option("host", "0.0.0.0"),
     port: int = typer.Option(8000, "--port", help="Port to listen on."),
     token: Optional[str] = typer.Option(None, "--token", envvar="MAPATHON_ORGANIZER_TOKEN",
                                         help="Organizer token (default: a new random one, printed at start)."),

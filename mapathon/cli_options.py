@@ -33,6 +33,18 @@ SHARED: dict[str, Shared] = {s.field: s for s in (
     Shared("bbox", ("--bbox",), "A box W,S,E,N in degrees."),
     Shared("output", ("--output", "-o"), "The file to write."),
     Shared("lang", ("--lang",), "Language: en or fr."),
+    Shared("format", ("--format", "-f"), "Format of the file written:"),
+    Shared("data", ("--data",), "OSM data (.osm.pbf); default: the project's merged/latest.osm.pbf."),
+    Shared("base", ("--base",), "The OSM extract the merge is made on."),
+    Shared("html", ("--html",), "Also write the credit and quality report as a self-contained HTML page."),
+    Shared("geojson", ("--geojson",), "Also write the quality findings as a GeoJSON layer (JOSM, QGIS)."),
+    Shared("zoom", ("--zoom", "-z"), "Web-mercator tile zoom(s)."),
+    Shared("source", ("--source", "-s"), "Imagery source (its name)."),
+    Shared("title", ("--title",), "A readable title for the imagery source."),
+    Shared("attribution", ("--attribution",), "Attribution to show with the imagery."),
+    Shared("host", ("--host",), "Address to listen on (0.0.0.0: every network of this computer)."),
+    Shared("force", ("--force",), "Do it even though a safety check refuses it."),
+    Shared("organizer", ("--organizer",), "The organizer role."),
 )}
 
 # fields the library names that are not shared options: their flag is --field-with-hyphens
