@@ -538,7 +538,7 @@ def status(
         console.print(f"Progress map written to {map_png}")
 
 
-CsvDialectOpt = typer.Option(None, "--csv-dialect", help="For .csv files: plain (the default: ',' and '1.5') or excel-fr (';' and '1,5', opens in a French Excel).")
+CsvDialectOpt = option("csv_dialect")
 
 
 @export_app.command("tasks")
@@ -816,10 +816,8 @@ imagery_app = _app("Imagery: sources, purchase estimates, an offline tile cache 
 app.add_typer(imagery_app, name="imagery")
 ZoomOpt = option("zoom", "16-19", note="Here: 18, 16-19 or 16,18.")
 SourceOpt = option("source", note="Default: the project's default.")
-TilesUrlOpt = typer.Option("http://127.0.0.1:8001", "--tiles-url",
-                           help="Address of 'mapathon imagery serve' as the volunteers' computers reach it.")
-HashtagsOpt = typer.Option(None, "--hashtags", help="Changeset hashtags, e.g. '#mapathon #dianguirde' "
-                           "(remembered for the project).")
+TilesUrlOpt = option("tiles_url", "http://127.0.0.1:8001")
+HashtagsOpt = option("hashtags")
 
 
 @imagery_app.command("add")
@@ -830,7 +828,7 @@ def imagery_add(
                                          "tms[12,20]:..., wms:...{bbox}..."),
     title: Optional[str] = option("title"),
     attribution: str = option("attribution", ""),
-    licence: str = typer.Option("", "--licence", help="Licence or permission to trace for OSM."),
+    licence: str = option("licence", ""),
     terms_url: str = typer.Option("", "--terms-url", help="Where the licence or terms are written."),
     replace: bool = typer.Option(False, "--replace", help="Replace a source of that name."),
     make_default: bool = typer.Option(False, "--default", help="Also make it the project's default."),
@@ -942,21 +940,23 @@ def imagery_fetch(
 
     zooms = coverage.parse_zooms(zoom)
     opts = fetch.FetchOptions(workers=workers, retries=retries, read_timeout=timeout, max_size=plan.parse_size(max_size))
-    with _open(ctx) as p, Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                   TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[size]}"),
-                                   TimeRemainingColumn(), console=err_console, disable=as_json) as bar:
-        job = bar.add_task("tiles", total=None, rate="", size="")
-        t0 = [None]
+    with _open(ctx) as p:
+        plan.select_areas(p, village, tasks)  # a wrong village or task is said before the progress bar shows
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[size]}"),
+                      TimeRemainingColumn(), console=err_console, disable=as_json) as bar:
+            job = bar.add_task("tiles", total=None, rate="", size="")
+            t0 = [None]
 
-        def progress(done, total, nbytes):
-            import time
+            def progress(done, total, nbytes):
+                import time
 
-            t0[0] = t0[0] or time.perf_counter()
-            rate = done / max(time.perf_counter() - t0[0], 1e-6)
-            bar.update(job, completed=done, total=total, rate=f"{rate:,.0f} tiles/s", size=plan.human_bytes(nbytes))
+                t0[0] = t0[0] or time.perf_counter()
+                rate = done / max(time.perf_counter() - t0[0], 1e-6)
+                bar.update(job, completed=done, total=total, rate=f"{rate:,.0f} tiles/s", size=plan.human_bytes(nbytes))
 
-        res = fetch.fetch_for_project(p, zooms, village=village, tasks=tasks, source=source, options=opts,
-                                      progress=progress)
+            res = fetch.fetch_for_project(p, zooms, village=village, tasks=tasks, source=source, options=opts,
+                                          progress=progress)
     if as_json:
         print(json.dumps(res.as_dict(), ensure_ascii=False, indent=2))
     else:
@@ -985,7 +985,7 @@ def imagery_import(
     zoom: Optional[str] = option("zoom", note="Here: a GeoTIFF's zooms to cut (default: its native zoom and 3 below)."),
     title: Optional[str] = option("title", note="Here: for a new source."),
     attribution: str = option("attribution", "", note="E.g. the vendor and capture date."),
-    licence: str = typer.Option("", "--licence", help="Licence or permission to trace for OSM."),
+    licence: str = option("licence", ""),
     as_json: bool = JsonOpt,
 ):
     """Load imagery delivered on a disk (purchased imagery) into the project's cache."""
@@ -1011,7 +1011,7 @@ def imagery_import(
 def imagery_serve(
     ctx: typer.Context,
     host: str = option("host", "127.0.0.1"),
-    port: int = typer.Option(8001, "--port", help="Port to listen on."),
+    port: int = option("port", 8001),
 ):
     """Serve the imagery cache as XYZ tiles for JOSM and iD (Ctrl-C stops)."""
     from .imagery.serve import make_server
@@ -1181,7 +1181,7 @@ def sync_show(bundle: Path = typer.Argument(..., help="A bundle file."), as_json
 def serve_cmd(
     ctx: typer.Context,
     host: str = option("host", "0.0.0.0"),
-    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    port: int = option("port", 8000),
     token: Optional[str] = typer.Option(None, "--token", envvar="MAPATHON_ORGANIZER_TOKEN",
                                         help="Organizer token (default: a new random one, printed at start)."),
     max_upload_mb: float = typer.Option(20, "--max-upload-mb", help="Largest .osm file volunteers may upload."),

@@ -45,6 +45,12 @@ SHARED: dict[str, Shared] = {s.field: s for s in (
     Shared("host", ("--host",), "Address to listen on (0.0.0.0: every network of this computer)."),
     Shared("force", ("--force",), "Do it even though a safety check refuses it."),
     Shared("organizer", ("--organizer",), "The organizer role."),
+    Shared("csv_dialect", ("--csv-dialect",), "For .csv files: plain (the default: ',' and '1.5') or excel-fr "
+                                               "(';' and '1,5', opens in a French Excel)."),
+    Shared("tiles_url", ("--tiles-url",), "Address of 'mapathon imagery serve' as the volunteers' computers reach it."),
+    Shared("hashtags", ("--hashtags",), "Changeset hashtags, e.g. '#mapathon #dianguirde' (remembered for the project)."),
+    Shared("licence", ("--licence",), "Licence or permission to trace for OSM."),
+    Shared("port", ("--port",), "Port to listen on."),
 )}
 
 # fields the library names that are not shared options: their flag is --field-with-hyphens
