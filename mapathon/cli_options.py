@@ -33,7 +33,7 @@ SHARED: dict[str, Shared] = {s.field: s for s in (
     Shared("bbox", ("--bbox",), "A box W,S,E,N in degrees."),
     Shared("output", ("--output", "-o"), "The file to write."),
     Shared("lang", ("--lang",), "Language: en or fr."),
-    Shared("format", ("--format", "-f"), "Format of the file written:"),
+    Shared("format", ("--format", "-f"), "Format of the file written."),
     Shared("data", ("--data",), "OSM data (.osm.pbf); default: the project's merged/latest.osm.pbf."),
     Shared("base", ("--base",), "The OSM extract the merge is made on."),
     Shared("html", ("--html",), "Also write the credit and quality report as a self-contained HTML page."),
