@@ -124,6 +124,16 @@ def _when(stamp: str | None) -> str:
     return parse_iso(stamp).astimezone().strftime("%Y-%m-%d %H:%M %Z") if stamp else "-"
 
 
+def _print_json(obj) -> None:
+    """What --json prints: indented UTF-8 JSON on stdout."""
+    print(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+def _volunteer_dict(v) -> dict:
+    """The one JSON shape of a volunteer (volunteer list --json and the volunteer commands)."""
+    return {"name": v.name, "osm_user": v.osm_user, "validator": v.is_validator, "organizer": v.is_organizer}
+
+
 def _task_line(t) -> str:
     where = f" — {', '.join(t.villages)}" if t.villages else ""
     return f"task {t.id} ({t.key}){where}"
@@ -146,6 +156,7 @@ def init(
                                                     "(refused by default: swapped lat/lon?)."),
     organizer: Optional[str] = option("organizer", note="Here: register this person as the first organizer."),
     lang: str = option("lang", "en", note="Of what volunteers and the commune see."),
+    as_json: bool = JsonOpt,
 ):
     """Create a project folder from an area of interest."""
     from .aoi import read_aoi
@@ -165,6 +176,10 @@ def init(
     with init_project(directory, name, area, actor=organizer or "organizer", db=ctx.obj["db"], lang=lang) as project:
         if organizer:
             volunteers.add(project, organizer, organizer=True, validator=True, actor=organizer)
+        if as_json:
+            return _print_json({"name": project.name, "folder": str(directory), "db_url": project.db_url,
+                                "lang": lang, "area_km2": area.area_km2, "villages": [v.name for v in area.villages],
+                                "warnings": list(area.warnings)})
         console.print(f"Created project [bold]{project.name}[/] in {directory}")
         if project.db_url:
             console.print(f"State in PostgreSQL: {project.db_url}")
@@ -213,12 +228,15 @@ def info(ctx: typer.Context, as_json: bool = JsonOpt):
 
 
 @app.command("lang")
-def lang_cmd(ctx: typer.Context, lang: Optional[str] = typer.Argument(None, help="en or fr; leave out to show it.")):
+def lang_cmd(ctx: typer.Context, lang: Optional[str] = typer.Argument(None, help="en or fr; leave out to show it."),
+             as_json: bool = JsonOpt):
     """Show or set the project's language: the room server's pages, the projector picture, the HTML report."""
     from .i18n import set_project_lang
 
     with _open(ctx) as p:
         now = set_project_lang(p, lang) if lang else p.lang
+    if as_json:
+        return _print_json({"lang": now})
     console.print(f"The project's language: {now}")
 
 
@@ -402,12 +420,15 @@ def volunteer_add(
     validator: bool = typer.Option(False, "--validator", help="May validate others' tasks."),
     organizer: bool = option("organizer", False, note="Here: may release, reset and split any task."),
     actor: Optional[str] = option("as", None, note="The organizer giving a role (needed once the project has one)."),
+    as_json: bool = JsonOpt,
 ):
     """Register a volunteer, or give roles to one already registered."""
     from .tasks import volunteers
 
     with _open(ctx) as p:
         v, created = volunteers.add(p, name, osm_user=osm_user, validator=validator, organizer=organizer, actor=actor)
+    if as_json:
+        return _print_json({**_volunteer_dict(v), "created": created})
     console.print(f"{'Added' if created else 'Updated'} {v.name} ({v.roles})")
 
 
@@ -419,8 +440,7 @@ def volunteer_list(ctx: typer.Context, as_json: bool = JsonOpt):
     with _open(ctx) as p:
         vs = volunteers.list_all(p)
     if as_json:
-        print(json.dumps([{"name": v.name, "osm_user": v.osm_user, "validator": v.is_validator,
-                           "organizer": v.is_organizer} for v in vs], ensure_ascii=False, indent=2))
+        _print_json([_volunteer_dict(v) for v in vs])
         return
     table = Table("name", "OSM user", "roles")
     for v in vs:
@@ -434,12 +454,15 @@ def volunteer_rename(
     name: str = typer.Argument(..., help="The volunteer's name now."),
     new_name: str = typer.Argument(..., help="Their new name."),
     actor: Optional[str] = option("as", None, note="The organizer doing it (needed once the project has one)."),
+    as_json: bool = JsonOpt,
 ):
     """Correct a volunteer's name; the old name still means them."""
     from .tasks import volunteers
 
     with _open(ctx) as p:
         before, v = volunteers.rename(p, name, new_name, actor=actor)
+    if as_json:
+        return _print_json({**_volunteer_dict(v), "former_name": before})
     console.print(f"Renamed {before} to {v.name}")
 
 
@@ -449,12 +472,15 @@ def volunteer_merge(
     name: str = typer.Argument(..., help="The volunteer to keep."),
     other: str = typer.Argument(..., help="A second entry for the same person: their work becomes NAME's."),
     actor: Optional[str] = option("as", None, note="The organizer doing it (needed once the project has one)."),
+    as_json: bool = JsonOpt,
 ):
     """Make two volunteers one: OTHER's tasks, files, credit and roles become NAME's."""
     from .tasks import volunteers
 
     with _open(ctx) as p:
         v, merged = volunteers.merge(p, name, other, actor=actor)
+    if as_json:
+        return _print_json({**_volunteer_dict(v), "merged": merged})
     console.print(f"Merged {merged} into {v.name} ({v.roles})")
 
 
@@ -463,12 +489,15 @@ def volunteer_remove(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="A volunteer who has done nothing yet (a mistake)."),
     actor: Optional[str] = option("as", None, note="The organizer doing it (needed once the project has one)."),
+    as_json: bool = JsonOpt,
 ):
     """Remove a volunteer registered by mistake (only one without any history)."""
     from .tasks import volunteers
 
     with _open(ctx) as p:
         v = volunteers.remove(p, name, actor=actor)
+    if as_json:
+        return _print_json({**_volunteer_dict(v), "removed": True})
     console.print(f"Removed {v.name}")
 
 
@@ -548,12 +577,15 @@ def export_tasks_cmd(
     fmt: Optional[str] = option("format", note="geojson, gpkg, shp, gpx, osm or csv (default: from the extension)."),
     include_split: bool = typer.Option(False, "--include-split", help="Also write split (replaced) tasks."),
     csv_dialect: Optional[str] = CsvDialectOpt,
+    as_json: bool = JsonOpt,
 ):
     """Export the task grid with each task's state, village and volunteers."""
     from .exports.tasks import export_tasks
 
     with _open(ctx) as p:
         n = export_tasks(p, output, fmt, include_split=include_split, csv_dialect=csv_dialect)
+    if as_json:
+        return _print_json({"output": str(output), "tasks": n})
     console.print(f"Wrote {n} tasks to {output}")
 
 
@@ -566,12 +598,16 @@ def export_data_cmd(
     village: Optional[str] = VillageOpt,
     data: Optional[Path] = option("data"),
     csv_dialect: Optional[str] = CsvDialectOpt,
+    as_json: bool = JsonOpt,
 ):
     """Export water points and buildings for a phone (OsmAnd, Organic Maps), a GPS unit or a spreadsheet."""
     from .exports.data import export_data
 
     with _open(ctx) as p:
         r = export_data(p, output, fmt, data=data, kind=kind, village=village, csv_dialect=csv_dialect)
+    if as_json:
+        return _print_json({"output": str(output), "source": str(r.source), "total": r.total, "counts": r.counts,
+                            "outside": r.outside})
     what = ", ".join(f"{n} {k}" for k, n in r.counts.items())
     console.print(f"Wrote {r.total} objects ({what}) from {r.source} to {output}", soft_wrap=True)
     if r.outside:
@@ -832,6 +868,7 @@ def imagery_add(
     terms_url: str = typer.Option("", "--terms-url", help="Where the licence or terms are written."),
     replace: bool = typer.Option(False, "--replace", help="Replace a source of that name."),
     make_default: bool = typer.Option(False, "--default", help="Also make it the project's default."),
+    as_json: bool = JsonOpt,
 ):
     """Add a custom imagery source to the project."""
     from .imagery import sources
@@ -841,6 +878,8 @@ def imagery_add(
                                            terms_url=terms_url), replace=replace)
         if make_default:
             sources.set_default(p, src.name)
+    if as_json:
+        return _print_json({**src.as_dict(), "default": make_default})
     console.print(f"Added imagery source {src.name}: {src.josm_string()}" + (" (default)" if make_default else ""))
 
 
@@ -871,12 +910,15 @@ def imagery_list(ctx: typer.Context, as_json: bool = JsonOpt):
 
 
 @imagery_app.command("default")
-def imagery_default(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Source to make the default.")):
+def imagery_default(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Source to make the default."),
+                    as_json: bool = JsonOpt):
     """Show or set the project's default imagery source."""
     from .imagery import sources
 
     with _open(ctx) as p:
         src = sources.set_default(p, name) if name else sources.get(p)
+    if as_json:
+        return _print_json(src.as_dict())
     console.print(f"Default imagery source: {src.name} ({src.title})")
 
 
@@ -1071,6 +1113,7 @@ def id_url_cmd(
     source: Optional[str] = SourceOpt,
     tiles_url: str = TilesUrlOpt,
     hashtags: Optional[str] = HashtagsOpt,
+    as_json: bool = JsonOpt,
 ):
     """Print the iD editor URL for a task, with the cached imagery, the boundary and the changeset comment."""
     from .imagery import editors
@@ -1081,6 +1124,8 @@ def id_url_cmd(
             editors.set_hashtags(p, hashtags)
         s = editors.setup(p, get_task(p, task), source=source, tiles_url=tiles_url)
         url = editors.id_url(p, s, tiles_url=tiles_url)
+    if as_json:
+        return _print_json({"task": task, "url": url, "warnings": list(s.warnings)})
     for w in s.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
     print(url)
@@ -1100,11 +1145,14 @@ def sync_clone(
     no_imagery: bool = typer.Option(False, "--no-imagery", help="Leave the imagery cache out of the copy."),
     to_db: Optional[str] = typer.Option(None, "--to-db", help="Put the copy's state in PostgreSQL "
                                         "(postgresql://host/database[?schema=NAME]) instead of DEST/mapathon.sqlite."),
+    as_json: bool = JsonOpt,
 ):
     """Copy the project for another site: the same project, with a site id of its own."""
     from .sync import clone_project
 
     with _open(ctx) as p, clone_project(p, dest, imagery=not no_imagery, site_name=site_name, to_db=to_db) as c:
+        if as_json:
+            return _print_json({"project": p.name, "dest": str(dest), "site": c.site, "db_url": c.db_url})
         console.print(f"Copied {p.name} to {dest} for another site (site {c.site[:8]}).")
         if c.db_url:
             console.print(f"State in PostgreSQL: {c.db_url}")

@@ -167,3 +167,41 @@ def test_old_spellings_still_work_but_are_hidden():
     root = typer.main.get_command(app)
     merge_flags = {f for p in root.commands["merge"].params for f in p.opts}
     assert {"--report", "--findings", "--html", "--geojson"} <= merge_flags
+
+
+def _leaf_commands():
+    root = typer.main.get_command(app)
+    out = {}
+
+    def walk(cmd, path):
+        if getattr(cmd, "commands", None):
+            for name, sub in cmd.commands.items():
+                walk(sub, [*path, name])
+        else:
+            out[" ".join(path)] = {f for p in cmd.params for f in getattr(p, "opts", [])}
+
+    walk(root, [])
+    return out
+
+
+def test_every_command_has_json_but_the_servers():
+    missing = [c for c, flags in _leaf_commands().items() if "--json" not in flags]
+    assert sorted(missing) == ["imagery serve", "serve"]  # they run until stopped; they print their address
+
+
+def test_json_of_the_other_commands(village_project, tmp_path):
+    cli = Cli(village_project)
+    assert json.loads(cli("lang", "--json").stdout) == {"lang": "en"}
+    v = json.loads(cli("volunteer", "add", "Awa Traoré", "--validator", "--as", "Mariam", "--json").stdout)
+    assert v == {"name": "Awa Traoré", "osm_user": None, "validator": True, "organizer": False, "created": True}
+    assert v["name"] in [x["name"] for x in json.loads(cli("volunteer", "list", "--json").stdout)]
+    r = json.loads(cli("volunteer", "rename", "Awa Traoré", "Awa Traore Diallo", "--as", "Mariam", "--json").stdout)
+    assert r["name"] == "Awa Traore Diallo" and r["former_name"] == "Awa Traoré"
+    cli("grid", "--zoom", "15")
+    e = json.loads(cli("export", "tasks", "-o", tmp_path / "t.geojson", "--json").stdout)
+    assert e["tasks"] > 0 and (tmp_path / "t.geojson").is_file()
+    d = json.loads(cli("export", "data", "-o", tmp_path / "w.csv", "--data", DIANGUIRDE_POIS, "--json").stdout)
+    assert d["total"] == sum(d["counts"].values()) > 0
+    assert json.loads(cli("imagery", "add", "drone", "tms:https://drone.invalid/{z}/{x}/{y}.png", "--json").stdout
+                      )["name"] == "drone"
+    assert json.loads(cli("imagery", "default", "drone", "--json").stdout)["name"] == "drone"

@@ -53,6 +53,16 @@ note after this meaning in its own help.
 | option | meaning |
 |--------|---------|
 {table}
+`-o/--output` is the file a command makes. Files written besides it have their own options:
+`merge --upload/--josm/--html/--geojson`, `check --geojson`, `report --html/--geojson`,
+`status --map`.
+
+`--json` prints JSON for scripts on every command but the two servers (`serve`,
+`imagery serve`). A command that changes a task prints the task, in the same shape as
+`tasks --json`.
+
+`grid --as` may be left out when the project has exactly one organizer (it is them), or none.
+
 Old spellings still work but are not shown: `merge --report` (now `--html`) and
 `merge --findings` (now `--geojson`).
 
