@@ -205,3 +205,15 @@ def test_json_of_the_other_commands(village_project, tmp_path):
     assert json.loads(cli("imagery", "add", "drone", "tms:https://drone.invalid/{z}/{x}/{y}.png", "--json").stdout
                       )["name"] == "drone"
     assert json.loads(cli("imagery", "default", "drone", "--json").stdout)["name"] == "drone"
+
+
+def test_ctrl_c_exits_130_with_one_line(pcli, monkeypatch):
+    from mapathon.tasks import lifecycle
+
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lifecycle, "list_tasks", interrupted)
+    r = pcli("tasks", ok=False)
+    assert r.exit_code == 130
+    assert r.stderr.strip() == "Interrupted: nothing more was done."
