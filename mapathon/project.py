@@ -22,7 +22,7 @@ import shapely
 
 from . import events, fsutil, names, store
 from .aoi import AOI
-from .errors import MapathonError
+from .errors import MapathonError, UsageMistake
 
 DB_NAME = "mapathon.sqlite"
 ENV_VAR = "MAPATHON_PROJECT"
@@ -117,8 +117,8 @@ def db_option(db: str | None = None) -> str | None:
     """The PostgreSQL URL asked for: *db* (``--db``), else ``$MAPATHON_DB``, else None (SQLite)."""
     url = db or os.environ.get(DB_ENV) or None
     if url and not store.is_url(url):
-        raise MapathonError(f"--db {url}: expected a PostgreSQL URL, postgresql://[user@]host[:port]/database"
-                            f"[?schema=NAME] (leave it out to use the project folder's {DB_NAME})")
+        raise UsageMistake("expected a PostgreSQL URL, postgresql://[user@]host[:port]/database"
+                           f"[?schema=NAME] (leave it out to use the project folder's {DB_NAME})", field="db", value=url)
     return url
 
 
@@ -185,7 +185,7 @@ def init_project(path: str | os.PathLike, name: str, aoi: AOI, *, actor: str = "
     if folder.exists() and not folder.is_dir():
         raise MapathonError(f"{folder}: exists and is not a folder")
     if not name.strip():
-        raise MapathonError("--name: the project needs a name")
+        raise UsageMistake("the project needs a name", field="name", value=None)
     if url:
         return _init_pg(folder, url, name, aoi, actor, lang)
     folder.mkdir(parents=True, exist_ok=True)
