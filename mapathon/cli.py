@@ -16,7 +16,7 @@ from rich.table import Table
 
 from . import __version__
 from .cli_options import flag_for, hidden_alias, option
-from .errors import MapathonError
+from .errors import MapathonError, UsageMistake
 from .tables import compact_table
 
 console = Console(highlight=False)
@@ -76,8 +76,6 @@ TasksOpt = option("tasks", note="Only these tasks.")
 
 def _usage(message: str) -> MapathonError:
     """A wrong use of the command: one line, exit code 2 (click's usage error code)."""
-    from .errors import UsageMistake
-
     return UsageMistake(message)
 
 
@@ -266,8 +264,7 @@ def grid(
                                      clip=clip, max_tasks=max_tasks, force=force,
                                      actor=organizer_by_default(p, actor))
     if as_json:
-        print(json.dumps({"tasks": n, "description": desc}, ensure_ascii=False, indent=2))
-        return
+        return _print_json({"tasks": n, "description": desc})
     console.print(f"Grid of {n:,} tasks ({desc})")
 
 
@@ -280,8 +277,7 @@ def split(ctx: typer.Context, task: str = typer.Argument(..., help="Task number 
     with _open(ctx) as p:
         kids = lifecycle.split(p, task, actor, comment=comment)
     if as_json:
-        print(json.dumps([k.as_dict() for k in kids], ensure_ascii=False, indent=2))
-        return
+        return _print_json([k.as_dict() for k in kids])
     console.print(f"Task {task} split into: " + ", ".join(f"{k.id} ({k.key})" for k in kids))
 
 
@@ -315,8 +311,7 @@ def claim(
         else:
             t = lifecycle.claim(p, task, actor, hours=hours, comment=comment, new=new)
     if as_json:
-        print(json.dumps(t.as_dict(), ensure_ascii=False, indent=2))
-        return
+        return _print_json(t.as_dict())
     what = "mapping" if t.state == lifecycle.LOCKED_FOR_MAPPING else "validation"
     console.print(f"{t.locked_by} holds {_task_line(t)} for {what} until {_when(t.lock_expires)}")
 
@@ -329,8 +324,7 @@ def _simple(fn_name: str, verb: str):
         with _open(ctx) as p:
             t = getattr(lifecycle, fn_name)(p, task, actor, comment=comment)
         if as_json:
-            print(json.dumps(t.as_dict(), ensure_ascii=False, indent=2))
-            return
+            return _print_json(t.as_dict())
         console.print(f"{_task_line(t)} {verb}: now {t.state}")
 
     return command
@@ -359,8 +353,7 @@ def validate(
     with _open(ctx) as p:
         t = lifecycle.validate(p, task, actor, accept=accept, comment=comment)
     if as_json:
-        print(json.dumps(t.as_dict(), ensure_ascii=False, indent=2))
-        return
+        return _print_json(t.as_dict())
     console.print(f"{_task_line(t)}: now {t.state}")
 
 
