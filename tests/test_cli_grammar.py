@@ -217,3 +217,14 @@ def test_ctrl_c_exits_130_with_one_line(pcli, monkeypatch):
     r = pcli("tasks", ok=False)
     assert r.exit_code == 130
     assert r.stderr.strip() == "Interrupted: nothing more was done."
+
+
+def test_the_examples_in_the_docstrings_hold():
+    import doctest
+
+    import mapathon.errors
+    import mapathon.selection
+
+    for module in (mapathon.selection, mapathon.errors):
+        failed, tried = doctest.testmod(module)
+        assert failed == 0 and (tried > 0 or module is mapathon.errors)
