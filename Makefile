@@ -33,7 +33,7 @@ bench: $(VENV)/.installed-test
 	for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
 
 docs: $(VENV)/.installed
-	$(BIN)/typer mapathon.cli utils docs --name mapathon --title "mapathon command reference" --output docs/commands.md
+	$(BIN)/python tools/make_commands_doc.py docs/commands.md
 
 clean:
 	rm -rf $(VENV) demo-out .pytest_cache

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import MapathonError
+from .cli_options import flag_for, hidden_alias, option
+from .errors import MapathonError, UsageMistake
 from .tables import compact_table
 
 console = Console(highlight=False)
@@ -23,14 +24,21 @@ err_console = Console(stderr=True, highlight=False)
 
 
 class _Group(typer.core.TyperGroup):
-    """Turns user mistakes into one line on stderr and a non-zero exit, never a traceback."""
+    """Turns user mistakes into one line on stderr and a non-zero exit, never a traceback.
+
+    Exit codes: 2 a wrong use of the command (click's usage error, or a library error about the
+    form of a value), 3 a change the rules refuse, 1 any other failure, 130 interrupted (Ctrl-C)."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except MapathonError as e:
-            err_console.print(f"[bold red]Error:[/] {e}", soft_wrap=True)
+            # the library names the field ('village'); here it is the flag ('--village')
+            err_console.print(f"[bold red]Error:[/] {e.with_label(flag_for(e.field))}", soft_wrap=True)
             raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("Interrupted: nothing more was done.", soft_wrap=True)
+            raise typer.Exit(130) from None
         except OSError as e:
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             err_console.print(f"[bold red]Error:[/] {where}{e.strerror or e}", soft_wrap=True)
@@ -56,12 +64,19 @@ export_app = _app("Export project data to files for QGIS, JOSM, GPS units and sp
 app.add_typer(volunteer_app, name="volunteer")
 app.add_typer(export_app, name="export")
 
-ProjectOpt = typer.Option(None, "--project", "-p", envvar="MAPATHON_PROJECT",
-                          help="Project folder (default: $MAPATHON_PROJECT, else the current folder).")
-AsOpt = typer.Option(..., "--as", help="The volunteer doing this (their name).")
-CommentOpt = typer.Option(None, "--comment", "-m", help="A comment kept in the task's history.")
-JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts instead of tables.")
-NewOpt = typer.Option(False, "--new", help="The --as name is a new volunteer, though close to a registered one's.")
+# the shared options: one meaning per name, from the table in cli_options.py
+ProjectOpt = option("project", envvar="MAPATHON_PROJECT")
+AsOpt = option("as", ...)
+CommentOpt = option("comment")
+JsonOpt = option("json", False)
+NewOpt = option("new", False)
+VillageOpt = option("village", note="Only this village.")
+TasksOpt = option("tasks", note="Only these tasks.")
+
+
+def _usage(message: str) -> MapathonError:
+    """A wrong use of the command: one line, exit code 2 (click's usage error code)."""
+    return UsageMistake(message)
 
 
 def _version(value: bool):
@@ -107,6 +122,16 @@ def _when(stamp: str | None) -> str:
     return parse_iso(stamp).astimezone().strftime("%Y-%m-%d %H:%M %Z") if stamp else "-"
 
 
+def _print_json(obj) -> None:
+    """What --json prints: indented UTF-8 JSON on stdout."""
+    print(json.dumps(obj, ensure_ascii=False, indent=2))
+
+
+def _volunteer_dict(v) -> dict:
+    """The one JSON shape of a volunteer (volunteer list --json and the volunteer commands)."""
+    return {"name": v.name, "osm_user": v.osm_user, "validator": v.is_validator, "organizer": v.is_organizer}
+
+
 def _task_line(t) -> str:
     where = f" — {', '.join(t.villages)}" if t.villages else ""
     return f"task {t.id} ({t.key}){where}"
@@ -125,10 +150,11 @@ def init(
     relation: Optional[int] = typer.Option(None, "--relation", help="Boundary relation id, for an OSM file."),
     radius: Optional[float] = typer.Option(None, "--radius", help="Metres to map around each village point."),
     max_area: float = typer.Option(5000.0, "--max-area", help="Refuse an area larger than this (km²)."),
-    force: bool = typer.Option(False, "--force", help="Keep a village more than 500 km from the others "
-                               "(refused by default: swapped lat/lon?)."),
-    organizer: Optional[str] = typer.Option(None, "--organizer", help="Register this person as the first organizer."),
-    lang: str = typer.Option("en", "--lang", help="Language of what volunteers and the commune see: en or fr."),
+    force: bool = option("force", False, note="Here: keep a village more than 500 km from the others "
+                                                    "(refused by default: swapped lat/lon?)."),
+    organizer: Optional[str] = option("organizer", note="Here: register this person as the first organizer."),
+    lang: str = option("lang", "en", note="Of what volunteers and the commune see."),
+    as_json: bool = JsonOpt,
 ):
     """Create a project folder from an area of interest."""
     from .aoi import read_aoi
@@ -140,7 +166,7 @@ def init(
         try:
             organizer = volunteers.check_name(organizer)
         except MapathonError:
-            raise MapathonError(f"--organizer {organizer!r}: give a name of 1 to 80 printable characters") from None
+            raise _usage(f"--organizer {organizer!r}: give a name of 1 to 80 printable characters") from None
     lang = check_lang(lang)
     area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area, force=force)
     for w in area.warnings:
@@ -148,6 +174,10 @@ def init(
     with init_project(directory, name, area, actor=organizer or "organizer", db=ctx.obj["db"], lang=lang) as project:
         if organizer:
             volunteers.add(project, organizer, organizer=True, validator=True, actor=organizer)
+        if as_json:
+            return _print_json({"name": project.name, "folder": str(directory), "db_url": project.db_url,
+                                "lang": lang, "area_km2": area.area_km2, "villages": [v.name for v in area.villages],
+                                "warnings": list(area.warnings)})
         console.print(f"Created project [bold]{project.name}[/] in {directory}")
         if project.db_url:
             console.print(f"State in PostgreSQL: {project.db_url}")
@@ -182,47 +212,58 @@ def info(ctx: typer.Context, as_json: bool = JsonOpt):
 
 
 @app.command("lang")
-def lang_cmd(ctx: typer.Context, lang: Optional[str] = typer.Argument(None, help="en or fr; leave out to show it.")):
+def lang_cmd(ctx: typer.Context, lang: Optional[str] = typer.Argument(None, help="en or fr; leave out to show it."),
+             as_json: bool = JsonOpt):
     """Show or set the project's language: the room server's pages, the projector picture, the HTML report."""
     from .i18n import set_project_lang
 
     with _open(ctx) as p:
         now = set_project_lang(p, lang) if lang else p.lang
+    if as_json:
+        return _print_json({"lang": now})
     console.print(f"The project's language: {now}")
 
 
 @app.command()
 def grid(
     ctx: typer.Context,
-    zoom: Optional[int] = typer.Option(None, "--zoom", "-z", help="Web-mercator tile zoom (TM uses 16-18)."),
+    zoom: Optional[int] = option("zoom", note="Here: one zoom, for the tasks' squares (TM uses 16-18)."),
     size: Optional[float] = typer.Option(None, "--size", help="Metric squares of this many metres (local UTM zone)."),
     from_file: Optional[Path] = typer.Option(None, "--from", help="Tasks from a Tasking Manager grid or polygon file."),
     min_overlap: float = typer.Option(1.0, "--min-overlap", help="Keep cells overlapping the area by more than this (m²)."),
     clip: bool = typer.Option(False, "--clip", help="Clip border cells to the area of interest."),
     max_tasks: int = typer.Option(300_000, "--max-tasks", help="Refuse a grid with more tasks (guards a mistyped zoom)."),
-    force: bool = typer.Option(False, "--force", help="Replace a grid that already has recorded work."),
-    actor: str = typer.Option("organizer", "--as", help="Who makes the grid."),
+    force: bool = option("force", False, note="Here: replace a grid that already has recorded work."),
+    actor: Optional[str] = option("as", None, note="Who makes the grid (default: the project's organizer, "
+                                                  "if it has exactly one)."),
+    as_json: bool = JsonOpt,
 ):
     """Cover the area of interest with imagery tasks."""
+    from .selection import organizer_by_default
     from .tasks import gridding
 
     chosen = [o for o in (zoom, size, from_file) if o is not None]
     if len(chosen) != 1:
-        raise MapathonError("give exactly one of --zoom Z, --size METRES or --from FILE")
+        raise _usage("give exactly one of --zoom Z, --size METRES or --from FILE")
     with _open(ctx) as p:
         n, desc = gridding.make_grid(p, zoom=zoom, size=size, from_file=from_file, min_overlap=min_overlap,
-                                     clip=clip, max_tasks=max_tasks, force=force, actor=actor)
+                                     clip=clip, max_tasks=max_tasks, force=force,
+                                     actor=organizer_by_default(p, actor))
+    if as_json:
+        return _print_json({"tasks": n, "description": desc})
     console.print(f"Grid of {n:,} tasks ({desc})")
 
 
 @app.command()
 def split(ctx: typer.Context, task: str = typer.Argument(..., help="Task number or z/x/y."),
-          actor: str = AsOpt, comment: Optional[str] = CommentOpt):
+          actor: str = AsOpt, comment: Optional[str] = CommentOpt, as_json: bool = JsonOpt):
     """Replace a task by four smaller ones (tile children, or quadrants)."""
     from .tasks import lifecycle
 
     with _open(ctx) as p:
         kids = lifecycle.split(p, task, actor, comment=comment)
+    if as_json:
+        return _print_json([k.as_dict() for k in kids])
     console.print(f"Task {task} split into: " + ", ".join(f"{k.id} ({k.key})" for k in kids))
 
 
@@ -235,36 +276,41 @@ def claim(
     task: Optional[str] = typer.Argument(None, help="Task number or z/x/y (or use --next)."),
     actor: str = AsOpt,
     next_: bool = typer.Option(False, "--next", help="Give me a task: invalidated first, then ready, away from locked ones."),
-    village: Optional[str] = typer.Option(None, "--village", help="With --next: a task in this village."),
+    village: Optional[str] = option("village", note="With --next: a task in this village."),
     hours: float = typer.Option(2.0, "--hours", help="How long the lock lasts."),
     comment: Optional[str] = CommentOpt,
     new: bool = NewOpt,
+    as_json: bool = JsonOpt,
 ):
     """Lock a task for mapping (or, for a validator, a mapped task for validation)."""
     from .tasks import lifecycle
 
     if next_ and task is not None:
-        raise MapathonError("give a TASK or --next, not both")
+        raise _usage("give a TASK or --next, not both")
     if not next_ and task is None:
-        raise MapathonError("which task? give its number (or z/x/y), or --next to be given one")
+        raise _usage("which task? give its number (or z/x/y), or --next to be given one")
     if village and not next_:
-        raise MapathonError("--village goes with --next")
+        raise _usage("--village goes with --next")
     with _open(ctx) as p:
         if next_:
             t = lifecycle.claim_next(p, actor, village=village, hours=hours, new=new)
         else:
             t = lifecycle.claim(p, task, actor, hours=hours, comment=comment, new=new)
+    if as_json:
+        return _print_json(t.as_dict())
     what = "mapping" if t.state == lifecycle.LOCKED_FOR_MAPPING else "validation"
     console.print(f"{t.locked_by} holds {_task_line(t)} for {what} until {_when(t.lock_expires)}")
 
 
 def _simple(fn_name: str, verb: str):
     def command(ctx: typer.Context, task: str = typer.Argument(..., help="Task number or z/x/y."),
-                actor: str = AsOpt, comment: Optional[str] = CommentOpt):
+                actor: str = AsOpt, comment: Optional[str] = CommentOpt, as_json: bool = JsonOpt):
         from .tasks import lifecycle
 
         with _open(ctx) as p:
             t = getattr(lifecycle, fn_name)(p, task, actor, comment=comment)
+        if as_json:
+            return _print_json(t.as_dict())
         console.print(f"{_task_line(t)} {verb}: now {t.state}")
 
     return command
@@ -283,14 +329,17 @@ def validate(
     actor: str = AsOpt,
     accept: Optional[bool] = typer.Option(None, "--accept/--reject", help="Accept (VALIDATED) or reject (INVALIDATED)."),
     comment: Optional[str] = CommentOpt,
+    as_json: bool = JsonOpt,
 ):
     """Validate a mapped task (validators; nobody validates their own work)."""
     from .tasks import lifecycle
 
     if accept is None:
-        raise MapathonError("say --accept or --reject")
+        raise _usage("say --accept or --reject")
     with _open(ctx) as p:
         t = lifecycle.validate(p, task, actor, accept=accept, comment=comment)
+    if as_json:
+        return _print_json(t.as_dict())
     console.print(f"{_task_line(t)}: now {t.state}")
 
 
@@ -317,14 +366,14 @@ def history(ctx: typer.Context, task: str = typer.Argument(..., help="Task numbe
 def tasks_cmd(
     ctx: typer.Context,
     state: Optional[str] = typer.Option(None, "--state", help="Only tasks in this state."),
-    village: Optional[str] = typer.Option(None, "--village", help="Only tasks in this village."),
+    village: Optional[str] = option("village", note="Only tasks in this village."),
     as_json: bool = JsonOpt,
 ):
     """List tasks with their state, village and volunteers."""
     from .tasks import lifecycle
 
     if state and state.upper() not in lifecycle.STATES:
-        raise MapathonError(f"--state {state}: unknown (states: {', '.join(lifecycle.STATES)})")
+        raise _usage(f"--state {state}: unknown (states: {', '.join(lifecycle.STATES)})")
     with _open(ctx) as p:
         ts = lifecycle.list_tasks(p, state.upper() if state else None, village)
     rows = [t.as_dict() for t in ts]
@@ -348,14 +397,17 @@ def volunteer_add(
     name: str = typer.Argument(..., help="The volunteer's name, as they will type it with --as."),
     osm_user: Optional[str] = typer.Option(None, "--osm-user", help="Their OpenStreetMap user name."),
     validator: bool = typer.Option(False, "--validator", help="May validate others' tasks."),
-    organizer: bool = typer.Option(False, "--organizer", help="May release, reset and split any task."),
-    actor: Optional[str] = typer.Option(None, "--as", help="The organizer giving a role (needed once the project has one)."),
+    organizer: bool = option("organizer", False, note="Here: may release, reset and split any task."),
+    actor: Optional[str] = option("as", None, note="The organizer giving a role (needed once the project has one)."),
+    as_json: bool = JsonOpt,
 ):
     """Register a volunteer, or give roles to one already registered."""
     from .tasks import volunteers
 
     with _open(ctx) as p:
         v, created = volunteers.add(p, name, osm_user=osm_user, validator=validator, organizer=organizer, actor=actor)
+    if as_json:
+        return _print_json({**_volunteer_dict(v), "created": created})
     console.print(f"{'Added' if created else 'Updated'} {v.name} ({v.roles})")
 
 
@@ -367,8 +419,7 @@ def volunteer_list(ctx: typer.Context, as_json: bool = JsonOpt):
     with _open(ctx) as p:
         vs = volunteers.list_all(p)
     if as_json:
-        print(json.dumps([{"name": v.name, "osm_user": v.osm_user, "validator": v.is_validator,
-                           "organizer": v.is_organizer} for v in vs], ensure_ascii=False, indent=2))
+        _print_json([_volunteer_dict(v) for v in vs])
         return
     table = Table("name", "OSM user", "roles")
     for v in vs:
@@ -381,13 +432,16 @@ def volunteer_rename(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The volunteer's name now."),
     new_name: str = typer.Argument(..., help="Their new name."),
-    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+    actor: Optional[str] = option("as", None, note="The organizer doing it (needed once the project has one)."),
+    as_json: bool = JsonOpt,
 ):
     """Correct a volunteer's name; the old name still means them."""
     from .tasks import volunteers
 
     with _open(ctx) as p:
         before, v = volunteers.rename(p, name, new_name, actor=actor)
+    if as_json:
+        return _print_json({**_volunteer_dict(v), "former_name": before})
     console.print(f"Renamed {before} to {v.name}")
 
 
@@ -396,13 +450,16 @@ def volunteer_merge(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="The volunteer to keep."),
     other: str = typer.Argument(..., help="A second entry for the same person: their work becomes NAME's."),
-    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+    actor: Optional[str] = option("as", None, note="The organizer doing it (needed once the project has one)."),
+    as_json: bool = JsonOpt,
 ):
     """Make two volunteers one: OTHER's tasks, files, credit and roles become NAME's."""
     from .tasks import volunteers
 
     with _open(ctx) as p:
         v, merged = volunteers.merge(p, name, other, actor=actor)
+    if as_json:
+        return _print_json({**_volunteer_dict(v), "merged": merged})
     console.print(f"Merged {merged} into {v.name} ({v.roles})")
 
 
@@ -410,13 +467,16 @@ def volunteer_merge(
 def volunteer_remove(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="A volunteer who has done nothing yet (a mistake)."),
-    actor: Optional[str] = typer.Option(None, "--as", help="The organizer doing it (needed once the project has one)."),
+    actor: Optional[str] = option("as", None, note="The organizer doing it (needed once the project has one)."),
+    as_json: bool = JsonOpt,
 ):
     """Remove a volunteer registered by mistake (only one without any history)."""
     from .tasks import volunteers
 
     with _open(ctx) as p:
         v = volunteers.remove(p, name, actor=actor)
+    if as_json:
+        return _print_json({**_volunteer_dict(v), "removed": True})
     console.print(f"Removed {v.name}")
 
 
@@ -450,8 +510,8 @@ def status(
     ctx: typer.Context,
     as_json: bool = JsonOpt,
     map_png: Optional[Path] = typer.Option(None, "--map", help="Also draw the grid coloured by state into this PNG."),
-    village: Optional[str] = typer.Option(None, "--village", help="With --map: the picture shows this village."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="With --map: its words in en or fr (default: the project's)."),
+    village: Optional[str] = option("village", note="With --map: the picture shows this village."),
+    lang: Optional[str] = option("lang", note="With --map: its words (default: the project's)."),
 ):
     """Progress per village and overall, and each volunteer's work."""
     from .i18n import check_lang
@@ -459,7 +519,7 @@ def status(
 
     lang = check_lang(lang)
     if village is not None and not map_png:
-        raise MapathonError(f"--village {village}: goes with --map FILE.png (the picture of one village)")
+        raise _usage(f"--village {village}: goes with --map FILE.png (the picture of one village)")
     with _open(ctx) as p:
         if village is not None:
             p.village(village)  # a clear error before anything is done
@@ -508,40 +568,47 @@ def status(
         console.print(f"Progress map written to {map_png}")
 
 
-CsvDialectOpt = typer.Option(None, "--csv-dialect", help="For .csv files: plain (the default: ',' and '1.5') or excel-fr (';' and '1,5', opens in a French Excel).")
+CsvDialectOpt = option("csv_dialect")
 
 
 @export_app.command("tasks")
 def export_tasks_cmd(
     ctx: typer.Context,
-    output: Path = typer.Option(..., "--output", "-o", help="File to write."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="geojson, gpkg, shp, gpx, osm or csv (default: from the extension)."),
+    output: Path = option("output", ...),
+    fmt: Optional[str] = option("format", note="geojson, gpkg, shp, gpx, osm or csv (default: from the extension)."),
     include_split: bool = typer.Option(False, "--include-split", help="Also write split (replaced) tasks."),
     csv_dialect: Optional[str] = CsvDialectOpt,
+    as_json: bool = JsonOpt,
 ):
     """Export the task grid with each task's state, village and volunteers."""
     from .exports.tasks import export_tasks
 
     with _open(ctx) as p:
         n = export_tasks(p, output, fmt, include_split=include_split, csv_dialect=csv_dialect)
+    if as_json:
+        return _print_json({"output": str(output), "tasks": n})
     console.print(f"Wrote {n} tasks to {output}")
 
 
 @export_app.command("data")
 def export_data_cmd(
     ctx: typer.Context,
-    output: Path = typer.Option(..., "--output", "-o", help="File to write."),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="geojson, gpkg, gpx, kml or csv (default: from the extension)."),
+    output: Path = option("output", ...),
+    fmt: Optional[str] = option("format", note="geojson, gpkg, gpx, kml or csv (default: from the extension)."),
     kind: str = typer.Option("wells", "--kind", help="wells (every water point), buildings or all."),
-    village: Optional[str] = typer.Option(None, "--village", help="Only this village."),
-    data: Optional[Path] = typer.Option(None, "--data", help="OSM data (.osm.pbf); default: the project's merged/latest.osm.pbf."),
+    village: Optional[str] = VillageOpt,
+    data: Optional[Path] = option("data"),
     csv_dialect: Optional[str] = CsvDialectOpt,
+    as_json: bool = JsonOpt,
 ):
     """Export water points and buildings for a phone (OsmAnd, Organic Maps), a GPS unit or a spreadsheet."""
     from .exports.data import export_data
 
     with _open(ctx) as p:
         r = export_data(p, output, fmt, data=data, kind=kind, village=village, csv_dialect=csv_dialect)
+    if as_json:
+        return _print_json({"output": str(output), "source": str(r.source), "total": r.total, "counts": r.counts,
+                            "outside": r.outside})
     what = ", ".join(f"{n} {k}" for k, n in r.counts.items())
     console.print(f"Wrote {r.total} objects ({what}) from {r.source} to {output}", soft_wrap=True)
     if r.outside:
@@ -555,7 +622,7 @@ def export_data_cmd(
 def submit_cmd(
     ctx: typer.Context,
     files: list[Path] = typer.Argument(..., help="JOSM .osm, .osc or .osm.pbf files (optionally .gz/.bz2)."),
-    actor: str = typer.Option(..., "--as", help="The volunteer who mapped them (their name)."),
+    actor: str = option("as", ..., note="Here: the volunteer who mapped them."),
     task: Optional[str] = typer.Option(None, "--task", help="The task they were mapped for (number or z/x/y)."),
     as_json: bool = JsonOpt,
     new: bool = NewOpt,
@@ -588,18 +655,19 @@ def submit_cmd(
 def merge_cmd(
     ctx: typer.Context,
     files: Optional[list[Path]] = typer.Argument(None, help="Files to merge (default: the project's contributions)."),
-    base: Optional[Path] = typer.Option(None, "--base", help="OSM extract to merge onto (sorted .osm.pbf)."),
-    output: Path = typer.Option(..., "--output", "-o", help="The merged snapshot (.osm.pbf)."),
+    base: Optional[Path] = option("base", note="Here: the extract to merge onto (sorted .osm.pbf)."),
+    output: Path = option("output", ..., note="The merged snapshot (.osm.pbf)."),
     upload: Optional[Path] = typer.Option(None, "--upload", help="Also write only the changes as osmChange (.osc)."),
     josm: Optional[Path] = typer.Option(None, "--josm", help="Also write the changes as JOSM XML (.osm) to upload."),
     per_volunteer: Optional[Path] = typer.Option(None, "--upload-per-volunteer", help="Also write one osmChange "
                                                  "per volunteer into this folder, with a guide each, for them to "
                                                  "upload with their own account."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files and merge the rest."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write the credit and quality report (.html)."),
-    findings: Optional[Path] = typer.Option(None, "--findings", help="Also write the quality findings as GeoJSON."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="Language of the report and of the upload guides: en or "
-                                       "fr (default: the project's)."),
+    report: Optional[Path] = option("html"),
+    findings: Optional[Path] = option("geojson"),
+    report_old: Optional[Path] = hidden_alias(None, "--report"),
+    findings_old: Optional[Path] = hidden_alias(None, "--findings"),
+    lang: Optional[str] = option("lang", note="Of the report and of the upload guides (default: the project's)."),
     as_json: bool = JsonOpt,
 ):
     """Merge volunteers' files (renumbering new objects, settling conflicts) into one snapshot; check it; credit the work."""
@@ -608,6 +676,7 @@ def merge_cmd(
     from .osm.submit import merge_inputs, publish_merge, with_provenance
     from .project import is_project
 
+    report, findings = report or report_old, findings or findings_old  # the old spellings --report, --findings
     lang = check_lang(lang)
     in_project = is_project(ctx.find_root().obj["project"])
     if files:
@@ -692,7 +761,7 @@ def _print_merge(result) -> None:
 def check_cmd(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="OSM data to check: .osm (JOSM), .osc or .osm.pbf (e.g. the merged snapshot)."),
-    geojson: Optional[Path] = typer.Option(None, "--geojson", help="Also write the findings as a GeoJSON layer (JOSM, QGIS)."),
+    geojson: Optional[Path] = option("geojson"),
     limit: int = typer.Option(25, "--limit", help="Findings listed on screen (all are in --json and --geojson)."),
     as_json: bool = JsonOpt,
 ):
@@ -709,11 +778,11 @@ def check_cmd(
 @app.command("report")
 def report_cmd(
     ctx: typer.Context,
-    base: Optional[Path] = typer.Option(None, "--base", help="The extract the merge was made on (for what changed)."),
+    base: Optional[Path] = option("base", note="Here: for what changed."),
     merged: Optional[Path] = typer.Option(None, "--merged", help="The merged snapshot: also check it and credit the findings."),
-    html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as a self-contained HTML page."),
-    geojson: Optional[Path] = typer.Option(None, "--geojson", help="With --merged: the findings as a GeoJSON layer."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="With --html: its words in en or fr (default: the project's)."),
+    html: Optional[Path] = option("html"),
+    geojson: Optional[Path] = option("geojson", note="Here: with --merged."),
+    lang: Optional[str] = option("lang", note="With --html: its words (default: the project's)."),
     as_json: bool = JsonOpt,
 ):
     """Credit and progress: buildings, km of roads and tracks, water points and POIs per volunteer, task and village."""
@@ -734,21 +803,20 @@ def report_cmd(
 @app.command("print")
 def print_cmd(
     ctx: typer.Context,
-    output: Path = typer.Option(..., "--output", "-o", help="The atlas (.pdf); with --format png, page pictures NAME-01.png..."),
-    data: Optional[Path] = typer.Option(None, "--data", help="OSM data (.osm.pbf); default: the project's merged/latest.osm.pbf."),
-    village: Optional[list[str]] = typer.Option(None, "--village", help="A village to print (repeat it for several); default: all the project's villages."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help="Print the area of these tasks, e.g. 12,15,20-30."),
-    bbox: Optional[str] = typer.Option(None, "--bbox", help="Print this box: W,S,E,N in degrees."),
+    output: Path = option("output", ..., note="The atlas (.pdf); with --format png, page pictures NAME-01.png..."),
+    data: Optional[Path] = option("data"),
+    village: Optional[list[str]] = option("village", note="A village to print (repeat it for several); default: all the project's villages."),
+    tasks: Optional[str] = option("tasks", note="Print the area of these tasks."),
+    bbox: Optional[str] = option("bbox", note="Print this box."),
     paper: str = typer.Option("A4", "--paper", help="A4, A3 or letter."),
     orientation: str = typer.Option("portrait", "--orientation", help="portrait or landscape."),
     scale: str = typer.Option("1:5000", "--scale", help="Map scale, e.g. 1:5000."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="Language of every word on the sheets: en or fr "
-                                       "(default: the project's; without a project, en)."),
+    lang: Optional[str] = option("lang", note="Of every word on the sheets (default: the project's; without a project, en)."),
     grayscale: bool = typer.Option(False, "--grayscale", help="Only shades of grey (for black-and-white printers)."),
     notes: Optional[str] = typer.Option(None, "--notes", help="Room for field notes: half (of each map page) or page (a page after each map)."),
     tasks_overlay: bool = typer.Option(False, "--tasks-overlay", help="Draw the task squares with their numbers and states."),
     imagery: Optional[Path] = typer.Option(None, "--imagery", help="Cached satellite imagery (.mbtiles) under the map."),
-    fmt: str = typer.Option("pdf", "--format", help="pdf, or png (one picture per page, for phones)."),
+    fmt: str = option("format", "pdf", note="pdf, or png (one picture per page, for phones)."),
     max_pages: int = typer.Option(60, "--max-pages", help="At most this many map pages (villages keep the pages nearest to their point and say what is cut; a box or tasks needing more are refused)."),
     all_tasks: bool = typer.Option(False, "--all-tasks", help="A village's pages cover all its tasks, even where nothing is mapped (default: its tasks that hold data)."),
     include_empty: bool = typer.Option(False, "--include-empty", help="Also print a village's pages where nothing is mapped."),
@@ -783,14 +851,10 @@ def print_cmd(
 
 imagery_app = _app("Imagery: sources, purchase estimates, an offline tile cache and its server.")
 app.add_typer(imagery_app, name="imagery")
-ZoomOpt = typer.Option("16-19", "--zoom", "-z", help="Zooms: 18, 16-19 or 16,18.")
-VillageOpt = typer.Option(None, "--village", help="Only this village.")
-TasksOpt = typer.Option(None, "--tasks", help="Only these tasks: numbers, ranges or z/x/y, e.g. 3,5-8.")
-SourceOpt = typer.Option(None, "--source", "-s", help="Imagery source (default: the project's default).")
-TilesUrlOpt = typer.Option("http://127.0.0.1:8001", "--tiles-url",
-                           help="Address of 'mapathon imagery serve' as the volunteers' computers reach it.")
-HashtagsOpt = typer.Option(None, "--hashtags", help="Changeset hashtags, e.g. '#mapathon #dianguirde' "
-                           "(remembered for the project).")
+ZoomOpt = option("zoom", "16-19", note="Here: 18, 16-19 or 16,18.")
+SourceOpt = option("source", note="Default: the project's default.")
+TilesUrlOpt = option("tiles_url", "http://127.0.0.1:8001")
+HashtagsOpt = option("hashtags")
 
 
 @imagery_app.command("add")
@@ -799,12 +863,13 @@ def imagery_add(
     name: str = typer.Argument(..., help="A short name, e.g. 'maxar-2024' (names the cache file)."),
     spec: str = typer.Argument(..., help="JOSM/Tasking Manager imagery: tms[19]:https://.../{zoom}/{x}/{y}.jpg, "
                                          "tms[12,20]:..., wms:...{bbox}..."),
-    title: Optional[str] = typer.Option(None, "--title", help="A readable title."),
-    attribution: str = typer.Option("", "--attribution", help="Attribution to show with the imagery."),
-    licence: str = typer.Option("", "--licence", help="Licence or permission to trace for OSM."),
+    title: Optional[str] = option("title"),
+    attribution: str = option("attribution", ""),
+    licence: str = option("licence", ""),
     terms_url: str = typer.Option("", "--terms-url", help="Where the licence or terms are written."),
     replace: bool = typer.Option(False, "--replace", help="Replace a source of that name."),
     make_default: bool = typer.Option(False, "--default", help="Also make it the project's default."),
+    as_json: bool = JsonOpt,
 ):
     """Add a custom imagery source to the project."""
     from .imagery import sources
@@ -814,6 +879,8 @@ def imagery_add(
                                            terms_url=terms_url), replace=replace)
         if make_default:
             sources.set_default(p, src.name)
+    if as_json:
+        return _print_json({**src.as_dict(), "default": make_default})
     console.print(f"Added imagery source {src.name}: {src.josm_string()}" + (" (default)" if make_default else ""))
 
 
@@ -844,12 +911,15 @@ def imagery_list(ctx: typer.Context, as_json: bool = JsonOpt):
 
 
 @imagery_app.command("default")
-def imagery_default(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Source to make the default.")):
+def imagery_default(ctx: typer.Context, name: Optional[str] = typer.Argument(None, help="Source to make the default."),
+                    as_json: bool = JsonOpt):
     """Show or set the project's default imagery source."""
     from .imagery import sources
 
     with _open(ctx) as p:
         src = sources.set_default(p, name) if name else sources.get(p)
+    if as_json:
+        return _print_json(src.as_dict())
     console.print(f"Default imagery source: {src.name} ({src.title})")
 
 
@@ -913,21 +983,23 @@ def imagery_fetch(
 
     zooms = coverage.parse_zooms(zoom)
     opts = fetch.FetchOptions(workers=workers, retries=retries, read_timeout=timeout, max_size=plan.parse_size(max_size))
-    with _open(ctx) as p, Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                   TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[size]}"),
-                                   TimeRemainingColumn(), console=err_console, disable=as_json) as bar:
-        job = bar.add_task("tiles", total=None, rate="", size="")
-        t0 = [None]
+    with _open(ctx) as p:
+        plan.select_areas(p, village, tasks)  # a wrong village or task is said before the progress bar shows
+        with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[rate]}"), TextColumn("{task.fields[size]}"),
+                      TimeRemainingColumn(), console=err_console, disable=as_json) as bar:
+            job = bar.add_task("tiles", total=None, rate="", size="")
+            t0 = [None]
 
-        def progress(done, total, nbytes):
-            import time
+            def progress(done, total, nbytes):
+                import time
 
-            t0[0] = t0[0] or time.perf_counter()
-            rate = done / max(time.perf_counter() - t0[0], 1e-6)
-            bar.update(job, completed=done, total=total, rate=f"{rate:,.0f} tiles/s", size=plan.human_bytes(nbytes))
+                t0[0] = t0[0] or time.perf_counter()
+                rate = done / max(time.perf_counter() - t0[0], 1e-6)
+                bar.update(job, completed=done, total=total, rate=f"{rate:,.0f} tiles/s", size=plan.human_bytes(nbytes))
 
-        res = fetch.fetch_for_project(p, zooms, village=village, tasks=tasks, source=source, options=opts,
-                                      progress=progress)
+            res = fetch.fetch_for_project(p, zooms, village=village, tasks=tasks, source=source, options=opts,
+                                          progress=progress)
     if as_json:
         print(json.dumps(res.as_dict(), ensure_ascii=False, indent=2))
     else:
@@ -951,12 +1023,12 @@ def imagery_fetch(
 def imagery_import(
     ctx: typer.Context,
     path: Path = typer.Argument(..., help="A z/x/y folder, an .mbtiles file or a GeoTIFF."),
-    source: Optional[str] = typer.Option(None, "--source", "-s", help="Cache to import into (default: named after the file)."),
+    source: Optional[str] = option("source", note="Here: the cache to import into (default: named after the file)."),
     scheme: str = typer.Option("auto", "--scheme", help="Folder row numbering: xyz, tms, or auto (tms when tilemapresource.xml is there)."),
-    zoom: Optional[str] = typer.Option(None, "--zoom", "-z", help="GeoTIFF: zooms to cut (default: its native zoom and 3 below)."),
-    title: Optional[str] = typer.Option(None, "--title", help="A readable title for a new source."),
-    attribution: str = typer.Option("", "--attribution", help="Attribution (e.g. the vendor and capture date)."),
-    licence: str = typer.Option("", "--licence", help="Licence or permission to trace for OSM."),
+    zoom: Optional[str] = option("zoom", note="Here: a GeoTIFF's zooms to cut (default: its native zoom and 3 below)."),
+    title: Optional[str] = option("title", note="Here: for a new source."),
+    attribution: str = option("attribution", "", note="E.g. the vendor and capture date."),
+    licence: str = option("licence", ""),
     as_json: bool = JsonOpt,
 ):
     """Load imagery delivered on a disk (purchased imagery) into the project's cache."""
@@ -981,8 +1053,8 @@ def imagery_import(
 @imagery_app.command("serve")
 def imagery_serve(
     ctx: typer.Context,
-    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: the whole local network)."),
-    port: int = typer.Option(8001, "--port", help="Port to listen on."),
+    host: str = option("host", "127.0.0.1"),
+    port: int = option("port", 8001),
 ):
     """Serve the imagery cache as XYZ tiles for JOSM and iD (Ctrl-C stops)."""
     from .imagery.serve import make_server
@@ -1042,6 +1114,7 @@ def id_url_cmd(
     source: Optional[str] = SourceOpt,
     tiles_url: str = TilesUrlOpt,
     hashtags: Optional[str] = HashtagsOpt,
+    as_json: bool = JsonOpt,
 ):
     """Print the iD editor URL for a task, with the cached imagery, the boundary and the changeset comment."""
     from .imagery import editors
@@ -1052,6 +1125,8 @@ def id_url_cmd(
             editors.set_hashtags(p, hashtags)
         s = editors.setup(p, get_task(p, task), source=source, tiles_url=tiles_url)
         url = editors.id_url(p, s, tiles_url=tiles_url)
+    if as_json:
+        return _print_json({"task": task, "url": url, "warnings": list(s.warnings)})
     for w in s.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
     print(url)
@@ -1075,6 +1150,7 @@ def sync_clone(
                                            "'Torodo,Diakalel': other sites cannot claim their tasks for mapping."),
     tasks: Optional[str] = typer.Option(None, "--tasks", help="Tasks kept for the new site (numbers or z/x/y, "
                                         "comma-separated)."),
+    as_json: bool = JsonOpt,
 ):
     """Copy the project for another site: the same project, with a site id of its own."""
     from .sync import clone_project
@@ -1082,6 +1158,8 @@ def sync_clone(
     vs, ts = _comma_list(villages), _comma_list(tasks)
     with _open(ctx) as p, clone_project(p, dest, imagery=not no_imagery, site_name=site_name, to_db=to_db,
                                         villages=vs, tasks=ts) as c:
+        if as_json:
+            return _print_json({"project": p.name, "dest": str(dest), "site": c.site, "db_url": c.db_url})
         console.print(f"Copied {p.name} to {dest} for another site (site {c.site[:8]}).")
         if vs or ts:
             from .sync.reservations import by_site
@@ -1140,7 +1218,7 @@ def sync_reservations(ctx: typer.Context, as_json: bool = JsonOpt):
 @sync_app.command("export")
 def sync_export(
     ctx: typer.Context,
-    output: Path = typer.Option(..., "--output", "-o", help="The bundle file to write (.zip)."),
+    output: Path = option("output", ..., note="The bundle file (.zip)."),
     since: Optional[int] = typer.Option(None, "--since", help="Only changes after this mark (printed by an earlier "
                                         "export from this copy)."),
     with_contributions: bool = typer.Option(False, "--with-contributions",
@@ -1205,12 +1283,12 @@ def sync_show(bundle: Path = typer.Argument(..., help="A bundle file."), as_json
 @app.command("serve")
 def serve_cmd(
     ctx: typer.Context,
-    host: str = typer.Option("0.0.0.0", "--host", help="Address to listen on (0.0.0.0: every network of this computer)."),
-    port: int = typer.Option(8000, "--port", help="Port to listen on."),
+    host: str = option("host", "0.0.0.0"),
+    port: int = option("port", 8000),
     token: Optional[str] = typer.Option(None, "--token", envvar="MAPATHON_ORGANIZER_TOKEN",
                                         help="Organizer token (default: a new random one, printed at start)."),
     max_upload_mb: float = typer.Option(20, "--max-upload-mb", help="Largest .osm file volunteers may upload."),
-    lang: Optional[str] = typer.Option(None, "--lang", help="The pages' language: en or fr (default: the project's)."),
+    lang: Optional[str] = option("lang", note="Of the pages (default: the project's)."),
     session_hours: float = typer.Option(12, "--session-hours", help="A sign-in unused this many hours expires."),
     sign_ins_per_minute: int = typer.Option(10, "--sign-ins-per-minute",
                                             help="New names one computer may sign in a minute (0: no limit)."),

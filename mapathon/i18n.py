@@ -449,8 +449,8 @@ _RULES: list[tuple[re.Pattern, str]] = [(re.compile(p, re.S), k) for p, k in [
     (r"name ['\"](?P<name>.+?)['\"] looks like the volunteer ['\"](?P<other>.+?)['\"] \(it has", "err.name_lookalike"),
     (r"name ['\"](?P<name>.+?)['\"] looks like the volunteer ['\"](?P<other>.+?)['\"] on screen", "err.name_lookalike_plain"),
     (r"name ['\"](?P<name>.+?)['\"] mixes Latin letters", "err.name_mixed"),
-    (r"--village .*?: this project has no named villages", "err.no_villages"),
-    (r"--village (?P<village>.+?): no such village", "err.no_village"),
+    (r"(--village .*?|village '.*?'): this project has no named villages", "err.no_villages"),
+    (r"(--village (?P<village>.+?)|village '(?P<quoted>.+?)'): no such village", "err.no_village"),
     (r"no task left to map in (?P<village>.+?): ", "err.none_left_in"),
     (r"no task left to map", "err.none_left"),
     (r"(?P<name>.+?) already holds task (?P<id>\d+) \([^)]*\) for mapping", "err.already_holds"),
@@ -477,7 +477,7 @@ _RULES: list[tuple[re.Pattern, str]] = [(re.compile(p, re.S), k) for p, k in [
      r"|node \S+ has no)",
      "err.file_unreadable"),
 ]]
-_DID_YOU_MEAN = re.compile(r"did you mean (?P<close>.+?)\?")
+_DID_YOU_MEAN = re.compile(r"did you mean '?(?P<close>.+?)'?\?")
 _FLAG = re.compile(r"(?<![\w-])--[a-z][\w-]*\s?")
 _COMMAND = re.compile(r"\s*\((?:[^()]*'mapathon [^']*'[^()]*|[^()]*--[a-z][^()]*)\)|\s*'mapathon [^']*'")
 
@@ -490,6 +490,9 @@ def plain_error(message: str, lang: str | None) -> str:
         if m is None:
             continue
         fields = m.groupdict()
+        if "quoted" in fields:  # mapathon.selection's wording: village 'NAME': ...
+            fields["village"] = fields["village"] or fields.pop("quoted")
+            fields.pop("quoted", None)
         if "state" in fields:
             fields["state"] = w.state(fields["state"]).lower()
         out = w(key, **fields)

@@ -22,7 +22,7 @@ import shapely
 
 from . import events, fsutil, names, store
 from .aoi import AOI
-from .errors import MapathonError
+from .errors import MapathonError, UsageMistake
 
 DB_NAME = "mapathon.sqlite"
 ENV_VAR = "MAPATHON_PROJECT"
@@ -91,17 +91,12 @@ class Project:
         return self.conn.execute("SELECT kind, name, geom FROM areas ORDER BY kind, name").fetchall()
 
     def village(self, name: str) -> sqlite3.Row:
-        """A village (named sub-area) by name, ignoring case, accents and extra spaces."""
+        """A village (named sub-area) by name: see :func:`mapathon.selection.match_village`."""
+        from .selection import match_village
+
         rows = self.villages()
-        wanted = names.key(name)
-        for row in rows:
-            if names.key(row["name"]) == wanted:
-                return row
-        if not rows:
-            raise MapathonError(f"--village {name}: this project has no named villages")
-        close = names.suggest(name, [r["name"] for r in rows])
-        hint = f"did you mean {close}? " if close else ""
-        raise MapathonError(f"--village {name}: no such village; {hint}(villages: {', '.join(r['name'] for r in rows)})")
+        found = match_village([r["name"] for r in rows], name)
+        return next(r for r in rows if r["name"] == found)
 
     def close(self) -> None:
         self.conn.close()
@@ -126,8 +121,8 @@ def db_option(db: str | None = None) -> str | None:
     """The PostgreSQL URL asked for: *db* (``--db``), else ``$MAPATHON_DB``, else None (SQLite)."""
     url = db or os.environ.get(DB_ENV) or None
     if url and not store.is_url(url):
-        raise MapathonError(f"--db {url}: expected a PostgreSQL URL, postgresql://[user@]host[:port]/database"
-                            f"[?schema=NAME] (leave it out to use the project folder's {DB_NAME})")
+        raise UsageMistake("expected a PostgreSQL URL, postgresql://[user@]host[:port]/database"
+                           f"[?schema=NAME] (leave it out to use the project folder's {DB_NAME})", field="db", value=url)
     return url
 
 
@@ -194,7 +189,7 @@ def init_project(path: str | os.PathLike, name: str, aoi: AOI, *, actor: str = "
     if folder.exists() and not folder.is_dir():
         raise MapathonError(f"{folder}: exists and is not a folder")
     if not name.strip():
-        raise MapathonError("--name: the project needs a name")
+        raise UsageMistake("the project needs a name", field="name", value=None)
     if url:
         return _init_pg(folder, url, name, aoi, actor, lang)
     folder.mkdir(parents=True, exist_ok=True)

@@ -463,7 +463,7 @@ def test_data_export_errors(merged, tmp_path, tmp_path_factory):
     assert_error(cli("export", "data", "-o", tmp_path / "w.shp", ok=False), "w.shp", "--format", "kml")
     assert_error(cli("export", "data", "-o", tmp_path / "w.gpx", "--kind", "trees", ok=False), "--kind trees")
     assert_error(cli("export", "data", "-o", tmp_path / "w.gpx", "--village", "Torrodo", ok=False),
-                 "Torrodo", "did you mean Torodo")
+                 "Torrodo", "did you mean 'Torodo'")
     assert_error(cli("export", "data", "-o", tmp_path / "w.gpx", "--csv-dialect", "excel-fr", ok=False),
                  "--csv-dialect", ".csv")
     assert_error(cli("export", "data", "-o", tmp_path / "w.csv", "--csv-dialect", "excel-de", ok=False),

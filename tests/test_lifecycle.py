@@ -242,7 +242,7 @@ def test_validation_rules(cli, proj):
     forbidden(cli, proj, "claim", "1", "--as", "Bakary", needles=("task 1", "not a validator"))
     forbidden(cli, proj, "validate", "1", "--as", "Bakary", "--reject", needles=("Bakary is not a validator",))
     # say accept or reject
-    forbidden(cli, proj, "validate", "1", "--as", "Vera", needles=("--accept or --reject",), code=1)
+    forbidden(cli, proj, "validate", "1", "--as", "Vera", needles=("--accept or --reject",), code=2)
     # someone else's validation lock
     cli("claim", "1", "--as", "Vera")
     forbidden(cli, proj, "validate", "1", "--as", "Victor", "--accept", needles=("Vera is validating",))
@@ -256,10 +256,11 @@ def test_validation_rules(cli, proj):
 
 
 def test_claim_argument_errors(cli, proj):
-    forbidden(cli, proj, "claim", "--as", "Awa", needles=("which task?", "--next"), code=1)
-    forbidden(cli, proj, "claim", "1", "--next", "--as", "Awa", needles=("TASK or --next, not both",), code=1)
+    # a wrong use of the command exits 2, like click's usage errors
+    forbidden(cli, proj, "claim", "--as", "Awa", needles=("which task?", "--next"), code=2)
+    forbidden(cli, proj, "claim", "1", "--next", "--as", "Awa", needles=("TASK or --next, not both",), code=2)
     forbidden(cli, proj, "claim", "1", "--village", "Torodo", "--as", "Awa", needles=("--village goes with --next",),
-              code=1)
+              code=2)
     for h in ("0", "-1", "1000"):
         forbidden(cli, proj, "claim", "1", "--as", "Awa", "--hours", h, needles=(f"--hours {h}",), code=1)
     r = cli("claim", "1", ok=False)  # --as is required

@@ -263,7 +263,7 @@ def test_names_match_without_case_accents_or_extra_spaces(pcli):
     assert names.count("Awa Traoré") == 1 and len(names) == 2  # Mariam and Awa
     assert "Torodo" in pcli("tasks", "--village", "torodo").stdout
     r = pcli("tasks", "--village", "Torodoo", ok=False)
-    assert "did you mean Torodo?" in r.stderr
+    assert "did you mean 'Torodo'?" in r.stderr
 
 
 # -- a typo in a name is not a new person; rename, merge, remove ----------------------------------------------

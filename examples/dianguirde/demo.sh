@@ -84,7 +84,7 @@ mapathon submit "$FIRST" --as "Awa Traoré"   # the same file again: recorded on
 # Merge onto the 2019 points: the snapshot, the upload files, and the checks and credit of the work.
 mapathon merge --base "$HERE/dianguirde-area-pois-osm2019.osm.pbf" -o "$OUT/merged.osm.pbf" \
   --upload "$OUT/changes.osc" --josm "$OUT/changes-for-josm.osm" \
-  --report "$OUT/report.html" --findings "$OUT/findings.geojson"
+  --html "$OUT/report.html" --geojson "$OUT/findings.geojson"
 # The same, for scripts: every finding with its task, village and volunteer; the credit figures.
 mapathon check "$OUT/merged.osm.pbf" --json > "$OUT/findings.json"
 mapathon report --base "$HERE/dianguirde-area-pois-osm2019.osm.pbf" --json > "$OUT/report.json"

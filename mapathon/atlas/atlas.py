@@ -14,7 +14,6 @@ import hashlib
 import json
 import math
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -26,8 +25,8 @@ import numpy as np
 import shapely
 from shapely.geometry import box as shapely_box
 
-from .. import geo
-from ..errors import MapathonError
+from .. import geo, selection
+from ..errors import MapathonError, NoSuchVillage, UsageMistake
 from ..fsutil import atomic_path
 from ..osm.submit import latest_data
 from . import furniture, imagery as imagery_mod, layout, mapbody, symbols
@@ -156,21 +155,21 @@ def _check_options(opts: PrintOptions):
     check_lang(opts.lang)
     fmt = (opts.fmt or "pdf").lower()
     if fmt not in ("pdf", "png"):
-        raise MapathonError(f"--format {opts.fmt}: choose pdf or png")
+        raise UsageMistake("choose pdf or png", field="format", value=opts.fmt)
     scale = layout.parse_scale(opts.scale)
     if opts.notes not in (None, "half", "page"):
-        raise MapathonError(f"--notes {opts.notes}: choose half or page")
+        raise UsageMistake("choose half or page", field="notes", value=opts.notes)
     lay = layout.page_layout(opts.paper, opts.orientation, opts.notes)
     if opts.max_pages < 1:
-        raise MapathonError(f"--max-pages {opts.max_pages}: give at least 1")
+        raise UsageMistake("give at least 1", field="max_pages", value=opts.max_pages)
     chosen = sum(1 for v in (opts.villages, opts.tasks, opts.bbox) if v)
     if chosen > 1:
-        raise MapathonError("give only one of --village, --tasks and --bbox")
+        raise UsageMistake("give only one of a village, tasks or a box (bbox)")
     out = Path(opts.output)
     if fmt == "pdf" and out.suffix.lower() != ".pdf":
-        raise MapathonError(f"-o {out}: the atlas is a PDF; name it .pdf (or use --format png)")
+        raise UsageMistake("the atlas is a PDF; name it .pdf (or use format png)", field="output", value=str(out))
     if str(out.parent) and not out.parent.is_dir():
-        raise MapathonError(f"-o {out}: folder {out.parent} does not exist")
+        raise MapathonError(f"folder {out.parent} does not exist", field="output", value=str(out))
     return scale, lay, fmt
 
 
@@ -316,70 +315,43 @@ def _norm(name: str) -> str:
     return "".join(ch for ch in s if not unicodedata.combining(ch)).replace("-", " ").replace("'", "").strip()
 
 
-def parse_bbox(text: str) -> tuple[float, float, float, float]:
-    try:
-        w, s, e, n = (float(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        raise MapathonError(f"--bbox {text}: give four numbers W,S,E,N in degrees (e.g. 9.50,47.12,9.54,47.15)") \
-            from None
-    if not (-180 <= w < e <= 180 and -80 <= s < n <= 84):
-        raise MapathonError(f"--bbox {text}: not a box W,S,E,N in degrees (west < east, south < north, "
-                            f"latitudes within the UTM zones)")
-    return w, s, e, n
-
-
-def parse_task_ids(text: str) -> list[int]:
-    ids: list[int] = []
-    for part in text.replace(" ", "").split(","):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
-        if not m:
-            raise MapathonError(f"--tasks {text}: give task numbers like 12,15,20-30")
-        a, b = int(m.group(1)), int(m.group(2) or m.group(1))
-        if b < a or b - a > 100_000:
-            raise MapathonError(f"--tasks {text}: bad range {part}")
-        ids.extend(range(a, b + 1))
-    if not ids:
-        raise MapathonError(f"--tasks {text}: give task numbers like 12,15,20-30")
-    return ids
-
-
 def _find_village(name: str, project, conn):
-    """(name, lon, lat, rank, region polygon WGS84 or None) for a village name."""
-    key = _norm(name)
+    """(name, lon, lat, rank, region polygon WGS84 or None) for a village name: one of the project's
+    villages, else a place in the data (by any of its names), matched by :mod:`mapathon.selection`."""
     if project is not None:
-        for v in project.villages():
-            if v["name"] and _norm(v["name"]) == key:
-                g = shapely.from_wkb(v["geom"])
-                if v["lon"] is not None:
-                    lon, lat = v["lon"], v["lat"]
-                else:
-                    rp = g.representative_point()
-                    lon, lat = rp.x, rp.y
-                row = conn.execute("SELECT rank FROM places WHERE name = ? ORDER BY rank LIMIT 1", (v["name"],)).fetchone()
-                return v["name"], lon, lat, row[0] if row else 3, g
+        found = selection.find_village(project, name)
+        if found is not None:
+            v = project.village(found)
+            g = shapely.from_wkb(v["geom"])
+            if v["lon"] is not None:
+                lon, lat = v["lon"], v["lat"]
+            else:
+                rp = g.representative_point()
+                lon, lat = rp.x, rp.y
+            row = conn.execute("SELECT rank FROM places WHERE name = ? ORDER BY rank LIMIT 1", (v["name"],)).fetchone()
+            return v["name"], lon, lat, row[0] if row else 3, g
     rows = conn.execute("SELECT name, names, lon, lat, rank FROM places ORDER BY rank").fetchall()
+    key = selection.village_key(name)
     for r in rows:
-        if _norm(r["name"]) == key:
+        if selection.village_key(r["name"]) == key:
             return r["name"], r["lon"], r["lat"], r["rank"], None
     for r in rows:
-        if r["names"] and any(_norm(v) == key for v in json.loads(r["names"]).values()):
+        if r["names"] and any(selection.village_key(v) == key for v in json.loads(r["names"]).values()):
             return r["name"], r["lon"], r["lat"], r["rank"], None
     if project is not None and project.villages():
-        names = ", ".join(v["name"] for v in project.villages())
-        raise MapathonError(f"--village {name}: no such village in the project or the data (villages: {names})")
-    near = [r["name"] for r in rows if key[:3] and _norm(r["name"]).startswith(key[:3])][:8]
-    hint = f" (similar: {', '.join(near)})" if near else ""
-    raise MapathonError(f"--village {name}: no place of that name in the data{hint}")
+        selection.match_village(project, name)  # raises NoSuchVillage, with "did you mean"
+    places = [r["name"] for r in rows if r["name"]]
+    close = selection.suggest_village(places, name)
+    raise NoSuchVillage(name, suggestion=close, detail="no place of that name in the data"
+                        + (f"; did you mean '{close}'?" if close else ""))
 
 
 def _selection_centre(opts, project, conn) -> tuple[float, float]:
     if opts.bbox:
-        w, s, e, n = parse_bbox(opts.bbox)
+        w, s, e, n = selection.parse_bbox(opts.bbox)
         return (w + e) / 2, (s + n) / 2
     if opts.tasks:
-        geoms = _task_geoms(project, parse_task_ids(opts.tasks))
+        geoms = _task_geoms(project, opts.tasks)
         c = shapely.union_all(list(geoms.values())).centroid
         return c.x, c.y
     if opts.villages:
@@ -397,26 +369,20 @@ def _selection_centre(opts, project, conn) -> tuple[float, float]:
     return float(np.mean([p[0] for p in pts])), float(np.mean([p[1] for p in pts]))
 
 
-def _task_geoms(project, ids: list[int]) -> dict[int, object]:
-    from ..tasks import lifecycle
-
-    found = {t.id: t.geom for t in lifecycle.list_tasks(project) if t.id in set(ids)}
-    missing = [i for i in ids if i not in found]
-    if missing:
-        shown = ", ".join(map(str, missing[:10])) + (" ..." if len(missing) > 10 else "")
-        raise MapathonError(f"--tasks: no such task(s): {shown}")
-    return found
+def _task_geoms(project, tasks: str) -> dict[int, object]:
+    """{task number: polygon} for the tasks *tasks* names (numbers, ranges or z/x/y)."""
+    return {t.id: t.geom for t in selection.resolve_tasks(project, tasks)}
 
 
 def _areas(opts, project, conn, to_utm, words: Words) -> tuple[list[Area], str]:
     if opts.bbox:
-        w, s, e, n = parse_bbox(opts.bbox)
+        w, s, e, n = selection.parse_bbox(opts.bbox)
         poly = geo.reproject(shapely.segmentize(shapely_box(w, s, e, n), 0.001), "EPSG:4326", to_utm.target_crs)
         name = project.name if project is not None else words("area")
         return [Area(name, poly.bounds, kind="bbox")], name
     if opts.tasks:
-        ids = parse_task_ids(opts.tasks)
-        geoms = _task_geoms(project, ids)
+        geoms = _task_geoms(project, opts.tasks)
+        ids = list(geoms)
         utm = [geo.reproject(g, "EPSG:4326", to_utm.target_crs) for g in geoms.values()]
         union = shapely.union_all(utm)
         shapely.prepare(union)

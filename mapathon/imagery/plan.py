@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 
 import shapely
 
-from .. import geo
-from ..errors import MapathonError
-from ..tasks import lifecycle
+from .. import geo, selection
+from ..errors import UsageMistake
 from . import coverage
 from .mbtiles import Reader, cache_path
 
@@ -66,42 +65,19 @@ class Plan:
                 "rows": [r.as_dict() for r in self.rows], "total": self.total.as_dict(), "notes": self.notes}
 
 
-def parse_task_refs(text: str) -> list[str]:
-    """'3,5-8,16/31098/30153' -> ['3', '5', '6', '7', '8', '16/31098/30153']."""
-    out: list[str] = []
-    for part in (p.strip() for p in str(text).split(",")):
-        if not part:
-            continue
-        m = re.fullmatch(r"(\d+)\s*-\s*(\d+)", part)
-        if m:
-            a, b = int(m.group(1)), int(m.group(2))
-            if b < a or b - a > 100_000:
-                raise MapathonError(f"--tasks {part}: not a valid range of task numbers")
-            out.extend(str(i) for i in range(a, b + 1))
-        else:
-            out.append(part)
-    if not out:
-        raise MapathonError("--tasks: give task numbers or z/x/y addresses, e.g. 3,5-8")
-    return out
-
-
 def select_areas(project, village: str | None = None, tasks: str | None = None) -> tuple[list[Area], Area]:
     """The rows (villages or tasks) and the whole area they make (for the total and for fetching)."""
     if village and tasks:
-        raise MapathonError("give --village or --tasks, not both")
+        raise UsageMistake("give a village or tasks, not both", field="village", value=village)
     if tasks:
-        ts = [lifecycle.get_task(project, ref) for ref in parse_task_refs(tasks)]
+        ts = selection.resolve_tasks(project, tasks)
         rows = [Area(f"task {t.id} ({t.key})", t.geom) for t in ts]
         return rows, Area(f"{len(ts)} task(s)", shapely.union_all([t.geom for t in ts]))
-    villages = project.villages()
     if village:
-        match = [v for v in villages if v["name"].lower() == village.strip().lower()]
-        if not match:
-            names = ", ".join(v["name"] for v in villages) or "none"
-            raise MapathonError(f"--village {village}: no such village (villages: {names})")
-        a = Area(match[0]["name"], shapely.from_wkb(match[0]["geom"]))
+        v = project.village(village)
+        a = Area(v["name"], shapely.from_wkb(v["geom"]))
         return [a], Area(a.label, a.geom)
-    rows = [Area(v["name"], shapely.from_wkb(v["geom"])) for v in villages]
+    rows = [Area(v["name"], shapely.from_wkb(v["geom"])) for v in project.villages()]
     return rows, Area("whole area of interest", project.aoi_geom())
 
 
@@ -130,13 +106,13 @@ def make_plan(project, zooms: list[int], *, village: str | None = None, tasks: s
               price_per_km2: float = DEFAULT_PRICE_PER_KM2, min_order_km2: float = 0.0,
               source: str | None = None) -> Plan:
     if price_per_km2 < 0:
-        raise MapathonError(f"--price-per-km2 {price_per_km2:g}: must be zero or more")
+        raise UsageMistake("must be zero or more", field="price_per_km2", value=price_per_km2)
     if min_order_km2 < 0:
-        raise MapathonError(f"--min-order-km2 {min_order_km2:g}: must be zero or more")
+        raise UsageMistake("must be zero or more", field="min_order_km2", value=min_order_km2)
     rows, whole = select_areas(project, village, tasks)
     if len(rows) > MAX_ROWS_TASKS:
-        raise MapathonError(f"--tasks: {len(rows)} tasks; plan at most {MAX_ROWS_TASKS} tasks at once "
-                            "(or plan by --village)")
+        raise UsageMistake(f"{len(rows)} tasks; plan at most {MAX_ROWS_TASKS} tasks at once "
+                           "(or plan by village)", field="tasks", value=tasks)
     sizes, basis = tile_sizes(project, source, zooms)
 
     def row(a: Area) -> PlanRow:
@@ -167,9 +143,9 @@ def parse_size(text: str | None) -> int | None:
         return None
     m = re.fullmatch(r"\s*([\d.]+)\s*([kmgt]?)i?b?\s*", str(text), re.IGNORECASE)
     if not m:
-        raise MapathonError(f"--max-size {text}: write a size such as 500MB or 2GB")
+        raise UsageMistake("write a size such as 500MB or 2GB", field="max_size", value=text)
     try:
         value = float(m.group(1))
     except ValueError:
-        raise MapathonError(f"--max-size {text}: write a size such as 500MB or 2GB") from None
+        raise UsageMistake("write a size such as 500MB or 2GB", field="max_size", value=text) from None
     return int(value * 1000 ** " kmgt".index((m.group(2) or " ").lower()))
