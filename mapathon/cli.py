@@ -1146,10 +1146,9 @@ def sync_clone(
     no_imagery: bool = typer.Option(False, "--no-imagery", help="Leave the imagery cache out of the copy."),
     to_db: Optional[str] = typer.Option(None, "--to-db", help="Put the copy's state in PostgreSQL "
                                         "(postgresql://host/database[?schema=NAME]) instead of DEST/mapathon.sqlite."),
-    villages: Optional[str] = typer.Option(None, "--villages", help="Villages kept for the new site, e.g. "
-                                           "'Torodo,Diakalel': other sites cannot claim their tasks for mapping."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help="Tasks kept for the new site (numbers or z/x/y, "
-                                        "comma-separated)."),
+    villages: Optional[str] = option("villages", note="Kept for the new site, e.g. 'Torodo,Diakalel': other sites "
+                                     "cannot claim their tasks for mapping."),
+    tasks: Optional[str] = option("tasks", note="Kept for the new site: other sites cannot claim them for mapping."),
     as_json: bool = JsonOpt,
 ):
     """Copy the project for another site: the same project, with a site id of its own."""
@@ -1182,16 +1181,19 @@ def _comma_list(text: Optional[str]) -> list[str]:
 @sync_app.command("unreserve")
 def sync_unreserve(
     ctx: typer.Context,
-    villages: Optional[str] = typer.Option(None, "--villages", help="Villages to set free (comma-separated)."),
-    tasks: Optional[str] = typer.Option(None, "--tasks", help="Tasks to set free (numbers or z/x/y, comma-separated)."),
+    villages: Optional[str] = option("villages", note="To set free."),
+    tasks: Optional[str] = option("tasks", note="To set free."),
     site: Optional[str] = typer.Option(None, "--site", help="Set free everything reserved for this site (its name)."),
-    actor: str = typer.Option(..., "--as", help="The organizer lifting the reservation."),
+    actor: str = option("as", ..., note="An organizer."),
+    as_json: bool = JsonOpt,
 ):
     """Lift a reservation made with 'sync clone --villages/--tasks': every site may then claim those tasks."""
     from .sync.reservations import unreserve
 
     with _open(ctx) as p:
         keys, sites = unreserve(p, actor, villages=_comma_list(villages), tasks=_comma_list(tasks), site=site)
+    if as_json:
+        return _print_json({"tasks": keys, "sites": sites})
     console.print(f"Lifted the reservation of {len(keys)} task(s) (reserved for {', '.join(sites)}). The next "
                   "exchange of bundles carries it to the other sites.", soft_wrap=True)
 

@@ -29,6 +29,7 @@ SHARED: dict[str, Shared] = {s.field: s for s in (
     Shared("json", ("--json",), "Print JSON for scripts instead of tables."),
     Shared("new", ("--new",), "The --as name is a new volunteer, though close to a registered one's."),
     Shared("village", ("--village",), "A village of the project: its name, in any case, with or without accents."),
+    Shared("villages", ("--villages",), "Villages of the project, comma-separated (each as for --village)."),
     Shared("tasks", ("--tasks",), "Tasks: numbers, ranges or z/x/y addresses, e.g. 3,5-8,16/31126/30100."),
     Shared("bbox", ("--bbox",), "A box W,S,E,N in degrees."),
     Shared("output", ("--output", "-o"), "The file to write."),
