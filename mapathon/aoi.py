@@ -27,7 +27,7 @@ from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 
 from . import geo
-from .errors import MapathonError
+from .errors import MapathonError, UsageMistake
 
 DEFAULT_MAX_AREA_KM2 = 5000.0
 NAME_KEYS = ("name", "NAME", "Name", "nom", "NOM", "village", "VILLAGE", "Village")
@@ -75,7 +75,7 @@ def read_aoi(
     if not path.is_file() and not path.is_dir():
         raise MapathonError(f"{path}: not a file")
     if radius is not None and not radius > 0:
-        raise MapathonError(f"--radius {radius}: must be a positive number of metres")
+        raise UsageMistake("must be a positive number of metres", field="radius", value=radius)
     name = path.name.lower()
     if name.endswith((".kml", ".kmz")):
         raise MapathonError(f"{path}: KML files cannot be read here; save it as GeoJSON first (in QGIS: right-click "

@@ -262,7 +262,7 @@ def test_claim_argument_errors(cli, proj):
     forbidden(cli, proj, "claim", "1", "--village", "Torodo", "--as", "Awa", needles=("--village goes with --next",),
               code=2)
     for h in ("0", "-1", "1000"):
-        forbidden(cli, proj, "claim", "1", "--as", "Awa", "--hours", h, needles=(f"--hours {h}",), code=1)
+        forbidden(cli, proj, "claim", "1", "--as", "Awa", "--hours", h, needles=(f"--hours {h}",), code=2)  # a bad value: a usage mistake
     r = cli("claim", "1", ok=False)  # --as is required
     assert r.exit_code == 2
 

@@ -192,7 +192,7 @@ def _data_file(opts: PrintOptions, project) -> Path:
     if opts.data:
         data = Path(opts.data)
         if not data.is_file():
-            raise MapathonError(f"--data {data}: no such file")
+            raise MapathonError("no such file", field="data", value=data)
         return data
     if project is not None:
         try:

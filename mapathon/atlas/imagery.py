@@ -36,22 +36,22 @@ class MBTiles:
 def open_mbtiles(path: str | Path) -> MBTiles:
     path = Path(path)
     if not path.is_file():
-        raise MapathonError(f"--imagery {path}: no such file")
+        raise MapathonError("no such file", field="imagery", value=path)
     try:
         conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         zooms = conn.execute("SELECT MIN(zoom_level), MAX(zoom_level) FROM tiles").fetchone()
         first = conn.execute("SELECT tile_data FROM tiles LIMIT 1").fetchone()
         conn.close()
     except sqlite3.DatabaseError as e:
-        raise MapathonError(f"--imagery {path}: not an MBTiles file ({e})") from None
+        raise MapathonError(f"not an MBTiles file ({e})", field="imagery", value=path) from None
     if zooms is None or zooms[0] is None or first is None:
-        raise MapathonError(f"--imagery {path}: the MBTiles file holds no tiles")
+        raise MapathonError("the MBTiles file holds no tiles", field="imagery", value=path)
     from PIL import Image
 
     try:
         size = Image.open(io.BytesIO(first[0])).size[0]
     except Exception:
-        raise MapathonError(f"--imagery {path}: its tiles are not images (vector tiles cannot be used)") from None
+        raise MapathonError("its tiles are not images (vector tiles cannot be used)", field="imagery", value=path) from None
     return MBTiles(path, int(zooms[0]), int(zooms[1]), size)
 
 

@@ -14,7 +14,7 @@ import re
 import string
 from dataclasses import dataclass, field
 
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 
 MM = 72 / 25.4  # points per millimetre
 PAPERS = {"a4": ("A4", 210.0, 297.0), "a3": ("A3", 297.0, 420.0), "letter": ("Letter", 215.9, 279.4)}
@@ -38,13 +38,13 @@ def parse_scale(text: str | int) -> int:
     s = str(text).strip().replace(" ", "").replace("\u202f", "").replace("\u00a0", "").replace(",", "")
     m = re.fullmatch(r"(?:1[:/])?(\d+(?:\.\d+)?)", s)
     if not m:
-        raise MapathonError(f"--scale {text}: give it as 1:5000")
+        raise UsageMistake("give it as 1:5000", field="scale", value=text)
     value = float(m.group(1))
     if value != int(value):
-        raise MapathonError(f"--scale {text}: give a whole number, as 1:5000")
+        raise UsageMistake("give a whole number, as 1:5000", field="scale", value=text)
     value = int(value)
     if not MIN_SCALE <= value <= MAX_SCALE:
-        raise MapathonError(f"--scale {text}: the atlas prints between 1:{MIN_SCALE} and 1:{MAX_SCALE:,}".replace(",", " ")
+        raise UsageMistake(f"the atlas prints between 1:{MIN_SCALE} and 1:{MAX_SCALE:,}", field="scale", value=text.replace(",", " ")
                             + " (field maps are usually 1:2000 to 1:10000)")
     return value
 
@@ -52,10 +52,10 @@ def parse_scale(text: str | int) -> int:
 def paper_size(paper: str, orientation: str) -> tuple[str, float, float]:
     key = paper.strip().lower()
     if key not in PAPERS:
-        raise MapathonError(f"--paper {paper}: unknown paper (choose A4, A3 or letter)")
+        raise UsageMistake("unknown paper (choose A4, A3 or letter)", field="paper", value=paper)
     o = orientation.strip().lower()
     if o not in ("portrait", "landscape"):
-        raise MapathonError(f"--orientation {orientation}: choose portrait or landscape")
+        raise UsageMistake("choose portrait or landscape", field="orientation", value=orientation)
     name, w, h = PAPERS[key]
     return (name, h, w) if o == "landscape" else (name, w, h)
 
@@ -123,7 +123,7 @@ def page_layout(paper: str, orientation: str, notes: str | None = None) -> PageL
             notes_rect = Rect(MARGIN, bottom - BAND, W - 2 * MARGIN, half - NOTES_GAP)
             bottom = bottom + half + BAND
     elif notes not in (None, "page"):
-        raise MapathonError(f"--notes {notes}: choose half or page")
+        raise UsageMistake("choose half or page", field="notes", value=notes)
     w_mm, h_mm = right - left, top - bottom
     if min(w_mm, h_mm) < MIN_FRAME_MM:
         raise MapathonError(f"--paper {name} {orientation}" + (f" with --notes {notes}" if notes else "")

@@ -34,7 +34,7 @@ from pathlib import Path
 import shapely
 from shapely.geometry import mapping
 
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 from ..fsutil import atomic_path
 from ..osm.readers import file_format
 from ..project import Project
@@ -122,11 +122,11 @@ def _data_source(project: Project, data: str | Path | None) -> Path:
             raise MapathonError(f"{e}, or give --data FILE.osm.pbf") from None
     path = Path(data)
     if not path.is_file():
-        raise MapathonError(f"--data {path}: no such file")
+        raise MapathonError("no such file", field="data", value=path)
     kind, comp, _ = file_format(path, name=f"--data {path}")
     if kind != "pbf" or comp is not None:
-        raise MapathonError(f"--data {path}: give an .osm.pbf file (an extract or a merge); JOSM and .osc files "
-                            "go through 'mapathon merge' first")
+        raise UsageMistake("give an .osm.pbf file (an extract or a merge); JOSM and .osc files "
+                           "go through 'mapathon merge' first", field="data", value=path)
     return path
 
 
@@ -218,7 +218,7 @@ def collect(project: Project, *, data: str | Path | None = None, kind: str = "we
     """The objects to export (sorted by village, kind, name), the file they come from and how many of them
     are outside the project's area."""
     if kind not in KINDS:
-        raise MapathonError(f"--kind {kind}: unknown (choose one of {', '.join(KINDS)})")
+        raise UsageMistake(f"unknown (choose one of {', '.join(KINDS)})", field="kind", value=kind)
     area = shapely.from_wkb(project.village(village)["geom"]) if village else None  # before reading: fail fast
     source = _data_source(project, data)
     items: list[Item] = []

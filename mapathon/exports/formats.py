@@ -17,7 +17,7 @@ import csv
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 from ..fsutil import atomic_path
 
 CSV_DIALECTS = ("plain", "excel-fr")
@@ -40,7 +40,7 @@ def resolve_format(dest: str | Path, fmt: str | None, formats: Sequence[str]) ->
     """The format to write *dest* in: *fmt* (``--format``) if given, else the extension; they must agree."""
     fmt = (fmt or guess_format(dest, formats)).lower()
     if fmt not in formats:
-        raise MapathonError(f"--format {fmt}: unknown (choose one of {', '.join(formats)})")
+        raise UsageMistake(f"unknown (choose one of {', '.join(formats)})", field="format", value=fmt)
     ext = _extension(dest)
     if ext in formats and ext != fmt:
         raise MapathonError(f"{dest}: the name says .{ext} but --format is {fmt}; make them agree")
@@ -53,7 +53,7 @@ def check_csv_dialect(dialect: str | None, fmt: str) -> str:
         return "plain"
     d = dialect.strip().lower()
     if d not in CSV_DIALECTS:
-        raise MapathonError(f"--csv-dialect {dialect}: unknown (choose one of {', '.join(CSV_DIALECTS)})")
+        raise UsageMistake(f"unknown (choose one of {', '.join(CSV_DIALECTS)})", field="csv_dialect", value=dialect)
     if fmt != "csv":
         raise MapathonError(f"--csv-dialect {dialect} is for .csv files, not {fmt}")
     return d
@@ -73,7 +73,7 @@ def _cell(v, decimal_comma: bool) -> str:
 def write_csv(dest: str | Path, header: Sequence[str], rows: Iterable[Sequence], dialect: str = "plain") -> None:
     """Write *rows* under *header* to *dest* (whole or not at all) in one of :data:`CSV_DIALECTS`."""
     if dialect not in CSV_DIALECTS:
-        raise MapathonError(f"--csv-dialect {dialect}: unknown (choose one of {', '.join(CSV_DIALECTS)})")
+        raise UsageMistake(f"unknown (choose one of {', '.join(CSV_DIALECTS)})", field="csv_dialect", value=dialect)
     fr = dialect == "excel-fr"
     with atomic_path(dest) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8-sig" if fr else "utf-8") as f:

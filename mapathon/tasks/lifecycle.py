@@ -28,7 +28,7 @@ import numpy as np
 import shapely
 
 from .. import events, geo, names
-from ..errors import ForbiddenTransition, MapathonError
+from ..errors import ForbiddenTransition, MapathonError, UsageMistake
 from ..project import Project
 from . import volunteers
 from .grid import DEFAULT_MIN_OVERLAP_M2, split_cells
@@ -199,7 +199,7 @@ def _set(project: Project, task: Task, **cols) -> None:
 
 def _lock_hours(hours: float) -> float:
     if not 0 < hours <= MAX_LOCK_HOURS:
-        raise MapathonError(f"--hours {hours:g}: a lock lasts more than 0 and at most {MAX_LOCK_HOURS} hours")
+        raise UsageMistake(f"a lock lasts more than 0 and at most {MAX_LOCK_HOURS} hours", field="hours", value=f"{hours:g}")
     return hours
 
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from .. import events, names
-from ..errors import MapathonError, UnknownVolunteer
+from ..errors import MapathonError, UsageMistake, UnknownVolunteer
 from ..project import Project
 
 SIMILAR = 85.0  # names.suggest's cutoff for volunteers' names: closer than this is probably a typo
@@ -144,7 +144,7 @@ def add(
             has_org = project.conn.execute("SELECT 1 FROM volunteers WHERE is_organizer = 1 LIMIT 1").fetchone()
             boss = find(project, actor) if actor else None
             if has_org and actor and boss is None:
-                raise MapathonError(f"--as {actor}: no such volunteer in this project (see 'mapathon volunteer list')")
+                raise MapathonError("no such volunteer in this project (see 'mapathon volunteer list')", field="as", value=actor)
             if has_org and not (boss and boss.is_organizer):
                 role = "organizer" if organizer else "validator"
                 who = f"{actor} is not an organizer" if actor else "say who grants it with --as ORGANIZER"
@@ -343,7 +343,7 @@ def purge(project: Project, *, older_than: float | None = None, actor: str | Non
     :func:`remove`, so it travels to the other sites the same way; their sign-in events stay in the log.
     *dry_run*: say who, remove nobody. Returns the volunteers removed (or that would be)."""
     if older_than is not None and older_than < 0:
-        raise MapathonError(f"--older-than {older_than:g}: a number of days, 0 or more")
+        raise UsageMistake("a number of days, 0 or more", field="older_than", value=f"{older_than:g}")
     with project.transaction():
         who = _organizer_only(project, actor, "purge volunteers")
         cutoff = events.iso(events.utcnow() - timedelta(days=older_than)) if older_than is not None else None
