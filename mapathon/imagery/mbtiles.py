@@ -56,9 +56,10 @@ def cache_path(project_path: Path, source_name: str) -> Path:
     return cache_dir(project_path) / f"{source_name}.mbtiles"
 
 
-def _has_tables(conn: sqlite3.Connection) -> bool:
-    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-    return {"metadata", "tiles", "mapathon_missing"} <= names
+def _has_tables(conn: sqlite3.Connection, need=("metadata", "tiles", "mapathon_missing")) -> bool:
+    """Whether the file has these tables (or views: many MBTiles writers make ``tiles`` a view)."""
+    names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'view')")}
+    return set(need) <= names
 
 
 def _create(path: Path) -> None:
@@ -127,7 +128,8 @@ def stored_summary(conn: sqlite3.Connection) -> dict:
         """SELECT zoom_level, COUNT(*), SUM(LENGTH(tile_data)), MIN(tile_column), MAX(tile_column),
                   MIN(tile_row), MAX(tile_row) FROM tiles GROUP BY zoom_level ORDER BY zoom_level"""
     ).fetchall()
-    missing = dict(conn.execute("SELECT reason, COUNT(*) FROM mapathon_missing GROUP BY reason").fetchall())
+    missing = (dict(conn.execute("SELECT reason, COUNT(*) FROM mapathon_missing GROUP BY reason").fetchall())
+               if _has_tables(conn, ("mapathon_missing",)) else {})  # another tool's MBTiles has no such table
     if not rows:
         return {"tiles": 0, "bytes": 0, "zooms": [], "bounds": None, "per_zoom": {}, "missing": missing}
     w = s = float("inf")
@@ -203,7 +205,7 @@ class Reader:
         if conn is None:
             try:
                 conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False, timeout=30)
-                complete = _has_tables(conn)
+                complete = _has_tables(conn, ("metadata", "tiles"))  # any MBTiles file, ours or another tool's
             except sqlite3.DatabaseError as e:
                 raise MapathonError(f"{self.path}: not a usable MBTiles file ({e}); delete it to start the cache "
                                     "again") from None
