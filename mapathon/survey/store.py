@@ -1,8 +1,8 @@
-"""Survey submissions kept in the project (table ``survey_submissions``, photos in ``<project>/survey/``).
+"""Survey submissions kept in the project (table ``survey_submissions``, photos in ``<project>/survey/photos/``).
 
 One row per ODK instance (its ``instanceID``, ``uuid:…``): a submission sent twice, by a phone that did
 not hear the first answer or by an import of the same phone folder, is stored once. Photos are written
-under ``<project>/survey/<instance>/<name>`` (temporary file, then rename) before the row is committed,
+under ``<project>/survey/photos/<instance>/<name>`` (temporary file, then rename) before the row is committed,
 so a row never names a missing photo.
 """
 
@@ -19,7 +19,7 @@ from .. import events, fsutil, names
 from ..errors import MapathonError
 from ..project import Project
 
-PHOTO_DIR = "survey"
+PHOTO_DIR = "survey/photos"
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
