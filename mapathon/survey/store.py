@@ -103,29 +103,24 @@ def _write_photo(dest: Path, data: bytes) -> None:
         tmp.write_bytes(data)
 
 
-def add_submission(project: Project, sub: Submission, photo_bytes: dict[str, bytes] | None = None,
-                   *, actor: str | None = None) -> bool:
-    """Store *sub* and its photos (name -> bytes); False (nothing written) when its instanceID is already stored.
-
-    ``sub.photos`` is filled with the stored paths (relative to the project); ``sub.village`` is found from
-    the point when not given.
-    """
-    if not sub.instance_id:
-        raise MapathonError("survey submission without an instanceID")
-    if has_submission(project, sub.instance_id):
-        return False
-    if sub.village is None:
-        sub.village = village_at(project, sub.lon, sub.lat)
+def store_photos(project_path: Path, sub: Submission, photo_bytes: dict[str, bytes] | None) -> None:
+    """Write the photos under ``survey/photos/<instance>/`` and name them in ``sub.photos``."""
     folder = Path(PHOTO_DIR) / instance_folder(sub.instance_id)
     stored = []
     for name, data in (photo_bytes or {}).items():
         rel = folder / safe_name(name)
-        _write_photo(project.path / rel, data)
+        _write_photo(Path(project_path) / rel, data)
         stored.append(rel.as_posix())
     if stored:
         sub.photos = stored
+
+
+def insert(project: Project, sub: Submission) -> bool:
+    """Record *sub* (photos already stored); False when its instanceID is already there."""
+    if sub.village is None:
+        sub.village = village_at(project, sub.lon, sub.lat)
     with project.transaction():
-        if has_submission(project, sub.instance_id):  # another request stored it while we wrote the photos
+        if has_submission(project, sub.instance_id):  # another request stored it meanwhile
             return False
         project.conn.execute(
             """INSERT INTO survey_submissions (instance_id, form_id, form_version, surveyor, received, lon, lat,
@@ -136,6 +131,39 @@ def add_submission(project: Project, sub: Submission, photo_bytes: dict[str, byt
              json.dumps(sub.tags, ensure_ascii=False, sort_keys=True), sub.picked_feature,
              json.dumps(sub.photos), sub.village))
     return True
+
+
+def add_photos(project: Project, instance_id: str, photo_bytes: dict[str, bytes]) -> int:
+    """Photos of a stored submission that came in a later request (ODK Collect splits large submissions):
+    those not kept yet are stored; returns how many."""
+    row = project.conn.execute("SELECT photos FROM survey_submissions WHERE instance_id = ?", (instance_id,)).fetchone()
+    if row is None:
+        return 0
+    have = json.loads(row["photos"] or "[]")
+    folder = Path(PHOTO_DIR) / instance_folder(instance_id)
+    new = {n: d for n, d in photo_bytes.items() if (folder / safe_name(n)).as_posix() not in have}
+    if not new:
+        return 0
+    tmp = Submission(instance_id, "", "", "", "")
+    store_photos(project.path, tmp, new)
+    with project.transaction():
+        project.conn.execute("UPDATE survey_submissions SET photos = ? WHERE instance_id = ?",
+                             (json.dumps(have + tmp.photos), instance_id))
+    return len(new)
+
+
+def add_submission(project: Project, sub: Submission, photo_bytes: dict[str, bytes] | None = None) -> bool:
+    """Store *sub* and its photos (name -> bytes); False (nothing written) when its instanceID is already stored.
+
+    ``sub.photos`` is filled with the stored paths (relative to the project); ``sub.village`` is found from
+    the point when not given.
+    """
+    if not sub.instance_id:
+        raise MapathonError("survey submission without an instanceID")
+    if has_submission(project, sub.instance_id):
+        return False
+    store_photos(project.path, sub, photo_bytes)
+    return insert(project, sub)
 
 
 def now() -> str:
