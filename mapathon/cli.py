@@ -1182,6 +1182,8 @@ def sync_import(
         console.print("New volunteers: " + ", ".join(r.volunteers_new))
     if r.contributions_new:
         console.print(f"New contributions: {r.contributions_new}")
+    if r.survey_new:
+        console.print(f"New survey submissions: {r.survey_new}")
     if r.conflicts_new:
         console.print(f"[yellow]{r.conflicts_new} new conflict(s)[/] between the sites' changes: "
                       "see 'mapathon status'", soft_wrap=True)

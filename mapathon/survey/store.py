@@ -115,21 +115,32 @@ def store_photos(project_path: Path, sub: Submission, photo_bytes: dict[str, byt
         sub.photos = stored
 
 
+FIELDS = ("instance_id", "form_id", "form_version", "surveyor", "received", "lon", "lat", "accuracy_m", "answers",
+          "tags", "picked_feature", "photos", "village")
+
+
+def insert_row(conn, sub: Submission) -> bool:
+    """The row of *sub*, inside the caller's transaction (sync imports use it too); False if already there."""
+    cur = conn.execute(
+        f"""INSERT INTO survey_submissions ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})
+            ON CONFLICT (instance_id) DO NOTHING""",
+        (sub.instance_id, sub.form_id, sub.form_version, sub.surveyor, sub.received, sub.lon, sub.lat,
+         sub.accuracy_m, json.dumps(sub.answers, ensure_ascii=False, sort_keys=True),
+         json.dumps(sub.tags, ensure_ascii=False, sort_keys=True), sub.picked_feature,
+         json.dumps(sub.photos), sub.village))
+    return cur.rowcount > 0
+
+
 def insert(project: Project, sub: Submission) -> bool:
-    """Record *sub* (photos already stored); False when its instanceID is already there."""
+    """Record *sub* (photos already stored) and a ``survey.submit`` event (sync sends what came after a mark);
+    False when its instanceID is already there."""
     if sub.village is None:
         sub.village = village_at(project, sub.lon, sub.lat)
     with project.transaction():
-        if has_submission(project, sub.instance_id):  # another request stored it meanwhile
+        if not insert_row(project.conn, sub):  # another request stored it meanwhile
             return False
-        project.conn.execute(
-            """INSERT INTO survey_submissions (instance_id, form_id, form_version, surveyor, received, lon, lat,
-                   accuracy_m, answers, tags, picked_feature, photos, village)
-               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-            (sub.instance_id, sub.form_id, sub.form_version, sub.surveyor, sub.received, sub.lon, sub.lat,
-             sub.accuracy_m, json.dumps(sub.answers, ensure_ascii=False, sort_keys=True),
-             json.dumps(sub.tags, ensure_ascii=False, sort_keys=True), sub.picked_feature,
-             json.dumps(sub.photos), sub.village))
+        project.record(actor=sub.surveyor, action="survey.submit",
+                       data={"instance_id": sub.instance_id, "form_id": sub.form_id})
     return True
 
 
