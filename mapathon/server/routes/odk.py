@@ -207,5 +207,6 @@ async def settings(request: Request):
     conf = openrosa.collect_settings(url, who, room.odk_digest.password, f"{room.name} (mapathon)")
     text = openrosa.collect_qr_text(conf)
     svg = segno.make(text, error="l").svg_inline(scale=3)
+    published = await room.read(forms.published)
     return JSONResponse({"server_url": url, "username": who, "password": room.odk_digest.password,
-                         "qr": text, "svg": svg})
+                         "forms": [f["id"] for f in published], "qr": text, "svg": svg})
