@@ -126,6 +126,25 @@ def test_head_then_multipart_submission_with_photo_then_duplicate(odk):
     assert len(list((odk.folder / s["photos"][0]).parent.iterdir())) == 1
 
 
+def test_photos_sent_in_a_later_request_are_added(odk):
+    """ODK Collect splits a submission larger than X-OpenRosa-Accept-Content-Length: the XML comes again
+    with the photos that did not fit."""
+    iid = "uuid:6f1c1d3e-0002-4000-8000-000000000002"
+    assert submit(odk, instance(iid)).status_code == 201  # the XML alone first
+    assert stored(odk, iid)[0]["photos"] == []
+    r = submit(odk, instance(iid), {"well.jpg": JPEG})
+    assert r.status_code == 202 and "1 more photo" in message(r)
+    (s,) = stored(odk, iid)
+    assert len(s["photos"]) == 1 and (odk.folder / s["photos"][0]).read_bytes() == JPEG
+
+
+def test_a_name_close_to_a_volunteer_is_refused(odk):
+    Cli(odk.folder)("volunteer", "add", "Moussa Konaté", "--as", "Mariam")
+    r = submit(odk, instance("uuid:typo"), auth=HTTPDigestAuth("Mousa Konate", odk.password))
+    assert r.status_code == 400 and "Moussa Konaté" in message(r)
+    assert stored(odk, "uuid:typo") == []
+
+
 @pytest.mark.parametrize("body, words", [
     (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;">]>'
      b'<data id="water_points"><x>&b;</x></data>', "DTD or entities"),
