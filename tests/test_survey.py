@@ -160,8 +160,12 @@ def test_import_kobo_csv_semicolons(proj, tmp_path):
     f.write_text("kind;operational;photo;_location_latitude;_location_longitude;_location_altitude;"
                  "_location_precision;_uuid;_submitted_by;__version__;_id\n"
                  "well;dry;;14.4931;-9.0139;0;5;0f2e6c1a-kobo;awa;2026120601;12\n", encoding="utf-8")
+    f.write_text(f.read_text(encoding="utf-8").replace("__version__;_id", "__version__;_id;_submission_time")
+                 .replace("2026120601;12", "2026120601;12;2026-11-30T10:05:00"), encoding="utf-8")
     Cli(proj)("survey", "import", f, "--form", "water_points")
+    assert "Dianguirdé" in Cli(proj)("survey", "list").stdout
     (s,) = listed(proj)
+    assert s["received"] == "2026-11-30T10:05:00.000000Z"
     assert s["instance_id"] == "uuid:0f2e6c1a-kobo" and s["surveyor"] == "awa" and s["accuracy_m"] == 5
     assert s["tags"] == {"man_made": "water_well", "operational_status": "dry"}
 

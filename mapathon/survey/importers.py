@@ -16,8 +16,10 @@ import io
 import re
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import events
 from ..errors import MapathonError
 from ..project import Project
 from . import forms, openrosa, store
@@ -100,7 +102,7 @@ class _ZipMember:
         with self.zf.open(self.info) as f:
             data = f.read(self.limit + 1)
         if len(data) > self.limit:
-            raise MapathonError(f"{self.label}: more than {self.limit / 1048576:g} MB allowed")
+            raise openrosa.TooLarge(f"{self.label}: more than {self.limit / 1048576:g} MB allowed")
         return data
 
 
@@ -109,7 +111,7 @@ def _read_file(f, label: str) -> bytes:
         return f.read_bytes()
     size = f.stat().st_size
     if size > openrosa.MAX_PHOTO_BYTES:
-        raise MapathonError(f"{label}: photo {f.name} is {size / 1048576:.1f} MB, more than the "
+        raise openrosa.TooLarge(f"{label}: photo {f.name} is {size / 1048576:.1f} MB, more than the "
                             f"{openrosa.MAX_PHOTO_BYTES / 1048576:g} MB allowed")
     return f.read_bytes()
 
@@ -154,6 +156,18 @@ _LOC = {  # (latitude, longitude, accuracy) columns of a geopoint named "locatio
     "central": ("location-Latitude", "location-Longitude", "location-Accuracy"),
     "kobo": ("_location_latitude", "_location_longitude", "_location_precision"),
 }
+
+
+def _received(text: str | None) -> str | None:
+    """An export's submission time (``2026-11-30T10:00:00.000Z``, Kobo's without a zone: UTC) as the project
+    writes times; None (the import's time) when it cannot be read."""
+    if not text or not text.strip():
+        return None
+    try:
+        dt = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return events.iso(dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc))
 
 
 def _stem_form(name: str) -> str | None:
@@ -216,7 +230,7 @@ def _csv(project: Project, result: ImportResult, label: str, data: bytes, media:
                     "username": answers.pop("username", "")}
             who = (row.get(user_col) or "").strip() if user_col else ""
             sub = openrosa.to_submission(project, inst, who or inst["username"] or surveyor or "unknown", where,
-                                         received=(row.get(when_col) or None) if when_col else None)
+                                         received=_received(row.get(when_col)) if when_col else None)
             _store(project, result, sub, media, where)
         except MapathonError as e:
             result.failed.append(str(e))

@@ -40,6 +40,10 @@ PASSWORD_ENV = "MAPATHON_SURVEY_PASSWORD"
 _READABLE = "abcdefghjkmnpqrstuvwxyz23456789"  # no 0/o, 1/l/i: read aloud and typed on a phone
 
 
+class TooLarge(MapathonError):
+    """A photo or an instance over the size limit (the room server answers 413)."""
+
+
 # -- instance XML ----------------------------------------------------------------------------------------------
 
 
@@ -55,7 +59,7 @@ def parse_xml(data: bytes, label: str) -> Element:
     if not data or not data.strip():
         raise MapathonError(f"{label}: empty instance XML")
     if len(data) > MAX_XML_BYTES:
-        raise MapathonError(f"{label}: instance XML of {len(data)} bytes, more than {MAX_XML_BYTES} allowed")
+        raise TooLarge(f"{label}: instance XML of {len(data)} bytes, more than {MAX_XML_BYTES} allowed")
     try:
         return fromstring(data, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DefusedXmlException:
@@ -143,7 +147,7 @@ def pick_photos(sub: Submission, preset_photos: list[str], files: dict[str, byte
         if not name.lower().endswith(PHOTO_TYPES):
             raise MapathonError(f"{label}: {name}: not a photo (expected {', '.join(PHOTO_TYPES)})")
         if len(data) > limit:
-            raise MapathonError(f"{label}: photo {name} is {len(data) / 1048576:.1f} MB, "
+            raise TooLarge(f"{label}: photo {name} is {len(data) / 1048576:.1f} MB, "
                                 f"more than the {limit / 1048576:g} MB allowed")
         out[name] = data
     return out

@@ -186,7 +186,7 @@ async def submission(request: Request):
 
         stored = await room.change(record)
     except MapathonError as e:
-        return _refuse(413 if "allowed" in str(e) and "MB" in str(e) else error_status(e), str(e))
+        return _refuse(413 if isinstance(e, openrosa.TooLarge) else error_status(e), str(e))
     if not stored:
         return _xml(openrosa.response_xml("already received: thank you"), 202)
     return _xml(openrosa.response_xml(f"received, thank you {sub.surveyor}"), 201,
