@@ -56,6 +56,21 @@ def test_form_converts_with_pyxform_without_warnings(proj, tmp_path):
     rows = list(csv.DictReader(io.StringIO((tmp_path / "existing.csv").read_text(encoding="utf-8"))))
     assert len(rows) == 59 and all(r["name"].startswith("node/") and len(r["geometry"].split()) == 4 for r in rows)
     assert (proj / "survey/forms/water_points/media/existing.csv").is_file()
+    # the preset beside the form, with its comments, to copy and change; given back, it makes the same form
+    mine = tmp_path / "water.yaml"
+    assert mine.read_text(encoding="utf-8").startswith("# Water points survey.")
+    mine.write_text(mine.read_text(encoding="utf-8").replace('version: "2026120601"', 'version: "2026120602"'),
+                    encoding="utf-8")
+    r = Cli(proj)("survey", "form", "--preset", mine, "-o", tmp_path / "nowhere" / "wells.xlsx", ok=False)
+    assert "does not exist" in r.stderr
+    assert not (proj / "survey/forms/water_points/versions/2026120602.yaml").exists()  # nothing half-done
+    (mine.parent / "other.yaml").write_text(mine.read_text(encoding="utf-8").replace(
+        'version: "2026120602"', 'version: "2026120601"').replace("Open well", "Dug well"), encoding="utf-8")
+    r = Cli(proj)("survey", "form", "--preset", mine.parent / "other.yaml", ok=False)
+    assert "change 'version'" in r.stderr
+    Cli(proj)("survey", "form", "--preset", mine, "--base", BASE_OSM)
+    assert (proj / "survey/forms/water_points/versions/2026120602.yaml").is_file()
+    assert (proj / "survey/forms/water_points/versions/2026120601.yaml").is_file()  # older phones still heard
 
 
 def test_buildings_preset_and_tags(proj):

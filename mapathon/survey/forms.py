@@ -10,7 +10,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import shutil
 from pathlib import Path
 
 import yaml
@@ -49,7 +48,9 @@ def load_preset(name_or_path: str | Path) -> dict:
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise MapathonError(f"{p}: not a readable YAML preset ({first})") from None
-    return check_preset(data, str(p))
+    data = check_preset(data, str(p))
+    data["_source"] = str(p)
+    return data
 
 
 def check_preset(data, label: str) -> dict:
@@ -272,7 +273,8 @@ def _write(dest: Path, data: bytes) -> None:
 def publish(project, preset: dict, langs: list[str], *, base: str | Path | None = None,
             out: str | Path | None = None) -> dict:
     """Make the form of *preset* and keep it in the project (``survey/forms/<id>/``), where the room server
-    offers it to ODK Collect; with *out*, also write the XLSForm there (the XForm beside it, ``.xml``).
+    offers it to ODK Collect; with *out*, also write the XLSForm there (beside it: the XForm ``.xml``, the
+    preset ``.yaml`` to copy and change, and the existing features' CSV).
 
     The existing features come from *base* (an OSM file), else the project's latest merge, else none."""
     from ..osm.submit import LATEST_MERGE
@@ -286,22 +288,33 @@ def publish(project, preset: dict, langs: list[str], *, base: str | Path | None 
             rows = existing_features(source, preset)
     xlsx, xform = build_form(preset, langs, rows if rows is not None else ([] if preset.get("existing") else None))
     folder = project.path / FORMS_DIR / preset["id"]
-    text = yaml.safe_dump(preset, allow_unicode=True, sort_keys=False).encode("utf-8")
-    _write(folder / "versions" / f"{preset['version']}.yaml", text)
-    if preset.get("existing"):
-        _write(folder / "media" / EXISTING_CSV, existing_csv(rows or []))
+    text = yaml.safe_dump({k: v for k, v in preset.items() if k != "_source"}, allow_unicode=True,
+                          sort_keys=False).encode("utf-8")
+    kept = folder / "versions" / f"{safe_id(preset['version'])}.yaml"
+    if kept.is_file() and yaml.safe_load(kept.read_bytes()) != yaml.safe_load(text):
+        raise MapathonError(f"form {preset['id']} version {preset['version']} was made before with other questions; "
+                            f"change 'version' in the preset (phones tell forms apart by it)")
+    csv_bytes = existing_csv(rows or []) if preset.get("existing") else None
+    written = []
+    if out:  # the copies first: a wrong -o changes nothing in the project
+        dest = Path(out)
+        outputs = [(dest, xlsx), (dest.with_suffix(".xml"), xform.encode("utf-8"))]
+        if dest.with_suffix(".yaml").resolve() != Path(preset.get("_source") or dest).resolve():
+            # the preset as written (with its comments), to copy and change
+            outputs.append((dest.with_suffix(".yaml"),
+                            Path(preset["_source"]).read_bytes() if preset.get("_source") else text))
+        if csv_bytes is not None:
+            outputs.append((dest.parent / EXISTING_CSV, csv_bytes))
+        for path, data in outputs:
+            with fsutil.atomic_path(path) as tmp:
+                tmp.write_bytes(data)
+            written.append(str(path))
+    _write(kept, text)
+    if csv_bytes is not None:
+        _write(folder / "media" / EXISTING_CSV, csv_bytes)
     _write(folder / "form.xlsx", xlsx)
     _write(folder / "preset.yaml", text)
     _write(folder / "form.xml", xform.encode("utf-8"))
-    written = []
-    if out:
-        dest = Path(out)
-        _write(dest, xlsx)
-        _write(dest.with_suffix(".xml"), xform.encode("utf-8"))
-        written = [str(dest), str(dest.with_suffix(".xml"))]
-        if preset.get("existing"):
-            shutil.copyfile(folder / "media" / EXISTING_CSV, dest.parent / EXISTING_CSV)
-            written.append(str(dest.parent / EXISTING_CSV))
     return {"id": preset["id"], "version": preset["version"], "languages": langs,
             "existing": len(rows or []), "existing_from": str(source) if rows is not None else None,
             "written": written, "project_copy": str(folder)}
