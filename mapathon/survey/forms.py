@@ -349,7 +349,22 @@ def preset_of(project, form_id: str, version: str) -> dict:
     if not path.is_file():
         have = ", ".join(sorted(p.stem for p in (folder / "versions").glob("*.yaml")))
         raise MapathonError(f"form {form_id!r}: unknown version {version!r} (versions: {have})")
-    return yaml.safe_load(path.read_text(encoding="utf-8"))
+    return _load_kept(path)
+
+
+_kept: dict[tuple[str, int], dict] = {}
+
+
+def _load_kept(path: Path) -> dict:
+    """A kept preset, read once while its file is unchanged (submissions come by the thousand).
+    The same object is handed to every caller: read it, never change it."""
+    key = (str(path), path.stat().st_mtime_ns)
+    got = _kept.get(key)
+    if got is None:
+        if len(_kept) > 256:
+            _kept.clear()
+        got = _kept[key] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return got
 
 
 def safe_id(text: str) -> str:
