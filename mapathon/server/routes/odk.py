@@ -163,7 +163,8 @@ async def submission(request: Request):
             raise MapathonError("submission: no xml_submission_file part")
         label = parts["xml_submission_file"][0] or "submission.xml"
         inst = openrosa.read_instance(parts["xml_submission_file"][1], label)
-        files = {store.safe_name(fn): data for field, (fn, data) in parts.items()
+        # by the name the answers give (a path is cut off); stored under a safe name (store.store_photos)
+        files = {fn.replace("\\", "/").rsplit("/", 1)[-1]: data for field, (fn, data) in parts.items()
                  if field != "xml_submission_file" and fn}
 
         def prepare(p: Project):
