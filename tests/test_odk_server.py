@@ -161,6 +161,17 @@ def test_bad_submissions_are_refused_in_one_line(odk, body, words):
     assert not any(s["instance_id"] in ("uuid:cut", "uuid:unknown-form", "uuid:unknown-version") for s in kept)
 
 
+def test_multipart_cut_short_is_refused(odk):
+    req = requests.Request("POST", odk.url + "/odk/submission", files=[
+        ("xml_submission_file", ("submission.xml", instance("uuid:cut-multipart"), "text/xml")),
+        ("well.jpg", ("well.jpg", JPEG, "image/jpeg"))]).prepare()
+    body = req.body[:len(req.body) // 2]  # the Wi-Fi dropped mid-way
+    r = requests.post(odk.url + "/odk/submission", data=body, auth=odk.auth, timeout=30,
+                      headers={**HEAD, "Content-Type": req.headers["Content-Type"]})
+    assert r.status_code == 400 and "cut short" in message(r)
+    assert stored(odk, "uuid:cut-multipart") == []
+
+
 def test_photo_over_the_limit_is_refused(odk):
     iid = "uuid:big-photo"
     r = submit(odk, instance(iid, photo="big.jpg"), {"big.jpg": b"\xff\xd8" + b"0" * (1024 * 1024 + 10)})

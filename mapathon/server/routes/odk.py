@@ -8,8 +8,7 @@ is accepted too). What is read and stored is decided in mapathon/survey (openros
 from __future__ import annotations
 
 import asyncio
-import email.parser
-import email.policy
+import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -127,18 +126,40 @@ async def submission_head(request: Request):
         {"X-OpenRosa-Accept-Content-Length": str(request_limit(room_of(request)))}))
 
 
+_BOUNDARY = re.compile(r'boundary=(?:"([^"]+)"|([^;\s]+))', re.I)
+_DISPOSITION = re.compile(r'(?<![\w*])(name|filename)=(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.I)
+
+
 def _parts(body: bytes, content_type: str) -> dict[str, tuple[str | None, bytes]]:
-    """The parts of a multipart/form-data body: field name -> (file name, bytes)."""
-    msg = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-        b"Content-Type: " + content_type.encode("latin-1") + b"\r\nMIME-Version: 1.0\r\n\r\n" + body)
-    if not msg.is_multipart():
-        raise MapathonError("submission: expected multipart/form-data with xml_submission_file")
-    out = {}
-    for part in msg.iter_parts():
-        field = part.get_param("name", header="content-disposition")
-        if field:
-            out[field] = (part.get_filename(), part.get_payload(decode=True) or b"")
-    return out
+    """The parts of a multipart/form-data body: field name -> (file name, bytes). Written with ``bytes.find``
+    (the standard library's email parser takes 20 ms for one photo: too slow for 50 phones at once)."""
+    m = _BOUNDARY.search(content_type)
+    if not m:
+        raise MapathonError("submission: multipart/form-data without a boundary")
+    delim = b"--" + (m.group(1) or m.group(2)).encode("latin-1")
+    pos = body.find(delim)
+    if pos < 0:
+        raise MapathonError("submission: no part in the multipart body (cut short?)")
+    out: dict[str, tuple[str | None, bytes]] = {}
+    while True:
+        pos += len(delim)
+        if body[pos:pos + 2] == b"--":
+            return out
+        if body[pos:pos + 2] == b"\r\n":
+            pos += 2
+        head_end = body.find(b"\r\n\r\n", pos)
+        nxt = body.find(b"\r\n" + delim, head_end + 4) if head_end >= 0 else -1
+        if nxt < 0:
+            raise MapathonError("submission: the multipart body is cut short (truncated)")
+        head = body[pos:head_end].decode("utf-8", "replace")
+        fields: dict[str, str] = {}
+        for line in head.split("\r\n"):
+            if line.lower().startswith("content-disposition:"):
+                for key, quoted, plain in _DISPOSITION.findall(line):
+                    fields[key.lower()] = quoted.replace('\\"', '"') if quoted or not plain else plain
+        if fields.get("name"):
+            out[fields["name"]] = (fields.get("filename") or None, body[head_end + 4:nxt])
+        pos = nxt + 2
 
 
 @router.post("/submission", summary="An ODK submission: the instance XML and its photos (multipart)")
