@@ -1262,6 +1262,8 @@ def sync_import(
         console.print("New volunteers: " + ", ".join(r.volunteers_new))
     if r.contributions_new:
         console.print(f"New contributions: {r.contributions_new}")
+    if r.survey_new:
+        console.print(f"New survey submissions: {r.survey_new}")
     if r.conflicts_new:
         console.print(f"[yellow]{r.conflicts_new} new conflict(s)[/] between the sites' changes: "
                       "see 'mapathon status'", soft_wrap=True)
@@ -1280,6 +1282,82 @@ def sync_show(bundle: Path = typer.Argument(..., help="A bundle file."), as_json
     console.print(f"{bundle}: intact; project {info.get('project_name')} ({info['project_id']}), site "
                   f"{info['site'][:8]}, made {_when(info.get('created'))}; {c.get('events', 0)} event(s), "
                   f"{c.get('contributions', 0)} contribution(s); format {info['version']}")
+
+
+# -- field surveys with ODK (issue 15) ----------------------------------------------------------------------
+
+survey_app = _app("Field surveys with ODK Collect, offline: forms, submissions, imports.")
+app.add_typer(survey_app, name="survey")
+
+
+@survey_app.command("form")
+def survey_form(
+    ctx: typer.Context,
+    preset: str = typer.Option("water", "--preset", help="water, buildings, or a preset YAML file of your own."),
+    lang: str = typer.Option("fr,en,bm", "--lang", help="Label languages, the first is the default (fr and en always)."),
+    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the XLSForm here (its XForm .xml beside)."),
+    base: Optional[Path] = typer.Option(None, "--base", help="OSM file of the existing features (default: the latest merge)."),
+    as_json: bool = JsonOpt,
+):
+    """Make a survey form (XLSForm and XForm) and offer it to ODK Collect through the room server."""
+    from .survey import forms
+
+    with _open(ctx) as p:
+        info = forms.publish(p, forms.load_preset(preset), forms.parse_langs(lang), base=base, out=out)
+    if as_json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+        return
+    console.print(f"Form {info['id']} version {info['version']} ({', '.join(info['languages'])}): "
+                  f"{info['existing']} existing feature(s) to pick on the map"
+                  + (f" from {info['existing_from']}" if info["existing_from"] else "")
+                  + (f"; wrote {', '.join(info['written'])}" if info["written"] else ""), soft_wrap=True)
+
+
+@survey_app.command("list")
+def survey_list(
+    ctx: typer.Context,
+    village: Optional[str] = typer.Option(None, "--village", help="Only this village."),
+    surveyor: Optional[str] = typer.Option(None, "--surveyor", help="Only this surveyor."),
+    as_json: bool = JsonOpt,
+):
+    """The survey submissions kept in the project, per village and surveyor."""
+    from .survey.store import list_submissions
+
+    with _open(ctx) as p:
+        subs = list_submissions(p, village=village, surveyor=surveyor)
+    if as_json:
+        print(json.dumps([s.as_dict() for s in subs], ensure_ascii=False, indent=2))
+        return
+    table = compact_table("village", "surveyor", "form", "received", "updates", "tags", "photos")
+    for s in sorted(subs, key=lambda s: (s.village or "", s.surveyor, s.received)):
+        table.add_row(s.village or "-", s.surveyor, s.form_id, _when(s.received), s.picked_feature or "new",
+                      str(len(s.tags)), str(len(s.photos)))
+    console.print(table)
+    console.print(f"{len(subs)} submission(s)")
+
+
+@survey_app.command("import")
+def survey_import(
+    ctx: typer.Context,
+    path: Path = typer.Argument(..., help="ODK Collect's instances folder, or an ODK Central / Kobo export (.csv, .zip)."),
+    surveyor: Optional[str] = typer.Option(None, "--as", help="Surveyor for instances that do not name one."),
+    form: Optional[str] = typer.Option(None, "--form", help="The form of a CSV export (default: from its name)."),
+    as_json: bool = JsonOpt,
+):
+    """Bring in survey submissions without a network: a phone's instances folder, Central or Kobo exports."""
+    from .survey.importers import import_path
+
+    with _open(ctx) as p:
+        r = import_path(p, path, surveyor=surveyor, form_id=form)
+    if as_json:
+        print(json.dumps(r.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        console.print(f"{path}: {len(r.stored)} submission(s) stored, {len(r.already)} already there, "
+                      f"{len(r.failed)} refused", soft_wrap=True)
+        for line in r.failed:
+            err_console.print(f"[yellow]Refused:[/] {line}", soft_wrap=True)
+    if r.failed:
+        raise typer.Exit(2 if r.stored or r.already else 1)
 
 
 @app.command("serve")

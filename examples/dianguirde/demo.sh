@@ -123,5 +123,22 @@ if [ -f "$MAPATHON_PROJECT/imagery/demo-tiles.mbtiles" ]; then  # the imagery ca
     --imagery "$MAPATHON_PROJECT/imagery/demo-tiles.mbtiles" -o "$OUT/atlas-dianguirde-imagery.pdf"
 fi
 
+say "11. Field survey with ODK Collect: the laptop is the survey server"
+# the wells already mapped go with the form, to pick on the phone's map (from the latest merge, else the 2019 extract)
+BASE_OPT=()
+[ -f "$MAPATHON_PROJECT/merged/latest.osm.pbf" ] || BASE_OPT=(--base "$HERE/dianguirde-area-pois-osm2019.osm.pbf")
+mapathon survey form ${BASE_OPT[@]+"${BASE_OPT[@]}"} --preset water --lang fr,en,bm -o "$OUT/survey-water.xlsx"
+ODK_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+mapathon serve --host 127.0.0.1 --port "$ODK_PORT" > "$OUT/serve.txt" 2>&1 &
+SERVE_PID=$!
+trap 'kill $TILES_PID $SERVE_PID 2>/dev/null || true' EXIT
+for _ in $(seq 300); do grep -q "Stop with" "$OUT/serve.txt" 2>/dev/null && break; sleep 0.1; done
+grep "ODK Collect" "$OUT/serve.txt"
+ODK_PASSWORD=$(sed -n 's/.*password: \([a-z0-9]*\)).*/\1/p' "$OUT/serve.txt")
+# three forms filled in by Awa's phone, sent over the Wi-Fi (here: played by a small script)
+python3 "$HERE/survey_phone.py" "http://127.0.0.1:$ODK_PORT/odk" "Awa Traoré" "$ODK_PASSWORD"
+kill $SERVE_PID 2>/dev/null || true
+mapathon survey list
+
 say "Done: see $OUT"
 ls -R "$OUT" | head -40

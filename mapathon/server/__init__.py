@@ -66,6 +66,11 @@ def run(folder: str | Path, *, host: str = "0.0.0.0", port: int = 8000, token: s
     app = create_app(folder, token=token, max_upload=int(max_upload_mb * 1024 * 1024), lang=lang,
                      session_hours=session_hours, sign_ins_per_minute=sign_ins_per_minute)
     room = app.state.room
+    from ..project import open_project
+    from ..survey.openrosa import Digest, survey_password
+
+    with open_project(folder) as p:  # the password ODK Collect signs in with (kept in the project)
+        room.odk_digest = Digest(survey_password(p))
     # listen first: a clear message if the port is taken, and the banner only once browsers can connect
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     try:
@@ -83,6 +88,8 @@ def run(folder: str | Path, *, host: str = "0.0.0.0", port: int = 8000, token: s
         print(f"  volunteers:     http://{h}:{port}/", file=out)
         print(f"  progress board: http://{h}:{port}/board", file=out)
     print(f"  API description: http://{hosts[0]}:{port}/api/openapi.json", file=out)
+    print(f"  ODK Collect server (field surveys): http://{hosts[0]}:{port}/odk   "
+          f"(user name: the surveyor's name, password: {room.odk_digest.password})", file=out)
     print(f"Organizer token: {room.token}   (keep it to yourself: it allows reset, release, split, roles)",
           file=out)
     print("Stop with Ctrl+C.", file=out, flush=True)

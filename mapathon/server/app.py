@@ -26,7 +26,7 @@ from .. import __version__, i18n
 from ..errors import MapathonError
 from .fastpath import MAX_JSON_BODY, BodyLimit, RoomApp
 from .room import DEFAULT_MAX_UPLOAD, Room
-from .routes import organizer, pages, progress, project, tasks, uploads, volunteers
+from .routes import odk, organizer, pages, progress, project, tasks, uploads, volunteers
 from .sessions import DEFAULT_HOURS, DEFAULT_PER_MINUTE
 
 __all__ = ["create_app", "Room", "DEFAULT_MAX_UPLOAD", "MAX_JSON_BODY"]
@@ -80,6 +80,7 @@ def create_app(folder: str | Path, *, token: str | None = None, max_upload: int 
     app.include_router(pages.router())
     for part in (project, tasks, volunteers, uploads, progress, organizer):
         app.include_router(part.router)
+    app.include_router(odk.router)  # ODK Collect's OpenRosa API under /odk (field surveys)
 
     async def fast_act(fn_name: str, task_id: int | None, token: str, **kw) -> dict:
         return await tasks.act(room, fn_name, task_id, token, **kw)

@@ -44,8 +44,11 @@ class BodyLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] in ("POST", "PUT", "PATCH"):
             headers = dict(scope["headers"])
-            upload = scope["path"].endswith("/upload")
+            upload = scope["path"].endswith(("/upload", "/odk/submission"))
             limit = self.room.max_upload if upload else MAX_JSON_BODY
+            if scope["path"].endswith("/odk/submission"):  # the instance XML and its photos (routes/odk.py)
+                from .routes.odk import request_limit
+                limit = request_limit(self.room)
             length = headers.get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > limit):
                 what = f"{limit / (1024 * 1024):g} MB" if upload else f"{limit // 1024} KiB"

@@ -7,6 +7,8 @@ Layout of a bundle (format version 1)::
     events.jsonl            one event per line, as in the events table (without the local seq)
     contributions.jsonl     with --with-contributions: one submitted contribution per line
     contributions/<sha256><ending>   the submitted files, byte for byte
+    survey.jsonl            field survey submissions (mapathon/survey), when there are some to send
+    survey/photos/<instance>/<name>  their photos
 
 Importing checks everything before changing anything: the zip is whole, the
 manifest is ours and not from a newer format, the project is the same, the
@@ -40,6 +42,9 @@ EVENTS = "events.jsonl"
 CONTRIBUTIONS = "contributions.jsonl"
 FILES_DIR = "contributions/"
 _FILE_RE = re.compile(r"^([0-9a-f]{64})\.(osm|osc|osm\.pbf)(\.gz|\.bz2)?$")
+SURVEY = "survey.jsonl"
+SURVEY_PHOTOS = "survey/photos/"
+_PHOTO_RE = re.compile(r"^survey/photos/[A-Za-z0-9._-]{1,120}/[A-Za-z0-9._-]{1,120}$")
 _ID_RE = re.compile(r"^[0-9A-Za-z._:-]{1,64}$")
 _EVENT_FIELDS = ("id", "site", "lamport", "ts", "actor", "action", "task", "from_state", "to_state", "comment", "data")
 _CONTRIB_FIELDS = ("sha256", "volunteer", "task_key", "submitted", "size", "original_name", "format", "stored_name",
@@ -56,6 +61,7 @@ class ExportResult:
     events: int
     contributions: int
     files: int
+    survey: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self) | {"path": str(self.path)}
@@ -74,6 +80,7 @@ class ImportResult:
     tasks_removed: list[str] = field(default_factory=list)
     conflicts: int = 0
     conflicts_new: int = 0
+    survey_new: int = 0
 
     def as_dict(self) -> dict:
         return asdict(self) | {"path": str(self.path)}
@@ -115,6 +122,10 @@ def export_bundle(project: Project, dest: str | os.PathLike, *, since: int | Non
                 wanted = {(e["data"] or {}).get("sha256") for e in evs if e["action"] == "contribution.submit"}
             contribs = [r for r in conn.execute(sql) if wanted is None or r["sha256"] in wanted]
         grid = replay.current_grid_event(conn)
+        surveys = conn.execute("SELECT * FROM survey_submissions ORDER BY id").fetchall()
+        if since:
+            sent = {(e["data"] or {}).get("instance_id") for e in evs if e["action"] == "survey.submit"}
+            surveys = [r for r in surveys if r["instance_id"] in sent]
     finally:
         conn.execute("COMMIT")
 
@@ -134,6 +145,21 @@ def export_bundle(project: Project, dest: str | os.PathLike, *, since: int | Non
                 raise MapathonError(f"{src}: the stored copy of contribution {c['id']} ({c['original_name']}) "
                                     "is missing; it cannot be exported") from None
         members[CONTRIBUTIONS] = "".join(lines).encode()
+    files = len(members) - 1 - with_contributions
+    if surveys:  # field survey submissions and their photos (mapathon/survey/store.py)
+        from ..survey.store import FIELDS
+
+        lines = []
+        for r in surveys:
+            d = {k: r[k] for k in FIELDS} | {k: json.loads(r[k]) for k in ("answers", "tags", "photos")}
+            lines.append(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
+            for rel in d["photos"]:
+                try:
+                    members[rel] = (project.path / rel).read_bytes()
+                except OSError:
+                    raise MapathonError(f"{project.path / rel}: a photo of survey submission {d['instance_id']} "
+                                        "is missing; it cannot be exported") from None
+        members[SURVEY] = "".join(lines).encode()
     manifest = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -144,7 +170,7 @@ def export_bundle(project: Project, dest: str | os.PathLike, *, since: int | Non
         "since": since,
         "mark": mark,
         "grid": grid["id"] if grid else None,
-        "counts": {"events": len(evs), "contributions": len(contribs), "files": len(members) - 1 - with_contributions},
+        "counts": {"events": len(evs), "contributions": len(contribs), "files": files, "survey": len(surveys)},
         "members": {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                     for name, data in members.items()},
     }
@@ -155,7 +181,8 @@ def export_bundle(project: Project, dest: str | os.PathLike, *, since: int | Non
                 # OSM files are often compressed already
                 z.writestr(name, data, compress_type=zipfile.ZIP_STORED
                            if name.endswith((".gz", ".bz2", ".pbf")) else zipfile.ZIP_DEFLATED)
-    return ExportResult(dest, project.site, since, mark, len(evs), len(contribs), manifest["counts"]["files"])
+    return ExportResult(dest, project.site, since, mark, len(evs), len(contribs), manifest["counts"]["files"],
+                        len(surveys))
 
 
 # -- reading and checking ---------------------------------------------------------------------------------
@@ -168,6 +195,8 @@ class Bundle:
     events: list[dict]
     contributions: list[dict]
     files: dict[str, bytes]  # stored name -> bytes
+    survey: list[dict] = field(default_factory=list)  # survey submissions
+    photos: dict[str, bytes] = field(default_factory=dict)  # survey/photos/... -> bytes
 
 
 def read_bundle(path: str | os.PathLike) -> Bundle:
@@ -210,7 +239,7 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
                                 "nothing was imported")
         data: dict[str, bytes] = {}
         for name, want in members.items():
-            if not (name in (EVENTS, CONTRIBUTIONS) or (name.startswith(FILES_DIR)
+            if not (name in (EVENTS, CONTRIBUTIONS, SURVEY) or _PHOTO_RE.match(name) or (name.startswith(FILES_DIR)
                                                          and _FILE_RE.match(name[len(FILES_DIR):]))):
                 raise MapathonError(f"{bad} (unexpected member name {name[:80]!r})")
             if name not in infos:
@@ -242,7 +271,38 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
     if counts.get("events") != len(evs) or counts.get("contributions", 0) != len(contribs):
         raise MapathonError(f"{label}: holds {len(evs)} events and {len(contribs)} contributions but its manifest "
                             "counts differ (tampered?); nothing was imported")
-    return Bundle(path, manifest, evs, contribs, files)
+    survey = [_check_survey(d, label, i) for i, d in enumerate(_jsonl(data.get(SURVEY, b""), f"{label}: {SURVEY}"), 1)]
+    photos = {name: blob for name, blob in data.items() if name.startswith(SURVEY_PHOTOS)}
+    for d in survey:
+        for rel in d["photos"]:
+            if rel not in photos:
+                raise MapathonError(f"{label}: survey submission {d['instance_id']} has no photo {rel} in the bundle; "
+                                    "nothing was imported")
+    return Bundle(path, manifest, evs, contribs, files, survey, photos)
+
+
+def _check_survey(d, label: str, n: int) -> dict:
+    from ..survey.store import FIELDS
+
+    def bad(why):
+        return MapathonError(f"{label}: survey submission {n} {why}; nothing was imported")
+
+    if not isinstance(d, dict) or set(d) != set(FIELDS):
+        raise bad("does not have the fields of a survey submission")
+    for k in ("instance_id", "form_id", "form_version", "surveyor", "received"):
+        if not isinstance(d[k], str) or not d[k] or len(d[k]) > 200:
+            raise bad(f"has a bad {k}")
+    for k in ("lon", "lat", "accuracy_m"):
+        if d[k] is not None and (not isinstance(d[k], (int, float)) or isinstance(d[k], bool)):
+            raise bad(f"has a bad {k}")
+    if not isinstance(d["answers"], dict) or not isinstance(d["tags"], dict):
+        raise bad("has bad answers or tags")
+    if not isinstance(d["photos"], list) or not all(isinstance(p, str) and _PHOTO_RE.match(p) for p in d["photos"]):
+        raise bad("has bad photo names")
+    for k in ("picked_feature", "village"):
+        if d[k] is not None and not isinstance(d[k], str):
+            raise bad(f"has a bad {k}")
+    return d
 
 
 def _read(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, label: str | None = None) -> bytes:
@@ -346,6 +406,16 @@ def import_bundle(project: Project, path: str | os.PathLike) -> ImportResult:
             for c in b.contributions:
                 if c["sha256"] not in known and not (folder / c["stored_name"]).exists():
                     written.append(_store(folder, c["stored_name"], b.files[c["stored_name"]], c["sha256"]))
+        if b.survey:  # survey photos of submissions not here yet
+            have = {r[0] for r in conn.execute("SELECT instance_id FROM survey_submissions")}
+            for d in b.survey:
+                for rel in d["photos"]:
+                    dest = project.path / rel
+                    if d["instance_id"] not in have and not dest.exists():
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        with atomic_path(dest) as tmp:
+                            tmp.write_bytes(b.photos[rel])
+                        written.append(dest)
         with project.transaction():
             result = _import(project, b)
     except BaseException:
@@ -399,6 +469,10 @@ def _import(project: Project, b: Bundle) -> ImportResult:
 
     result.volunteers_new = _apply_volunteers(project, [e for e in new if e["action"].startswith("volunteer.")])
     result.contributions_new = _add_contributions(project, b.contributions)
+    if b.survey:
+        from ..survey.store import Submission, insert_row
+
+        result.survey_new = sum(insert_row(conn, Submission(**d)) for d in b.survey)
 
     before = {r[0] for r in conn.execute("SELECT event_id FROM sync_conflicts")}
     r = replay.apply(project)

@@ -46,7 +46,22 @@ function showMe() {
     $("me-roles").textContent = me.roles === "mapper" ? "" :
       "(" + me.roles.split(",").map((r) => t("role." + r.trim())).join(", ") + ")";
   }
+  showOdk();
   showTask();
+}
+
+// ODK Collect's settings as a QR code, for the signed-in volunteer (mapathon/server/routes/odk.py)
+async function showOdk() {
+  $("odk").hidden = true;
+  if (!me) return;
+  try {
+    const s = await api("GET", "/odk/settings", null, headers());
+    if (!s.forms.length) return;  // no survey form made yet ('mapathon survey form')
+    $("odk-qr").innerHTML = s.svg;  // an SVG made by the server (segno), no script in it
+    $("odk-url").textContent = s.server_url;
+    $("odk-pw").textContent = s.password;
+    $("odk").hidden = false;
+  } catch (e) { /* no survey on this server: nothing to show */ }
 }
 
 function same(a, b) { return !!a && !!b && a.toLowerCase() === b.toLowerCase(); }
