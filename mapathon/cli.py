@@ -688,6 +688,41 @@ def _print_merge(result) -> None:
 # -- quality checks and credit (issue 3) ---------------------------------------------------------------
 
 
+survey_app = _app("Field surveys: conflate the submissions into the merge.")
+app.add_typer(survey_app, name="survey")
+
+
+@survey_app.command("merge")
+def survey_merge_cmd(
+    ctx: typer.Context,
+    base: Optional[Path] = typer.Option(None, "--base", help="OSM data to match with (default: the project's latest merge)."),
+    findings: Optional[Path] = typer.Option(None, "--findings", help="Also write the findings (ambiguous matches, differing values) as GeoJSON."),
+    again: bool = typer.Option(False, "--again", help="Also the submissions an earlier run conflated."),
+    as_json: bool = JsonOpt,
+):
+    """Match survey submissions with the data and hand each surveyor's changes to the next 'mapathon merge'."""
+    from .fsutil import atomic_path
+    from .survey.conflate import findings_geojson, survey_merge
+
+    with _open(ctx) as p:
+        res = survey_merge(p, base=base, again=again)
+    if findings is not None:
+        with atomic_path(findings) as tmp:
+            tmp.write_text(json.dumps(findings_geojson(res.findings), ensure_ascii=False), encoding="utf-8")
+    if as_json:
+        print(json.dumps(res.as_dict(), ensure_ascii=False, indent=2))
+        return
+    counts = res.counts()
+    console.print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no new submission",
+                  f"({res.skipped} conflated before)" if res.skipped else "")
+    for c in res.contributions:
+        console.print(f"contribution {c.id}: {c.original_name} by {c.volunteer}" + (" (already there)" if c.already else ""))
+    for f in res.findings:
+        console.print(f"[yellow]finding:[/] {f.message}", soft_wrap=True)
+    if res.contributions:
+        console.print("Next: 'mapathon merge' applies them with the volunteers' files.")
+
+
 @app.command("check")
 def check_cmd(
     ctx: typer.Context,
