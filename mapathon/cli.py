@@ -744,15 +744,43 @@ def check_cmd(
 @app.command("report")
 def report_cmd(
     ctx: typer.Context,
+    what: Optional[str] = typer.Argument(None, metavar="[water]", help="'water': the water-point report per village "
+                                         "(--html, --csv, --gpkg) instead of the credit report."),
     base: Optional[Path] = typer.Option(None, "--base", help="The extract the merge was made on (for what changed)."),
     merged: Optional[Path] = typer.Option(None, "--merged", help="The merged snapshot: also check it and credit the findings."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as a self-contained HTML page."),
     geojson: Optional[Path] = typer.Option(None, "--geojson", help="With --merged: the findings as a GeoJSON layer."),
     lang: Optional[str] = typer.Option(None, "--lang", help="With --html: its words in en or fr (default: the project's)."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="report water: the table per village as CSV."),
+    gpkg: Optional[Path] = typer.Option(None, "--gpkg", help="report water: water points, far houses and villages as GeoPackage."),
+    data: Optional[Path] = typer.Option(None, "--data", help="report water: OSM data (default: the project's latest merge)."),
+    distance: float = typer.Option(500, "--distance", help="report water: houses further than this (metres) from a working point."),
     as_json: bool = JsonOpt,
 ):
     """Credit and progress: buildings, km of roads and tracks, water points and POIs per volunteer, task and village."""
     from .i18n import check_lang
+
+    if what is not None:
+        if what != "water":
+            raise MapathonError(f"report {what}: unknown report; the one report by name is 'water'")
+        from .survey.water import run
+
+        with _open(ctx) as p:
+            rep = run(p, data=data, distance=distance, html_path=html, csv_path=csv_out, gpkg_path=gpkg,
+                      lang=check_lang(lang))
+        if as_json:
+            print(json.dumps(rep.as_dict(), ensure_ascii=False, indent=2))
+            return
+        table = Table("village", "water points", "working", "not working", "unknown", "houses", f"> {distance:g} m")
+        for v in rep.villages:
+            s = v.summary()
+            table.add_row(v.name, *(str(s[k]) for k in ("water_points", "working", "not_working", "unknown", "houses",
+                                                        "houses_far")))
+        console.print(table)
+        for f in (html, csv_out, gpkg):
+            if f is not None:
+                console.print(f"Wrote {f}")
+        return
     from .quality.commands import print_after_merge, run_report
 
     rep = run_report(ctx.find_root().obj["project"], base=base, merged=merged, html=html, geojson=geojson,

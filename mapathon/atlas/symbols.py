@@ -39,6 +39,10 @@ PALETTE = {
     "page_box": "#b3261e",
 }
 
+#: Water points by state (working / not working / unknown: mapathon.survey.water.water_state), in the atlas
+#: legend and the water report's maps; far_house: a house further than the report's distance from a working one.
+WATER_STATES = {"working": "#1b8a3a", "not working": "#c62828", "unknown": "#8c8c8c", "far_house": "#ef6c00"}
+
 _HEX = re.compile(r"#([0-9a-fA-F]{6})\b")
 
 

@@ -189,20 +189,24 @@ class Candidates:
 
     @classmethod
     def from_file(cls, path: str | Path) -> "Candidates":
-        import osmium
+        return cls(tagged_nodes(path, lambda tags: match_group(tags) is not None))
 
-        from ..osm.readers import from_osmium
 
-        nodes = []
-        try:
-            fp = osmium.FileProcessor(str(path), osmium.osm.NODE).with_filter(osmium.filter.EmptyTagFilter())
-            for o in fp:
-                tags = {t.k: t.v for t in o.tags}
-                if match_group(tags) is not None:
-                    nodes.append(from_osmium(o, NODE))
-        except RuntimeError as e:
-            raise MapathonError(f"{path}: cannot read the OpenStreetMap data ({str(e).splitlines()[0]})") from None
-        return cls(nodes)
+def tagged_nodes(path: str | Path, keep) -> list[OsmObject]:
+    """The nodes of an OSM file whose tags *keep* accepts (libosmium reads, Python sees tagged nodes only)."""
+    import osmium
+
+    from ..osm.readers import from_osmium
+
+    nodes = []
+    try:
+        fp = osmium.FileProcessor(str(path), osmium.osm.NODE).with_filter(osmium.filter.EmptyTagFilter())
+        for o in fp:
+            if keep({t.k: t.v for t in o.tags}):
+                nodes.append(from_osmium(o, NODE))
+    except RuntimeError as e:
+        raise MapathonError(f"{path}: cannot read the OpenStreetMap data ({str(e).splitlines()[0]})") from None
+    return nodes
 
 
 def _accuracy(sub) -> float:
