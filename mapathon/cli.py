@@ -723,6 +723,42 @@ def survey_merge_cmd(
         console.print("Next: 'mapathon merge' applies them with the volunteers' files.")
 
 
+photos_app = _app("Geotagged photos: place them on the map, export them for JOSM.")
+app.add_typer(photos_app, name="photos")
+
+
+@photos_app.command("add")
+def photos_add_cmd(
+    ctx: typer.Context,
+    files: list[Path] = typer.Argument(..., help="Photos (JPEG with EXIF GPS position)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="OSM data to attach them to (default: the project's latest merge)."),
+    max_distance: float = typer.Option(50, "--max-distance", help="Attach a photo to a feature or survey point at most this far (metres)."),
+    gpx: Optional[Path] = typer.Option(None, "--gpx", help="Also write all the project's photos as GPX waypoints for JOSM."),
+    geojson: Optional[Path] = typer.Option(None, "--geojson", help="Also write all the project's photos as GeoJSON (image paths)."),
+    as_json: bool = JsonOpt,
+):
+    """Keep geotagged photos in the project, attached to the nearest feature; refuse those without a position."""
+    from .survey.photos import add_photos, list_photos, write_geojson, write_gpx
+
+    with _open(ctx) as p:
+        kept, refused = add_photos(p, files, data=data, max_distance=max_distance)
+        every = list_photos(p)
+        if gpx is not None:
+            write_gpx(p, every, gpx)
+        if geojson is not None:
+            write_geojson(p, every, geojson)
+    if as_json:
+        print(json.dumps({"photos": [k.as_dict() for k in kept], "refused": refused}, ensure_ascii=False, indent=2))
+    else:
+        for k in kept:
+            where = f"{k.feature} ({k.distance_m:g} m)" if k.feature else "no feature near"
+            console.print(f"{k.file}: {k.lat:.6f}, {k.lon:.6f}, {where}" + (" (already kept)" if k.already else ""))
+        for line in refused:
+            err_console.print(f"[yellow]Refused:[/] {line}", soft_wrap=True)
+    if refused and not kept:
+        raise typer.Exit(1)
+
+
 @app.command("check")
 def check_cmd(
     ctx: typer.Context,
