@@ -163,13 +163,31 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX volunteer_aliases_volunteer ON volunteer_aliases (volunteer_id);
     """,
+    # 5 -> 6: field survey submissions (ODK Collect, imports), photos in <project>/survey/ (mapathon/survey/store.py)
+    """
+    CREATE TABLE survey_submissions (
+        id             INTEGER PRIMARY KEY,      -- order of arrival
+        instance_id    TEXT NOT NULL UNIQUE,     -- ODK's instanceID (uuid:...): sent twice, stored once
+        form_id        TEXT NOT NULL,
+        form_version   TEXT NOT NULL,
+        surveyor       TEXT NOT NULL,
+        received       TEXT NOT NULL,            -- UTC, ISO 8601
+        lon REAL, lat REAL, accuracy_m REAL,     -- the GPS point, where given
+        answers        TEXT NOT NULL DEFAULT '{}',  -- JSON: field -> answer
+        tags           TEXT NOT NULL DEFAULT '{}',  -- JSON: the OpenStreetMap tags the answers map to
+        picked_feature TEXT,                     -- "node/123": the existing feature the surveyor picked
+        photos         TEXT NOT NULL DEFAULT '[]',  -- JSON: paths relative to the project folder
+        village        TEXT
+    );
+    CREATE INDEX survey_submissions_village ON survey_submissions (village);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Every table of the schema, in an order that satisfies the foreign keys (see copy_data).
 TABLES = ("meta", "areas", "volunteers", "volunteer_aliases", "tasks", "task_areas", "events", "contributions", "sync_conflicts",
-          "room_sessions")
+          "room_sessions", "survey_submissions")
 _ORDER = {"volunteer_aliases": "name_key", "tasks": "id", "task_areas": "task_id, area_id", "events": "seq", "meta": "key",
           "room_sessions": "token_hash"}
 

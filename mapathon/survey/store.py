@@ -1,0 +1,142 @@
+"""Survey submissions kept in the project (table ``survey_submissions``, photos in ``<project>/survey/``).
+
+One row per ODK instance (its ``instanceID``, ``uuid:…``): a submission sent twice, by a phone that did
+not hear the first answer or by an import of the same phone folder, is stored once. Photos are written
+under ``<project>/survey/<instance>/<name>`` (temporary file, then rename) before the row is committed,
+so a row never names a missing photo.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import shapely
+
+from .. import events, fsutil, names
+from ..errors import MapathonError
+from ..project import Project
+
+PHOTO_DIR = "survey"
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+@dataclass
+class Submission:
+    instance_id: str                  # "uuid:…" as ODK writes it in <meta><instanceID>
+    form_id: str
+    form_version: str
+    surveyor: str
+    received: str                     # UTC, ISO 8601 (when the laptop got it)
+    lon: float | None = None
+    lat: float | None = None
+    accuracy_m: float | None = None
+    answers: dict = field(default_factory=dict)    # field name -> answer, as in the form
+    tags: dict = field(default_factory=dict)       # the OpenStreetMap tags the answers map to (forms.tags_for)
+    picked_feature: str | None = None              # "node/123" when the surveyor picked an existing feature
+    photos: list = field(default_factory=list)     # paths relative to the project folder
+    village: str | None = None                     # the project's village the point falls in (or nearest)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def safe_name(name: str) -> str:
+    """A file name that stays inside its folder (no path, no odd characters)."""
+    base = Path(str(name).replace("\\", "/")).name
+    base = _SAFE_NAME.sub("_", base).strip("._") or "photo"
+    return base[:120]
+
+
+def instance_folder(instance_id: str) -> str:
+    return safe_name(instance_id.removeprefix("uuid:"))
+
+
+def village_at(project: Project, lon: float | None, lat: float | None) -> str | None:
+    """The village whose area holds the point, else the one whose centre is nearest (None without a point)."""
+    if lon is None or lat is None:
+        return None
+    rows = project.villages()
+    if not rows:
+        return None
+    pt = shapely.Point(lon, lat)
+    best, best_d = None, None
+    for r in rows:
+        geom = shapely.from_wkb(r["geom"])
+        if geom.contains(pt):
+            return r["name"]
+        d = geom.distance(pt)
+        if best_d is None or d < best_d:
+            best, best_d = r["name"], d
+    return best
+
+
+def _from_row(r) -> Submission:
+    return Submission(r["instance_id"], r["form_id"], r["form_version"], r["surveyor"], r["received"], r["lon"],
+                      r["lat"], r["accuracy_m"], json.loads(r["answers"] or "{}"), json.loads(r["tags"] or "{}"),
+                      r["picked_feature"], json.loads(r["photos"] or "[]"), r["village"])
+
+
+def list_submissions(project: Project, village: str | None = None, surveyor: str | None = None) -> list[Submission]:
+    """Stored submissions, oldest first; *village* and *surveyor* compare without case or accents."""
+    rows = project.conn.execute("SELECT * FROM survey_submissions ORDER BY id").fetchall()
+    out = [_from_row(r) for r in rows]
+    if village is not None:
+        wanted = names.key(project.village(village)["name"])
+        out = [s for s in out if s.village and names.key(s.village) == wanted]
+    if surveyor is not None:
+        wanted = names.key(surveyor)
+        out = [s for s in out if names.key(s.surveyor) == wanted]
+    return out
+
+
+def has_submission(project: Project, instance_id: str) -> bool:
+    return project.conn.execute("SELECT 1 FROM survey_submissions WHERE instance_id = ?",
+                                (instance_id,)).fetchone() is not None
+
+
+def _write_photo(dest: Path, data: bytes) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with fsutil.atomic_path(dest) as tmp:
+        tmp.write_bytes(data)
+
+
+def add_submission(project: Project, sub: Submission, photo_bytes: dict[str, bytes] | None = None,
+                   *, actor: str | None = None) -> bool:
+    """Store *sub* and its photos (name -> bytes); False (nothing written) when its instanceID is already stored.
+
+    ``sub.photos`` is filled with the stored paths (relative to the project); ``sub.village`` is found from
+    the point when not given.
+    """
+    if not sub.instance_id:
+        raise MapathonError("survey submission without an instanceID")
+    if has_submission(project, sub.instance_id):
+        return False
+    if sub.village is None:
+        sub.village = village_at(project, sub.lon, sub.lat)
+    folder = Path(PHOTO_DIR) / instance_folder(sub.instance_id)
+    stored = []
+    for name, data in (photo_bytes or {}).items():
+        rel = folder / safe_name(name)
+        _write_photo(project.path / rel, data)
+        stored.append(rel.as_posix())
+    if stored:
+        sub.photos = stored
+    with project.transaction():
+        if has_submission(project, sub.instance_id):  # another request stored it while we wrote the photos
+            return False
+        project.conn.execute(
+            """INSERT INTO survey_submissions (instance_id, form_id, form_version, surveyor, received, lon, lat,
+                   accuracy_m, answers, tags, picked_feature, photos, village)
+               VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+            (sub.instance_id, sub.form_id, sub.form_version, sub.surveyor, sub.received, sub.lon, sub.lat,
+             sub.accuracy_m, json.dumps(sub.answers, ensure_ascii=False, sort_keys=True),
+             json.dumps(sub.tags, ensure_ascii=False, sort_keys=True), sub.picked_feature,
+             json.dumps(sub.photos), sub.village))
+    return True
+
+
+def now() -> str:
+    return events.iso(events.utcnow())
