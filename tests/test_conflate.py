@@ -4,9 +4,6 @@ Dianguirdé area with simulated GPS noise, then through 'survey merge' and the o
 from __future__ import annotations
 
 import math
-import sys
-import types
-from dataclasses import dataclass, field
 
 import numpy as np
 import osmium
@@ -15,24 +12,16 @@ import pytest
 from mapathon import geo
 from mapathon.project import open_project
 from mapathon.survey.conflate import Candidates, match, public_tags, survey_merge
+from mapathon.survey.store import Submission, add_submission
 
 from conftest import DIANGUIRDE_POIS, Cli
 
 pytestmark = pytest.mark.backends
 
 
-@dataclass
-class Sub:
-    """Stand-in for mapathon.survey.store.Submission (the fields conflation reads)."""
-
-    instance_id: str
-    surveyor: str
-    lon: float | None
-    lat: float | None
-    accuracy_m: float | None
-    tags: dict
-    picked_feature: str | None = None
-    answers: dict = field(default_factory=dict)
+def Sub(instance_id, surveyor, lon, lat, accuracy_m, tags, picked_feature=None):
+    return Submission(instance_id, "water", "1", surveyor, "2026-12-05T10:00:00Z", lon, lat, accuracy_m,
+                      answers={"respondent_phone": "76 12 34 56"}, tags=tags, picked_feature=picked_feature)
 
 
 def _wells():
@@ -138,14 +127,12 @@ def test_survey_merge_feeds_the_merge_and_credits_the_surveyors(village_project,
     assert new == [{"drinking_water": "yes", "man_made": "water_well"}]
 
 
-def test_survey_merge_command_writes_findings(village_project, tmp_path, monkeypatch):
+def test_survey_merge_command_writes_findings(village_project, tmp_path):
     c, wells = _wells()
     subs, _truth = _simulate(c, wells, rounds=1)
-    store = types.ModuleType("mapathon.survey.store")  # stand-in until the submissions store lands
-    store.list_submissions = lambda project, **kw: subs
-    monkeypatch.setitem(sys.modules, "mapathon.survey.store", store)
-    import mapathon.survey as pkg
-    monkeypatch.setattr(pkg, "store", store, raising=False)
+    with open_project(village_project) as p:
+        for s in subs:
+            add_submission(p, s)
     cli = Cli(village_project)
     geojson = tmp_path / "findings.geojson"
     r = cli("survey", "merge", "--base", DIANGUIRDE_POIS, "--findings", geojson)

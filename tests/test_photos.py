@@ -95,3 +95,15 @@ def test_photos_add_attaches_and_exports(village_project, tmp_path):
     assert json.loads(r.stdout)["photos"][0]["already"] is True
     r = cli("photos", "add", bad, ok=False)
     assert "whatsapp.jpg" in r.stderr
+
+
+def test_a_photo_near_a_survey_point_is_attached_to_it(village_project, tmp_path):
+    from mapathon.project import open_project
+    from mapathon.survey.store import Submission, add_submission
+
+    with open_project(village_project) as p:
+        add_submission(p, Submission("uuid:s1", "water", "1", "Awa", "2026-12-05T10:00:00Z", -9.25, 14.65, 5,
+                                     tags={"man_made": "water_well"}))
+    photo = _jpeg(tmp_path / "forage.jpg", -9.25002, 14.65001)
+    r = Cli(village_project)("photos", "add", photo, "--json")
+    assert json.loads(r.stdout)["photos"][0]["feature"] == "survey:uuid:s1"
