@@ -120,3 +120,38 @@ def test_report_water_refusals(village_project, tmp_path):
     missing = tmp_path / "no" / "r.csv"
     r = cli("report", "water", "--data", DIANGUIRDE_POIS, "--csv", missing, ok=False)
     assert str(missing.parent) in r.stderr
+
+
+def test_atlas_shows_water_point_states(tmp_path):
+    """The atlas draws a badge on each water point (working / not working / unknown) and its legend says so."""
+    import pypdf
+    import pypdfium2 as pdfium
+
+    data = tmp_path / "wells.osm"
+    data.write_text("""<?xml version='1.0' encoding='UTF-8'?>
+<osm version='0.6' generator='test'>
+<node id='1' version='1' lat='14.4931' lon='-9.0161'><tag k='man_made' v='water_well'/>
+  <tag k='operational_status' v='operational'/></node>
+<node id='2' version='1' lat='14.4941' lon='-9.0141'><tag k='man_made' v='water_well'/>
+  <tag k='operational_status' v='broken'/></node>
+<node id='3' version='1' lat='14.4921' lon='-9.0131'><tag k='man_made' v='water_well'/><tag k='pump' v='manual'/></node>
+</osm>
+""", encoding="utf-8")
+    out = tmp_path / "atlas.pdf"
+    Cli()("--project", tmp_path / "none", "print", "--data", data, "--bbox=-9.020,14.490,-9.010,14.497",
+          "--scale", "1:5000", "--paper", "A4", "--lang", "fr", "-o", out)
+    text = " ".join(p.extract_text() or "" for p in pypdf.PdfReader(out).pages)
+    for words in ("Point d'eau en état de marche", "Point d'eau en panne", "État du point d'eau inconnu"):
+        assert words in text
+    doc = pdfium.PdfDocument(str(out))
+    try:
+        pages = [np.asarray(doc[i].render(scale=150 / 72).to_pil().convert("RGB")).astype(int)
+                 for i in range(len(doc))]
+    finally:
+        doc.close()
+    h = pages[0].shape[0]
+
+    def on_maps(rgb):  # pixels of that colour in the upper part of the pages (the map, not the legend)
+        return sum(int((np.abs(p[: int(h * 0.6)] - np.array(rgb)).max(axis=2) <= 30).sum()) for p in pages)
+
+    assert on_maps((0xc6, 0x28, 0x28)) > 10 and on_maps((0x1b, 0x8a, 0x3a)) > 10

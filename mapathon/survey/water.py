@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from ..atlas.symbols import WATER_STATES
 from ..errors import MapathonError
 from ..fsutil import atomic_path
 from ..quality.credit import OUTSIDE, WATER_ORDER, water_kind
@@ -232,6 +231,8 @@ def village_map_png(v: Village, size: int = 420) -> bytes:
     """A small map of one village: area, houses (far ones orange), water points by state (atlas colours)."""
     from PIL import Image, ImageDraw
 
+    from ..atlas.symbols import WATER_STATES
+
     lonlat = [(p.lon, p.lat) for p in v.points] + [tuple(x) for x in v.house_xy.tolist()]
     if v.geom is not None:
         minx, miny, maxx, maxy = v.geom.bounds
@@ -268,6 +269,7 @@ def village_map_png(v: Village, size: int = 420) -> bytes:
 
 
 def write_html(rep: WaterReport, dest: str | Path, lang: str, project_name: str) -> Path:
+    from ..atlas.symbols import WATER_STATES
     from ..i18n import Words
     from ..quality.report_html import _CSS
 
