@@ -757,6 +757,44 @@ def _print_merge(result) -> None:
 # -- quality checks and credit (issue 3) ---------------------------------------------------------------
 
 
+
+
+photos_app = _app("Geotagged photos: place them on the map, export them for JOSM.")
+app.add_typer(photos_app, name="photos")
+
+
+@photos_app.command("add")
+def photos_add_cmd(
+    ctx: typer.Context,
+    files: list[Path] = typer.Argument(..., help="Photos (JPEG with EXIF GPS position)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="OSM data to attach them to (default: the project's latest merge)."),
+    max_distance: float = typer.Option(50, "--max-distance", help="Attach a photo to a feature or survey point at most this far (metres)."),
+    gpx: Optional[Path] = typer.Option(None, "--gpx", help="Also write all the project's photos as GPX waypoints for JOSM."),
+    geojson: Optional[Path] = typer.Option(None, "--geojson", help="Also write all the project's photos as GeoJSON (image paths)."),
+    as_json: bool = JsonOpt,
+):
+    """Keep geotagged photos in the project, attached to the nearest feature; refuse those without a position."""
+    from .survey.photos import add_photos, list_photos, write_geojson, write_gpx
+
+    with _open(ctx) as p:
+        kept, refused = add_photos(p, files, data=data, max_distance=max_distance)
+        every = list_photos(p)
+        if gpx is not None:
+            write_gpx(p, every, gpx)
+        if geojson is not None:
+            write_geojson(p, every, geojson)
+    if as_json:
+        print(json.dumps({"photos": [k.as_dict() for k in kept], "refused": refused}, ensure_ascii=False, indent=2))
+    else:
+        for k in kept:
+            where = f"{k.feature} ({k.distance_m:g} m)" if k.feature else "no feature near"
+            console.print(f"{k.file}: {k.lat:.6f}, {k.lon:.6f}, {where}" + (" (already kept)" if k.already else ""))
+        for line in refused:
+            err_console.print(f"[yellow]Refused:[/] {line}", soft_wrap=True)
+    if refused and not kept:
+        raise typer.Exit(1)
+
+
 @app.command("check")
 def check_cmd(
     ctx: typer.Context,
@@ -778,15 +816,43 @@ def check_cmd(
 @app.command("report")
 def report_cmd(
     ctx: typer.Context,
+    what: Optional[str] = typer.Argument(None, metavar="[water]", help="'water': the water-point report per village "
+                                         "(--html, --csv, --gpkg) instead of the credit report."),
     base: Optional[Path] = option("base", note="Here: for what changed."),
     merged: Optional[Path] = typer.Option(None, "--merged", help="The merged snapshot: also check it and credit the findings."),
     html: Optional[Path] = option("html"),
     geojson: Optional[Path] = option("geojson", note="Here: with --merged."),
     lang: Optional[str] = option("lang", note="With --html: its words (default: the project's)."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="report water: the table per village as CSV."),
+    gpkg: Optional[Path] = typer.Option(None, "--gpkg", help="report water: water points, far houses and villages as GeoPackage."),
+    data: Optional[Path] = option("data", note="For report water."),
+    distance: float = typer.Option(500, "--distance", help="report water: houses further than this (metres) from a working point."),
     as_json: bool = JsonOpt,
 ):
     """Credit and progress: buildings, km of roads and tracks, water points and POIs per volunteer, task and village."""
     from .i18n import check_lang
+
+    if what is not None:
+        if what != "water":
+            raise MapathonError(f"report {what}: unknown report; the one report by name is 'water'")
+        from .survey.water import run
+
+        with _open(ctx) as p:
+            rep = run(p, data=data, distance=distance, html_path=html, csv_path=csv_out, gpkg_path=gpkg,
+                      lang=check_lang(lang))
+        if as_json:
+            print(json.dumps(rep.as_dict(), ensure_ascii=False, indent=2))
+            return
+        table = Table("village", "water points", "working", "not working", "unknown", "houses", f"> {distance:g} m")
+        for v in rep.villages:
+            s = v.summary()
+            table.add_row(v.name, *(str(s[k]) for k in ("water_points", "working", "not_working", "unknown", "houses",
+                                                        "houses_far")))
+        console.print(table)
+        for f in (html, csv_out, gpkg):
+            if f is not None:
+                console.print(f"Wrote {f}")
+        return
     from .quality.commands import print_after_merge, run_report
 
     rep = run_report(ctx.find_root().obj["project"], base=base, merged=merged, html=html, geojson=geojson,
@@ -1288,6 +1354,37 @@ def sync_show(bundle: Path = typer.Argument(..., help="A bundle file."), as_json
 
 survey_app = _app("Field surveys with ODK Collect, offline: forms, submissions, imports.")
 app.add_typer(survey_app, name="survey")
+
+
+@survey_app.command("merge")
+def survey_merge_cmd(
+    ctx: typer.Context,
+    base: Optional[Path] = option("data", note="Here: the data the answers are matched with."),
+    findings: Optional[Path] = option("geojson", note="Here: ambiguous matches and differing values."),
+    again: bool = typer.Option(False, "--again", help="Also the submissions an earlier run conflated."),
+    as_json: bool = JsonOpt,
+):
+    """Match survey submissions with the data and hand each surveyor's changes to the next 'mapathon merge'."""
+    from .fsutil import atomic_path
+    from .survey.conflate import findings_geojson, survey_merge
+
+    with _open(ctx) as p:
+        res = survey_merge(p, base=base, again=again)
+    if findings is not None:
+        with atomic_path(findings) as tmp:
+            tmp.write_text(json.dumps(findings_geojson(res.findings), ensure_ascii=False), encoding="utf-8")
+    if as_json:
+        print(json.dumps(res.as_dict(), ensure_ascii=False, indent=2))
+        return
+    counts = res.counts()
+    console.print(", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no new submission",
+                  f"({res.skipped} conflated before)" if res.skipped else "")
+    for c in res.contributions:
+        console.print(f"contribution {c.id}: {c.original_name} by {c.volunteer}" + (" (already there)" if c.already else ""))
+    for f in res.findings:
+        console.print(f"[yellow]finding:[/] {f.message}", soft_wrap=True)
+    if res.contributions:
+        console.print("Next: 'mapathon merge' applies them with the volunteers' files.")
 
 
 @survey_app.command("form")

@@ -638,13 +638,15 @@ def _kinds_on_page(conn, poly, first_only=False) -> dict[str, set]:
     w = mapbody.where_sql(poly.bounds)
     shapely.prepare(poly)
     out: dict[str, set] = {}
-    for table, cols in (("points", "p.kind"), ("places", "p.kind"), ("lines", "p.kind, p.seasonal"),
+    for table, cols in (("points", "p.kind, p.state"), ("places", "p.kind"), ("lines", "p.kind, p.seasonal"),
                         ("polys", "p.kind")):
         rows = conn.execute(f"SELECT {cols}, p.geom FROM {table} p JOIN rt_{table} r ON r.id = p.id WHERE {w}").fetchall()
         if not rows:
             continue
         hit = shapely.intersects(poly, shapely.from_wkb([r[-1] for r in rows]))
         kinds = {_kind_key(table, r) for r, h in zip(rows, hit) if h}
+        if table == "points":  # the state badges of water points
+            kinds |= {symbols.STATE_BADGES[r[1]] for r, h in zip(rows, hit) if h and r[1] in symbols.STATE_BADGES}
         if kinds:
             out[table] = kinds
             if first_only:
@@ -664,6 +666,7 @@ def _legend_keys(conn, poly) -> list[str]:
     k = _kinds_on_page(conn, poly)
     polys, lines, points = k.get("polys", set()), k.get("lines", set()), k.get("points", set())
     keys = [x for x in symbols.WATER_POINTS if x in points]
+    keys += [x for x in symbols.STATE_BADGES.values() if x in points]
     keys += [x for x in symbols.POI_KINDS if x in points and x not in symbols.WATER_POINTS]
     keys += [x for x in symbols.AREA_KEYS if x in polys]
     keys += [x for x in symbols.LINE_KEYS if x in lines]

@@ -29,7 +29,7 @@ from ..errors import MapathonError
 from ..fsutil import atomic_path
 from ..quality.credit import water_kind
 
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 TABLES = ("polys", "lines", "points", "places")
 
 # -- classification of OSM tags ------------------------------------------------------------------
@@ -78,6 +78,15 @@ NAME_KEYS = ("alt_name", "old_name", "loc_name", "official_name", "short_name")
 #: The atlas symbol of each kind of water point (water towers and tanks have none).
 WATER_SYMBOLS = {"borehole": "borehole", "well with pump": "well_pump", "well": "well", "tap": "tap",
                  "water point": "drinking_water", "drinking water": "drinking_water", "spring": "spring"}
+
+
+def _state(kind: str, tags) -> str | None:
+    """Working / not working / unknown for a water point (its badge on the map), None for other points."""
+    if kind not in WATER_SYMBOLS.values():
+        return None
+    from ..survey.water import water_state
+
+    return water_state(dict(tags))
 
 
 def poi_kind(tags) -> str | None:
@@ -187,7 +196,7 @@ CREATE TABLE polys (id INTEGER PRIMARY KEY, osm TEXT, kind TEXT NOT NULL, name T
 CREATE TABLE lines (id INTEGER PRIMARY KEY, osm TEXT, kind TEXT NOT NULL, name TEXT, ref TEXT,
                     seasonal INTEGER NOT NULL DEFAULT 0, z INTEGER NOT NULL DEFAULT 0, geom BLOB NOT NULL);
 CREATE TABLE points (id INTEGER PRIMARY KEY, osm TEXT, kind TEXT NOT NULL, name TEXT, names TEXT,
-                     prio INTEGER NOT NULL, geom BLOB NOT NULL);
+                     prio INTEGER NOT NULL, geom BLOB NOT NULL, state TEXT);
 CREATE TABLE places (id INTEGER PRIMARY KEY, osm TEXT, kind TEXT NOT NULL, name TEXT NOT NULL, names TEXT,
                      rank INTEGER NOT NULL, lon REAL, lat REAL, geom BLOB NOT NULL);
 """
@@ -262,7 +271,7 @@ def _build_from(data: Path, readable: Path, dest: Path) -> None:
                     polys.append((osm, kind, name, g))
                 pk = poi_kind(tags)
                 if pk:
-                    points.append((osm, pk, name, other_names(tags), POI_PRIO[pk], g, True))
+                    points.append((osm, pk, name, other_names(tags), POI_PRIO[pk], g, True, _state(pk, tags)))
                 pl = tags.get("place")
                 if pl in PLACE_RANK and name and not o.from_way():
                     places.append((osm, pl, name, other_names(tags), g, True))
@@ -293,7 +302,8 @@ def _build_from(data: Path, readable: Path, dest: Path) -> None:
                     continue
                 g = bytes.fromhex(wkb.create_point(o))
                 if pk:
-                    points.append(("n" + str(o.id), pk, name, other_names(tags), POI_PRIO[pk], g, False))
+                    points.append(("n" + str(o.id), pk, name, other_names(tags), POI_PRIO[pk], g, False,
+                                   _state(pk, tags)))
                 if pl in PLACE_RANK and name:
                     places.append(("n" + str(o.id), pl, name, other_names(tags), g, False))
     except RuntimeError as e:
@@ -325,9 +335,9 @@ def _build_from(data: Path, readable: Path, dest: Path) -> None:
         rows = []
         for i, (p, g) in enumerate(zip(points, geoms)):
             rows.append((i + 1, p[0], p[1], p[2], json.dumps(p[3], ensure_ascii=False) if p[3] else None, p[4],
-                         shapely.to_wkb(g), g.x, g.y))
-        conn.executemany("INSERT INTO points (id, osm, kind, name, names, prio, geom) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (r[:7] for r in rows))
+                         shapely.to_wkb(g), g.x, g.y, p[7]))
+        conn.executemany("INSERT INTO points (id, osm, kind, name, names, prio, geom, state) "
+                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (r[:7] + (r[9],) for r in rows))
         conn.executemany("INSERT INTO rt_points VALUES (?, ?, ?, ?, ?)", ((r[0], r[7], r[7], r[8], r[8]) for r in rows))
     if places:
         rows = []

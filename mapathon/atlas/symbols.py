@@ -16,6 +16,11 @@ import math
 import re
 from pathlib import Path
 
+#: Water points by state (working / not working / unknown: mapathon.survey.water.water_state), in the atlas
+#: (a badge on the symbol, and the legend) and the water report's maps; far_house: a house further than the
+#: report's distance from a working point.
+WATER_STATES = {"working": "#1b8a3a", "not working": "#c62828", "unknown": "#8c8c8c", "far_house": "#ef6c00"}
+
 PALETTE = {
     "paper": "#ffffff",
     "residential": "#ebe6df",
@@ -37,6 +42,8 @@ PALETTE = {
     "label": "#202020", "label_water": "#1b4c7d", "place": "#0d0d0d", "halo": "#ffffff",
     "task": "#7d1850",
     "page_box": "#b3261e",
+    "state_working": WATER_STATES["working"], "state_broken": WATER_STATES["not working"],
+    "state_unknown": WATER_STATES["unknown"],
 }
 
 _HEX = re.compile(r"#([0-9a-fA-F]{6})\b")
@@ -119,8 +126,17 @@ ICONS: dict[str, list[tuple]] = {
                  ("poly", [(3, 9), (17, 9), (17, 18), (3, 18)], "white", "poi_ink", 1.6),
                  ("poly", [(6, 11), (8, 11), (8, 18), (6, 18)], "poi_ink", None, 0),
                  ("poly", [(12, 11), (14, 11), (14, 18), (12, 18)], "poi_ink", None, 0)],
+    # state badges drawn at the upper right of a water point's symbol (and in the legend)
+    "state_working": [("circle", 10, 10, 8.5, "state_working", "white", 2.4)],
+    "state_broken": [("circle", 10, 10, 8.5, "state_broken", "white", 2.4),
+                     ("poly", [(5.8, 7.6), (7.6, 5.8), (14.2, 12.4), (12.4, 14.2)], "white", None, 0),
+                     ("poly", [(12.4, 5.8), (14.2, 7.6), (7.6, 14.2), (5.8, 12.4)], "white", None, 0)],
+    "state_unknown": [("circle", 10, 10, 8.5, "white", "state_unknown", 2.6),
+                      ("circle", 10, 10, 3.0, "state_unknown", None, 0)],
 }
-POI_KINDS = tuple(ICONS)
+#: The badge of each water-point state (mapathon.survey.water.water_state).
+STATE_BADGES = {"working": "state_working", "not working": "state_broken", "unknown": "state_unknown"}
+POI_KINDS = tuple(k for k in ICONS if not k.startswith("state_"))
 WATER_POINTS = ("well", "well_pump", "borehole", "drinking_water", "tap", "spring")
 
 
