@@ -1391,7 +1391,8 @@ def survey_merge_cmd(
 def survey_form(
     ctx: typer.Context,
     preset: str = typer.Option("water", "--preset", help="water, buildings, or a preset YAML file of your own."),
-    lang: str = typer.Option("fr,en,bm", "--lang", help="Label languages, the first is the default (fr and en always)."),
+    lang: str = option("lang", "fr,en,bm", note="Here: the form's label languages, comma-separated, the first the "
+                       "default (fr and en always; bm, Bambara, where the preset has it)."),
     out: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the XLSForm here (its XForm .xml beside)."),
     base: Optional[Path] = typer.Option(None, "--base", help="OSM file of the existing features (default: the latest merge)."),
     as_json: bool = JsonOpt,

@@ -135,11 +135,11 @@ def test_survey_merge_command_writes_findings(village_project, tmp_path):
             add_submission(p, s)
     cli = Cli(village_project)
     geojson = tmp_path / "findings.geojson"
-    r = cli("survey", "merge", "--base", DIANGUIRDE_POIS, "--findings", geojson)
+    r = cli("survey", "merge", "--data", DIANGUIRDE_POIS, "--geojson", geojson)
     assert "contribution" in r.stdout and "ambiguous" in r.stdout
     import json
 
     feats = json.loads(geojson.read_text())["features"]
     assert feats and all(f["properties"]["kind"] == "ambiguous" for f in feats)
-    bad = cli("survey", "merge", "--base", tmp_path / "nope.osm.pbf", ok=False)
+    bad = cli("survey", "merge", "--data", tmp_path / "nope.osm.pbf", ok=False)
     assert "nope.osm.pbf" in bad.stderr
