@@ -664,7 +664,7 @@ def merge_cmd(
                                                  "upload with their own account."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files and merge the rest."),
     report: Optional[Path] = option("html"),
-    findings: Optional[Path] = option("geojson"),
+    findings: Optional[Path] = option("geojson", note="the quality findings."),
     report_old: Optional[Path] = hidden_alias(None, "--report"),
     findings_old: Optional[Path] = hidden_alias(None, "--findings"),
     lang: Optional[str] = option("lang", note="Of the report and of the upload guides (default: the project's)."),
@@ -767,10 +767,10 @@ app.add_typer(photos_app, name="photos")
 def photos_add_cmd(
     ctx: typer.Context,
     files: list[Path] = typer.Argument(..., help="Photos (JPEG with EXIF GPS position)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="OSM data to attach them to (default: the project's latest merge)."),
+    data: Optional[Path] = option("data", note="Here: the features the photos are attached to."),
     max_distance: float = typer.Option(50, "--max-distance", help="Attach a photo to a feature or survey point at most this far (metres)."),
     gpx: Optional[Path] = typer.Option(None, "--gpx", help="Also write all the project's photos as GPX waypoints for JOSM."),
-    geojson: Optional[Path] = typer.Option(None, "--geojson", help="Also write all the project's photos as GeoJSON (image paths)."),
+    geojson: Optional[Path] = option("geojson", note="all the project's photos, with their image paths."),
     as_json: bool = JsonOpt,
 ):
     """Keep geotagged photos in the project, attached to the nearest feature; refuse those without a position."""
@@ -799,7 +799,7 @@ def photos_add_cmd(
 def check_cmd(
     ctx: typer.Context,
     file: Path = typer.Argument(..., help="OSM data to check: .osm (JOSM), .osc or .osm.pbf (e.g. the merged snapshot)."),
-    geojson: Optional[Path] = option("geojson"),
+    geojson: Optional[Path] = option("geojson", note="the quality findings."),
     limit: int = typer.Option(25, "--limit", help="Findings listed on screen (all are in --json and --geojson)."),
     as_json: bool = JsonOpt,
 ):
@@ -821,7 +821,7 @@ def report_cmd(
     base: Optional[Path] = option("base", note="Here: for what changed."),
     merged: Optional[Path] = typer.Option(None, "--merged", help="The merged snapshot: also check it and credit the findings."),
     html: Optional[Path] = option("html"),
-    geojson: Optional[Path] = option("geojson", note="Here: with --merged."),
+    geojson: Optional[Path] = option("geojson", note="the quality findings (with --merged)."),
     lang: Optional[str] = option("lang", note="With --html: its words (default: the project's)."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="report water: the table per village as CSV."),
     gpkg: Optional[Path] = typer.Option(None, "--gpkg", help="report water: water points, far houses and villages as GeoPackage."),
@@ -1360,7 +1360,7 @@ app.add_typer(survey_app, name="survey")
 def survey_merge_cmd(
     ctx: typer.Context,
     base: Optional[Path] = option("data", note="Here: the data the answers are matched with."),
-    findings: Optional[Path] = option("geojson", note="Here: ambiguous matches and differing values."),
+    findings: Optional[Path] = option("geojson", note="ambiguous matches and differing values."),
     again: bool = typer.Option(False, "--again", help="Also the submissions an earlier run conflated."),
     as_json: bool = JsonOpt,
 ):
@@ -1393,8 +1393,8 @@ def survey_form(
     preset: str = typer.Option("water", "--preset", help="water, buildings, or a preset YAML file of your own."),
     lang: str = option("lang", "fr,en,bm", note="Here: the form's label languages, comma-separated, the first the "
                        "default (fr and en always; bm, Bambara, where the preset has it)."),
-    out: Optional[Path] = typer.Option(None, "-o", "--output", help="Also write the XLSForm here (its XForm .xml beside)."),
-    base: Optional[Path] = typer.Option(None, "--base", help="OSM file of the existing features (default: the latest merge)."),
+    out: Optional[Path] = option("output", note="Here: the XLSForm (.xlsx), its XForm .xml beside."),
+    base: Optional[Path] = option("data", note="Here: the existing features that go with the form."),
     as_json: bool = JsonOpt,
 ):
     """Make a survey form (XLSForm and XForm) and offer it to ODK Collect through the room server."""
@@ -1414,7 +1414,7 @@ def survey_form(
 @survey_app.command("list")
 def survey_list(
     ctx: typer.Context,
-    village: Optional[str] = typer.Option(None, "--village", help="Only this village."),
+    village: Optional[str] = VillageOpt,
     surveyor: Optional[str] = typer.Option(None, "--surveyor", help="Only this surveyor."),
     as_json: bool = JsonOpt,
 ):
@@ -1438,7 +1438,7 @@ def survey_list(
 def survey_import(
     ctx: typer.Context,
     path: Path = typer.Argument(..., help="ODK Collect's instances folder, or an ODK Central / Kobo export (.csv, .zip)."),
-    surveyor: Optional[str] = typer.Option(None, "--as", help="Surveyor for instances that do not name one."),
+    surveyor: Optional[str] = option("as", None, note="Here: the surveyor of instances that do not name one."),
     form: Optional[str] = typer.Option(None, "--form", help="The form of a CSV export (default: from its name)."),
     as_json: bool = JsonOpt,
 ):

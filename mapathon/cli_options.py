@@ -38,7 +38,7 @@ SHARED: dict[str, Shared] = {s.field: s for s in (
     Shared("data", ("--data",), "OSM data (.osm.pbf); default: the project's merged/latest.osm.pbf."),
     Shared("base", ("--base",), "The OSM extract the merge is made on."),
     Shared("html", ("--html",), "Also write the credit and quality report as a self-contained HTML page."),
-    Shared("geojson", ("--geojson",), "Also write the quality findings as a GeoJSON layer (JOSM, QGIS)."),
+    Shared("geojson", ("--geojson",), "Also write a GeoJSON layer (for JOSM, QGIS):"),
     Shared("zoom", ("--zoom", "-z"), "Web-mercator tile zoom(s)."),
     Shared("source", ("--source", "-s"), "Imagery source (its name)."),
     Shared("title", ("--title",), "A readable title for the imagery source."),

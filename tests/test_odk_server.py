@@ -47,7 +47,7 @@ def odk(backend, tmp_path_factory, module_servers):
     if key not in module_servers:
         folder = copy_project(village_template(tmp_path_factory, None), tmp_path_factory.mktemp("odk") / "p",
                               shared=True)
-        Cli(folder)("survey", "form", "--base", BASE_OSM)
+        Cli(folder)("survey", "form", "--data", BASE_OSM)
         srv = RoomServer(folder).__enter__()
         with open_project(folder) as p:
             srv.password = p.meta("survey_password")

@@ -26,7 +26,7 @@ JPEG = b"\xff\xd8\xff\xe0" + b"a photo" * 50
 @pytest.fixture
 def proj(tmp_path_factory, tmp_path) -> Path:
     folder = copy_project(village_template(tmp_path_factory, None), tmp_path / "p")
-    Cli(folder)("survey", "form", "--base", BASE_OSM, "-o", tmp_path / "water.xlsx")
+    Cli(folder)("survey", "form", "--data", BASE_OSM, "-o", tmp_path / "water.xlsx")
     return folder
 
 
@@ -68,7 +68,7 @@ def test_form_converts_with_pyxform_without_warnings(proj, tmp_path):
         'version: "2026120602"', 'version: "2026120601"').replace("Open well", "Dug well"), encoding="utf-8")
     r = Cli(proj)("survey", "form", "--preset", mine.parent / "other.yaml", ok=False)
     assert "change 'version'" in r.stderr
-    Cli(proj)("survey", "form", "--preset", mine, "--base", BASE_OSM)
+    Cli(proj)("survey", "form", "--preset", mine, "--data", BASE_OSM)
     assert (proj / "survey/forms/water_points/versions/2026120602.yaml").is_file()
     assert (proj / "survey/forms/water_points/versions/2026120601.yaml").is_file()  # older phones still heard
 
