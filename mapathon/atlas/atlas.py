@@ -30,7 +30,7 @@ from .. import geo
 from ..errors import MapathonError
 from ..fsutil import atomic_path
 from ..osm.submit import latest_data
-from . import furniture, imagery as imagery_mod, layout, mapbody, symbols
+from . import furniture, imagery as imagery_mod, layout, mapbody, registration, symbols
 from .cache import open_cache
 from ..i18n import check_lang, resolve_lang
 from .i18n import WORDS, Words
@@ -881,7 +881,8 @@ def _draw_furniture(dest, opts, lay, scale, words, pages, legends, boxes_wgs, to
         bbox = [round(v, 6) for v in _wgs_bounds(p.box, to_wgs)]
         page_id = f"{atlas_id}-{p.number}"
         payload = json.dumps({"mapathon": FORMAT_VERSION, "project": project_name, "page": page_id,
-                              "bbox": bbox, "paper": lay.paper, "orientation": lay.orientation, "scale": scale},
+                              "bbox": bbox, "paper": lay.paper, "orientation": lay.orientation, "scale": scale,
+                              **registration.payload_fields(lay, p.box, epsg, atlas_id)},
                              ensure_ascii=False, separators=(",", ":"))
         info = furniture.MapPageInfo(
             number=p.number, total=total, title=p.area, subtitle=subtitle_base if p.area != subtitle_base else "",
