@@ -92,12 +92,14 @@ def draw_marks(c, lay: PageLayout, lang: str = "en") -> None:
         c.setFillColor(HexColor("#ffffff"))
         c.rect((x - MARK_GAP / 2) * MM, (H - y - MARK_MM - MARK_GAP / 2) * MM, (MARK_MM + MARK_GAP) * MM,
                (MARK_MM + MARK_GAP) * MM, stroke=0, fill=1)
-        c.setFillColor(HexColor("#000000"))
+        c.setFillColor(HexColor("#000000"))  # one black square, then its white cells: no seams
+        c.rect(x * MM, (H - y - MARK_MM) * MM, MARK_MM * MM, MARK_MM * MM, stroke=0, fill=1)
+        c.setFillColor(HexColor("#ffffff"))
         p = c.beginPath()
         for r, row in enumerate(marker_bits(mid)):
             for col, black in enumerate(row):
-                if black:
-                    p.rect((x + col * cell) * MM, (H - y - (r + 1) * cell) * MM, cell * MM + 0.05, cell * MM + 0.05)
+                if not black:
+                    p.rect((x + col * cell) * MM, (H - y - (r + 1) * cell) * MM, cell * MM, cell * MM)
         c.drawPath(p, stroke=0, fill=1)
     names = INK_NAMES.get(lang, INK_NAMES["en"])
     for name, (x, y, w, h) in patch_rects(lay).items():
