@@ -113,8 +113,8 @@ def write_geotiff(page: ScannedPage, dest: Path) -> None:
     (minx, maxy), _, (maxx, miny), _ = page.frame_corners_crs
     profile = {"driver": "GTiff", "width": cols, "height": rows, "count": 3, "dtype": "uint8",
                "crs": f"EPSG:{page.crs}", "transform": from_bounds(minx, miny, maxx, maxy, cols, rows),
-               "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "deflate", "predictor": 2,
-               "photometric": "RGB", "interleave": "pixel"}
+               "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "jpeg", "jpeg_quality": 88,
+               "photometric": "YCBCR", "interleave": "pixel"}  # a photo: JPEG is 5x faster than deflate
     with atomic_path(dest) as tmp:
         with rasterio.open(tmp, "w", **profile) as ds:
             ds.write(np.moveaxis(page.rectified, 2, 0))
