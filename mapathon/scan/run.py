@@ -115,7 +115,7 @@ def write_geotiff(page: ScannedPage, dest: Path) -> None:
                "crs": f"EPSG:{page.crs}", "transform": from_bounds(minx, miny, maxx, maxy, cols, rows),
                "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "jpeg", "jpeg_quality": 88,
                "photometric": "YCBCR", "interleave": "pixel"}  # a photo: JPEG is 5x faster than deflate
-    with atomic_path(dest) as tmp:
+    with atomic_path(dest) as tmp, rasterio.Env(GDAL_CACHEMAX=64):  # MB: GDAL's default is 5 % of the RAM
         with rasterio.open(tmp, "w", **profile) as ds:
             ds.write(np.moveaxis(page.rectified, 2, 0))
             ds.build_overviews([2, 4, 8, 16], Resampling.average)
