@@ -882,7 +882,7 @@ def _draw_furniture(dest, opts, lay, scale, words, pages, legends, boxes_wgs, to
         page_id = f"{atlas_id}-{p.number}"
         payload = json.dumps({"mapathon": FORMAT_VERSION, "project": project_name, "page": page_id,
                               "bbox": bbox, "paper": lay.paper, "orientation": lay.orientation, "scale": scale,
-                              **registration.payload_fields(lay, p.box, epsg, atlas_id)},
+                              **registration.payload_fields(lay, p.box, epsg, atlas_id, opts.grayscale)},
                              ensure_ascii=False, separators=(",", ":"))
         info = furniture.MapPageInfo(
             number=p.number, total=total, title=p.area, subtitle=subtitle_base if p.area != subtitle_base else "",

@@ -413,7 +413,7 @@ def draw_map_page(c, info: MapPageInfo, pal: dict, words: Words) -> None:
         _neighbour_arrow(c, side, num, fx, fy, fw, fh, words)
 
     _panel(c, info, pal, words)
-    registration.draw_marks(c, lay, words.lang)  # markers and ink strip for `mapathon scan`
+    registration.draw_marks(c, lay, words.lang, grayscale=pal == symbols.palette(True))  # for `mapathon scan`
 
 
 def _multiples(lo, hi, step):

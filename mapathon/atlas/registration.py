@@ -60,9 +60,10 @@ def patch_rects(lay: PageLayout) -> dict[str, tuple[float, float, float, float]]
     return {name: (x + i * (PATCH_W + 2.0), y, PATCH_W, PATCH_H) for i, name in enumerate(INKS)}
 
 
-def payload_fields(lay: PageLayout, box, epsg: int, atlas_id: str) -> dict:
-    """What the QR JSON gains for ``mapathon scan`` (compact: mm to 0.01, metres to 0.1)."""
-    return {"atlas": atlas_id, "reg": REGISTRATION_VERSION, "sheet": [round(lay.width, 2), round(lay.height, 2)],
+def payload_fields(lay: PageLayout, box, epsg: int, atlas_id: str, grayscale: bool = False) -> dict:
+    """What the QR JSON gains for ``mapathon scan`` (compact: mm to 0.01, metres to 0.1). On a
+    ``--grayscale`` atlas the ink patches are outlines only (``"inks_outlined": 1``)."""
+    return {**({"inks_outlined": 1} if grayscale else {}),"atlas": atlas_id, "reg": REGISTRATION_VERSION, "sheet": [round(lay.width, 2), round(lay.height, 2)],
             "frame_mm": [round(v, 2) for v in frame_mm(lay)], "epsg": int(epsg),
             "box": [round(v, 1) for v in box], "mark_mm": MARK_MM,
             "marks": [[round(a, 2), round(b, 2)] for a, b in mark_positions(lay)],
@@ -79,8 +80,9 @@ def marker_bits(marker_id: int):
     return tuple(tuple(bool(v < 128) for v in row) for row in img)
 
 
-def draw_marks(c, lay: PageLayout, lang: str = "en") -> None:
-    """Draw the four markers and the ink strip on a map page (ReportLab canvas, points, y up)."""
+def draw_marks(c, lay: PageLayout, lang: str = "en", grayscale: bool = False) -> None:
+    """Draw the four markers and the ink strip on a map page (ReportLab canvas, points, y up).
+    A ``--grayscale`` atlas holds only greys: its patches are outlines with the colour's name."""
     from reportlab.lib.colors import HexColor
 
     from . import furniture
@@ -104,7 +106,9 @@ def draw_marks(c, lay: PageLayout, lang: str = "en") -> None:
     names = INK_NAMES.get(lang, INK_NAMES["en"])
     for name, (x, y, w, h) in patch_rects(lay).items():
         c.setFillColor(HexColor(INKS[name]))
-        c.rect(x * MM, (H - y - h) * MM, w * MM, h * MM, stroke=0, fill=1)
+        c.setStrokeColor(HexColor("#555555"))
+        c.setLineWidth(0.4)
+        c.rect(x * MM, (H - y - h) * MM, w * MM, h * MM, stroke=int(grayscale), fill=int(not grayscale))
         furniture.draw_text(c, (x + w / 2) * MM, (H - y - h - 2.2) * MM, names[name], furniture.SANS, 4.6,
                             fill="#333333", anchor="middle")
     c.restoreState()
