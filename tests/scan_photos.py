@@ -48,8 +48,9 @@ def error_mm(page, photo: Photo, n: int = 15) -> np.ndarray:
         for _ in range(5):  # the point that the crumple moves onto p_true: p + d(p) = p_true
             p = p_true - photo.crumple(p)
         p_true = p
-    back = mm_to_px(p_true, np.linalg.inv(page.homography))
-    return np.linalg.norm(back - mm, axis=1)
+    p_est = np.c_[page.mm_to_photo(mm[:, 0], mm[:, 1])]
+    px_per_mm = np.linalg.norm(mm_to_px(mm + [1.0, 0.0], photo.G) - mm_to_px(mm, photo.G), axis=1)
+    return np.linalg.norm(p_est - p_true, axis=1) / px_per_mm
 
 
 def make_photo(page: np.ndarray, dpi: int = 300, *, tilt: float = 0.0, rot: float = 0.0, megapixels: float = 12,

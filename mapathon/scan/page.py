@@ -37,6 +37,9 @@ class ScannedPage:
     # paper mm (x right, y down) -> source image pixel (col, row) of the *oriented* photo (EXIF applied)
     homography: np.ndarray | None = None
     photo: np.ndarray | None = field(default=None, repr=False)  # the oriented photo, uint8 RGB (for crops)
+    # bent paper: the shift (dc, dr) of rectified pixels, sampled every crumple.COARSE_PX pixels; a point
+    # printed at rectified (c, r) was at (c + dc, r + dr) in the homography-only rectification
+    correction: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     @property
     def page_id(self) -> str:
@@ -86,9 +89,17 @@ class ScannedPage:
                 (np.asarray(y, float) - tly) / (bry - tly) * rows)
 
     def mm_to_photo(self, x_mm, y_mm):
-        """Pixel (col, row) in the oriented photo of a paper position (for crops around a mark)."""
-        pts = np.stack([np.atleast_1d(np.asarray(x_mm, float)), np.atleast_1d(np.asarray(y_mm, float)),
-                        np.ones(np.size(x_mm))])
+        """Pixel (col, row) in the oriented photo of a paper position (for crops around a mark);
+        with the bent-paper correction inside the frame."""
+        x_mm, y_mm = np.atleast_1d(np.asarray(x_mm, float)), np.atleast_1d(np.asarray(y_mm, float))
+        if self.correction is not None:
+            from .crumple import sample
+
+            fx, fy, _, _ = self.frame_mm
+            c, r = (x_mm - fx) * self.px_per_mm - 0.5, (y_mm - fy) * self.px_per_mm - 0.5
+            dc, dr = sample(*self.correction, c, r)
+            x_mm, y_mm = fx + (c + dc + 0.5) / self.px_per_mm, fy + (r + dr + 0.5) / self.px_per_mm
+        pts = np.stack([x_mm, y_mm, np.ones(len(x_mm))])
         q = self.homography @ pts
         return q[0] / q[2], q[1] / q[2]
 

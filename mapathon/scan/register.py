@@ -17,6 +17,7 @@ from .page import PX_PER_MM, ScannedPage
 
 FIND_PX = 2000  # long side of the copy things are looked for on
 MAX_RESIDUAL_MM = 2.0  # a photo placed worse than this is refused
+SEARCH_PAD_MM = 4.0  # margin around the frame rectified to measure its border lines on bent paper
 MIN_SHARPNESS = 12.0  # variance of the Laplacian of the rectified frame (0.1 mm pixels) below which it is blurry
 
 
@@ -214,7 +215,39 @@ def place(rgb: np.ndarray, source: str, *, meta: dict | None = None, project_nam
     M = H @ T
     rect = cv2.warpPerspective(rgb, M, (cols, rows), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
                                borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
-    sharp = _sharpness(cv2.resize(to_gray(rect), (cols // 2, rows // 2), interpolation=cv2.INTER_AREA))
+    correction = None
+    gray_rect = to_gray(rect)
+    pad = int(SEARCH_PAD_MM * px_per_mm)  # the frame's border lines are measured too
+    Tp = np.array([[1, 0, -pad], [0, 1, -pad], [0, 0, 1]], float)
+    gray_ext = cv2.warpPerspective(gray, M @ Tp, (cols + 2 * pad, rows + 2 * pad),
+                                   flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderValue=255)
+    bend = _bend(gray_ext, pad, meta, ids, px_per_mm)
+    del gray_ext
+    if bend is not None:
+        dc, dr, fit_px, bent_mm = bend
+        method += f" + grid (paper bent {bent_mm:.1f} mm)"
+        correction = (dc, dr)
+        residual = max(residual, float(np.median(fit_px)) / px_per_mm)
+        worst = max(worst, float(np.percentile(fit_px, 95)) / px_per_mm)
+        if worst > MAX_RESIDUAL_MM:
+            raise ScanRefused(f"{source}: the paper is too crumpled to place within {MAX_RESIDUAL_MM:g} mm: "
+                              "flatten the page and photograph it again")
+        from .crumple import dense
+
+        ddc, ddr = dense(dc, dr, cols, rows)
+        cc, rr = np.meshgrid(np.arange(cols, dtype=np.float32), np.arange(rows, dtype=np.float32))
+        cc += ddc
+        rr += ddr
+        del ddc, ddr
+        Mf = M.astype(np.float32)
+        w = Mf[2, 0] * cc + Mf[2, 1] * rr + Mf[2, 2]
+        mx = (Mf[0, 0] * cc + Mf[0, 1] * rr + Mf[0, 2]) / w
+        my = (Mf[1, 0] * cc + Mf[1, 1] * rr + Mf[1, 2]) / w
+        del cc, rr, w
+        rect = cv2.remap(rgb, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=(255, 255, 255))
+        del mx, my
+        gray_rect = to_gray(rect)
+    sharp = _sharpness(cv2.resize(gray_rect, (cols // 2, rows // 2), interpolation=cv2.INTER_AREA))
     if sharp < MIN_SHARPNESS:
         raise ScanRefused(f"{source}: too blurry (sharpness {sharp:.0f}): hold the phone still, focus on the page "
                           "and photograph it again")
@@ -224,7 +257,28 @@ def place(rgb: np.ndarray, source: str, *, meta: dict | None = None, project_nam
                        crs=int(meta["epsg"]), frame_corners_crs=((minx, maxy), (maxx, maxy), (maxx, miny), (minx, miny)),
                        residual_mm=residual, source=source, residual_max_mm=worst,
                        residual_m=residual * scale / 1000.0, method=method, homography=H,
-                       photo=rgb if keep_photo else None)
+                       photo=rgb if keep_photo else None, correction=correction)
+
+
+def _bend(gray_ext: np.ndarray, pad: int, meta: dict, ids, px_per_mm: float):
+    """The bent-paper correction from the printed UTM grid lines, or None when the page is flat enough
+    (see crumple.py). Returns (coarse dc, coarse dr, fit residuals px, bend mm)."""
+    from . import crumple
+
+    rows, cols = gray_ext.shape[0] - 2 * pad, gray_ext.shape[1] - 2 * pad
+    vx, vy = crumple.measure(gray_ext, meta, px_per_mm, pad)
+    fx, fy = (float(v) for v in meta["frame_mm"][:2])
+    anchors = (paper_points(meta, ids) - [fx, fy]) * px_per_mm - 0.5
+    fitted = crumple.fit(vx, vy, anchors, float(max(cols, rows)))
+    if fitted is None:
+        return None
+    sx, sy, resid = fitted
+    shift = np.r_[np.abs(sx(vx[:, :2])), np.abs(sy(vy[:, :2]))]
+    bent = float(np.percentile(shift, 90)) / px_per_mm
+    if bent < crumple.APPLY_MM:
+        return None
+    dc, dr = crumple.field(sx, sy, cols, rows)
+    return dc, dr, resid, bent
 
 
 def _sharpness(gray: np.ndarray) -> float:
