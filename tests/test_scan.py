@@ -205,6 +205,28 @@ def test_cli_batch_geotiff_and_sidecar(page, atlas, tmp_path):
             [side["corners"][2][0], side["corners"][2][1]], abs=0.01)
 
 
+def test_heic_and_exif_orientation(page, tmp_path):
+    from PIL import Image
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    photo = make_photo(page, DPI, tilt=15, megapixels=8)
+    heic = tmp_path / "IMG_0003.HEIC"
+    Image.fromarray(photo.rgb).save(heic, quality=85)
+    # a phone held sideways: the pixels are stored turned, the EXIF says how to show them
+    sideways = tmp_path / "IMG_0004.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise to show
+    Image.fromarray(np.rot90(photo.rgb, 1)).save(sideways, quality=90, exif=exif)
+    r = Cli()("--project", tmp_path / "none", "scan", heic, sideways, "-o", tmp_path / "out", "--json")
+    res = json.loads(r.stdout)
+    assert [d["ok"] for d in res] == [True, True]
+    from mapathon.scan.run import _open_image
+
+    assert _open_image(sideways).shape == photo.rgb.shape  # upright as shown, not as stored
+    assert res[0]["residual_mm"] < 0.5 and res[1]["residual_mm"] < 0.5
+
+
 @pytest.fixture
 def project_atlas(gridded, tmp_path):
     (gridded / "merged").mkdir()
