@@ -268,5 +268,12 @@ def test_project_scan_is_served_and_in_josm(project_atlas, page, tmp_path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+    # the room server's map lists it (its page draws it over the background imagery)
+    from mapathon.project import open_project
+    from mapathon.server.app import _imagery, _tile_service
+
+    with open_project(project) as p:
+        listed = [i["tiles"][0] for i in _imagery(p, _tile_service(project), "http://room")]
+    assert any(t.startswith("http://room/tiles/scans/") for t in listed)
     urls = json.loads(cli("josm", "1", "--json").stdout)
     assert any(u["what"] == "scans" and "/tiles/scans/" in urllib.request.unquote(u["url"]) for u in urls)
