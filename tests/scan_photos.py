@@ -132,3 +132,16 @@ def stroke_mm(page: np.ndarray, dpi: int, p0, p1, width_mm: float, rgb) -> np.nd
     cv2.line(out, (int(p0[0] * k), int(p0[1] * k)), (int(p1[0] * k), int(p1[1] * k)), tuple(int(v) for v in rgb),
              max(1, int(width_mm * k)), cv2.LINE_AA)
     return out
+
+
+def on_screen(page: np.ndarray, tall: int = 1000) -> np.ndarray:
+    """The page as a laptop screen shows it, *tall* screen pixels high, seen close up: RGB sub-pixel
+    stripes and dark rows between the pixels (3 × 3 photo pixels per screen pixel)."""
+    h, w = page.shape[:2]
+    small = cv2.resize(page, (round(w * tall / h), tall), interpolation=cv2.INTER_AREA)
+    big = np.repeat(np.repeat(small, 3, axis=0), 3, axis=1).astype(np.float32)
+    mask = np.zeros((1, 3, 3), np.float32)
+    mask[0, 0, 0] = mask[0, 1, 1] = mask[0, 2, 2] = 1
+    big *= np.tile(mask, (1, big.shape[1] // 3, 1))[:, :big.shape[1]] * 0.8 + 0.2
+    big[2::3] *= 0.5
+    return np.clip(big * 1.6, 0, 255).astype(np.uint8)

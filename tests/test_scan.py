@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import DIANGUIRDE_POIS, LIECHTENSTEIN, Cli, have
-from scan_photos import error_mm, make_photo, page_raster, paint_mm, stroke_mm
+from scan_photos import error_mm, make_photo, on_screen, page_raster, paint_mm, stroke_mm
 
 from mapathon.scan import register
 from mapathon.scan.register import ScanRefused
@@ -164,6 +164,12 @@ def test_two_pages_and_not_a_page_refused(page, atlas):
     cover = page_raster(atlas, 0, DPI)
     with pytest.raises(ScanRefused, match="no atlas page found"):
         register.place(make_photo(cover, DPI).rgb, "cover.jpg")
+
+
+def test_photo_of_a_screen_refused(page):
+    shown = on_screen(page, 1000)
+    with pytest.raises(ScanRefused, match="QR code not found"):
+        register.place(make_photo(shown, DPI * shown.shape[0] / page.shape[0], tilt=10).rgb, "screen.jpg")
 
 
 def test_old_atlas_without_marks_refused(meta):
