@@ -105,6 +105,11 @@ def images(path: Path):
 
 def write_geotiff(page: ScannedPage, dest: Path) -> None:
     """The rectified map frame as a tiled GeoTIFF in the page's CRS, with overviews (atomic)."""
+    with atomic_path(dest) as tmp:
+        _write_tif(page, tmp)
+
+
+def _write_tif(page: ScannedPage, path: Path) -> None:
     import rasterio
     from rasterio.enums import Resampling
     from rasterio.transform import from_bounds
@@ -115,8 +120,8 @@ def write_geotiff(page: ScannedPage, dest: Path) -> None:
                "crs": f"EPSG:{page.crs}", "transform": from_bounds(minx, miny, maxx, maxy, cols, rows),
                "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "jpeg", "jpeg_quality": 88,
                "photometric": "YCBCR", "interleave": "pixel"}  # a photo: JPEG is 5x faster than deflate
-    with atomic_path(dest) as tmp, rasterio.Env(GDAL_CACHEMAX=64):  # MB: GDAL's default is 5 % of the RAM
-        with rasterio.open(tmp, "w", **profile) as ds:
+    with rasterio.Env(GDAL_CACHEMAX=64):  # MB: GDAL's default is 5 % of the RAM
+        with rasterio.open(path, "w", **profile) as ds:
             ds.write(np.moveaxis(page.rectified, 2, 0))
             ds.build_overviews([2, 4, 8, 16], Resampling.average)
             ds.update_tags(mapathon_page=page.page_id, mapathon_source=Path(page.source).name)
@@ -180,12 +185,23 @@ def _one(img, label, out_dir: Path, project, marks_mod, reg) -> ScanResult:
         if hasattr(marks_mod, "write_marks"):  # the marks engineer's writer (GeoJSON, JOSM, review page)
             res.outputs = [str(p) for p in (marks_mod.write_marks(page, found, out_dir) or [])]
     res.marks = n_marks
-    write_geotiff(page, tif)
-    write_json({**page.sidecar(), "geotiff": tif.name, "marks": n_marks,
-                "scanned": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, side)
-    if project is not None:
-        from ..imagery import importer
-
-        importer.import_tiles(project, tif, source=SCANS_SOURCE, title=SCANS_TITLE,
-                              attribution="Field survey (annotated atlas pages)")
+    # the GeoTIFF appears (renamed) only once it is in the scans imagery too
+    with atomic_path(tif) as tmp:
+        _write_tif(page, tmp)
+        if project is not None:
+            _import(project, tmp)
+        write_json({**page.sidecar(), "geotiff": tif.name, "marks": n_marks,
+                    "scanned": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, side)
     return res
+
+
+def _import(project, tif: Path) -> None:
+    """Add a placed page to the project's ``scans`` imagery (the same MBTiles cache and tile server as
+    ``imagery import``/``imagery serve``)."""
+    from ..imagery import importer, sources
+
+    if SCANS_SOURCE not in sources.all_sources(project):
+        sources.add(project, sources.Source(SCANS_SOURCE, SCANS_TITLE, "local", None, 0, 22,
+                                            attribution="Field survey (annotated atlas pages)",
+                                            note="photos of annotated atlas pages (mapathon scan)"))
+    importer.import_tiles(project, tif, source=SCANS_SOURCE)
