@@ -233,6 +233,20 @@ def test_heic_and_exif_orientation(page, tmp_path):
     assert res[0]["residual_mm"] < 0.5 and res[1]["residual_mm"] < 0.5
 
 
+def test_multi_page_scanned_pdf(page, tmp_path):
+    """A flatbed scanner's PDF: one picture per page, the second page put in upside down."""
+    from PIL import Image
+
+    a = Image.fromarray(page).rotate(0.7, expand=True, fillcolor="white")
+    b = Image.fromarray(page[::-1, ::-1].copy())
+    pdf = tmp_path / "scanner.pdf"
+    a.save(pdf, save_all=True, append_images=[b], resolution=DPI)
+    r = Cli()("--project", tmp_path / "none", "scan", pdf, "-o", tmp_path / "out", "--json")
+    res = json.loads(r.stdout)
+    assert [d["source"].rsplit("#", 1)[1] for d in res] == ["page1", "page2"]
+    assert all(d["ok"] and d["residual_mm"] < 0.5 for d in res)
+
+
 @pytest.fixture
 def project_atlas(gridded, tmp_path):
     (gridded / "merged").mkdir()
