@@ -913,6 +913,44 @@ def print_cmd(
         console.print(f"[yellow]Left out:[/] {line}", soft_wrap=True)
 
 
+
+@app.command("scan")
+def scan_cmd(
+    ctx: typer.Context,
+    files: list[Path] = typer.Argument(..., help="Photos or scans of atlas pages: JPEG, PNG, HEIC, or PDF (each page)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the GeoTIFFs and their .json (default: the project's scans/)."),
+    as_json: bool = JsonOpt,
+):
+    """Place photos of annotated atlas pages (offline): a GeoTIFF per page, added to the 'scans' imagery."""
+    import contextlib
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from .scan import run
+
+    try:
+        project_cm = _open(ctx)
+    except MapathonError:
+        if output is None:
+            raise
+        project_cm = contextlib.nullcontext(None)
+    with project_cm as p, Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   console=err_console, transient=True, disable=as_json) as bar:
+        job = bar.add_task("Scanning", total=len(files))
+        results = run.scan_files(files, output or p.path / "scans", project=p,
+                                 progress=lambda _: bar.advance(job))
+    if as_json:
+        print(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))
+    for r in results:
+        if r.ok and not as_json:
+            console.print(f"Placed {r.source}: page {r.page}, off by {r.residual_mm:.2f} mm ({r.residual_m:.1f} m) "
+                          f"-> {r.geotiff}" + (f", {r.marks} marks" if r.marks is not None else ""), soft_wrap=True)
+        elif not r.ok:
+            err_console.print(f"[red]Refused[/] {r.message}", soft_wrap=True)
+    failed = sum(not r.ok for r in results)
+    if failed:
+        raise MapathonError(f"{failed} of {len(results)} picture(s) could not be placed (see above); the others are kept")
+
 # -- imagery and editors (issue 5) ---------------------------------------------------------------------
 
 imagery_app = _app("Imagery: sources, purchase estimates, an offline tile cache and its server.")

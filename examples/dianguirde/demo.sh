@@ -126,7 +126,7 @@ fi
 say "11. Field survey with ODK Collect: the laptop is the survey server"
 # the wells already mapped go with the form, to pick on the phone's map (from the latest merge, else the 2019 extract)
 BASE_OPT=()
-[ -f "$MAPATHON_PROJECT/merged/latest.osm.pbf" ] || BASE_OPT=(--base "$HERE/dianguirde-area-pois-osm2019.osm.pbf")
+[ -f "$MAPATHON_PROJECT/merged/latest.osm.pbf" ] || BASE_OPT=(--data "$HERE/dianguirde-area-pois-osm2019.osm.pbf")
 mapathon survey form ${BASE_OPT[@]+"${BASE_OPT[@]}"} --preset water --lang fr,en,bm -o "$OUT/survey-water.xlsx"
 ODK_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 mapathon serve --host 127.0.0.1 --port "$ODK_PORT" > "$OUT/serve.txt" 2>&1 &

@@ -29,7 +29,7 @@ from .. import geo, selection
 from ..errors import MapathonError, NoSuchVillage, UsageMistake
 from ..fsutil import atomic_path
 from ..osm.submit import latest_data
-from . import furniture, imagery as imagery_mod, layout, mapbody, symbols
+from . import furniture, imagery as imagery_mod, layout, mapbody, registration, symbols
 from .cache import open_cache
 from ..i18n import check_lang, resolve_lang
 from .i18n import WORDS, Words
@@ -293,7 +293,8 @@ def _make(opts, project, words: Words, scale, lay, fmt, t0, timings) -> AtlasRes
                              to_utm=to_utm, epsg=epsg, areas=areas, title=title, project_name=project_name,
                              atlas_id=atlas_id, data_date=data_date, print_date=print_date, index=index,
                              cover_frame=cover_frame, contents_rect=contents_rect, key_scale=key_scale,
-                             pal=style.pal, tasks_overlay=tasks is not None, with_imagery=mb is not None)
+                             pal=style.pal, tasks_overlay=tasks is not None, with_imagery=mb is not None,
+                             grayscale=bool(opts.grayscale))
             n_index = _draw_furniture(furniture_pdf, plan, words)
             timings["furniture"] = time.perf_counter() - t0 - sum(timings.values())
             total = 1 + len(pages) * per + n_index
@@ -837,6 +838,7 @@ class AtlasPlan:
     pal: dict  # the map style's palette
     tasks_overlay: bool
     with_imagery: bool
+    grayscale: bool
 
     @property
     def index_title(self) -> str:
@@ -914,7 +916,12 @@ def _map_page_info(plan: AtlasPlan, words: Words, p: layout.MapPage, keys: list[
     bbox = [round(v, 6) for v in _wgs_bounds(p.box, to_wgs)]
     page_id = f"{plan.atlas_id}-{p.number}"
     payload = json.dumps({"mapathon": FORMAT_VERSION, "project": plan.project_name, "page": page_id,
-                          "bbox": bbox, "paper": lay.paper, "orientation": lay.orientation, "scale": scale},
+                          "bbox": bbox, "paper": lay.paper, "orientation": lay.orientation, "scale": scale,
+                          # for `mapathon scan`: where the frame and marks are; what else is printed on the map
+                          **registration.payload_fields(lay, p.box, plan.epsg, plan.atlas_id, plan.grayscale),
+                          **({"overlay": [k for k, on in (("tasks", plan.tasks_overlay),
+                                                          ("imagery", plan.with_imagery)) if on]}
+                             if plan.tasks_overlay or plan.with_imagery else {})},
                          ensure_ascii=False, separators=(",", ":"))
     return furniture.MapPageInfo(
         number=p.number, total=total, title=p.area, subtitle=subtitle_base if p.area != subtitle_base else "",

@@ -13,7 +13,7 @@ import math
 from dataclasses import dataclass, field
 
 from ..render import mapnik_env as me
-from . import symbols
+from . import registration, symbols
 from .i18n import Words
 from .layout import MM, PageLayout, Rect, column_label
 
@@ -413,6 +413,7 @@ def draw_map_page(c, info: MapPageInfo, pal: dict, words: Words) -> None:
         _neighbour_arrow(c, side, num, fx, fy, fw, fh, words)
 
     _panel(c, info, pal, words)
+    registration.draw_marks(c, lay, words.lang, grayscale=pal == symbols.palette(True))  # for `mapathon scan`
 
 
 def _multiples(lo, hi, step):

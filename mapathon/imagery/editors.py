@@ -195,6 +195,10 @@ def josm_urls(project, s: EditorSetup, *, josm_url: str = DEFAULT_JOSM_URL, down
     bbox = {"left": f"{west:.7f}", "right": f"{east:.7f}", "top": f"{north:.7f}", "bottom": f"{south:.7f}"}
     layer = f"Task {t.id} ({t.key}) edits"
     out = [("imagery", f"{base}/imagery?{imagery}"), ("task boundary", f"{base}/load_data?{boundary}")]
+    if s.source.name != "scans" and cache_path(project.path, "scans").is_file():  # photos of annotated pages
+        out.insert(1, ("scans", f"{base}/imagery?" + urlencode({"title": "Field papers (scans)", "type": "tms",
+                       "min_zoom": 0, "max_zoom": 22}) + "&url=" + quote(tile_template(
+                           s.tiles_url, "scans", cache_format(project, "scans")), safe="")))
     data = existing_data(project, t, s.warnings)
     served = f"{s.tiles_url.rstrip('/')}/tasks/{t.id}"
     if data is not None and data.total("new"):

@@ -100,6 +100,10 @@ async function makeMap(divId, opts) {
     const url = src.tiles[0];
     L.tileLayer(url, { maxZoom: 20, maxNativeZoom: src.maxzoom || 19, minNativeZoom: src.minzoom || 0,
       attribution: escapeHtml(src.attribution || src.name) }).addTo(map);  // Leaflet sets it as HTML
+    // photos of annotated atlas pages (mapathon scan), over the background imagery
+    const scans = info.imagery.find((s) => s !== src && s.tiles[0].includes("/tiles/scans/"));
+    if (scans) L.tileLayer(scans.tiles[0], { maxZoom: 20, maxNativeZoom: scans.maxzoom || 19,
+      minNativeZoom: scans.minzoom || 0, attribution: escapeHtml(scans.attribution || scans.name) }).addTo(map);
   }
   const villages = await api("GET", "/api/villages");
   L.geoJSON(villages, {
