@@ -534,13 +534,15 @@ def status(
     # Narrow enough for an 80-column terminal; --json has every state apart.
     cols = [("ready", ("READY",)), ("locked", ("LOCKED_FOR_MAPPING", "LOCKED_FOR_VALIDATION")),
             ("mapped", ("MAPPED",)), ("valid", ("VALIDATED",)), ("redo", ("INVALIDATED",)), ("bad", ("BADIMAGERY",))]
-    table = compact_table("village", "tasks", *(c for c, _ in cols), "mapped%", "valid%", title=st.project,
+    marks = ("marks",) if st.overall.marks else ()  # marks brought back on paper (mapathon scan)
+    table = compact_table("village", "tasks", *(c for c, _ in cols), "mapped%", "valid%", *marks, title=st.project,
                           min_first=min(14, max(len(c.name) for c in st.villages + [st.overall])))
     for c in st.villages + [st.overall]:
         style = "bold" if c is st.overall else None
         table.add_row("All" if c is st.overall else c.name, str(c.total),
                       *(str(sum(c.states[s] for s in group)) for _, group in cols),
-                      f"{c.mapped_pct:.1f}", f"{c.validated_pct:.1f}", style=style)
+                      f"{c.mapped_pct:.1f}", f"{c.validated_pct:.1f}", *((str(c.marks),) if marks else ()),
+                      style=style)
     console.print(table)
     console.print("locked = being mapped or validated; redo = invalidated; bad = bad imagery (not counted in %)")
     if st.shared:
@@ -918,10 +920,13 @@ def print_cmd(
 def scan_cmd(
     ctx: typer.Context,
     files: list[Path] = typer.Argument(..., help="Photos or scans of atlas pages: JPEG, PNG, HEIC, or PDF (each page)."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Folder for the GeoTIFFs and their .json (default: the project's scans/)."),
+    output: Optional[Path] = option("output", note="Here: the folder for the GeoTIFFs, their .json and the marks "
+                                    "(default: the project's scans/)."),
+    brought_by: Optional[str] = option("as", None, note="Here: who brought the pages back (the field team is credited)."),
     as_json: bool = JsonOpt,
 ):
-    """Place photos of annotated atlas pages (offline): a GeoTIFF per page, added to the 'scans' imagery."""
+    """Place photos of annotated atlas pages (offline): a GeoTIFF per page, added to the 'scans' imagery;
+    the ink marks drawn on them become points, lines and areas to review (JOSM layer, GeoJSON, HTML)."""
     import contextlib
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -937,7 +942,7 @@ def scan_cmd(
     with project_cm as p, Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                                    console=err_console, transient=True, disable=as_json) as bar:
         job = bar.add_task("Scanning", total=len(files))
-        results = run.scan_files(files, output or p.path / "scans", project=p,
+        results = run.scan_files(files, output or p.path / "scans", project=p, brought_by=brought_by,
                                  progress=lambda _: bar.advance(job))
     if as_json:
         print(json.dumps([r.as_dict() for r in results], ensure_ascii=False, indent=2))

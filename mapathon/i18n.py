@@ -391,6 +391,29 @@ WORDS: dict[str, dict[str, str]] = {
     "wr.none": {"en": "No water point mapped.", "fr": "Aucun point d'eau cartographié."},
     "wr.total": {"en": "Total", "fr": "Total"},
     "wr.outside": {"en": "Outside the villages", "fr": "Hors des villages"},
+    # -- marks drawn on paper atlas pages (mapathon.scan.review, the report's field team section) -----------
+    "marks.kind.point": {"en": "point", "fr": "point"},
+    "marks.kind.line": {"en": "line", "fr": "ligne"},
+    "marks.kind.polygon": {"en": "area", "fr": "surface"},
+    "marks.colour.red": {"en": "red", "fr": "rouge"},
+    "marks.colour.blue": {"en": "blue", "fr": "bleu"},
+    "marks.colour.green": {"en": "green", "fr": "vert"},
+    "marks.colour.black": {"en": "black", "fr": "noir"},
+    "marks.fixme": {"en": "mark from paper: {colour} {kind}, page {page} {square} — read the note on the photo",
+                    "fr": "marque sur papier : {kind} {colour}, page {page} {square} — lire la note sur la photo"},
+    "marks.title": {"en": "Marks drawn on the paper pages", "fr": "Marques dessinées sur les pages papier"},
+    "marks.help": {"en": "Each mark found on the photos, with the photo around it: read what is written next to "
+                         "it, then map it in JOSM from the marks layer (it is never uploaded).",
+                   "fr": "Chaque marque trouvée sur les photos, avec la photo autour : lisez ce qui est écrit à "
+                         "côté, puis cartographiez-la dans JOSM depuis la couche des marques (elle n'est jamais "
+                         "envoyée)."},
+    "marks.none": {"en": "No mark found.", "fr": "Aucune marque trouvée."},
+    "marks.page": {"en": "page {page}", "fr": "page {page}"},
+    "marks.square": {"en": "square {square}", "fr": "carré {square}"},
+    "marks.brought_by": {"en": "brought by {name}", "fr": "apportée par {name}"},
+    "marks.field_team": {"en": "Field team", "fr": "Équipe de terrain"},
+    "marks.col_pages": {"en": "pages", "fr": "pages"},
+    "marks.col_marks": {"en": "marks", "fr": "marques"},
     # -- the projector picture (status --map) ------------------------------------------------------------
     "map.squares": {"en": "{n} squares", "fr": "{n} carrés"},
     "map.mapped": {"en": "mapped {pct} %", "fr": "cartographié {pct} %"},

@@ -181,13 +181,30 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX survey_submissions_village ON survey_submissions (village);
     """,
+    # 6 -> 7: marks drawn on paper atlas pages and found on their photos (mapathon/scan/marks.py)
+    """
+    CREATE TABLE marks (
+        id          INTEGER PRIMARY KEY,
+        page        TEXT NOT NULL,        -- the atlas page (QR code's page id); a new photo of it replaces its marks
+        village     TEXT,                 -- the village the mark lies in (or the page's)
+        kind        TEXT NOT NULL,        -- point, line or polygon
+        colour      TEXT NOT NULL,        -- the ink's name on the page's colour strip
+        square      TEXT,                 -- reference square on the page, e.g. B3
+        geom        BLOB NOT NULL,        -- WKB, lon/lat
+        brought_by  TEXT,                 -- who brought the page back ('scan --as NAME')
+        source      TEXT,                 -- the photo's file name
+        scanned     TEXT NOT NULL         -- when (UTC)
+    );
+    CREATE INDEX marks_page ON marks (page);
+    CREATE INDEX marks_village ON marks (village);
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Every table of the schema, in an order that satisfies the foreign keys (see copy_data).
 TABLES = ("meta", "areas", "volunteers", "volunteer_aliases", "tasks", "task_areas", "events", "contributions", "sync_conflicts",
-          "room_sessions", "survey_submissions")
+          "room_sessions", "survey_submissions", "marks")
 _ORDER = {"volunteer_aliases": "name_key", "tasks": "id", "task_areas": "task_id, area_id", "events": "seq", "meta": "key",
           "room_sessions": "token_hash"}
 

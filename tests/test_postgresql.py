@@ -131,6 +131,7 @@ def test_an_older_schema_is_upgraded_and_a_newer_one_refused(tmp_path, schemas):
         c.execute(f'DROP INDEX "{schema}".events_task_ts')
         c.execute(f'DROP TABLE "{schema}".volunteer_aliases')  # and the table of migration 5
         c.execute(f'DROP TABLE "{schema}".survey_submissions')  # and the table of migration 6 (survey)
+        c.execute(f'DROP TABLE "{schema}".marks')  # and the table of migration 7 (scan marks)
         c.execute(f'DELETE FROM "{schema}".schema_migrations WHERE version >= 4')
     with open_project(tmp_path / "dg") as p:
         assert store.schema_version(p.conn) == store.SCHEMA_VERSION

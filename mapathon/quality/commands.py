@@ -112,6 +112,9 @@ def print_credit(credit: Credit, console) -> None:
     for name, t in credit.villages.items():
         vt.add_row(*row(name, t))
     console.print(vt)
+    for ft in credit.field_team:  # paper pages brought back (mapathon scan)
+        console.print(f"Field team: {ft['name'] or '(nobody named)'} brought {ft['pages']} page(s) with "
+                      f"{ft['marks']} mark(s)" + (f" ({ft['villages']})" if ft['villages'] else ""), soft_wrap=True)
     if credit.ready_with_data:
         console.print("Tasks that received data but are still READY: " + ", ".join(
             f"{r['id']} ({r['key']}, {', '.join(r['villages']) or '-'})" for r in credit.ready_with_data), soft_wrap=True)
@@ -158,6 +161,10 @@ def _finish(result, project, snapshot: Path | None, *, html: Path | None, geojso
             checks.stats["geojson"] = str(geojson)
             checks.write_geojson(geojson)
     credit = compute_credit(result, locator, checks)
+    if project is not None:  # the field team is credited for the paper pages they brought back
+        from ..scan.marks import field_team
+
+        credit.field_team = field_team(project.conn)
     if html is not None:
         from ..i18n import Words, resolve_lang
 

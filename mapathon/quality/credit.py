@@ -140,6 +140,8 @@ class Credit:
     skipped: list[dict]
     utm_epsg: int | None = None
     features_xy: list = field(default_factory=list)  # (lon, lat, village, category) of each new/changed feature
+    # who brought paper pages back and the marks found on them (mapathon.scan.marks.field_team)
+    field_team: list = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return {
@@ -152,6 +154,7 @@ class Credit:
             "inputs": self.inputs,
             "conflicts": self.conflicts,
             "skipped": self.skipped,
+            "field_team": self.field_team,
         }
 
 

@@ -212,6 +212,15 @@ def render(credit: Credit | None, checks=None, *, title: str | None = None, loca
             add(f"<tr><td>{e(shown)}</td><td class='n'>{len(tv.tasks) or '–'}</td>{_tally_cells(tv, w)}</tr>")
         add("</table>")
 
+        if credit.field_team:  # paper pages brought back from the field, and the marks on them
+            add(f"<h2>{e(w('marks.field_team'))}</h2><table><tr><th>{e(w('report.col_volunteer'))}</th>"
+                f"<th class='n'>{e(w('marks.col_pages'))}</th><th class='n'>{e(w('marks.col_marks'))}</th>"
+                f"<th>{e(w('report.col_village'))}</th></tr>")
+            for ft in credit.field_team:
+                add(f"<tr><td>{e(ft['name'] or '–')}</td><td class='n'>{w.number(ft['pages'])}</td>"
+                    f"<td class='n'>{w.number(ft['marks'])}</td><td>{e(ft['villages'])}</td></tr>")
+            add("</table>")
+
         add(f"<h2>{e(w('report.tasks'))}</h2><table class='compact'>"
             + _tally_head(w, "report.col_task", f"<th>{e(w('report.col_state'))}</th><th>{e(w('report.col_village'))}"
                           f"</th><th>{e(w('report.col_volunteers'))}</th>"))

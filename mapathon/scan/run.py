@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import MapathonError
 from ..fsutil import atomic_path
-from . import register
+from . import marks, register
 from .page import PX_PER_MM, ScannedPage
 
 SCANS_SOURCE = "scans"  # the imagery source (MBTiles cache) that holds every placed page
@@ -132,25 +132,18 @@ def write_json(data: dict, dest: Path) -> None:
         tmp.write_text(json.dumps(data, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-def _marks_module():
-    try:
-        from . import marks
-    except ImportError:
-        return None
-    return marks if hasattr(marks, "extract_marks") else None
-
-
 # -- the batch ----------------------------------------------------------------------------------------------
 
 
-def scan_files(paths: list[Path], out_dir: Path, *, project=None, progress=None) -> list[ScanResult]:
+def scan_files(paths: list[Path], out_dir: Path, *, project=None, progress=None,
+               brought_by: str | None = None) -> list[ScanResult]:
     """Place every picture of *paths*; write ``<page>.tif`` and ``<page>.json`` in *out_dir*; add the
-    GeoTIFFs to the project's ``scans`` imagery. *progress(label)* is called once per file."""
+    GeoTIFFs to the project's ``scans`` imagery; find the ink marks, write them for review and keep
+    them in the project (credited to *brought_by*). *progress(label)* is called once per file."""
     from ..atlas import registration as reg
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    marks_mod = _marks_module()
     results: list[ScanResult] = []
     for path in paths:
         for label, img in images(Path(path)):
@@ -159,7 +152,7 @@ def scan_files(paths: list[Path], out_dir: Path, *, project=None, progress=None)
                 results.append(ScanResult(label, False, str(img)))
             else:
                 try:
-                    results.append(_one(img, label, out_dir, project, marks_mod, reg))
+                    results.append(_one(img, label, out_dir, project, reg, brought_by))
                 except MapathonError as e:
                     results.append(ScanResult(label, False, str(e)))
             results[-1].seconds = round(time.perf_counter() - t0, 2)
@@ -168,30 +161,23 @@ def scan_files(paths: list[Path], out_dir: Path, *, project=None, progress=None)
     return results
 
 
-def _one(img, label, out_dir: Path, project, marks_mod, reg) -> ScanResult:
+def _one(img, label, out_dir: Path, project, reg, brought_by: str | None) -> ScanResult:
     page = register.place(img, label, project_name=project.name if project is not None else None)
     stem = page.page_id or Path(label).stem
     tif, side = out_dir / f"{stem}.tif", out_dir / f"{stem}.json"
     res = ScanResult(label, True, page=page.page_id, geotiff=str(tif), sidecar=str(side),
                      residual_mm=round(page.residual_mm, 3), residual_max_mm=round(page.residual_max_mm, 3),
                      residual_m=round(page.residual_m, 2), method=page.method)
-    n_marks = None
-    if marks_mod is not None:
-        reference = None
-        if hasattr(marks_mod, "render_reference"):
-            reference = marks_mod.render_reference(page.meta, project, PX_PER_MM)
-        found = marks_mod.extract_marks(page, reference, dict(reg.INKS))
-        n_marks = len(found)
-        if hasattr(marks_mod, "write_marks"):  # the marks engineer's writer (GeoJSON, JOSM, review page)
-            res.outputs = [str(p) for p in (marks_mod.write_marks(page, found, out_dir) or [])]
-    res.marks = n_marks
     # the GeoTIFF appears (renamed) only once it is in the scans imagery too
     with atomic_path(tif) as tmp:
         _write_tif(page, tmp)
         if project is not None:
             _import(project, tmp)
-        write_json({**page.sidecar(), "geotiff": tif.name, "marks": n_marks,
+        write_json({**page.sidecar(), "geotiff": tif.name,
                     "scanned": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, side)
+    # the ink marks: found against a fresh render of the page, written for review, kept in the project
+    found, files = marks.process_page(page, project, out_dir, brought_by=brought_by, strip_colours=dict(reg.INKS))
+    res.marks, res.outputs = len(found), [str(f) for f in files]
     return res
 
 

@@ -27,6 +27,7 @@ class Counts:
     name: str
     states: dict[str, int] = field(default_factory=lambda: {s: 0 for s in COUNTED_STATES})
     area_km2: float = 0.0
+    marks: int = 0  # marks drawn on paper pages and brought back (mapathon.scan.marks)
 
     @property
     def total(self) -> int:
@@ -53,6 +54,7 @@ class Counts:
             "states": dict(self.states),
             "mapped_pct": round(self.mapped_pct, 1),
             "validated_pct": round(self.validated_pct, 1),
+            "marks": self.marks,
         }
 
 
@@ -126,6 +128,12 @@ def status(project: Project, now: datetime | None = None) -> Status:
             """SELECT COUNT(*) FROM (SELECT ta.task_id FROM task_areas ta JOIN tasks t ON t.id = ta.task_id
                 WHERE t.state != 'SPLIT' GROUP BY ta.task_id HAVING COUNT(*) > 1) AS several"""
         ).fetchone()[0]
+    from ..scan.marks import marks_per_village
+
+    for name, n in marks_per_village(conn).items():
+        overall.marks += n
+        if name in villages:
+            villages[name].marks += n
     return Status(
         project.name,
         events.iso(now or events.utcnow()),
