@@ -525,6 +525,8 @@ def process_page(page, project, out_dir, *, brought_by: str | None = None, lang:
     and, with a project, keep them (``record_marks``: who brought the page is credited)."""
     from ..errors import MapathonError
 
+    if project is None:  # nothing to tell the printed map from the ink: no marks rather than false ones
+        return [], []
     try:
         ref = render_reference(_with_frame(dict(page.meta), page), project, page.px_per_mm)
     except MapathonError:  # no merged data yet: the photo alone (the map's own colours may pass for ink)
