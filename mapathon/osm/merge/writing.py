@@ -147,7 +147,10 @@ def _write_snapshot(result: MergeResult, dest: Path) -> None:
         return
     # The volunteers' edits must beat the extracts' copies of the same version: merge the extracts
     # first, then the edits onto that.
-    tmp = dest.with_name(dest.name + ".extracts.osm.pbf")
+    # named like *dest* (a temporary file of atomic_path), so a run killed meanwhile leaves nothing the
+    # next run does not remove
+    head, mark, tail = dest.name.rpartition(".tmp")
+    tmp = dest.with_name(head + "-extracts.tmp" + tail if mark else dest.name + "-extracts.tmp.osm.pbf")
     try:
         _apply(stream, held, tmp, _empty_header(), files)
         del held
