@@ -546,15 +546,3 @@ def test_box_wkb_is_byte_for_byte_what_shapely_writes():
 
     b = np.array([[-9.1, 14.2, -9.0, 14.3], [0.0, -0.0, 1.0, 0.0], [-180.0, -85.0511, 180.0, 85.0511]])
     assert box_wkb(b) == shapely.to_wkb(shapely.box(*b.T)).tolist()
-
-
-def test_regrid_keeps_the_tasks_indexes(z16):
-    """The grid is written with the tasks' indexes dropped and made again after (SQLite)."""
-    if (z16 / "mapathon.postgresql").is_file():
-        pytest.skip("SQLite's indexes")
-    sql = "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks' ORDER BY name"
-    before = [tuple(r) for r in query(z16, sql)]
-    Cli(z16)("grid", "--zoom", "15")
-    assert [tuple(r) for r in query(z16, sql)] == before and len(before) >= 5
-    plan = " ".join(str(tuple(r)) for r in query(z16, "EXPLAIN QUERY PLAN SELECT id FROM tasks WHERE state = 'READY'"))
-    assert "tasks_state" in plan

@@ -11,7 +11,6 @@ from .. import aoi as aoi_mod
 from .. import geo
 from ..errors import MapathonError
 from ..project import Project
-from ..store import dialect
 from . import grid as g
 from .grid import Grid
 from .lifecycle import _assign_villages
@@ -80,7 +79,6 @@ def save_grid(project: Project, grid: Grid, *, actor: str, description: dict, fo
             )
         conn = project.conn
         old = conn.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
-        indexes = _drop_indexes(conn)
         conn.execute("DELETE FROM task_areas")
         conn.execute("UPDATE tasks SET parent_id = NULL")
         conn.execute("DELETE FROM tasks")
@@ -100,21 +98,6 @@ def save_grid(project: Project, grid: Grid, *, actor: str, description: dict, fo
             zip(ids.tolist(), grid.keys.tolist(), zs, xs, ys, grid.area_m2.tolist(), bounds[:, 0].tolist(),
                 bounds[:, 1].tolist(), bounds[:, 2].tolist(), bounds[:, 3].tolist(), wkb),
         )
-        for sql in indexes:
-            conn.execute(sql)
         _assign_villages(project, ids, grid.geoms)
         project.record(actor=actor, action="grid.create", data={**description, "tasks": n, "replaced": old})
     return n
-
-
-def _drop_indexes(conn) -> list[str]:
-    """SQLite: drop the tasks table's indexes (not its key's UNIQUE one) inside the grid's transaction and
-    return the statements that make them again: building an index once after 230,000 rows are written
-    is faster than growing it row by row. PostgreSQL: nothing is dropped."""
-    if dialect(conn) != "sqlite":
-        return []
-    rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'tasks'"
-                        " AND sql IS NOT NULL").fetchall()
-    for name, _sql in rows:
-        conn.execute(f'DROP INDEX "{name}"')
-    return [sql for _name, sql in rows]
