@@ -498,3 +498,51 @@ def test_random_metric_grids_cover_the_polygon(aoi, size):
     union = shapely.union_all(g.geoms)
     assert geod_area(aoi.difference(union)) <= 1.0 * 400
     assert all(geod_area(c) == pytest.approx(size * size, rel=0.005) for c in g.geoms)
+
+
+# -- the fast tile cover (issue 13): only tiles near the boundary are tested as geometries ------------------
+
+
+def _reference_tile_grid(aoi, zoom, **kw):
+    """Every tile of the bounding box made and tested (the algorithm before issue 13)."""
+    from mapathon.tasks import grid as g
+
+    x0, y0, x1, y1 = g.tile_range(aoi.bounds, zoom)
+    xs, ys = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1), indexing="ij")
+    xs, ys = xs.ravel(), ys.ravel()
+    idx, geoms, areas = g._select(aoi, shapely.box(*g.tile_bounds(zoom, xs, ys)),
+                                  kw.get("min_overlap_m2", g.DEFAULT_MIN_OVERLAP_M2), kw.get("clip", False))
+    return xs[idx], ys[idx], geoms, areas
+
+
+def _awkward_aoi():
+    """Concave, with a hole, two parts, and sides lying exactly on tile edges at zoom 16."""
+    w, s, e, n = mercantile.bounds(mercantile.Tile(30000, 30500, 16))
+    dx, dy = e - w, n - s
+    main = shapely.Polygon([(w, s), (w + 20 * dx, s + 0.3 * dy), (w + 14.5 * dx, s + 9 * dy), (w + 7 * dx, s + 4 * dy),
+                            (w + 2 * dx, s + 12 * dy), (w - 3.3 * dx, s + 5 * dy)],
+                           [[(w + 8 * dx, s + dy), (w + 11 * dx, s + dy), (w + 11 * dx, s + 3 * dy)]])
+    other = shapely.box(w + 25 * dx, s, w + 28 * dx, s + 2 * dy)  # whole tiles
+    return shapely.MultiPolygon([main, other])
+
+
+@pytest.mark.parametrize("kw", [{}, {"clip": True}, {"min_overlap_m2": 50_000}, {"clip": True, "min_overlap_m2": 0}])
+def test_tile_cover_is_the_same_as_testing_every_tile(kw):
+    from mapathon.tasks.grid import tile_grid
+
+    aoi = _awkward_aoi()
+    got = tile_grid(aoi, 16, **kw)
+    xs, ys, geoms, areas = _reference_tile_grid(aoi, 16, **kw)
+    assert got.x.tolist() == xs.tolist() and got.y.tolist() == ys.tolist()
+    assert got.keys.tolist() == [f"16/{x}/{y}" for x, y in zip(xs.tolist(), ys.tolist())]
+    assert shapely.to_wkb(got.geoms).tolist() == shapely.to_wkb(geoms).tolist()
+    assert np.allclose(got.area_m2, areas, rtol=1e-9, atol=0)
+    wkb, bounds = got.wkb()
+    assert wkb == shapely.to_wkb(got.geoms).tolist() and np.array_equal(bounds, shapely.bounds(got.geoms))
+
+
+def test_box_wkb_is_byte_for_byte_what_shapely_writes():
+    from mapathon.tasks.grid import box_wkb
+
+    b = np.array([[-9.1, 14.2, -9.0, 14.3], [0.0, -0.0, 1.0, 0.0], [-180.0, -85.0511, 180.0, 85.0511]])
+    assert box_wkb(b) == shapely.to_wkb(shapely.box(*b.T)).tolist()

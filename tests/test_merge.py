@@ -715,3 +715,71 @@ def test_disjoint_real_files_same_objects_by_pyosmium(tmp_path):
     merge([InputSpec(DIANGUIRDE_POIS), InputSpec(ANDORRA)], out)
     expected = read_objects(DIANGUIRDE_POIS) | read_objects(ANDORRA)
     assert read_objects(out) == expected
+
+
+# -- extracts among the inputs (issue 13): merged by libosmium, never read into Python ---------------------
+
+
+@pytest.fixture
+def no_python_reading_of(monkeypatch):
+    """Make reading the given files into Python objects fail the test."""
+    import mapathon.osm.merge.reading as reading
+
+    refused: set[Path] = set()
+    real = reading.read_osm_file
+
+    def guarded(path, **kw):
+        assert Path(path).resolve() not in refused, f"{path} was read into Python objects"
+        return real(path, **kw)
+
+    monkeypatch.setattr(reading, "read_osm_file", guarded)
+    return lambda *paths: refused.update(Path(p).resolve() for p in paths)
+
+
+@pytest.mark.slow
+@needs_osmium
+def test_overlapping_extracts_give_what_osmium_merge_gives_newest_version_kept(tmp_path, no_python_reading_of):
+    no_python_reading_of(LIECHTENSTEIN, ANDORRA)
+    out = tmp_path / "ours.osm.pbf"
+    result = merge([InputSpec(LIECHTENSTEIN), InputSpec(ANDORRA)], out)
+    ref = tmp_path / "osmium.osm.pbf"
+    assert osmium_tool("merge", LIECHTENSTEIN, ANDORRA, "-o", ref).returncode == 0
+    # osmium merge keeps both versions of the relation the extracts share; we keep the newest only
+    theirs = osmium_tool("cat", "-f", "opl", ref).stdout.splitlines()
+    ours = osmium_tool("cat", "-f", "opl", out).stdout.splitlines()
+    both = [line for line in theirs if line.startswith("r2668952 ")]
+    assert len(both) == 2
+    newest = max(both, key=lambda line: int(line.split()[1][1:]))
+    assert set(theirs) - set(ours) == set(both) - {newest}
+    assert set(ours) <= set(theirs) and len(ours) == len(theirs) - 1
+    check_snapshot(out)
+    assert [i.name for i in result.inputs] == [str(LIECHTENSTEIN), str(ANDORRA)]
+    assert result.stats["conflicts"] == 0 and result.changes == []
+
+
+@pytest.mark.slow
+def test_volunteer_edits_beat_an_extract_given_as_input(tmp_path, no_python_reading_of):
+    no_python_reading_of(ANDORRA)
+    def first(key):
+        for o in osmium.FileProcessor(str(ANDORRA), osmium.osm.NODE):
+            if key in o.tags and not any(set("&<>'\"") & set(t.k + t.v) for t in o.tags):
+                return o.id, o.version, o.location.lat, o.location.lon, dict(o.tags)
+
+    tid, tversion, tlat, tlon, ttags = first("amenity")
+    lid, lversion, llat, llon, ltags = first("shop")
+    edit = josm(tmp_path / "v.osm", node(tid, tlat, tlon, {**ttags, "name": "Edited"}, tversion, "modify"),
+                node(lid, llat, llon, ltags, lversion, "delete"), *building(-1, -10, 42.5, 1.5))
+    out, osc = tmp_path / "m.osm.pbf", tmp_path / "m.osc"
+    result = merge([InputSpec(edit), InputSpec(ANDORRA)], out, upload=osc)
+    got = read_objects(out)
+    expected = read_objects(ANDORRA)
+    assert got[("n", tid)][2]["name"] == "Edited" and got[("n", tid)][0] == tversion
+    assert ("n", lid) not in got
+    assert got[("w", -1)][2] == {"building": "yes"} and ("n", -4) in got
+    changed = {("n", tid), ("n", lid)}
+    assert {k: v for k, v in got.items() if k[1] > 0 and k not in changed} == \
+        {k: v for k, v in expected.items() if k not in changed}
+    assert osc_sections(osc) == {("n", tid): "modify", ("n", lid): "delete", ("n", -1): "create",
+                                 ("n", -2): "create", ("n", -3): "create", ("n", -4): "create", ("w", -1): "create"}
+    assert result.stats["new"] == 5 and result.stats["modified"] == 1 and result.stats["deleted"] == 1
+    check_snapshot(out)

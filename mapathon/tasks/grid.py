@@ -33,9 +33,40 @@ class Grid:
     y: np.ndarray
     geoms: np.ndarray  # shapely polygons, WGS84
     area_m2: np.ndarray
+    #: True where the geometry is exactly the box shapely.box makes of its bounds (whole tiles)
+    boxes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def wkb(self) -> tuple[list[bytes], np.ndarray]:
+        """(WKB of every geometry, as shapely.to_wkb writes it; bounds (n, 4)): whole tiles without GEOS."""
+        bounds = shapely.bounds(self.geoms)
+        if self.boxes is None or not self.boxes.any():
+            return shapely.to_wkb(self.geoms).tolist(), bounds
+        out = box_wkb(bounds)
+        other = np.flatnonzero(~self.boxes)
+        if len(other):
+            for k, w in zip(other.tolist(), shapely.to_wkb(self.geoms[other]).tolist()):
+                out[k] = w
+        return out, bounds
+
+
+#: a polygon's WKB as shapely (GEOS) writes it, little-endian: byte order, type 3, 1 ring, 5 points
+_WKB_BOX = np.dtype([("order", "u1"), ("type", "<u4"), ("rings", "<u4"), ("points", "<u4"), ("xy", "<f8", (10,))])
+
+
+def box_wkb(bounds: np.ndarray) -> list[bytes]:
+    """WKB of shapely.box(minx, miny, maxx, maxy) for each row of *bounds*, byte for byte, made with numpy."""
+    rec = np.empty(len(bounds), dtype=_WKB_BOX)
+    rec["order"], rec["type"], rec["rings"], rec["points"] = 1, 3, 1, 5
+    minx, miny, maxx, maxy = bounds.T
+    xy = rec["xy"]
+    for k, v in enumerate((maxx, miny, maxx, maxy, minx, maxy, minx, miny, maxx, miny)):
+        xy[:, k] = v  # counter-clockwise from the south-east corner, as shapely.box
+    raw = rec.tobytes()
+    size = _WKB_BOX.itemsize
+    return [raw[k:k + size] for k in range(0, len(raw), size)]
 
 
 def tile_bounds(z: int, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -102,6 +133,54 @@ def _check_size(count: int, max_tasks: int, what: str) -> None:
         )
 
 
+def _lattice(zoom: int, x0: int, y0: int, x1: int, y1: int) -> tuple[np.ndarray, np.ndarray]:
+    """Longitudes of the tile columns' sides x0..x1+1 and latitudes of the rows' sides y0..y1+1
+    (the same numbers as :func:`tile_bounds`)."""
+    n = 2.0**zoom
+    lons = np.arange(x0, x1 + 2, dtype=np.float64) / n * 360.0 - 180.0
+    lats = np.degrees(np.arctan(np.sinh(np.pi * (1 - 2 * np.arange(y0, y1 + 2, dtype=np.float64) / n))))
+    return lons, lats
+
+
+def _near_boundary(aoi: BaseGeometry, zoom: int, x0: int, y0: int, lons: np.ndarray, lats: np.ndarray) -> np.ndarray:
+    """(columns, rows) mask of the tiles the AOI's boundary may touch: a superset, never missing one.
+
+    The boundary is cut into pieces shorter than half a tile; a piece lies within half a tile of its
+    first point, so the tiles around each point's tile (3 by 3) hold every tile the boundary touches,
+    even if rounding puts a point on a side in the neighbouring tile.
+    """
+    nx, ny = len(lons) - 1, len(lats) - 1
+    n = 2.0**zoom
+    step = min(360.0 / n, float(np.min(np.abs(np.diff(lats))))) / 2
+    coords = shapely.get_coordinates(shapely.segmentize(aoi.boundary, step))
+    col = np.floor((coords[:, 0] + 180.0) / 360.0 * n) - x0
+    s = np.sin(np.radians(np.clip(coords[:, 1], -85.06, 85.06)))
+    row = np.floor((0.5 - np.log((1 + s) / (1 - s)) / (4 * np.pi)) * n) - y0
+    mask = np.zeros((nx + 2, ny + 2), dtype=bool)
+    mask[np.clip(col, -1, nx).astype(np.int64) + 1, np.clip(row, -1, ny).astype(np.int64) + 1] = True
+    wide = mask.copy()
+    wide[1:, :] |= mask[:-1, :]
+    wide[:-1, :] |= mask[1:, :]
+    out = wide.copy()
+    out[:, 1:] |= wide[:, :-1]
+    out[:, :-1] |= wide[:, 1:]
+    return out[1:-1, 1:-1]
+
+
+def _box_areas_m2(lons: np.ndarray, lats: np.ndarray, i: np.ndarray, j: np.ndarray, centre) -> np.ndarray:
+    """Areas of the whole tiles (column i, row j of the lattice), as :func:`geo.areas_m2` measures them
+    (the four corners in the equal-area projection), without making geometries."""
+    tr = geo.transformer(geo.WGS84, geo.equal_area_crs(*centre))
+    gx, gy = np.meshgrid(lons, lats, indexing="ij")
+    px, py = tr.transform(gx, gy)
+    px, py = np.asarray(px), np.asarray(py)
+    # corners counter-clockwise as shapely.box makes them: (e, s), (e, n), (w, n), (w, s)
+    xs = [px[i + 1, j + 1], px[i + 1, j], px[i, j], px[i, j + 1]]
+    ys = [py[i + 1, j + 1], py[i + 1, j], py[i, j], py[i, j + 1]]
+    twice = sum(xs[k] * ys[(k + 1) % 4] - xs[(k + 1) % 4] * ys[k] for k in range(4))
+    return np.abs(twice) / 2
+
+
 def tile_grid(
     aoi: BaseGeometry,
     zoom: int,
@@ -110,19 +189,44 @@ def tile_grid(
     clip: bool = False,
     max_tasks: int = DEFAULT_MAX_TASKS,
 ) -> Grid:
-    """The web-mercator tiles at *zoom* whose overlap with *aoi* exceeds *min_overlap_m2*."""
+    """The web-mercator tiles at *zoom* whose overlap with *aoi* exceeds *min_overlap_m2*.
+
+    Only the tiles near the AOI's boundary are made into geometries to be tested (:func:`_select`);
+    a tile away from it is inside the AOI when its centre is.
+    """
     if not 1 <= zoom <= MAX_ZOOM:
         raise MapathonError(f"--zoom {zoom}: must be between 1 and {MAX_ZOOM}")
     x0, y0, x1, y1 = tile_range(aoi.bounds, zoom)
     _check_size((x1 - x0 + 1) * (y1 - y0 + 1), max_tasks, f"zoom {zoom}")
-    xs, ys = np.meshgrid(np.arange(x0, x1 + 1), np.arange(y0, y1 + 1), indexing="ij")
-    xs, ys = xs.ravel(), ys.ravel()
-    cells = shapely.box(*tile_bounds(zoom, xs, ys))
-    idx, geoms, areas = _select(aoi, cells, min_overlap_m2, clip)
+    lons, lats = _lattice(zoom, x0, y0, x1, y1)
+    near = _near_boundary(aoi, zoom, x0, y0, lons, lats).ravel()
+    ii, jj = np.meshgrid(np.arange(x1 - x0 + 1), np.arange(y1 - y0 + 1), indexing="ij")
+    ii, jj = ii.ravel(), jj.ravel()
+    shapely.prepare(aoi)
+    far = np.flatnonzero(~near)
+    fi, fj = ii[far], jj[far]
+    inner = far[shapely.contains_xy(aoi, (lons[fi] + lons[fi + 1]) / 2, (lats[fj] + lats[fj + 1]) / 2)]
+    edge = np.flatnonzero(near)
+    ei, ej = ii[edge], jj[edge]
+    cells = shapely.box(lons[ei], lats[ej + 1], lons[ei + 1], lats[ej])
+    sel, egeoms, eareas = _select(aoi, cells, min_overlap_m2, clip)
+    eboxes = np.ones(len(sel), dtype=bool) if not clip else shapely.equals_exact(egeoms, cells[sel], 0.0)
+    minx, miny, maxx, maxy = aoi.bounds
+    ni, nj = ii[inner], jj[inner]
+    iareas = _box_areas_m2(lons, lats, ni, nj, ((minx + maxx) / 2, (miny + maxy) / 2))
+    big = iareas > min_overlap_m2  # a whole tile must exceed min_overlap too
+    inner, ni, nj, iareas = inner[big], ni[big], nj[big], iareas[big]
+    idx = np.concatenate([inner, edge[sel]])
     _check_count(len(idx), max_tasks, f"zoom {zoom}")
-    xs, ys = xs[idx], ys[idx]
-    keys = np.char.add(np.char.add(f"{zoom}/", xs.astype(str)), np.char.add("/", ys.astype(str)))
-    return Grid(keys.astype(object), np.full(len(idx), zoom), xs, ys, geoms, areas)
+    order = np.argsort(idx, kind="stable")
+    geoms = np.concatenate([shapely.box(lons[ni], lats[nj + 1], lons[ni + 1], lats[nj]),
+                            np.asarray(egeoms, dtype=object)])[order]
+    areas = np.concatenate([iareas, eareas])[order]
+    boxes = np.concatenate([np.ones(len(inner), dtype=bool), eboxes])[order]
+    idx = idx[order]
+    xs, ys = ii[idx] + x0, jj[idx] + y0
+    keys = np.array([f"{zoom}/{x}/{y}" for x, y in zip(xs.tolist(), ys.tolist())], dtype=object)
+    return Grid(keys, np.full(len(idx), zoom), xs, ys, geoms, areas, boxes)
 
 
 def metric_grid(

@@ -84,17 +84,19 @@ def save_grid(project: Project, grid: Grid, *, actor: str, description: dict, fo
         conn.execute("DELETE FROM tasks")
         n = len(grid)
         ids = np.arange(1, n + 1)
-        wkb = shapely.to_wkb(grid.geoms)
-        bounds = shapely.bounds(grid.geoms)
+        wkb, bounds = grid.wkb()
         tile = grid.z >= 0
-        zs = [int(v) if t else None for v, t in zip(grid.z, tile)]
-        xs = [int(v) if t else None for v, t in zip(grid.x, tile)]
-        ys = [int(v) if t else None for v, t in zip(grid.y, tile)]
+        if tile.all():  # a tile grid: no NULLs
+            zs, xs, ys = grid.z.tolist(), grid.x.tolist(), grid.y.tolist()
+        else:
+            zs = [int(v) if t else None for v, t in zip(grid.z, tile)]
+            xs = [int(v) if t else None for v, t in zip(grid.x, tile)]
+            ys = [int(v) if t else None for v, t in zip(grid.y, tile)]
         conn.executemany(
             "INSERT INTO tasks (id, key, z, x, y, area_m2, minx, miny, maxx, maxy, geom)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             zip(ids.tolist(), grid.keys.tolist(), zs, xs, ys, grid.area_m2.tolist(), bounds[:, 0].tolist(),
-                bounds[:, 1].tolist(), bounds[:, 2].tolist(), bounds[:, 3].tolist(), wkb.tolist()),
+                bounds[:, 1].tolist(), bounds[:, 2].tolist(), bounds[:, 3].tolist(), wkb),
         )
         _assign_villages(project, ids, grid.geoms)
         project.record(actor=actor, action="grid.create", data={**description, "tasks": n, "replaced": old})

@@ -4,6 +4,12 @@ The base extract is never loaded into Python: it is read twice with C++
 filters (only the objects the inputs touch come out), then merged with
 the contributions by libosmium (``MergeInputReader.apply_to_reader``),
 which writes the sorted snapshot.
+
+Inputs that are extracts too (:func:`is_extract`: a newer extract merged
+onto an older one, neighbouring extracts) are treated like the base: never
+read into Python, merged by libosmium keeping each object's highest
+version; only the objects the volunteers' files touch are looked up in
+them.
 """
 
 from __future__ import annotations
@@ -16,6 +22,37 @@ from pathlib import Path
 from ...errors import MapathonError
 from ..readers import KINDS, NODE, RELATION, WAY, OsmObject, from_osmium, osmium_refs
 from .reading import _pack_tables, _unpack_tables
+
+
+#: An input .osm.pbf at least this big and without new objects (ids <= 0) is an extract (see
+#: :func:`is_extract`); volunteers' files are far smaller (a thousand objects is about 30 kB).
+EXTRACT_MIN_BYTES = 1_000_000
+
+
+def is_extract(path: Path) -> bool:
+    """Whether an input is an extract (merged by libosmium like the base) rather than a volunteer's file.
+
+    An extract is a big ``.osm.pbf`` (at least ``EXTRACT_MIN_BYTES``) holding no new objects: its
+    header does not come from a mapathon merge that numbered new objects, and its first node (sorted
+    files list negative ids first) has a positive id. A PBF holds no JOSM actions: every object of
+    it is an unchanged copy, which is what the rules would make of it anyway.
+    """
+    import osmium
+
+    path = Path(path)
+    try:
+        if not path.name.lower().endswith(".pbf") or path.stat().st_size < EXTRACT_MIN_BYTES:
+            return False
+        with osmium.io.Reader(str(path), osmium.osm.NOTHING) as rd:
+            header = rd.header()
+        m = _NEW_IDS.search(header.get("generator", ""))
+        if m and any(int(v) < 0 for v in m.groups()):
+            return False
+        for o in osmium.FileProcessor(str(path), osmium.osm.NODE):
+            return o.id > 0
+        return True
+    except Exception:  # unreadable: the ordinary reading names the problem
+        return False
 
 
 def _base_error(base: Path, e: Exception) -> MapathonError:
@@ -147,8 +184,11 @@ class _BaseJob:
     base, or for a small merge, the reads happen in :meth:`result`.
     """
 
-    def __init__(self, base: Path | None, need: dict, deleted: dict, *, new_objects: int):
-        self.base, self.need, self.deleted = base, need, deleted
+    def __init__(self, base: Path | list[Path] | None, need: dict, deleted: dict, *, new_objects: int):
+        #: the base and the extracts among the inputs, read alike (the highest version of an object wins)
+        self.files = [] if base is None else (list(base) if isinstance(base, (list, tuple)) else [base])
+        self.base = self.files[0] if self.files else None
+        self.need, self.deleted = need, deleted
         self.pid = None
         self.fd = None
         if base is None or new_objects < _FORK_MIN_NEW or not hasattr(os, "fork") or os.environ.get("MAPATHON_JOBS") == "1" \
@@ -176,14 +216,16 @@ class _BaseJob:
         self.pid, self.fd = pid, r
 
     def _read(self):
-        times = {}
-        lookup = _BaseLookup(self.base)
-        t = time.perf_counter()
-        objs = lookup.fetch(self.need)
-        times["base_lookup"] = time.perf_counter() - t
-        t = time.perf_counter()
-        refs = lookup.referrers(self.deleted)
-        times["base_referrers"] = time.perf_counter() - t
+        times = {"base_lookup": 0.0, "base_referrers": 0.0}
+        objs = refs = None
+        for path in self.files:
+            lookup = _BaseLookup(path)
+            t = time.perf_counter()
+            objs = _newest(objs, lookup.fetch(self.need))
+            times["base_lookup"] += time.perf_counter() - t
+            t = time.perf_counter()
+            refs = _newest(refs, lookup.referrers(self.deleted))
+            times["base_referrers"] += time.perf_counter() - t
         return objs, refs, times
 
     def _read_packed(self):
@@ -223,6 +265,19 @@ class _BaseJob:
             except OSError:
                 pass
             self.pid = None
+
+
+def _newest(into: dict | None, more: dict) -> dict:
+    """Objects of several files by kind and id: the highest version of each."""
+    if into is None:
+        return more
+    for k, table in more.items():
+        have = into[k]
+        for oid, o in table.items():
+            h = have.get(oid)
+            if h is None or (o.version or 0) > (h.version or 0):
+                have[oid] = o
+    return into
 
 
 _NEW_IDS = re.compile(r"new ids down to n(-?\d+) w(-?\d+) r(-?\d+)")

@@ -143,6 +143,7 @@ class MergeResult:
         self._changes: list[Change] | None = None
         self._by_key: dict | None = None
         self._new_opl: bytes | None = None  # the new objects already serialised for the snapshot
+        self._extracts: list[Path] = []  # inputs that are extracts: merged by libosmium like the base
 
     @property
     def changes(self) -> list[Change]:

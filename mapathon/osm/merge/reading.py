@@ -154,3 +154,47 @@ def _read_inputs(specs: Sequence[InputSpec], skip_bad: bool, skipped: list[dict]
         datas.append(data)
         spec_index.append(si)
     return inputs, datas, spec_index
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _split_extracts(specs: Sequence[InputSpec], base: Path | None, skipped: list[dict], skip_bad: bool
+                    ) -> tuple[list[tuple[InputSpec, str]], set[int]]:
+    """The inputs that are extracts (:func:`.base.is_extract`), with their checksums, and their positions
+    among *specs*: libosmium merges them like the base, they are never read into Python."""
+    from .base import is_extract
+
+    found: list[tuple[InputSpec, str]] = []
+    where: set[int] = set()
+    seen: dict[str, str] = {}
+    for si, spec in enumerate(specs):
+        path = Path(spec.path)
+        if not is_extract(path):
+            continue
+        label = spec.name or str(path)
+        where.add(si)
+        err = None
+        sha = None
+        try:
+            if base is not None and base.exists() and os.path.samefile(path, base):
+                err = f"{label}: is the base extract; give it only as --base"
+            else:
+                sha = _file_sha256(path)
+                if spec.sha256 and spec.sha256 != sha:
+                    err = f"{label}: damaged: its checksum is not the one recorded when it was submitted"
+        except OSError as e:
+            err = f"{label}: cannot read ({e.strerror or e})"
+        if err is not None:
+            if not skip_bad:
+                raise MapathonError(err)
+            skipped.append({"file": label, "reason": err})
+            continue
+        if sha in seen:
+            skipped.append({"file": label, "reason": f"same bytes as {seen[sha]}; merged once"})
+            continue
+        seen[sha] = label
+        found.append((spec, sha))
+    return found, where

@@ -66,7 +66,7 @@ from ..readers import KIND_NAMES, KINDS, NODE, RELATION, WAY, OsmData, OsmObject
 from ..writers import opl_bytes
 from .base import _BaseJob, _new_id_start, _read_base_header
 from .model import BadInput, Conflict, InputFile, InputSpec, MergeResult, Origin
-from .reading import _read_inputs
+from .reading import _read_inputs, _split_extracts
 
 
 def _tagkey(tags: dict) -> frozenset:
@@ -138,10 +138,13 @@ def _differences_text(diffs: list[dict], absent: str, most: int = 6) -> str:
 
 
 class _Engine:
-    def __init__(self, inputs: list[InputFile], datas: list[OsmData], base: Path | None, new_id_start: dict):
+    def __init__(self, inputs: list[InputFile], datas: list[OsmData], base: Path | None, new_id_start: dict,
+                 extracts: Sequence[Path] = ()):
         self.inputs = inputs
         self.datas = datas
-        self.base = base
+        #: the files read like the base: the base, then the inputs that are extracts
+        self.base_files = ([base] if base is not None else []) + list(extracts)
+        self.base = base if base is not None else (self.base_files[0] if self.base_files else None)
         self.next_id = dict(new_id_start)
         self.conflicts: list[Conflict] = []
         self.also: dict[tuple[str, int], list[Origin]] = {}
@@ -691,7 +694,7 @@ class _Engine:
         self.renumber()
         self.gather()
         self.timings["renumber"] = time.perf_counter() - t
-        job = _BaseJob(self.base, self.need, self.deletion_candidates,
+        job = _BaseJob(self.base_files or None, self.need, self.deletion_candidates,
                        new_objects=sum(len(v) for v in self.final.values()))
         try:
             t = time.perf_counter()
@@ -726,17 +729,19 @@ def plan_merge(specs: Sequence[InputSpec], *, base: str | os.PathLike | None = N
     if not specs and base_path is None:
         raise MapathonError("nothing to merge: give files (or submit contributions to the project)")
     skipped: list[dict] = []
-    exclude: set[int] = set()
+    # Inputs that are extracts are merged by libosmium like the base, never read into Python.
+    extracts, exclude = _split_extracts(specs, base_path, skipped, skip_bad)
+    extract_paths = [Path(spec.path) for spec, _sha in extracts]
     while True:
         t = time.perf_counter()
         attempt_skipped: list[dict] = []
         inputs, datas, spec_index = _read_inputs(specs, skip_bad, attempt_skipped, exclude, base_path, progress)
         t_read = time.perf_counter() - t
-        if not inputs and base_path is None:
+        if not inputs and base_path is None and not extracts:
             raise MapathonError("nothing left to merge: every input was skipped")
         if header is None and base_path is not None:
             header = _read_base_header(base_path)
-        engine = _Engine(inputs, datas, base_path, _new_id_start(header))
+        engine = _Engine(inputs, datas, base_path, _new_id_start(header), extract_paths)
         try:
             engine.run(pre_opl=_for_writing)
         except BadInput as e:
@@ -748,7 +753,13 @@ def plan_merge(specs: Sequence[InputSpec], *, base: str | os.PathLike | None = N
         skipped = attempt_skipped + skipped
         break
     engine.timings["read"] = t_read
-    return _result(engine, inputs, skipped, base_path, header, time.perf_counter() - t0)
+    for spec, sha in extracts:  # listed after the volunteers' files (their objects' src index the inputs)
+        path = Path(spec.path)
+        inputs.append(InputFile(len(inputs), path, spec.name or str(path), "pbf (extract)", spec.volunteer,
+                                spec.task, spec.contribution, sha, 0, {}, display=spec.display or path.name))
+    result = _result(engine, inputs, skipped, base_path, header, time.perf_counter() - t0)
+    result._extracts = extract_paths
+    return result
 
 
 def _result(engine: _Engine, inputs: list[InputFile], skipped: list[dict], base: Path | None, header,

@@ -57,18 +57,21 @@ def check_outputs(output: str | os.PathLike, upload=None, josm=None, inputs: Ite
                 raise MapathonError(f"{p}: is an input; inputs are never overwritten, choose another name")
 
 
-def _snapshot_header(result: MergeResult, base_header):
+def _snapshot_header(result: MergeResult, base_headers: list):
     import osmium
 
     h = osmium.io.Header()
     h.set("generator", f"mapathon {__version__}; new ids down to "
           + " ".join(f"{k}{result._new_ids[k]}" for k in KINDS))
-    box = base_header.box() if base_header is not None else None
     x0 = y0 = x1 = y1 = None
-    if box is not None and box.valid():
-        x0, y0, x1, y1 = box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat
+    boxes = []
+    for header in base_headers:
+        box = header.box()
+        if box is not None and box.valid():
+            boxes.append((box.bottom_left.lon, box.bottom_left.lat, box.top_right.lon, box.top_right.lat))
     if result._bbox:
-        bx0, by0, bx1, by1 = (v / 1e7 for v in result._bbox)
+        boxes.append(tuple(v / 1e7 for v in result._bbox))
+    for bx0, by0, bx1, by1 in boxes:
         x0 = bx0 if x0 is None else min(x0, bx0)
         y0 = by0 if y0 is None else min(y0, by0)
         x1 = bx1 if x1 is None else max(x1, bx1)
@@ -78,35 +81,23 @@ def _snapshot_header(result: MergeResult, base_header):
     return h
 
 
-def _write_snapshot(result: MergeResult, dest: Path) -> None:
+def _apply(reader_file: Path | None, buffers: list[tuple[bytes, str]], dest: Path, header, files: list[Path]) -> None:
+    """libosmium's merge: *reader_file* streamed, *buffers* (data, format) held in memory; each object's
+    highest version is written (a buffer's copy wins at the same version), deleted ones are left out."""
     import osmium
 
-    rows: list[OsmObject] = []
-    done = result._new_opl is not None  # new objects (id < 0) serialised while the base was being read
-    for k in KINDS:
-        table = result._final[k]
-        if done:
-            rows.extend(o for i, o in table.items() if i > 0 and (o.visible or result.base is not None))
-        elif result.base is None:
-            rows.extend(o for o in table.values() if o.visible)  # nothing to delete from
-        else:
-            rows.extend(table.values())
-    header = _read_base_header(result.base) if result.base else None
     mr = osmium.MergeInputReader()
-    if done and len(result._new_opl) > 1:
-        mr.add_buffer(result._new_opl, "opl")
-    if rows:
-        mr.add_buffer(opl_bytes(rows, result._base_ts), "opl")
-    h = _snapshot_header(result, header)
+    for data, fmt in buffers:
+        mr.add_buffer(data, fmt)
     try:
         # libosmium's default pool leaves two cores idle (one thread on a small machine): PBF
         # decompression and compression are what this step spends its time on, so use the cores.
         pool = osmium.io.ThreadPool(max(2, min(8, os.cpu_count() or 1)))
-        if result.base:
-            reader = osmium.io.Reader(str(result.base), thread_pool=pool)
+        if reader_file is not None:
+            reader = osmium.io.Reader(str(reader_file), thread_pool=pool)
         else:
             reader = osmium.io.Reader(osmium.io.FileBuffer(b"", "opl"), thread_pool=pool)
-        writer = osmium.io.Writer(str(dest), h, thread_pool=pool)
+        writer = osmium.io.Writer(str(dest), header, thread_pool=pool)
         try:
             mr.apply_to_reader(reader, writer, False)
         finally:
@@ -115,7 +106,63 @@ def _write_snapshot(result: MergeResult, dest: Path) -> None:
     except MapathonError:
         raise
     except Exception as e:
-        raise MapathonError(f"{result.base or dest}: merging failed ({e})") from None
+        raise MapathonError(f"{' / '.join(map(str, files)) or dest}: merging failed ({e})") from None
+
+
+def _write_snapshot(result: MergeResult, dest: Path) -> None:
+    rows: list[OsmObject] = []
+    extracts = list(result._extracts)
+    files = ([result.base] if result.base else []) + extracts  # what the inputs merge onto
+    done = result._new_opl is not None  # new objects (id < 0) serialised while the base was being read
+    for k in KINDS:
+        table = result._final[k]
+        if done:
+            rows.extend(o for i, o in table.items() if i > 0 and (o.visible or files))
+        elif not files:
+            rows.extend(o for o in table.values() if o.visible)  # nothing to delete from
+        else:
+            rows.extend(table.values())
+    headers = [_read_base_header(f) for f in files]
+    buffers = []
+    if done and len(result._new_opl) > 1:
+        buffers.append((result._new_opl, "opl"))
+    if rows:
+        buffers.append((opl_bytes(rows, result._base_ts), "opl"))
+    h = _snapshot_header(result, headers)
+    if not extracts:
+        _apply(result.base, buffers, dest, h, files)
+        return
+    # Extracts among the inputs: the biggest file (the base if any) is streamed, the others held by
+    # libosmium; objects identical or differing only by version never reach Python.
+    stream = result.base or max(extracts, key=lambda p: p.stat().st_size)
+    held = []
+    for f in files:
+        if f != stream:
+            try:
+                held.append((f.read_bytes(), "pbf"))
+            except OSError as e:
+                raise MapathonError(f"{f}: cannot read ({e.strerror or e})") from None
+    if not buffers:  # nothing from volunteers' files: one pass
+        _apply(stream, held, dest, h, files)
+        return
+    # The volunteers' edits must beat the extracts' copies of the same version: merge the extracts
+    # first, then the edits onto that.
+    # named like *dest* (a temporary file of atomic_path), so a run killed meanwhile leaves nothing the
+    # next run does not remove
+    head, mark, tail = dest.name.rpartition(".tmp")
+    tmp = dest.with_name(head + "-extracts.tmp" + tail if mark else dest.name + "-extracts.tmp.osm.pbf")
+    try:
+        _apply(stream, held, tmp, _empty_header(), files)
+        del held
+        _apply(tmp, buffers, dest, h, files)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _empty_header():
+    import osmium
+
+    return osmium.io.Header()
 
 
 def _context_nodes(result: MergeResult, changes: list[OsmObject]) -> list[OsmObject]:
