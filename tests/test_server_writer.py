@@ -18,6 +18,7 @@ from fastapi import FastAPI, HTTPException
 
 from conftest import Cli
 from foundation_helpers import copy_project, query, village_template
+from mapathon.project import open_project
 from mapathon.errors import ForbiddenTransition, MapathonError
 from mapathon.server import writer as server_writer
 from mapathon.server.app import Room, create_app
@@ -322,3 +323,68 @@ def test_a_batch_that_fails_is_redone_one_by_one(folder, monkeypatch):
     assert room.stats["groups redone"] == 1
     assert holder(folder, 40) == ("READY", None)  # what the failed call wrote is gone
     assert events(folder) == [(key(folder, t), n) for t, n in [(10, "Awa"), (11, "Bala"), (12, "Dado")]]
+
+
+# -- releases and "done" together, as one by one -----------------------------------------------------------------
+
+
+def _outcome(x):
+    return ("task", x.id, x.state, x.locked_by, x.mapped_by) if isinstance(x, lifecycle.Task) \
+        else ("error", type(x), str(x))
+
+
+def _log(folder):
+    return [tuple(r) for r in query(folder, "SELECT action, task, actor, from_state, to_state, comment, data "
+                                            "FROM events WHERE task IS NOT NULL ORDER BY seq")]
+
+
+def _task_rows(folder):
+    return [tuple(r) for r in query(folder, "SELECT id, state, locked_by, lock_expires, unlock_state, mapped_by, "
+                                            "validated_by FROM tasks ORDER BY id")]
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("action", ["release", "done"])
+def test_releases_and_done_together_as_one_by_one(folder, tmp_path, action):
+    """release_many / done_many: the outcomes, refusals, task rows and event log of the same asks one
+    after the other; a refused ask changes nothing; an expired lock is said to be expired."""
+    from datetime import datetime, timedelta, timezone
+
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)
+    Cli(folder)("volunteer", "add", "Vera", "--validator", "--as", "Mariam")
+    with open_project(folder) as p:
+        for tid, name in [(10, "Awa"), (11, "Bala"), (12, "Chaka"), (13, "Dado")]:
+            lifecycle.claim(p, tid, name, hours=5, now=t0)
+        lifecycle.claim(p, 14, "Ema", hours=1, now=t0)  # runs out before the asks
+        lifecycle.claim(p, 15, "Fodé", hours=5, now=t0)
+        lifecycle.done(p, 15, "Fodé", now=t0)
+        lifecycle.claim(p, 15, "Vera", hours=5, now=t0)  # locked for validation
+    k11 = query(folder, "SELECT key FROM tasks WHERE id = 11")[0][0]
+    a, b = copy_project(folder, tmp_path / "one-by-one"), copy_project(folder, tmp_path / "together")
+    asks = [(10, "Awa", "fini"), (10, "Awa", None),  # twice: the second is refused (nothing to do)
+            (k11, "bala", None),  # by address, name in another case
+            (12, "Bala", None),  # not hers
+            (12, "Mariam", "for Chaka"),  # an organizer may
+            (14, "Ema", None),  # her lock expired
+            (15, "Vera", None),  # locked for validation: released, refused as done
+            (99999, "Awa", None), (13, "Nobody", None), (13, "", None),  # no such task, volunteer, name
+            (13, "Dado", "ok")]
+    now = t0 + timedelta(hours=3)
+    one_fn, many_fn = getattr(lifecycle, action), getattr(lifecycle, f"{action}_many")
+    with open_project(a) as p:
+        one = []
+        for ref, name, comment in asks:
+            try:
+                one.append(one_fn(p, ref, name, comment=comment, now=now))
+            except Exception as e:  # noqa: BLE001 - compared below
+                one.append(e)
+    with open_project(b) as p:
+        together = many_fn(p, asks, now=now)
+    assert [_outcome(x) for x in together] == [_outcome(x) for x in one]
+    assert [isinstance(x, lifecycle.Task) for x in together] == [
+        True, False, True, False, True, False, action == "release", False, False, False, True]
+    assert "Ema's lock on it expired" in str(together[5])
+    assert "no such volunteer" in str(together[8]) and "a volunteer name is needed" in str(together[9])
+    assert _log(b) == _log(a)
+    assert _task_rows(b) == _task_rows(a)
+    assert [r[0] for r in _log(b)][-5:].count(action) >= 4

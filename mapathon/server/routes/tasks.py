@@ -78,7 +78,26 @@ def _batches(room: Room):
 
         return _for_signed_in(room, p, asks, many)
 
-    room._claim_batches = (claim_next_batch, claim_batch)
+    def ending(lifecycle_many):
+        def end_batch(p: Project, asks: list[tuple[str, tuple[int, str | None]]]) -> list:
+            """Releases (or "done") of named tasks for several browsers at once: [(session token, (task id,
+            comment))]. A task number that is no task is refused (404) before the volunteer's rights."""
+            there = lifecycle.existing(p, [tid for _, (tid, _) in asks if 1 <= tid <= MAX_TASK_ID])
+
+            def many(p: Project, named: list[tuple[str, tuple[int, str | None]]]) -> list:
+                out: list = [no_task(tid) for _, (tid, _) in named]
+                keep = [j for j, (_, (tid, _)) in enumerate(named) if tid in there]
+                for j, t in zip(keep, lifecycle_many(p, [(named[j][1][0], named[j][0], named[j][1][1])
+                                                         for j in keep])):
+                    out[j] = t
+                return out
+
+            return _for_signed_in(room, p, asks, many)
+
+        return end_batch
+
+    room._claim_batches = (claim_next_batch, claim_batch, ending(lifecycle.release_many),
+                           ending(lifecycle.done_many))
     return room._claim_batches
 
 
@@ -87,12 +106,15 @@ async def act(room: Room, fn_name: str, task_id: int | None, token: str, **kw) -
     they may). Also answers the fast path's requests (see fastpath.RoomApp)."""
     if task_id is not None:
         task_id_in_range(task_id)
-    claim_next_batch, claim_batch = _batches(room)
+    claim_next_batch, claim_batch, release_batch, done_batch = _batches(room)
     # what a whole room asks at once: run together (Room.change_batched)
     if fn_name == "claim_next":
         return await room.change_batched(claim_next_batch, (token, kw.get("village")))
     if fn_name == "claim":
         return await room.change_batched(claim_batch, (token, task_id))
+    if fn_name in ("release", "done"):
+        return await room.change_batched(release_batch if fn_name == "release" else done_batch,
+                                          (token, (task_id, kw.get("comment"))))
 
     def do(p: Project):
         name = room.sessions.name_of(p, token)
