@@ -11,10 +11,11 @@ with one ``COMMIT`` (see :meth:`Writer.change`). A change refused by the rules i
 savepoint and answers with its own error; the others are unaffected. Answers go out only once the
 ``COMMIT`` has succeeded; if anything fails below the rules (the database itself, the ``COMMIT``),
 the whole group is rolled back and its changes are run again one by one, each in a transaction of
-its own, exactly as without grouping. Claims ("give me a task", claim a square) queued one behind the
-other go further (and so do releases and "done"): they are handed together to the lifecycle's functions for many volunteers
-(``claim_next_many``, ``claim_many``, ``release_many``, ``done_many``), which read the tasks and locks once and write all the locks
-and events with one statement each (:meth:`Writer.change_batched`).
+its own, exactly as without grouping. Claims ("give me a task", claim a square), releases and "done"
+queued one behind the other go further: those of one kind are handed together to the lifecycle's
+functions for many volunteers (``claim_next_many``, ``claim_many``, ``release_many``, ``done_many``),
+which read the tasks and locks once and write all the locks and events with one statement each
+(:meth:`Writer.change_batched`).
 
 Nothing here knows about HTTP: tests/test_server_writer.py drives it directly.
 """
