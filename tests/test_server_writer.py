@@ -304,11 +304,40 @@ def test_changes_of_one_kind_queued_together_run_in_one_call(folder, monkeypatch
     assert calls == [[("Bala", 11), ("Chaka", 11), ("Dado", 12)], [("Fodé", 14)]]
     assert out[:4] == ["Awa", "Bala", out[2], "Dado"] and out[4:] == ["Ema", "Fodé"]
     assert isinstance(out[2], ForbiddenTransition) and "locked by Bala" in str(out[2])  # refused alone
-    assert room.stats == {"groups": 1, "grouped changes": 6}
+    assert room.stats == {"groups": 1, "grouped changes": 6, "batch calls": 2}
     assert [holder(folder, t) for t in (10, 11, 12, 13, 14)] == [("LOCKED_FOR_MAPPING", n) for n in
                                                                  ("Awa", "Bala", "Dado", "Ema", "Fodé")]
     assert events(folder) == [(key(folder, t), n) for t, n in
                               [(10, "Awa"), (11, "Bala"), (12, "Dado"), (13, "Ema"), (14, "Fodé")]]
+
+
+@pytest.mark.backends
+def test_batched_changes_of_several_kinds_queued_together_run_one_call_per_kind(folder, monkeypatch):
+    """Claims and releases queued in turn (a busy room): one call for the claims, one for the
+    releases, as if the claims had come first; the answers and the log are those of that order."""
+    with open_project(folder) as p:
+        for tid, name in [(20, "Dado"), (21, "Ema"), (22, "Fodé")]:
+            lifecycle.claim(p, tid, name)
+    room, calls, released = Room(folder), [], []
+    claims = claims_together(calls)
+
+    def releases(p, asks):
+        released.append(list(asks))
+        return [t.state if isinstance(t, lifecycle.Task) else t
+                for t in lifecycle.release_many(p, [(tid, name, None) for name, tid in asks])]
+
+    out = in_one_group(room, [(claims, ("Awa", 10)), (releases, ("Dado", 20)), (claims, ("Bala", 11)),
+                              (releases, ("Ema", 21)), (releases, ("Ema", 21)), (claims, ("Chaka", 20)),
+                              (releases, ("Fodé", 22))], monkeypatch)
+    assert calls == [[("Awa", 10), ("Bala", 11), ("Chaka", 20)]]
+    assert released == [[("Dado", 20), ("Ema", 21), ("Ema", 21), ("Fodé", 22)]]
+    assert room.stats == {"groups": 1, "grouped changes": 7, "batch calls": 2}
+    # Chaka's claim ran before Dado's release: refused, as it would have been had it come first
+    assert out[0] == "Awa" and out[2] == "Bala" and isinstance(out[5], ForbiddenTransition)
+    assert out[1] == out[3] == out[6] == "READY" and isinstance(out[4], ForbiddenTransition)
+    assert [a for a, in query(folder, "SELECT action FROM events WHERE action IN ('claim.mapping', 'release') "
+                                      "ORDER BY seq")][3:] == ["claim.mapping", "claim.mapping", "release", "release",
+                                                               "release"]
 
 
 @pytest.mark.backends
