@@ -210,10 +210,6 @@ def _holder_or_organizer(task: Task, vol: volunteers.Volunteer, what: str) -> No
         raise _forbid(task, f"it is locked by {task.locked_by}; only they or an organizer may {what} it")
 
 
-def _vol_id(project: Project, name: str) -> int:
-    return volunteers.find(project, name).id
-
-
 def claim(
     project: Project,
     ref: str | int,
