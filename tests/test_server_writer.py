@@ -417,3 +417,49 @@ def test_releases_and_done_together_as_one_by_one(folder, tmp_path, action):
     assert _log(b) == _log(a)
     assert _task_rows(b) == _task_rows(a)
     assert [r[0] for r in _log(b)][-5:].count(action) >= 4
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("action", ["release", "done"])
+def test_the_room_answers_releases_and_done_together_as_one_by_one(folder, tmp_path, monkeypatch, action):
+    """Through the room's own batch function (sessions, 401, 404, the lifecycle's refusals): the same
+    answers and the same log as the same requests one after the other."""
+    from mapathon.server.routes import tasks as task_routes
+    from mapathon.server.sessions import Sessions
+
+    with open_project(folder) as p:
+        sessions = Sessions()
+        for name in NAMES:
+            sessions.sign_in(p, name, f"tok-{name}", organizer=False)
+        for tid, name in [(10, "Awa"), (11, "Bala"), (12, "Chaka")]:
+            lifecycle.claim(p, tid, name)
+    asks = [("tok-Awa", 10, "fini"), ("tok-Awa", 10, None), ("tok-Dado", 11, None), ("tok-Bala", 11, None),
+            ("", 12, None), ("forgotten", 12, None), ("tok-Chaka", 99999, None), ("tok-Chaka", 12, "ok")]
+    rooms = [Room(copy_project(folder, tmp_path / name)) for name in ("one-by-one", "together")]
+
+    def answer(room, got):
+        if isinstance(got, BaseException):
+            return room.refusal(got, None)[:2]
+        return 200, {k: v for k, v in got.items() if k != "lock_expires"}
+
+    async def one_by_one(room):
+        out = []
+        for token, tid, comment in asks:
+            try:
+                out.append(await task_routes.act(room, action, tid, token, comment=comment))
+            except Exception as e:  # noqa: BLE001 - compared below
+                out.append(e)
+        return out
+
+    try:
+        one = [answer(rooms[0], x) for x in asyncio.run(one_by_one(rooms[0]))]
+    finally:
+        rooms[0].close()
+    batch = task_routes._batches(rooms[1])[2 if action == "release" else 3]
+    together = [answer(rooms[1], x) for x in in_one_group(rooms[1], [(batch, (token, (tid, comment)))
+                                                                      for token, tid, comment in asks], monkeypatch)]
+    assert together == one
+    assert [a[0] for a in one] == [200, 409, 409, 200, 401, 401, 404, 200]
+    assert rooms[1].stats["batch calls"] == 1
+    assert _log(rooms[1].folder) == _log(rooms[0].folder)
+    assert _task_rows(rooms[1].folder) == _task_rows(rooms[0].folder)
