@@ -1,6 +1,6 @@
 """The room server under 200 concurrent clients (issue 6): requests per second and claim latency.
 
-A Dianguirdé project (14 villages, zoom 16: 643 tasks) is served by ``python -m mapathon.server``
+A Dianguirdé project (14 villages, zoom 16: 643 tasks) is served by ``mapathon serve``
 (uvicorn, one process) on 127.0.0.1; 200 clients, each with its own keep-alive connection and
 signed in as its own volunteer:
 
@@ -16,7 +16,17 @@ signed in as its own volunteer:
 4. saturation: for DURATION seconds every client loops claim then release with no pause: the
                server is saturated, so latency = 200 x service time; this gives requests per second.
 
+5. mixed:      (``--phases mixed``) for DURATION seconds every client loops "give me a task", then
+               "done" (one time in ``--done-every``) or release, with no pause: claims, releases and
+               "done" at saturation, as a room where some squares get finished.
+
 Goal: p99 claim latency under 100 ms with 200 concurrent clients, on SQLite and on PostgreSQL.
+
+Several processes (issue 13): ``--processes N`` starts N ``mapathon serve`` processes on N ports,
+all on the same project (PostgreSQL: ``--db``), and spreads the clients over them (client i talks to
+process i mod N), as a reverse proxy would. No proxy is started: it would take CPU from the servers.
+Claims per second at saturation (``saturation``, ``mixed``) then show what a second or a fourth
+process adds; the CPU given is that of all the server processes together.
 
 The clients run on the same 2-core machine as the server and take CPU from it; in a room they are
 200 browsers on 200 other computers. Two client implementations (``--client``):
@@ -30,8 +40,10 @@ The clients run on the same 2-core machine as the server and take CPU from it; i
   cores, which inflates the latencies measured, most in the bursts.
 
 Run:  .venv/bin/python benchmarks/bench_server.py [--client async|threads|both] [--duration 10] [--clients 200]
-      [--rounds 3] [--phases burst,contention,distinct,room,saturation]
+      [--rounds 3] [--phases burst,contention,distinct,room,saturation,mixed] [--zoom 16]
       .venv/bin/python benchmarks/bench_server.py --db postgresql://127.0.0.1/test   (the same on PostgreSQL)
+      .venv/bin/python benchmarks/bench_server.py --db postgresql://127.0.0.1/test --client async --processes 4 \
+          --phases saturation,mixed --zoom 17      (4 server processes on one PostgreSQL project)
 """
 
 from __future__ import annotations
@@ -82,21 +94,23 @@ def line(label: str, lat: list[float], seconds: float | None = None, requests_n:
         f"p99 {pct(lat, 0.99):7.1f} ms  max {max(lat) * 1000:7.1f} ms{extra}")
 
 
-def make_project(folder: Path, db: str | None = None) -> Path:
+def make_project(folder: Path, db: str | None = None, zoom: int = 16) -> Path:
     """A gridded Dianguirdé project; with *db* (postgresql://…), in a new schema there."""
     mapathon = [str(Path(sys.executable).parent / "mapathon")]
     subprocess.run([*mapathon, *(["--db", db] if db else []), "init", str(folder), "--name", "Dianguirdé",
                     "--aoi", str(VILLAGES), "--radius", "2000", "--organizer", "Mariam"], check=True, capture_output=True)
-    subprocess.run([*mapathon, "--project", str(folder), "grid", "--zoom", "16"], check=True, capture_output=True)
+    subprocess.run([*mapathon, "--project", str(folder), "grid", "--zoom", str(zoom)], check=True, capture_output=True)
     return folder
 
 
 def start_server(folder: Path) -> tuple[subprocess.Popen, str]:
+    """``mapathon serve`` on a free port of 127.0.0.1, once it answers."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "mapathon.server", str(folder), "--host", "127.0.0.1",
-                             "--port", str(port)], env=dict(os.environ, MAPATHON_ORGANIZER_TOKEN=TOKEN),
+    proc = subprocess.Popen([str(Path(sys.executable).parent / "mapathon"), "--project", str(folder), "serve",
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            env=dict(os.environ, MAPATHON_ORGANIZER_TOKEN=TOKEN),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
@@ -104,8 +118,14 @@ def start_server(folder: Path) -> tuple[subprocess.Popen, str]:
             if requests.get(url + "/api/project", timeout=1).ok:
                 return proc, url
         except requests.ConnectionError:
+            if proc.poll() is not None:
+                break
             time.sleep(0.1)
     raise SystemExit(f"server did not start: {proc.stderr.read().decode()}")
+
+
+def cpu_all(procs: list[subprocess.Popen]) -> float:
+    return sum(cpu_seconds(p.pid) for p in procs)
 
 
 def check_burst(codes: list[int], ids: list[int]) -> None:
@@ -167,7 +187,7 @@ def thread_phases(url: str, proc: subprocess.Popen, a) -> None:
     for t in ts:
         t.join()
     out(f"{a.clients} volunteers signed in in {time.perf_counter() - t0:.2f} s "
-        f"({'PostgreSQL' if a.db else 'SQLite'}, 643 tasks, server pid {proc.pid})")
+        f"({'PostgreSQL' if a.db else 'SQLite'}, {a.tasks} tasks, server pid {proc.pid})")
 
     # 1. burst
     if "burst" in a.phases:
@@ -329,13 +349,15 @@ class AsyncClient:
         self.writer.close()
 
 
-async def async_phases(url: str, proc: subprocess.Popen, a) -> None:
-    host, port = url.split("//")[1].split(":")
-    clients = [AsyncClient(host, int(port)) for _ in range(a.clients)]
+async def async_phases(urls: list[str], procs: list[subprocess.Popen], a) -> None:
+    """The phases with the async clients; client i talks to the server at urls[i mod len(urls)]."""
+    addresses = [url.split("//")[1].split(":") for url in urls]
+    clients = [AsyncClient(addresses[i % len(urls)][0], int(addresses[i % len(urls)][1])) for i in range(a.clients)]
     t0 = time.perf_counter()
     await asyncio.gather(*(c.open(f"Bench{i:03d}") for i, c in enumerate(clients)))
     out(f"{a.clients} volunteers signed in in {time.perf_counter() - t0:.2f} s "
-        f"({'PostgreSQL' if a.db else 'SQLite'}, 643 tasks, server pid {proc.pid})")
+        f"({'PostgreSQL' if a.db else 'SQLite'}, {a.tasks} tasks, {len(procs)} server process(es), "
+        f"pids {' '.join(str(p.pid) for p in procs)})")
 
     async def all_at_once(make_path, body=b"{}"):
         """Every client sends one request in the same turn of the event loop."""
@@ -348,7 +370,7 @@ async def async_phases(url: str, proc: subprocess.Popen, a) -> None:
     # 1. burst
     if "burst" in a.phases:
         lat: list[float] = []
-        cpu0, me0 = cpu_seconds(proc.pid), time.process_time()
+        cpu0, me0 = cpu_all(procs), time.process_time()
         for _ in range(a.rounds):
             res = await all_at_once(lambda i: "/api/claim-next")
             ids = [r[1]["id"] for r in res]
@@ -357,7 +379,7 @@ async def async_phases(url: str, proc: subprocess.Popen, a) -> None:
             await all_at_once(lambda i: f"/api/tasks/{ids[i]}/release")
         line(f"burst: {a.clients} x 'give me one' at once", lat)
         out(f"  CPU per round ({a.clients} claims + {a.clients} releases): "
-            f"server {(cpu_seconds(proc.pid) - cpu0) / a.rounds * 1000:.0f} ms, "
+            f"server {(cpu_all(procs) - cpu0) / a.rounds * 1000:.0f} ms, "
             f"the clients {(time.process_time() - me0) / a.rounds * 1000:.0f} ms")
 
     # 2. contention
@@ -444,15 +466,50 @@ async def async_phases(url: str, proc: subprocess.Popen, a) -> None:
                     raise RuntimeError(f"release: HTTP {status} {body}")
                 releases.append(dt)
 
-        t0, cpu0, me0 = time.perf_counter(), cpu_seconds(proc.pid), time.process_time()
+        t0, cpu0, me0 = time.perf_counter(), cpu_all(procs), time.process_time()
         await asyncio.gather(*(loop(c) for c in clients))
         took = time.perf_counter() - t0
-        cpu = (cpu_seconds(proc.pid) - cpu0) / took * 100
+        cpu = (cpu_all(procs) - cpu0) / took * 100
         mine = (time.process_time() - me0) / took * 100
         line(f"saturation {a.duration:g} s: claim", claims, took, len(claims) + len(releases))
         line(f"saturation {a.duration:g} s: release", releases)
-        out(f"claims per second (saturation): {len(claims) / took:,.0f}; CPU: server {cpu:.0f}% of a core, "
-            f"the {a.clients} clients {mine:.0f}%")
+        out(f"claims per second (saturation, {len(procs)} process(es)): {len(claims) / took:,.0f}; "
+            f"CPU: server(s) {cpu:.0f}% of a core, the {a.clients} clients {mine:.0f}%")
+
+    # 5. mixed: claims, releases and "done" at saturation
+    if "mixed" in a.phases:
+        stop = time.perf_counter() + a.duration
+        lat: dict[str, list[float]] = {"claim": [], "release": [], "done": []}
+        ran_out = [0]
+
+        async def mixed(i: int, c: AsyncClient):
+            rnd = random.Random(i)
+            while time.perf_counter() < stop:
+                status, body, dt = await c.post("/api/claim-next")
+                if status == 400 and "no task left" in str(body.get("detail")):
+                    ran_out[0] += 1
+                    return
+                if status != 200:
+                    raise RuntimeError(f"claim: HTTP {status} {body}")
+                lat["claim"].append(dt)
+                what = "done" if rnd.randrange(a.done_every) == 0 else "release"
+                status, body, dt = await c.post(f"/api/tasks/{body['id']}/{what}")
+                if status != 200:
+                    raise RuntimeError(f"{what}: HTTP {status} {body}")
+                lat[what].append(dt)
+
+        t0, cpu0, me0 = time.perf_counter(), cpu_all(procs), time.process_time()
+        await asyncio.gather(*(mixed(i, c) for i, c in enumerate(clients)))
+        took = time.perf_counter() - t0
+        cpu = (cpu_all(procs) - cpu0) / took * 100
+        mine = (time.process_time() - me0) / took * 100
+        line(f"mixed {a.duration:g} s: claim", lat["claim"], took, sum(len(v) for v in lat.values()))
+        line(f"mixed {a.duration:g} s: release", lat["release"])
+        line(f"mixed {a.duration:g} s: done", lat["done"])
+        if ran_out[0]:
+            out(f"  {ran_out[0]} clients stopped early: no task left (use a larger --zoom)")
+        out(f"claims per second (mixed, {len(procs)} process(es)): {len(lat['claim']) / took:,.0f}; "
+            f"CPU: server(s) {cpu:.0f}% of a core, the {a.clients} clients {mine:.0f}%")
 
     for c in clients:
         c.close()
@@ -466,23 +523,32 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="bursts (and contention rounds) measured, samples pooled")
     ap.add_argument("--think", type=float, default=2.0, help="mean pause between a client's claims (room load)")
     ap.add_argument("--phases", default="burst,contention,distinct,room,saturation",
-                    help="which to run (comma-separated)")
+                    help="which to run (comma-separated; 'mixed' too)")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="server processes on the same project, the clients spread over them (async clients only)")
+    ap.add_argument("--zoom", type=int, default=16, help="the grid's zoom (17: 4 times the tasks, for 'mixed')")
+    ap.add_argument("--done-every", type=int, default=5, help="mixed: one claim in this many ends with 'done'")
     ap.add_argument("--db", default=None, help="run on PostgreSQL: postgresql://127.0.0.1/test (a schema per run, "
                     "dropped at the end); default: the folder's SQLite file")
     a = ap.parse_args()
     a.phases = set(a.phases.split(","))
+    if a.processes > 1 and a.client != "async":
+        ap.error("--processes needs --client async")
     made: list[str] = []
     with tempfile.TemporaryDirectory() as tmp:
-        template = None if a.db else make_project(Path(tmp) / "template")
+        template = None if a.db else make_project(Path(tmp) / "template", zoom=a.zoom)
         out(f"backend: {'PostgreSQL ' + a.db if a.db else 'SQLite'}")
         for mode in (("async", "threads") if a.client == "both" else (a.client,)):
             folder = Path(tmp) / mode
             if a.db:  # each client on a fresh project and a fresh server
-                make_project(folder, a.db)
+                make_project(folder, a.db, a.zoom)
                 made.append((folder / "mapathon.postgresql").read_text().strip())
             else:
                 shutil.copytree(template, folder)
-            proc, url = start_server(folder)
+            servers = [start_server(folder) for _ in range(a.processes)]
+            procs, urls = [s[0] for s in servers], [s[1] for s in servers]
+            proc, url = servers[0]
+            a.tasks = len(requests.get(url + "/api/states", timeout=60).json()["tasks"])
             try:
                 out(f"-- {a.clients} clients: " + ("one asyncio process, HTTP by hand" if mode == "async"
                                                    else "threads with requests, in one process"))
@@ -490,9 +556,9 @@ def main() -> None:
                     try:
                         import uvloop
                     except ImportError:
-                        asyncio.run(async_phases(url, proc, a))
+                        asyncio.run(async_phases(urls, procs, a))
                     else:
-                        uvloop.run(async_phases(url, proc, a))
+                        uvloop.run(async_phases(urls, procs, a))
                 else:
                     thread_phases(url, proc, a)
                 if mode == a.client or mode == "async":
@@ -503,8 +569,9 @@ def main() -> None:
                     out(f"GET /api/tasks (643 features, {len(r.content) / 1024:.0f} KiB): "
                         f"{(time.perf_counter() - t0) / 20 * 1000:.1f} ms each")
             finally:
-                proc.terminate()
-                proc.wait(10)
+                for p in procs:
+                    p.terminate()
+                    p.wait(10)
     if made:
         from mapathon import store
 

@@ -18,6 +18,7 @@ from fastapi import FastAPI, HTTPException
 
 from conftest import Cli
 from foundation_helpers import copy_project, query, village_template
+from mapathon.project import open_project
 from mapathon.errors import ForbiddenTransition, MapathonError
 from mapathon.server import writer as server_writer
 from mapathon.server.app import Room, create_app
@@ -303,11 +304,40 @@ def test_changes_of_one_kind_queued_together_run_in_one_call(folder, monkeypatch
     assert calls == [[("Bala", 11), ("Chaka", 11), ("Dado", 12)], [("Fodé", 14)]]
     assert out[:4] == ["Awa", "Bala", out[2], "Dado"] and out[4:] == ["Ema", "Fodé"]
     assert isinstance(out[2], ForbiddenTransition) and "locked by Bala" in str(out[2])  # refused alone
-    assert room.stats == {"groups": 1, "grouped changes": 6}
+    assert room.stats == {"groups": 1, "grouped changes": 6, "batch calls": 2}
     assert [holder(folder, t) for t in (10, 11, 12, 13, 14)] == [("LOCKED_FOR_MAPPING", n) for n in
                                                                  ("Awa", "Bala", "Dado", "Ema", "Fodé")]
     assert events(folder) == [(key(folder, t), n) for t, n in
                               [(10, "Awa"), (11, "Bala"), (12, "Dado"), (13, "Ema"), (14, "Fodé")]]
+
+
+@pytest.mark.backends
+def test_batched_changes_of_several_kinds_queued_together_run_one_call_per_kind(folder, monkeypatch):
+    """Claims and releases queued in turn (a busy room): one call for the claims, one for the
+    releases, as if the claims had come first; the answers and the log are those of that order."""
+    with open_project(folder) as p:
+        for tid, name in [(20, "Dado"), (21, "Ema"), (22, "Fodé")]:
+            lifecycle.claim(p, tid, name)
+    room, calls, released = Room(folder), [], []
+    claims = claims_together(calls)
+
+    def releases(p, asks):
+        released.append(list(asks))
+        return [t.state if isinstance(t, lifecycle.Task) else t
+                for t in lifecycle.release_many(p, [(tid, name, None) for name, tid in asks])]
+
+    out = in_one_group(room, [(claims, ("Awa", 10)), (releases, ("Dado", 20)), (claims, ("Bala", 11)),
+                              (releases, ("Ema", 21)), (releases, ("Ema", 21)), (claims, ("Chaka", 20)),
+                              (releases, ("Fodé", 22))], monkeypatch)
+    assert calls == [[("Awa", 10), ("Bala", 11), ("Chaka", 20)]]
+    assert released == [[("Dado", 20), ("Ema", 21), ("Ema", 21), ("Fodé", 22)]]
+    assert room.stats == {"groups": 1, "grouped changes": 7, "batch calls": 2}
+    # Chaka's claim ran before Dado's release: refused, as it would have been had it come first
+    assert out[0] == "Awa" and out[2] == "Bala" and isinstance(out[5], ForbiddenTransition)
+    assert out[1] == out[3] == out[6] == "READY" and isinstance(out[4], ForbiddenTransition)
+    assert [a for a, in query(folder, "SELECT action FROM events WHERE action IN ('claim.mapping', 'release') "
+                                      "ORDER BY seq")][3:] == ["claim.mapping", "claim.mapping", "release", "release",
+                                                               "release"]
 
 
 @pytest.mark.backends
@@ -322,3 +352,114 @@ def test_a_batch_that_fails_is_redone_one_by_one(folder, monkeypatch):
     assert room.stats["groups redone"] == 1
     assert holder(folder, 40) == ("READY", None)  # what the failed call wrote is gone
     assert events(folder) == [(key(folder, t), n) for t, n in [(10, "Awa"), (11, "Bala"), (12, "Dado")]]
+
+
+# -- releases and "done" together, as one by one -----------------------------------------------------------------
+
+
+def _outcome(x):
+    return ("task", x.id, x.state, x.locked_by, x.mapped_by) if isinstance(x, lifecycle.Task) \
+        else ("error", type(x), str(x))
+
+
+def _log(folder):
+    return [tuple(r) for r in query(folder, "SELECT action, task, actor, from_state, to_state, comment, data "
+                                            "FROM events WHERE task IS NOT NULL ORDER BY seq")]
+
+
+def _task_rows(folder):
+    return [tuple(r) for r in query(folder, "SELECT id, state, locked_by, lock_expires, unlock_state, mapped_by, "
+                                            "validated_by FROM tasks ORDER BY id")]
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("action", ["release", "done"])
+def test_releases_and_done_together_as_one_by_one(folder, tmp_path, action):
+    """release_many / done_many: the outcomes, refusals, task rows and event log of the same asks one
+    after the other; a refused ask changes nothing; an expired lock is said to be expired."""
+    from datetime import datetime, timedelta, timezone
+
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=3)
+    Cli(folder)("volunteer", "add", "Vera", "--validator", "--as", "Mariam")
+    with open_project(folder) as p:
+        for tid, name in [(10, "Awa"), (11, "Bala"), (12, "Chaka"), (13, "Dado")]:
+            lifecycle.claim(p, tid, name, hours=5, now=t0)
+        lifecycle.claim(p, 14, "Ema", hours=1, now=t0)  # runs out before the asks
+        lifecycle.claim(p, 15, "Fodé", hours=5, now=t0)
+        lifecycle.done(p, 15, "Fodé", now=t0)
+        lifecycle.claim(p, 15, "Vera", hours=5, now=t0)  # locked for validation
+    k11 = query(folder, "SELECT key FROM tasks WHERE id = 11")[0][0]
+    a, b = copy_project(folder, tmp_path / "one-by-one"), copy_project(folder, tmp_path / "together")
+    asks = [(10, "Awa", "fini"), (10, "Awa", None),  # twice: the second is refused (nothing to do)
+            (k11, "bala", None),  # by address, name in another case
+            (12, "Bala", None),  # not hers
+            (12, "Mariam", "for Chaka"),  # an organizer may
+            (14, "Ema", None),  # her lock expired
+            (15, "Vera", None),  # locked for validation: released, refused as done
+            (99999, "Awa", None), (13, "Nobody", None), (13, "", None),  # no such task, volunteer, name
+            (13, "Dado", "ok")]
+    now = t0 + timedelta(hours=3)
+    one_fn, many_fn = getattr(lifecycle, action), getattr(lifecycle, f"{action}_many")
+    with open_project(a) as p:
+        one = []
+        for ref, name, comment in asks:
+            try:
+                one.append(one_fn(p, ref, name, comment=comment, now=now))
+            except Exception as e:  # noqa: BLE001 - compared below
+                one.append(e)
+    with open_project(b) as p:
+        together = many_fn(p, asks, now=now)
+    assert [_outcome(x) for x in together] == [_outcome(x) for x in one]
+    assert [isinstance(x, lifecycle.Task) for x in together] == [
+        True, False, True, False, True, False, action == "release", False, False, False, True]
+    assert "Ema's lock on it expired" in str(together[5])
+    assert "no such volunteer" in str(together[8]) and "a volunteer name is needed" in str(together[9])
+    assert _log(b) == _log(a)
+    assert _task_rows(b) == _task_rows(a)
+    assert [r[0] for r in _log(b)][-5:].count(action) >= 4
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("action", ["release", "done"])
+def test_the_room_answers_releases_and_done_together_as_one_by_one(folder, tmp_path, monkeypatch, action):
+    """Through the room's own batch function (sessions, 401, 404, the lifecycle's refusals): the same
+    answers and the same log as the same requests one after the other."""
+    from mapathon.server.routes import tasks as task_routes
+    from mapathon.server.sessions import Sessions
+
+    with open_project(folder) as p:
+        sessions = Sessions()
+        for name in NAMES:
+            sessions.sign_in(p, name, f"tok-{name}", organizer=False)
+        for tid, name in [(10, "Awa"), (11, "Bala"), (12, "Chaka")]:
+            lifecycle.claim(p, tid, name)
+    asks = [("tok-Awa", 10, "fini"), ("tok-Awa", 10, None), ("tok-Dado", 11, None), ("tok-Bala", 11, None),
+            ("", 12, None), ("forgotten", 12, None), ("tok-Chaka", 99999, None), ("tok-Chaka", 12, "ok")]
+    rooms = [Room(copy_project(folder, tmp_path / name)) for name in ("one-by-one", "together")]
+
+    def answer(room, got):
+        if isinstance(got, BaseException):
+            return room.refusal(got, None)[:2]
+        return 200, {k: v for k, v in got.items() if k != "lock_expires"}
+
+    async def one_by_one(room):
+        out = []
+        for token, tid, comment in asks:
+            try:
+                out.append(await task_routes.act(room, action, tid, token, comment=comment))
+            except Exception as e:  # noqa: BLE001 - compared below
+                out.append(e)
+        return out
+
+    try:
+        one = [answer(rooms[0], x) for x in asyncio.run(one_by_one(rooms[0]))]
+    finally:
+        rooms[0].close()
+    batch = task_routes._batches(rooms[1])[2 if action == "release" else 3]
+    together = [answer(rooms[1], x) for x in in_one_group(rooms[1], [(batch, (token, (tid, comment)))
+                                                                      for token, tid, comment in asks], monkeypatch)]
+    assert together == one
+    assert [a[0] for a in one] == [200, 409, 409, 200, 401, 401, 404, 200]
+    assert rooms[1].stats["batch calls"] == 1
+    assert _log(rooms[1].folder) == _log(rooms[0].folder)
+    assert _task_rows(rooms[1].folder) == _task_rows(rooms[0].folder)

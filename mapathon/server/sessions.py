@@ -8,7 +8,10 @@ Two limits keep a room server from growing without end:
 
 * a sign-in not used for ``hours`` hours (``serve --session-hours``) expires: the browser is asked
   for its name again, and the name is free for another device. The time of last use is kept in
-  memory (no write per request): after a restart, every sign-in counts as used at the start;
+  memory (no write per request): a sign-in this process has not seen used counts as used when it
+  was made or when this process started, whichever is later. So after a restart every sign-in
+  counts as used at the start, and a sign-in made through another server process on the same
+  project (several processes behind a reverse proxy) is live here too;
 * one address may sign in at most ``per_minute`` new names a minute (``per_minute`` = 0: no limit);
   more are answered 429 with ``Retry-After``. Names already known, organizers (with the token) and
   the server's own computer (127.0.0.1) are not counted.
@@ -18,6 +21,7 @@ Every function taking a project runs in the writer's or a reader's thread (see w
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import ipaddress
 import math
@@ -59,14 +63,21 @@ class Sessions:
 
     # -- expiry ----------------------------------------------------------------------------------------------
 
-    def _live(self, h: str, now: float) -> bool:
-        return now - self._seen.get(h, self._started) <= self.hours * 3600
+    def _live(self, h: str, now: float, created: str | None = None) -> bool:
+        """Was the sign-in *h* (made at *created*, the table's text) used in the last ``hours`` hours?"""
+        last = self._seen.get(h)
+        if last is None:
+            last = self._started
+            with contextlib.suppress(TypeError, ValueError):  # made by another process since this one started
+                last = max(last, events.parse_iso(created).timestamp())
+        return now - last <= self.hours * 3600
 
     def names_of(self, p: Project, tokens: list[str]) -> list:
         """For each session token, the name it is signed in as, or the HTTP error that refuses it."""
         hashes = sorted({token_hash(t) for t in tokens if t})
-        known = dict(p.conn.execute(f"SELECT token_hash, volunteer FROM room_sessions WHERE token_hash IN "
-                                    f"({','.join('?' * len(hashes))})", hashes).fetchall()) if hashes else {}
+        known = {r[0]: (r[1], r[2]) for r in p.conn.execute(
+            f"SELECT token_hash, volunteer, created FROM room_sessions WHERE token_hash IN "
+            f"({','.join('?' * len(hashes))})", hashes).fetchall()} if hashes else {}
         now, out = self.clock(), []
         for t in tokens:
             h = token_hash(t) if t else None
@@ -74,11 +85,11 @@ class Sessions:
                 out.append(err(401, "err.sign_in"))
             elif h not in known:
                 out.append(err(401, "err.sign_in_again"))
-            elif not self._live(h, now):
+            elif not self._live(h, now, known[h][1]):
                 out.append(err(401, "err.session_expired", hours=f"{self.hours:g}"))
             else:
                 self._seen[h] = now
-                out.append(known[h])
+                out.append(known[h][0])
         return out
 
     def name_of(self, p: Project, token: str) -> str:
@@ -93,8 +104,8 @@ class Sessions:
         if not force and now - self._swept < SWEEP_SECONDS:
             return 0
         self._swept = now
-        present = [h for (h,) in p.conn.execute("SELECT token_hash FROM room_sessions")]
-        gone = [h for h in present if not self._live(h, now)]
+        present = dict(p.conn.execute("SELECT token_hash, created FROM room_sessions").fetchall())
+        gone = [h for h, created in present.items() if not self._live(h, now, created)]
         with p.transaction():
             for i in range(0, len(gone), 500):
                 chunk = gone[i:i + 500]
@@ -151,9 +162,9 @@ class Sessions:
             canonical = vol.name if vol else name
             if not organizer:
                 now = self.clock()
-                held = [h for (h,) in p.conn.execute("SELECT token_hash FROM room_sessions WHERE volunteer = ?",
-                                                     (canonical,))]
-                if any(self._live(h, now) for h in held):
+                held = dict(p.conn.execute("SELECT token_hash, created FROM room_sessions WHERE volunteer = ?",
+                                           (canonical,)).fetchall())
+                if any(self._live(h, now, created) for h, created in held.items()):
                     raise err(409, "err.signed_in_elsewhere", name=canonical)
                 for h in held:  # expired: the name is free again
                     p.conn.execute("DELETE FROM room_sessions WHERE token_hash = ?", (h,))

@@ -11,10 +11,14 @@ with one ``COMMIT`` (see :meth:`Writer.change`). A change refused by the rules i
 savepoint and answers with its own error; the others are unaffected. Answers go out only once the
 ``COMMIT`` has succeeded; if anything fails below the rules (the database itself, the ``COMMIT``),
 the whole group is rolled back and its changes are run again one by one, each in a transaction of
-its own, exactly as without grouping. Claims ("give me a task", claim a square) queued one behind the
-other go further: they are handed together to the lifecycle's functions for many volunteers
-(``claim_next_many``, ``claim_many``), which read the tasks and locks once and write all the locks
-and events with one statement each (:meth:`Writer.change_batched`).
+its own, exactly as without grouping. Claims ("give me a task", claim a square), releases and "done"
+queued one behind the other go further: those of one kind are handed together to the lifecycle's
+functions for many volunteers (``claim_next_many``, ``claim_many``, ``release_many``, ``done_many``),
+which read the tasks and locks once and write all the locks and events with one statement each
+(:meth:`Writer.change_batched`). In a run of such changes queued together, all the claims go first,
+then all the releases (by order of each kind's first change): they were all waiting at the same
+time, so this order is as good as the order of arrival, and a room where some release while others
+claim still costs a few calls per group, not one per change of kind.
 
 Nothing here knows about HTTP: tests/test_server_writer.py drives it directly.
 """
@@ -122,7 +126,9 @@ class Writer:
         ``batch(project, [arg, ...])`` takes the *arg* of every such change queued one behind the
         other and returns, in the same order, each one's outcome (a value, or the exception that
         refuses it, having changed nothing for it). They share one savepoint; *batch* must be the
-        same function object for all the changes that may go together."""
+        same function object for all the changes that may go together. Batched changes of other
+        kinds queued in between do not separate them (they run in a call of their own); a change
+        that is not batched does."""
         return await self._submit(True, _one_of, (batch, arg), {}, batch)
 
     async def read(self, fn, *args, **kw):
@@ -200,18 +206,22 @@ class Writer:
             if item.batch is None:
                 batch.append(item)
                 ran = self._run_in_savepoint(p, [item])
-            else:  # the same kind of change queued behind it goes with it, in one call
+            else:  # the batched changes queued behind it go with it, those of one kind in one call
                 run = [item]
                 while len(batch) + len(run) < GROUP_MAX:
                     nxt = self._next_queued()
                     if nxt is None:
                         break
-                    if nxt is _STOP or nxt.batch is not item.batch:
+                    if nxt is _STOP or nxt.batch is None:
                         held = nxt
                         break
                     run.append(nxt)
                 batch.extend(run)
-                ran = self._run_in_savepoint(p, run)
+                kinds: dict = {}
+                for it in run:
+                    kinds.setdefault(it.batch, []).append(it)
+                self.stats["batch calls"] += len(kinds)
+                ran = all(self._run_in_savepoint(p, same) for same in kinds.values())
             if not ran:
                 ok = False
                 break

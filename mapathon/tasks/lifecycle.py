@@ -210,10 +210,6 @@ def _holder_or_organizer(task: Task, vol: volunteers.Volunteer, what: str) -> No
         raise _forbid(task, f"it is locked by {task.locked_by}; only they or an organizer may {what} it")
 
 
-def _vol_id(project: Project, name: str) -> int:
-    return volunteers.find(project, name).id
-
-
 def claim(
     project: Project,
     ref: str | int,
@@ -626,36 +622,105 @@ def _lock_expired(project: Project, task: Task, vol: volunteers.Volunteer, what:
 
 def release(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
     """End a lock without a result: the task returns to the state it had."""
-    with _acting(project, ref, actor, now) as (task, vol):
-        try:
-            _holder_or_organizer(task, vol, "release")
-        except ForbiddenTransition:
-            _lock_expired(project, task, vol, "release")
-            raise
-        back = project.conn.execute("SELECT unlock_state FROM tasks WHERE id = ?", (task.id,)).fetchone()[0]
-        back = back or (READY if task.state == LOCKED_FOR_MAPPING else MAPPED)
-        _set(project, task, state=back, locked_by=None, lock_expires=None, unlock_state=None)
-        project.record(actor=vol.name, action="release", task=task.key, from_state=task.state, to_state=back,
-                       comment=comment, ts=now)
-        return get_task(project, task.id)
+    return _one(project, ref, actor, comment, "release", now)
 
 
 def done(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:
     """Mark a task locked for mapping as MAPPED."""
-    with _acting(project, ref, actor, now) as (task, vol):
+    return _one(project, ref, actor, comment, "done", now)
+
+
+def _one(project: Project, ref, actor: str, comment: str | None, action: str, now) -> Task:
+    """One release or done, alone: refused, it changes nothing at all (not even expired locks)."""
+    with project.transaction():
+        got = _end_many(project, [(ref, actor, comment)], action, now)[0]
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+
+def release_many(project: Project, asks: list[tuple[str | int, str, str | None]], *,
+                 now: datetime | None = None) -> list[Task | MapathonError]:
+    """:func:`release` for several (task, volunteer, comment) at once, in this order, with one statement
+    for each kind of read and write (as :func:`claim_many`). Returns, for each ask, its task or the error
+    that refused it (a refused ask changes nothing; locks whose time is over are released all the same,
+    as at the start of every change)."""
+    with project.transaction():
+        return _end_many(project, asks, "release", now)
+
+
+def done_many(project: Project, asks: list[tuple[str | int, str, str | None]], *,
+              now: datetime | None = None) -> list[Task | MapathonError]:
+    """:func:`done` for several (task, volunteer, comment) at once: as :func:`release_many`."""
+    with project.transaction():
+        return _end_many(project, asks, "done", now)
+
+
+def _end_many(project: Project, asks: list, action: str, now) -> list:
+    """:func:`release_many` or :func:`done_many` (*action*) inside the caller's transaction: the same
+    rules, refusals and events as one ask after the other, each seeing the asks before it."""
+    out: list = [None] * len(asks)
+    expire_locks(project, now)
+    refs = [str(ref).strip() for ref, _, _ in asks]
+    tasks = get_tasks(project, sorted({int(r) for r in refs if r.isdigit()}))
+    addresses = sorted({r for r in refs if not r.isdigit()})
+    if addresses:
+        marks = ",".join("?" * len(addresses))
+        tasks.update({r["key"]: _task(r) for r in project.conn.execute(
+            _TASK_SELECT + f" WHERE t.key IN ({marks})", addresses)})
+    ids = sorted({t.id for t in tasks.values()})
+    # what Task does not say: the state a lock returns to, and the id of the volunteer holding it
+    locks = {r[0]: (r[1], r[2]) for r in project.conn.execute(
+        f"SELECT id, unlock_state, locked_by FROM tasks WHERE id IN ({','.join('?' * len(ids))})", ids)} if ids else {}
+    known = _known_volunteers(project, [actor for _, actor, _ in asks])
+    ends: list[tuple[int, Task, str, volunteers.Volunteer, str | None, int | None]] = []
+    for i, (ref, actor, comment) in enumerate(asks):
         try:
-            if task.state != LOCKED_FOR_MAPPING:
-                raise _forbid(task, "only a task locked for mapping can be marked done (claim it first)")
-            _holder_or_organizer(task, vol, "finish")
-        except ForbiddenTransition:
-            _lock_expired(project, task, vol, "finish")
-            raise
-        mapper = _vol_id(project, task.locked_by)
-        _set(project, task, state=MAPPED, locked_by=None, lock_expires=None, unlock_state=None,
-             mapped_by=mapper, validated_by=None)
-        project.record(actor=vol.name, action="done", task=task.key, from_state=task.state, to_state=MAPPED,
-                       comment=comment, data={"mapper": task.locked_by}, ts=now)
-        return get_task(project, task.id)
+            task = tasks.get(int(refs[i]) if refs[i].isdigit() else refs[i])
+            if task is None:
+                task = get_task(project, refs[i])  # raises the error that says why
+            vol = known.get(names.key(volunteers.check_name(actor)))
+            if vol is None:
+                vol = volunteers.known(project, actor)  # raises the error that says why
+            try:
+                if action == "done":
+                    if task.state != LOCKED_FOR_MAPPING:
+                        raise _forbid(task, "only a task locked for mapping can be marked done (claim it first)")
+                    _holder_or_organizer(task, vol, "finish")
+                else:
+                    _holder_or_organizer(task, vol, "release")
+            except ForbiddenTransition:
+                _lock_expired(project, task, vol, "finish" if action == "done" else "release")
+                raise
+            back, holder = locks[task.id]
+            to_state = MAPPED if action == "done" else back or (READY if task.state == LOCKED_FOR_MAPPING else MAPPED)
+            ends.append((i, task, to_state, vol, comment, holder))
+            # later asks see this change
+            after = dataclasses.replace(task, state=to_state, locked_by=None, lock_expires=None)
+            if action == "done":
+                after = dataclasses.replace(after, mapped_by=task.locked_by, validated_by=None)
+            tasks[task.id] = tasks[task.key] = after
+            locks[task.id] = (None, None)
+        except MapathonError as e:
+            out[i] = e
+    if not ends:
+        return out
+    if action == "done":
+        project.conn.executemany(
+            "UPDATE tasks SET state = ?, locked_by = NULL, lock_expires = NULL, unlock_state = NULL, mapped_by = ?, "
+            "validated_by = NULL WHERE id = ?", [(s, holder, t.id) for _, t, s, _, _, holder in ends])
+    else:
+        project.conn.executemany(
+            "UPDATE tasks SET state = ?, locked_by = NULL, lock_expires = NULL, unlock_state = NULL WHERE id = ?",
+            [(s, t.id) for _, t, s, _, _, _ in ends])
+    events.record_many(project.conn, project.site, [
+        dict(actor=vol.name, action=action, task=t.key, from_state=t.state, to_state=s, comment=comment,
+             data={"mapper": t.locked_by} if action == "done" else None)
+        for _, t, s, vol, comment, _ in ends], now)
+    got = get_tasks(project, [t.id for _, t, *_ in ends])
+    for i, t, *_ in ends:
+        out[i] = got[t.id]
+    return out
 
 
 def badimagery(project: Project, ref: str | int, actor: str, *, comment: str | None = None, now=None) -> Task:

@@ -55,6 +55,22 @@ def _for_signed_in(room: Room, p: Project, asks: list[tuple[str, object]], many)
     return out
 
 
+def _named_tasks(room: Room, p: Project, asks: list[tuple[str, object]], task_of, many) -> list:
+    """:func:`_for_signed_in` for changes of named tasks: [(session token, x)], ``task_of(x)`` the task
+    number. A number that is no task is refused (404) before the volunteer's rights are looked at,
+    as one change alone does; the others go to ``many(p, [(name, x), ...])``."""
+    there = lifecycle.existing(p, [task_of(x) for _, x in asks if 1 <= task_of(x) <= MAX_TASK_ID])
+
+    def named_many(p: Project, named: list[tuple[str, object]]) -> list:
+        out: list = [no_task(task_of(x)) for _, x in named]
+        keep = [j for j, (_, x) in enumerate(named) if task_of(x) in there]
+        for j, t in zip(keep, many(p, [named[j] for j in keep])):
+            out[j] = t
+        return out
+
+    return _for_signed_in(room, p, asks, named_many)
+
+
 def _batches(room: Room):
     """The room's batch functions for Room.change_batched (one function object each per room)."""
     got = getattr(room, "_claim_batches", None)
@@ -67,18 +83,19 @@ def _batches(room: Room):
 
     def claim_batch(p: Project, asks: list[tuple[str, int]]) -> list:
         """Claims of named tasks for several browsers at once: [(session token, task id)]."""
-        there = lifecycle.existing(p, [tid for _, tid in asks if 1 <= tid <= MAX_TASK_ID])
+        return _named_tasks(room, p, asks, lambda tid: tid,
+                            lambda p, named: lifecycle.claim_many(p, [(tid, name) for name, tid in named]))
 
-        def many(p: Project, named: list[tuple[str, int]]) -> list:
-            out: list = [no_task(tid) for _, tid in named]
-            keep = [j for j, (_, tid) in enumerate(named) if tid in there]
-            for j, t in zip(keep, lifecycle.claim_many(p, [(named[j][1], named[j][0]) for j in keep])):
-                out[j] = t
-            return out
+    def ending(lifecycle_many):
+        def end_batch(p: Project, asks: list[tuple[str, tuple[int, str | None]]]) -> list:
+            """Releases (or "done") for several browsers at once: [(session token, (task id, comment))]."""
+            return _named_tasks(room, p, asks, lambda x: x[0], lambda p, named: lifecycle_many(
+                p, [(tid, name, comment) for name, (tid, comment) in named]))
 
-        return _for_signed_in(room, p, asks, many)
+        return end_batch
 
-    room._claim_batches = (claim_next_batch, claim_batch)
+    room._claim_batches = (claim_next_batch, claim_batch, ending(lifecycle.release_many),
+                           ending(lifecycle.done_many))
     return room._claim_batches
 
 
@@ -87,12 +104,15 @@ async def act(room: Room, fn_name: str, task_id: int | None, token: str, **kw) -
     they may). Also answers the fast path's requests (see fastpath.RoomApp)."""
     if task_id is not None:
         task_id_in_range(task_id)
-    claim_next_batch, claim_batch = _batches(room)
+    claim_next_batch, claim_batch, release_batch, done_batch = _batches(room)
     # what a whole room asks at once: run together (Room.change_batched)
     if fn_name == "claim_next":
         return await room.change_batched(claim_next_batch, (token, kw.get("village")))
     if fn_name == "claim":
         return await room.change_batched(claim_batch, (token, task_id))
+    if fn_name in ("release", "done"):
+        return await room.change_batched(release_batch if fn_name == "release" else done_batch,
+                                          (token, (task_id, kw.get("comment"))))
 
     def do(p: Project):
         name = room.sessions.name_of(p, token)
