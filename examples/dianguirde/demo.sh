@@ -83,13 +83,17 @@ FIRST=$(head -1 "$OUT/contributions/contributions.tsv" | cut -f1)
 mapathon submit "$FIRST" --as "Awa Traoré"   # the same file again: recorded once
 # Merge onto the 2019 points: the snapshot, the upload files, and the checks and credit of the work.
 mapathon merge --base "$HERE/dianguirde-area-pois-osm2019.osm.pbf" -o "$OUT/merged.osm.pbf" \
-  --upload "$OUT/changes.osc" --josm "$OUT/changes-for-josm.osm" \
+  --upload "$OUT/changes.osc" --josm "$OUT/changes-for-josm.osm" --upload-per-volunteer "$OUT/upload-per-volunteer" \
   --html "$OUT/report.html" --geojson "$OUT/findings.geojson"
 # The same, for scripts: every finding with its task, village and volunteer; the credit figures.
 mapathon check "$OUT/merged.osm.pbf" --json > "$OUT/findings.json"
 mapathon report --base "$HERE/dianguirde-area-pois-osm2019.osm.pbf" --json > "$OUT/report.json"
 if command -v ogrinfo > /dev/null; then ogrinfo -so -al "$OUT/findings.geojson" | grep -E "Feature Count|Geometry"; fi
 echo "Open $OUT/report.html in a browser, and $OUT/findings.geojson in JOSM or QGIS."
+# The wells, for the field team's phones (OsmAnd, Organic Maps) and GPS units
+mapathon export data --kind wells -o "$OUT/exports/wells.gpx"
+mapathon export data --kind wells -o "$OUT/exports/wells.kml"
+mapathon export data --kind all --csv-dialect excel-fr -o "$OUT/exports/data-excel-fr.csv"
 
 say "9. Imagery: what the area needs, what buying it would cost, an offline cache for the editors"
 mapathon imagery plan --zoom 16-19 --min-order-km2 25
@@ -139,6 +143,18 @@ ODK_PASSWORD=$(sed -n 's/.*password: \([a-z0-9]*\)).*/\1/p' "$OUT/serve.txt")
 python3 "$HERE/survey_phone.py" "http://127.0.0.1:$ODK_PORT/odk" "Awa Traoré" "$ODK_PASSWORD"
 kill $SERVE_PID 2>/dev/null || true
 mapathon survey list
+# the answers matched with the mapped wells, merged with the volunteers' work, and the donors' table
+mapathon survey merge --geojson "$OUT/survey-findings.geojson"
+mapathon merge --base "$HERE/dianguirde-area-pois-osm2019.osm.pbf" -o "$OUT/merged-with-survey.osm.pbf" \
+  --upload "$OUT/changes-with-survey.osc" > /dev/null
+mapathon report water --html "$OUT/water-report.html" --csv "$OUT/water-report.csv"
+
+say "12. Paper comes back: photos of annotated atlas pages, placed offline, the ink marks turned into data"
+# two phone photos of the field team's pages, with pen marks on them (a stand-in for the field team)
+mapathon print --village Dianguirdé --lang fr -o "$OUT/atlas-field-team.pdf"   # the field team's pages
+python3 "$HERE/make_photos.py" "$OUT/atlas-field-team.pdf" "$OUT/photos"
+mapathon scan "$OUT/photos/page-2.jpg" "$OUT/photos/page-3.jpg" --as "Seydou Keïta" -o "$OUT/scans"
+mapathon status
 
 say "Done: see $OUT"
 ls -R "$OUT" | head -40
