@@ -598,6 +598,8 @@ def merge_cmd(
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Leave out unreadable files and merge the rest."),
     report: Optional[Path] = typer.Option(None, "--report", help="Also write the credit and quality report (.html)."),
     findings: Optional[Path] = typer.Option(None, "--findings", help="Also write the quality findings as GeoJSON."),
+    check: str = typer.Option("changes", "--check", help="Check the changes and the data within 50 m of them "
+                              "(changes), the whole snapshot (all), or nothing (none)."),
     lang: Optional[str] = typer.Option(None, "--lang", help="Language of the report and of the upload guides: en or "
                                        "fr (default: the project's)."),
     as_json: bool = JsonOpt,
@@ -640,7 +642,8 @@ def merge_cmd(
             console.print(f"The project's latest data is now {latest} (used by 'mapathon print')")
     from .quality.commands import after_merge, print_after_merge  # quality checks and credit of the merge
 
-    checked = after_merge(ctx.find_root().obj["project"], result, output, html=report, geojson=findings, lang=lang)
+    checked = after_merge(ctx.find_root().obj["project"], result, output, html=report, geojson=findings, lang=lang,
+                          check=check)
     if as_json:
         print(json.dumps({**result.summary(), **checked.as_dict()}, ensure_ascii=False, indent=2))
         return
@@ -694,12 +697,15 @@ def check_cmd(
     file: Path = typer.Argument(..., help="OSM data to check: .osm (JOSM), .osc or .osm.pbf (e.g. the merged snapshot)."),
     geojson: Optional[Path] = typer.Option(None, "--geojson", help="Also write the findings as a GeoJSON layer (JOSM, QGIS)."),
     limit: int = typer.Option(25, "--limit", help="Findings listed on screen (all are in --json and --geojson)."),
+    bbox: Optional[str] = typer.Option(None, "--bbox", help="Only what lies in this box: W,S,E,N in degrees."),
+    tasks: Optional[str] = typer.Option(None, "--tasks", help="Only what lies in these tasks, e.g. 3,5-8 or z/x/y."),
+    village: Optional[str] = typer.Option(None, "--village", help="Only what lies in this village's area."),
     as_json: bool = JsonOpt,
 ):
     """Find duplicate, overlapping, unclosed, self-intersecting, tiny and not-square buildings, untagged ways, crossings."""
     from .quality.commands import print_check, run_check
 
-    result = run_check(ctx.find_root().obj["project"], file, geojson)
+    result = run_check(ctx.find_root().obj["project"], file, geojson, bbox=bbox, tasks=tasks, village=village)
     if as_json:
         print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
         return
@@ -713,6 +719,8 @@ def report_cmd(
     merged: Optional[Path] = typer.Option(None, "--merged", help="The merged snapshot: also check it and credit the findings."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write the report as a self-contained HTML page."),
     geojson: Optional[Path] = typer.Option(None, "--geojson", help="With --merged: the findings as a GeoJSON layer."),
+    check: str = typer.Option("changes", "--check", help="With --merged: check the changes and the data within 50 m "
+                              "of them (changes), the whole snapshot (all), or nothing (none)."),
     lang: Optional[str] = typer.Option(None, "--lang", help="With --html: its words in en or fr (default: the project's)."),
     as_json: bool = JsonOpt,
 ):
@@ -721,7 +729,7 @@ def report_cmd(
     from .quality.commands import print_after_merge, run_report
 
     rep = run_report(ctx.find_root().obj["project"], base=base, merged=merged, html=html, geojson=geojson,
-                     lang=check_lang(lang))
+                     lang=check_lang(lang), check=check)
     if as_json:
         print(json.dumps(rep.as_dict(), ensure_ascii=False, indent=2))
         return

@@ -42,7 +42,7 @@ import numpy as np
 import shapely
 
 from .. import geo
-from .where import Locator, MergeProvenance
+from .where import Locator, MergeProvenance, change_position as _position
 
 NOT_MAPPED = "(no task)"
 OUTSIDE = "(outside the villages)"
@@ -153,31 +153,6 @@ class Credit:
             "conflicts": self.conflicts,
             "skipped": self.skipped,
         }
-
-
-def _position(result, c) -> list | None:
-    """Coordinates of a change: [(lon, lat)] for a node, the way's points, or a relation's first member's."""
-    k = c.kind
-    if k == "node":
-        o = c.obj
-        if o.lon is not None:
-            return [(o.lon / 1e7, o.lat / 1e7)]
-        p = result.node_location(c.id)
-        return [p] if p else None
-    if k == "way":
-        if not c.obj.visible:
-            return None
-        return result.way_coords(c.id) or None
-    for t, r, _role in c.obj.members:
-        if t == "w":
-            cs = result.way_coords(r)
-            if cs:
-                return cs
-        elif t == "n":
-            p = result.node_location(r)
-            if p:
-                return [p]
-    return None
 
 
 def compute_credit(result, locator: Locator | None = None, checks=None) -> Credit:
