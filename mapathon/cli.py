@@ -611,6 +611,9 @@ def merge_cmd(
     from .project import is_project
 
     lang = check_lang(lang)
+    from .quality.commands import check_mode
+
+    check = check_mode(check)  # refused before anything is merged
     in_project = is_project(ctx.find_root().obj["project"])
     if files:
         if in_project:

@@ -104,6 +104,11 @@ class _Lines:
         return _geoms(self.wkb)
 
 
+#: Size of the cells (degrees) of a scope's quick test of building ways; CELL_E7 in osmium's units (1e-7 deg).
+CELL = 0.01
+CELL_E7 = 100_000
+
+
 class Scope:
     """What part of a file to check: the objects a merge touched and the area around them, or an area.
 
@@ -118,12 +123,25 @@ class Scope:
     read as changed.
     """
 
-    def __init__(self, areas, ids: set | None = None, nodes: set | None = None, label: str = "changes"):
+    def __init__(self, areas, ids: set | None = None, nodes: set | None = None, label: str = "changes",
+                 new_nodes: dict | None = None):
         self.areas = np.asarray(areas, dtype=object).reshape(-1)  # shapely geometries, WGS84
         self.ids = set(ids or ())
         self.nodes = set(nodes or ())
         self.label = label
+        self.new_nodes = new_nodes  # {id: (lon, lat)} of the file's nodes with negative ids, when known
         self.tree = shapely.STRtree(self.areas) if len(self.areas) else None
+        # cells of CELL degrees that the areas cover, and their neighbours: a building way whose first node
+        # lies in none of them is far from every area (unless it is wider than a cell)
+        self.cells: set = set()
+        for x0, y0, x1, y1 in shapely.bounds(self.areas).tolist() if len(self.areas) else []:
+            for cx in range(int(x0 // CELL) - 1, int(x1 // CELL) + 2):
+                for cy in range(int(y0 // CELL) - 1, int(y1 // CELL) + 2):
+                    self.cells.add((cx, cy))
+
+    def far(self, loc) -> bool:
+        """Is this node location (an osmium Location) in no cell near the areas?"""
+        return (loc.x // CELL_E7, loc.y // CELL_E7) not in self.cells
 
     @property
     def area_only(self) -> bool:
@@ -330,9 +348,9 @@ def _remap_objects(rows) -> bytes:
 SCOPE_BATCH = 50_000
 
 
-def _scope_ids(scope: Scope, remapped: bool, src) -> tuple[set[int], set[int]]:
-    """(way ids, relation ids) of the scope's changed objects, as the reader sees them: new ids moved for an
-    XML file; ways using a modified node added (found by libosmium, in C++)."""
+def _scope_ids(scope: Scope, remapped: bool, src) -> tuple[set[int], set[int], object]:
+    """(way ids, relation ids) of the scope's changed objects, as the reader sees them (new ids moved for an
+    XML file), and the ways using a modified node (an osmium IdSet found in C++, or None)."""
     import osmium
 
     def mv(i: int) -> int:
@@ -345,8 +363,8 @@ def _scope_ids(scope: Scope, remapped: bool, src) -> tuple[set[int], set[int]]:
         for n in scope.nodes:
             tracker.add_node(n)
         tracker.complete_forward_references(src, relation_depth=0)
-        ways.update(tracker.way_ids())
-    return ways, rels
+        return ways, rels, tracker.way_ids()
+    return ways, rels, None
 
 
 def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | None = None) -> Features:
@@ -354,9 +372,9 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
 
     members, mp_members, mp_buildings = _relations(src)
     if scope is not None and not scope.area_only:
-        s_ways, s_rels = _scope_ids(scope, remapped, src)
+        s_ways, s_rels, moved = _scope_ids(scope, remapped, src)
     else:
-        s_ways, s_rels = set(), set()
+        s_ways, s_rels, moved = set(), set(), None
     neighbours_only = scope is not None and not scope.area_only
     maybe: list = []  # scoped read: (target, id, user, geometry, extra) of ways not changed, to test in bulk
     near = 0
@@ -387,7 +405,12 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
                     target.add(oid, user, g, extra)
         maybe.clear()
 
-    neg = {} if remapped else _leading_negative_nodes(src)
+    if remapped:
+        neg = {}
+    elif scope is not None and scope.new_nodes is not None:  # a merge's new nodes: known already
+        neg = scope.new_nodes
+    else:
+        neg = _leading_negative_nodes(src)
     wkbf = osmium.geom.WKBFactory()
     line = wkbf.create_linestring
     ALL = osmium.geom.use_nodes.ALL
@@ -433,9 +456,13 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
             n_ways += 1
             wid = o.id
             tags = o.tags
+            if moved is not None and wid > 0 and moved.get(wid):
+                s_ways.add(wid)  # a way whose node was moved: changed too
             if neighbours_only and "building" not in tags and "highway" not in tags and wid not in s_ways:
                 continue  # near the changes, only buildings and highways are read
             b = tags.get("building")
+            if b is not None and scope is not None and wid not in s_ways and o.nodes and scope.far(o.nodes[0].location):
+                continue  # a building far from the changes (or the area): its first node tells
             h = tags.get("highway")
             target = None
             extra = None

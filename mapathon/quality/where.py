@@ -155,7 +155,9 @@ def merge_scope(result, distance_m: float = NEAR_M):
         dy = distance_m / 111_320.0
         dx = dy / np.maximum(np.cos(np.radians((b[:, 1] + b[:, 3]) / 2)), 0.01)
         b = b + np.stack([-dx, np.full_like(dx, -dy), dx, np.full_like(dx, dy)], axis=1)
-    return Scope(shapely.box(*b.T) if len(b) else [], ids, nodes, label="changes")
+    new_nodes = {c.id: (c.obj.lon / 1e7, c.obj.lat / 1e7) for c in changes
+                 if c.kind == "node" and c.id < 0 and c.obj.lon is not None}
+    return Scope(shapely.box(*b.T) if len(b) else [], ids, nodes, label="changes", new_nodes=new_nodes)
 
 
 _NEW_IDS = re.compile(r"new ids down to n(-?\d+) w(-?\d+) r(-?\d+)")
