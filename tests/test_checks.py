@@ -476,3 +476,26 @@ def test_check_bbox_is_the_whole_files_findings_in_the_box(tmp_path, cli):
     assert "--bbox 9.5,47.1,9.4,47.2" in res.stdout + res.stderr
     res = cli("check", LIECHTENSTEIN, "--tasks", "3", ok=False)
     assert "needs a project" in res.stdout + res.stderr
+
+
+def test_check_village_and_tasks_limit_the_file_to_their_area(tmp_path, gridded):
+    from mapathon.project import open_project
+
+    pcli = Cli(gridded)
+    with open_project(gridded) as p:
+        (v,) = [r for r in p.villages() if r["name"] == "Dianguirdé"]
+    minx, miny, maxx, maxy = shapely.from_wkb(v["geom"]).bounds
+    o = Osm()
+    inside = o.square(0, 0, 10, 8, skew=5)  # at Dianguirdé
+    far_x, far_y = TO_M.transform(maxx + 0.02, (miny + maxy) / 2)
+    outside = o.square(far_x - X0, far_y - Y0, 10, 8, skew=5)
+    path = o.write(tmp_path / "two.osm")
+    objects = lambda data: {tuple((x["type"], x["id"]) for x in d["objects"]) for d in data["findings"]}  # noqa: E731
+    assert objects(json.loads(pcli("check", path, "--json").stdout)) == {(("way", inside),), (("way", outside),)}
+    data = json.loads(pcli("check", path, "--village", "Dianguirdé", "--json").stdout)
+    assert objects(data) == {(("way", inside),)} and data["checked"]["scope"] == "Dianguirdé"
+    task = _task_containing(gridded, -9.0162, 14.4932)
+    data = json.loads(pcli("check", path, "--tasks", str(task.id), "--json").stdout)
+    assert objects(data) == {(("way", inside),)}
+    res = pcli("check", path, "--tasks", str(task.id), "--village", "Dianguirdé", ok=False)
+    assert "not --tasks and --village" in res.stdout + res.stderr

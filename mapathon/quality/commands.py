@@ -18,6 +18,7 @@ from ..errors import MapathonError
 from ..tables import compact_table
 from .checks import KINDS, CheckResult, check_file
 from .credit import Credit, compute_credit
+from .where import NEAR_M
 
 
 def open_if_project(option):
@@ -84,6 +85,12 @@ def print_check(result: CheckResult, console, limit: int = 25, *, title: str | N
         console.print(t2)
         if len(shown) > limit:
             console.print(f"... and {len(shown) - limit:,} more (--json, or the GeoJSON layer)")
+    if st.get("scope") == "changes":
+        console.print(f"Checked what the volunteers created or modified, and the base's buildings and highways "
+                      f"within {NEAR_M:.0f} m of it ({st.get('neighbours_read', 0):,}); --check all checks the whole "
+                      "snapshot", soft_wrap=True)
+    elif st.get("scope"):
+        console.print(f"Checked only what lies in {st['scope']}", soft_wrap=True)
     for w in result.warnings:
         console.print(f"[yellow]Note:[/] {w}", soft_wrap=True)
     extra = f"; findings layer {st['geojson']}" if st.get("geojson") else ""
