@@ -426,10 +426,12 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
 
     def geom_of(w):
         """hex WKB of the way's line, a coordinate list (negative node ids resolved), or None."""
-        try:
-            return line(w, ALL)
-        except Exception:
-            pass
+        nodes = w.nodes
+        if not neg or not len(nodes) or nodes[0].ref > 0:  # a new way (negative first node) cannot be built here
+            try:
+                return line(w, ALL)
+            except Exception:
+                pass
         refs, coords, unresolved = [], [], False
         for n in w.nodes:
             refs.append(n.ref)
