@@ -124,12 +124,13 @@ class Scope:
     """
 
     def __init__(self, areas, ids: set | None = None, nodes: set | None = None, label: str = "changes",
-                 new_nodes: dict | None = None):
+                 new_nodes: dict | None = None, way_coords: dict | None = None):
         self.areas = np.asarray(areas, dtype=object).reshape(-1)  # shapely geometries, WGS84
         self.ids = set(ids or ())
         self.nodes = set(nodes or ())
         self.label = label
         self.new_nodes = new_nodes  # {id: (lon, lat)} of the file's nodes with negative ids, when known
+        self.way_coords = way_coords or {}  # {id: [(lon, lat), ...]} of the file's new ways, when known
         self.tree = shapely.STRtree(self.areas) if len(self.areas) else None
         # cells of CELL degrees that the areas cover, and their neighbours: a building way whose first node
         # lies in none of them is far from every area (unless it is wider than a cell)
@@ -424,8 +425,13 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
     missing = 0
     degenerate = 0
 
+    known = scope.way_coords if scope is not None and not remapped else {}
+
     def geom_of(w):
         """hex WKB of the way's line, a coordinate list (negative node ids resolved), or None."""
+        cs = known.get(w.id)
+        if cs is not None:  # a merge's new way: its points are known already
+            return cs
         nodes = w.nodes
         if not neg or not len(nodes) or nodes[0].ref > 0:  # a new way (negative first node) cannot be built here
             try:

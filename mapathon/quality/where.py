@@ -142,10 +142,13 @@ def merge_scope(result, distance_m: float = NEAR_M):
     nodes = {c.id for c in changes if c.kind == "node" and c.id > 0}  # modified nodes: their ways moved
     in_ways = {r for c in changes if c.kind == "way" for r in c.obj.refs}
     boxes = []
+    way_coords = {}
     for c in changes:
         if c.kind == "node" and c.id in in_ways:  # inside its way's box
             continue
         cs = change_position(result, c)
+        if cs and c.kind == "way" and c.id < 0 and len(cs) >= 2:
+            way_coords[c.id] = cs
         if cs:
             xs = [p[0] for p in cs]
             ys = [p[1] for p in cs]
@@ -157,7 +160,8 @@ def merge_scope(result, distance_m: float = NEAR_M):
         b = b + np.stack([-dx, np.full_like(dx, -dy), dx, np.full_like(dx, dy)], axis=1)
     new_nodes = {c.id: (c.obj.lon / 1e7, c.obj.lat / 1e7) for c in changes
                  if c.kind == "node" and c.id < 0 and c.obj.lon is not None}
-    return Scope(shapely.box(*b.T) if len(b) else [], ids, nodes, label="changes", new_nodes=new_nodes)
+    return Scope(shapely.box(*b.T) if len(b) else [], ids, nodes, label="changes", new_nodes=new_nodes,
+                 way_coords=way_coords)
 
 
 _NEW_IDS = re.compile(r"new ids down to n(-?\d+) w(-?\d+) r(-?\d+)")
