@@ -469,7 +469,8 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
             if neighbours_only and "building" not in tags and "highway" not in tags and wid not in s_ways:
                 continue  # near the changes, only buildings and highways are read
             b = tags.get("building")
-            if b is not None and scope is not None and wid not in s_ways and o.nodes and scope.far(o.nodes[0].location):
+            if b is not None and scope is not None and wid not in s_ways and len(o.nodes) and \
+                    scope.far(o.nodes[0].location):
                 continue  # a building far from the changes (or the area): its first node tells
             h = tags.get("highway")
             target = None
