@@ -499,3 +499,24 @@ def test_check_village_and_tasks_limit_the_file_to_their_area(tmp_path, gridded)
     assert objects(data) == {(("way", inside),)}
     res = pcli("check", path, "--tasks", str(task.id), "--village", "Dianguirdé", ok=False)
     assert "not --tasks and --village" in res.stdout + res.stderr
+
+
+def test_report_merged_checks_the_changes_all_or_nothing(tmp_path, gridded):
+    pcli = Cli(gridded)
+    task = _task_containing(gridded, -9.0162, 14.4932)
+    o = Osm()
+    o.square(0, 0, 8, 6)
+    o.square(0.4, -0.2, 8, 6)  # drawn twice
+    pcli("claim", task.id, "--as", "Awa")
+    pcli("submit", o.write(tmp_path / "awa.osm"), "--as", "Awa", "--task", task.id)
+    merged = tmp_path / "merged.osm.pbf"
+    pcli("merge", "-o", merged, "--check", "none")
+    data = {m: json.loads(pcli("report", "--merged", merged, "--check", m, "--json").stdout) for m in
+            ("changes", "all", "none")}
+    assert data["none"]["checks"] is None
+    ch, al = data["changes"]["checks"], data["all"]["checks"]
+    assert ch["checked"]["scope"] == "changes" and "scope" not in al["checked"]
+    assert ch["counts"] == al["counts"] and ch["counts"]["duplicate_building"] == 1
+    assert data["changes"]["credit"]["volunteers"]["Awa"]["findings"] == 1
+    res = pcli("report", "--merged", merged, "--check", "none", "--geojson", tmp_path / "f.geojson", ok=False)
+    assert "--geojson" in res.stdout + res.stderr
