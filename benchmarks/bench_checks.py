@@ -6,6 +6,17 @@ Each run is a fresh child process, so that its peak memory is its own; the
 first run also pays for the disk cache, the best of the others is reported.
 
 Run:  .venv/bin/python benchmarks/bench_checks.py [--runs 3] [FILE]
+
+Issue 13 (bases of a country's size): with ``--sizes 1,3,10`` it builds bases of 1x, 3x, 10x the
+Liechtenstein extract (copies with shifted ids and positions, written with pyosmium; kept in
+``--work``), generates the 100 volunteers' files of ``bench_merge.py``, and times in the same run,
+each command in its own process under ``/usr/bin/time`` (wall time, peak memory):
+
+* ``mapathon check BASE`` (the whole file);
+* ``osmium merge BASE FILES... -o out.osm.pbf`` (osmium-tool) and ``mapathon merge --base BASE
+  FILES... -o merged.osm.pbf`` (merge, checks of the changes, credit, report), and their ratio.
+
+    .venv/bin/python benchmarks/bench_checks.py --sizes 1,3,10 [--runs 2] [--work DIR]
 """
 
 from __future__ import annotations
@@ -43,14 +54,91 @@ def child(path: str) -> None:
                       "counts": r.counts(), "findings": len(r.findings)}))
 
 
+#: Copies of the extract are this far apart (degrees of longitude) and their ids this far apart.
+COPY_DX = 0.25
+COPY_ID_STEP = 20_000_000_000
+
+
+def make_copies(n: int, dest: Path) -> Path:
+    """A sorted base of *n* copies of the Liechtenstein extract, each shifted east by COPY_DX and its ids by
+    COPY_ID_STEP (copy 0 is the extract itself, where the volunteers' files map)."""
+    import osmium
+
+    if dest.exists():
+        return dest
+    tmp = dest.with_suffix(".tmp.pbf")
+    w = osmium.SimpleWriter(str(tmp), overwrite=True)
+    try:
+        for kind in (osmium.osm.NODE, osmium.osm.WAY, osmium.osm.RELATION):
+            for k in range(n):
+                off, dx = k * COPY_ID_STEP, k * COPY_DX
+                for o in osmium.FileProcessor(str(DEFAULT), kind):
+                    if o.is_node():
+                        loc = o.location
+                        w.add_node(o.replace(id=o.id + off, location=(loc.lon + dx, loc.lat) if loc.valid() else loc))
+                    elif o.is_way():
+                        w.add_way(o.replace(id=o.id + off, nodes=[r.ref + off for r in o.nodes]))
+                    else:
+                        w.add_relation(o.replace(id=o.id + off,
+                                                 members=[(m.type, m.ref + off, m.role) for m in o.members]))
+    finally:
+        w.close()
+    tmp.rename(dest)
+    return dest
+
+
+def _timed_run(cmd: list[str], cwd: Path) -> tuple[float, float]:
+    """(wall seconds, peak MB) of one command, measured by /usr/bin/time."""
+    p = subprocess.run(["/usr/bin/time", "-f", "@@ %e %M", *cmd], cwd=cwd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[:3])} failed:\n{p.stdout[-2000:]}\n{p.stderr[-2000:]}")
+    line = [x for x in p.stderr.splitlines() if x.startswith("@@ ")][-1]
+    _, sec, kb = line.split()
+    return float(sec), int(kb) / 1024
+
+
+def sizes(args) -> None:
+    import bench_merge
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    vols = work / "volunteers"
+    if not vols.is_dir():
+        vols.mkdir()
+        bench_merge.generate(vols, 100, 2000)
+    files = sorted(str(p) for p in vols.glob("*.osm"))
+    mapathon = str(Path(sys.executable).parent / "mapathon")
+    out(f"Bases of n copies of {DEFAULT.name}, 100 volunteers' files ({len(files)} files); best of {args.runs} runs")
+    out(f"{'size':>5} {'objects':>10} | {'check s':>8} {'MB':>6} | {'osmium merge s':>14} {'MB':>6} | "
+        f"{'mapathon merge s':>16} {'MB':>6} | ratio")
+    for n in [int(x) for x in args.sizes.split(",")]:
+        base = make_copies(n, work / f"base-{n}x.osm.pbf")
+        objects = n * 340_000  # about: the extract holds ~340,000 objects
+        best = {}
+        for label, cmd in (("check", [mapathon, "check", str(base), "--limit", "0"]),
+                           ("osmium", ["osmium", "merge", "-O", str(base), *files, "-o", str(work / "om.osm.pbf")]),
+                           ("merge", [mapathon, "merge", "--base", str(base), *files, "-o",
+                                      str(work / "merged.osm.pbf"), "--json"])):
+            runs = [_timed_run(cmd, work) for _ in range(max(1, args.runs))]
+            best[label] = min(runs)
+        out(f"{n:>4}x {objects:>10,} | {best['check'][0]:>8.2f} {best['check'][1]:>6.0f} | "
+            f"{best['osmium'][0]:>14.2f} {best['osmium'][1]:>6.0f} | {best['merge'][0]:>16.2f} "
+            f"{best['merge'][1]:>6.0f} | {best['merge'][0] / best['osmium'][0]:.2f}x")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("file", nargs="?", default=str(DEFAULT))
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--sizes", help="Bases of these many copies of the extract, e.g. 1,3,10 (issue 13).")
+    ap.add_argument("--work", default="/tmp/mapathon-bench-checks", help="Where the bases and files are kept.")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
         child(args.file)
+        return
+    if args.sizes:
+        sizes(args)
         return
     runs = []
     for _ in range(max(1, args.runs)):

@@ -669,6 +669,7 @@ def merge_cmd(
     findings: Optional[Path] = option("geojson", note="the quality findings."),
     report_old: Optional[Path] = hidden_alias(None, "--report"),
     findings_old: Optional[Path] = hidden_alias(None, "--findings"),
+    check: str = option("check", "changes"),
     lang: Optional[str] = option("lang", note="Of the report and of the upload guides (default: the project's)."),
     as_json: bool = JsonOpt,
 ):
@@ -680,6 +681,9 @@ def merge_cmd(
 
     report, findings = report or report_old, findings or findings_old  # the old spellings --report, --findings
     lang = check_lang(lang)
+    from .quality.commands import check_mode
+
+    check = check_mode(check)  # refused before anything is merged
     in_project = is_project(ctx.find_root().obj["project"])
     if files:
         if in_project:
@@ -711,7 +715,8 @@ def merge_cmd(
             console.print(f"The project's latest data is now {latest} (used by 'mapathon print')")
     from .quality.commands import after_merge, print_after_merge  # quality checks and credit of the merge
 
-    checked = after_merge(ctx.find_root().obj["project"], result, output, html=report, geojson=findings, lang=lang)
+    checked = after_merge(ctx.find_root().obj["project"], result, output, html=report, geojson=findings, lang=lang,
+                          check=check)
     if as_json:
         print(json.dumps({**result.summary(), **checked.as_dict()}, ensure_ascii=False, indent=2))
         return
@@ -803,12 +808,15 @@ def check_cmd(
     file: Path = typer.Argument(..., help="OSM data to check: .osm (JOSM), .osc or .osm.pbf (e.g. the merged snapshot)."),
     geojson: Optional[Path] = option("geojson", note="the quality findings."),
     limit: int = typer.Option(25, "--limit", help="Findings listed on screen (all are in --json and --geojson)."),
+    bbox: Optional[str] = option("bbox", note="Only what lies in it."),
+    tasks: Optional[str] = option("tasks", note="Only what lies in them."),
+    village: Optional[str] = option("village", note="Only what lies in its area."),
     as_json: bool = JsonOpt,
 ):
     """Find duplicate, overlapping, unclosed, self-intersecting, tiny and not-square buildings, untagged ways, crossings."""
     from .quality.commands import print_check, run_check
 
-    result = run_check(ctx.find_root().obj["project"], file, geojson)
+    result = run_check(ctx.find_root().obj["project"], file, geojson, bbox=bbox, tasks=tasks, village=village)
     if as_json:
         print(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
         return
@@ -824,6 +832,7 @@ def report_cmd(
     merged: Optional[Path] = typer.Option(None, "--merged", help="The merged snapshot: also check it and credit the findings."),
     html: Optional[Path] = option("html"),
     geojson: Optional[Path] = option("geojson", note="the quality findings (with --merged)."),
+    check: str = option("check", "changes", note="With --merged."),
     lang: Optional[str] = option("lang", note="With --html: its words (default: the project's)."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="report water: the table per village as CSV."),
     gpkg: Optional[Path] = typer.Option(None, "--gpkg", help="report water: water points, far houses and villages as GeoPackage."),
@@ -858,7 +867,7 @@ def report_cmd(
     from .quality.commands import print_after_merge, run_report
 
     rep = run_report(ctx.find_root().obj["project"], base=base, merged=merged, html=html, geojson=geojson,
-                     lang=check_lang(lang))
+                     lang=check_lang(lang), check=check)
     if as_json:
         print(json.dumps(rep.as_dict(), ensure_ascii=False, indent=2))
         return

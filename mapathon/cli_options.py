@@ -39,6 +39,8 @@ SHARED: dict[str, Shared] = {s.field: s for s in (
     Shared("base", ("--base",), "The OSM extract the merge is made on."),
     Shared("html", ("--html",), "Also write the credit and quality report as a self-contained HTML page."),
     Shared("geojson", ("--geojson",), "Also write a GeoJSON layer (for JOSM, QGIS):"),
+    Shared("check", ("--check",), "What the quality checks look at: the changes and the data within 50 m of them "
+                                  "(changes), the whole snapshot (all), or nothing (none)."),
     Shared("zoom", ("--zoom", "-z"), "Web-mercator tile zoom(s)."),
     Shared("source", ("--source", "-s"), "Imagery source (its name)."),
     Shared("title", ("--title",), "A readable title for the imagery source."),

@@ -366,3 +366,157 @@ def test_liechtenstein_has_plausible_counts():
     assert r.stats["ways_not_checked"] == 0
     assert all(f.lon is not None and 9.4 < f.lon < 9.7 and 47.0 < f.lat < 47.3 for f in r.findings)
     assert r.seconds < 15
+
+
+# -- checks scoped to a merge's changes (issue 13) ------------------------------------------------------
+
+
+def _moved_base_node(path: Path) -> tuple[Path, int, int]:
+    """A JOSM file moving one corner of a Liechtenstein building by ~4 m (the way itself is not in the file)
+    and drawing another building of the extract again, 30 cm off. Returns it, the two base buildings' ids."""
+    import osmium
+
+    found = []
+    for w in osmium.FileProcessor(str(LIECHTENSTEIN), osmium.osm.WAY):
+        if w.tags.get("building") and len(w.nodes) == 5 and w.nodes[0].ref == w.nodes[-1].ref:
+            found.append((w.id, [n.ref for n in w.nodes]))
+            if len(found) == 2:
+                break
+    (wid, refs), (twin, twin_refs) = found
+    loc = {n.id: (n.location.lon, n.location.lat, n.version) for n in osmium.FileProcessor(
+        str(LIECHTENSTEIN), osmium.osm.NODE).with_filter(osmium.filter.IdFilter(refs + twin_refs))}
+    lon, lat, version = loc[refs[1]]
+    lines = [f"<node id='{refs[1]}' action='modify' version='{version}' visible='true' lat='{lat + 0.00002:.7f}' "
+             f"lon='{lon + 0.00005:.7f}'/>"]
+    for k, r in enumerate(twin_refs[:4]):
+        lines.append(f"<node id='{-1 - k}' action='modify' visible='true' lat='{loc[r][1] + 0.0000027:.7f}' "
+                     f"lon='{loc[r][0]:.7f}'/>")
+    lines.append("<way id='-10' action='modify' visible='true'>" + "".join(f"<nd ref='{-1 - k}'/>" for k in
+                 (0, 1, 2, 3, 0)) + "<tag k='building' v='yes'/></way>")
+    path.write_text("<?xml version='1.0' encoding='UTF-8'?>\n<osm version='0.6' generator='JOSM'>\n"
+                    + "\n".join(lines) + "\n</osm>\n", encoding="utf-8")
+    return path, wid, twin
+
+
+def test_merge_checks_the_changes_and_what_is_around_them_as_the_whole_file_does(tmp_path):
+    """On the real Liechtenstein extract with generated volunteers' files (new buildings, duplicates across
+    volunteers, modified and deleted buildings, a moved corner of a base building): the scoped checks find
+    exactly the whole snapshot's findings that concern a changed object, while reading a fraction of it."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_merge
+
+    from mapathon.osm.merge import merge
+    from mapathon.osm.submit import with_provenance
+    from mapathon.quality.where import MergeProvenance, merge_scope
+
+    files = bench_merge.generate(tmp_path, 12, 600)
+    moved, moved_way, twin = _moved_base_node(tmp_path / "moved.osm")
+    out = tmp_path / "merged.osm.pbf"
+    result = merge(with_provenance(None, [*files, moved]), out, base=LIECHTENSTEIN)
+    scope = merge_scope(result)
+    assert ("way", moved_way) not in scope.ids and scope.nodes  # only the node is a change
+    scoped = check_file(out, provenance=MergeProvenance(result), scope=scope)
+    whole = check_file(out, provenance=MergeProvenance(result))
+    touched = scope.ids | {("way", moved_way)}
+
+    def key(f):
+        return (f.kind, tuple(f.objects), f.message, round(f.lon, 7), round(f.lat, 7), tuple(f.volunteers))
+
+    expected = sorted(key(f) for f in whole.findings if touched & set(f.objects))
+    assert sorted(key(f) for f in scoped.findings) == expected
+    got = {f.kind for f in scoped.findings}
+    assert {"duplicate_building", "overlapping_buildings"} <= got
+    assert any(("way", twin) in f.objects for f in scoped.findings if f.kind == "duplicate_building")  # the base's
+    assert any(("way", moved_way) in f.objects for f in scoped.findings)  # the base building whose corner moved
+    assert all(f.contributed or ("way", moved_way) in f.objects for f in scoped.findings)
+    assert len(whole.findings) > 2 * len(scoped.findings)  # the base's own problems are left out
+    assert scoped.stats["buildings"] < whole.stats["buildings"] / 5
+    assert scoped.stats["scope"] == "changes" and not scoped.warnings
+
+
+def test_merge_check_option(tmp_path, cli):
+    """--check changes (the default) / all / none on the command line; a bad value is one line."""
+    import shutil
+
+    awa = Osm()
+    awa.square(0, 0, 8, 6)
+    awa.square(0.4, -0.2, 8, 6)  # drawn twice
+    awa.square(300, 0, 8, 6, skew=6)
+    pa = awa.write(tmp_path / "awa.osm")
+    base = tmp_path / "base.osm.pbf"
+    shutil.copy(Path(__file__).parent / "data" / "dianguirde-area-pois-osm2019.osm.pbf", base)
+    counts = {}
+    for mode in ("changes", "all", "none"):
+        out = tmp_path / f"{mode}.osm.pbf"
+        data = json.loads(cli("merge", pa, "--base", base, "-o", out, "--check", mode, "--json").stdout)
+        counts[mode] = data["checks"]["counts"] if data["checks"] else None
+    assert counts["changes"] == counts["all"]
+    assert counts["changes"]["duplicate_building"] == 1 and counts["changes"]["building_not_square"] == 1
+    assert counts["none"] is None
+    res = cli("merge", pa, "-o", tmp_path / "x.osm.pbf", "--check", "some", ok=False)
+    assert "--check some" in res.stdout + res.stderr
+    assert not (tmp_path / "x.osm.pbf").exists()  # refused before merging
+
+
+def test_check_bbox_is_the_whole_files_findings_in_the_box(tmp_path, cli):
+    bbox = (9.50, 47.12, 9.54, 47.16)
+    whole = check_file(LIECHTENSTEIN)
+    data = json.loads(cli("check", LIECHTENSTEIN, "--bbox", ",".join(map(str, bbox)), "--json").stdout)
+    got = {(d["kind"], tuple((o["type"], o["id"]) for o in d["objects"])) for d in data["findings"]}
+    all_keys = {(f.kind, tuple(f.objects)) for f in whole.findings}
+    assert got and got <= all_keys
+    m = 0.002  # well inside the box: every finding of the whole file there is found
+    inside = {(f.kind, tuple(f.objects)) for f in whole.findings if f.lon is not None
+              and bbox[0] + m < f.lon < bbox[2] - m and bbox[1] + m < f.lat < bbox[3] - m}
+    assert inside <= got
+    assert data["checked"]["buildings"] < whole.stats["buildings"] / 2
+    res = cli("check", LIECHTENSTEIN, "--bbox", "9.5,47.1,9.4,47.2", ok=False)
+    assert "--bbox 9.5,47.1,9.4,47.2" in res.stdout + res.stderr
+    res = cli("check", LIECHTENSTEIN, "--tasks", "3", ok=False)
+    assert "needs a project" in res.stdout + res.stderr
+
+
+def test_check_village_and_tasks_limit_the_file_to_their_area(tmp_path, gridded):
+    from mapathon.project import open_project
+
+    pcli = Cli(gridded)
+    with open_project(gridded) as p:
+        (v,) = [r for r in p.villages() if r["name"] == "Dianguirdé"]
+    minx, miny, maxx, maxy = shapely.from_wkb(v["geom"]).bounds
+    o = Osm()
+    inside = o.square(0, 0, 10, 8, skew=5)  # at Dianguirdé
+    far_x, far_y = TO_M.transform(maxx + 0.02, (miny + maxy) / 2)
+    outside = o.square(far_x - X0, far_y - Y0, 10, 8, skew=5)
+    path = o.write(tmp_path / "two.osm")
+    objects = lambda data: {tuple((x["type"], x["id"]) for x in d["objects"]) for d in data["findings"]}  # noqa: E731
+    assert objects(json.loads(pcli("check", path, "--json").stdout)) == {(("way", inside),), (("way", outside),)}
+    data = json.loads(pcli("check", path, "--village", "Dianguirdé", "--json").stdout)
+    assert objects(data) == {(("way", inside),)} and data["checked"]["scope"] == "Dianguirdé"
+    task = _task_containing(gridded, -9.0162, 14.4932)
+    data = json.loads(pcli("check", path, "--tasks", str(task.id), "--json").stdout)
+    assert objects(data) == {(("way", inside),)}
+    res = pcli("check", path, "--tasks", str(task.id), "--village", "Dianguirdé", ok=False)
+    assert "not --tasks and --village" in res.stdout + res.stderr
+
+
+def test_report_merged_checks_the_changes_all_or_nothing(tmp_path, gridded):
+    pcli = Cli(gridded)
+    task = _task_containing(gridded, -9.0162, 14.4932)
+    o = Osm()
+    o.square(0, 0, 8, 6)
+    o.square(0.4, -0.2, 8, 6)  # drawn twice
+    pcli("claim", task.id, "--as", "Awa")
+    pcli("submit", o.write(tmp_path / "awa.osm"), "--as", "Awa", "--task", task.id)
+    merged = tmp_path / "merged.osm.pbf"
+    pcli("merge", "-o", merged, "--check", "none")
+    data = {m: json.loads(pcli("report", "--merged", merged, "--check", m, "--json").stdout) for m in
+            ("changes", "all", "none")}
+    assert data["none"]["checks"] is None
+    ch, al = data["changes"]["checks"], data["all"]["checks"]
+    assert ch["checked"]["scope"] == "changes" and "scope" not in al["checked"]
+    assert ch["counts"] == al["counts"] and ch["counts"]["duplicate_building"] == 1
+    assert data["changes"]["credit"]["volunteers"]["Awa"]["findings"] == 1
+    res = pcli("report", "--merged", merged, "--check", "none", "--geojson", tmp_path / "f.geojson", ok=False)
+    assert "--geojson" in res.stdout + res.stderr

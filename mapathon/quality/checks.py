@@ -42,7 +42,7 @@ import shapely
 from .. import geo
 from ..errors import MapathonError
 from ..fsutil import atomic_path
-from .features import Features, read_features, reason_point
+from .features import Features, Scope, read_features, reason_point
 from .where import Locator, Provenance
 
 DUPLICATE_MIN = 0.60  # overlap / smaller area
@@ -483,14 +483,19 @@ def _mark_across_tasks(pairs: list[Finding], locator: Locator) -> None:
 
 
 def check_file(path: str | Path, *, project=None, provenance: Provenance | None = None,
-               locator: Locator | None = None, name: str | None = None) -> CheckResult:
-    """Read and check one OSM file. In a *project*, findings get tasks, villages and volunteers."""
+               locator: Locator | None = None, name: str | None = None, scope: Scope | None = None) -> CheckResult:
+    """Read and check one OSM file. In a *project*, findings get tasks, villages and volunteers.
+
+    With a *scope* (:class:`~mapathon.quality.features.Scope`), only part of the file is read: the changes
+    of a merge and the buildings and highways near them (findings about changed objects only), or an area."""
     t0 = time.perf_counter()
     path = Path(path)
     warnings: list[str] = []
-    feats = read_features(path, name=name)
+    feats = read_features(path, name=name, scope=scope)
     t_read = time.perf_counter() - t0
     findings, info = run_checks(feats)
+    if feats.touched is not None:  # checks of a merge's changes: what is about them (not the base alone)
+        findings = [fi for fi in findings if any(o in feats.touched for o in fi.objects)]
     _add_centres(findings, feats)
     if project is not None:
         if locator is None:

@@ -18,6 +18,7 @@ from ..errors import MapathonError
 from ..tables import compact_table
 from .checks import KINDS, CheckResult, check_file
 from .credit import Credit, compute_credit
+from .where import NEAR_M
 
 
 def open_if_project(option):
@@ -35,13 +36,18 @@ def open_if_project(option):
 # -- check -----------------------------------------------------------------------------------------------
 
 
-def run_check(project_option, path: Path, geojson: Path | None = None) -> CheckResult:
-    """``mapathon check FILE``: check, attribute, and write the GeoJSON layer if asked."""
+def run_check(project_option, path: Path, geojson: Path | None = None, *, bbox: str | None = None,
+              tasks: str | None = None, village: str | None = None) -> CheckResult:
+    """``mapathon check FILE``: check (the whole file, or what lies in --bbox/--tasks/--village), attribute,
+    and write the GeoJSON layer if asked."""
+    from .where import area_scope
+
     if geojson is not None and not geojson.name.lower().endswith((".geojson", ".json")):
         raise MapathonError(f"{geojson}: the findings layer is GeoJSON; its name should end in .geojson")
     project = open_if_project(project_option)
     try:
-        result = check_file(path, project=project)
+        scope = area_scope(project, bbox=bbox, tasks=tasks, village=village)
+        result = check_file(path, project=project, scope=scope)
     finally:
         if project is not None:
             project.close()
@@ -79,6 +85,12 @@ def print_check(result: CheckResult, console, limit: int = 25, *, title: str | N
         console.print(t2)
         if len(shown) > limit:
             console.print(f"... and {len(shown) - limit:,} more (--json, or the GeoJSON layer)")
+    if st.get("scope") == "changes":
+        console.print(f"Checked what the volunteers created or modified, and the base's buildings and highways "
+                      f"within {NEAR_M:.0f} m of it ({st.get('neighbours_read', 0):,}); --check all checks the whole "
+                      "snapshot", soft_wrap=True)
+    elif st.get("scope"):
+        console.print(f"Checked only what lies in {st['scope']}", soft_wrap=True)
     for w in result.warnings:
         console.print(f"[yellow]Note:[/] {w}", soft_wrap=True)
     extra = f"; findings layer {st['geojson']}" if st.get("geojson") else ""
@@ -148,15 +160,28 @@ def _check_names(html: Path | None, geojson: Path | None) -> None:
         raise MapathonError(f"{geojson}: the findings layer is GeoJSON; its name should end in .geojson")
 
 
+#: ``merge --check`` and ``report --check``: what the checks read of the snapshot.
+CHECK_MODES = ("changes", "all", "none")
+
+
+def check_mode(mode: str | None) -> str:
+    mode = (mode or "changes").strip().lower()
+    if mode not in CHECK_MODES:
+        raise MapathonError(f"--check {mode}: give changes (what the volunteers changed and the data around it), "
+                            "all (the whole snapshot) or none")
+    return mode
+
+
 def _finish(result, project, snapshot: Path | None, *, html: Path | None, geojson: Path | None,
-            base: Path | None, lang: str | None = None) -> Reported:
+            base: Path | None, lang: str | None = None, check: str = "changes") -> Reported:
     from .report_html import render, write_html
-    from .where import Locator, MergeProvenance
+    from .where import Locator, MergeProvenance, merge_scope
 
     locator = Locator(project) if project is not None else None
     checks = None
-    if snapshot is not None:
-        checks = check_file(snapshot, provenance=MergeProvenance(result), locator=locator)
+    if snapshot is not None and check != "none":
+        scope = merge_scope(result) if check == "changes" else None
+        checks = check_file(snapshot, provenance=MergeProvenance(result), locator=locator, scope=scope)
         if geojson is not None:
             checks.stats["geojson"] = str(geojson)
             checks.write_geojson(geojson)
@@ -177,29 +202,35 @@ def _finish(result, project, snapshot: Path | None, *, html: Path | None, geojso
 
 
 def after_merge(project_option, result, output: Path, *, html: Path | None = None,
-                geojson: Path | None = None, lang: str | None = None) -> Reported:
-    """Run by ``merge`` once its files are written: check the snapshot, count the credit, write the report."""
+                geojson: Path | None = None, lang: str | None = None, check: str = "changes") -> Reported:
+    """Run by ``merge`` once its files are written: check the snapshot (its changes and what lies around them,
+    all of it, or nothing: *check*), count the credit, write the report."""
     from ..project import is_project, open_project
 
+    check = check_mode(check)
     _check_names(html, geojson)
+    if geojson is not None and check == "none":
+        raise MapathonError("--findings needs the checks: not with --check none")
     project = open_project(project_option) if is_project(project_option) else None  # as merge itself decides
     try:
-        return _finish(result, project, Path(output), html=html, geojson=geojson, base=result.base, lang=lang)
+        return _finish(result, project, Path(output), html=html, geojson=geojson, base=result.base, lang=lang,
+                       check=check)
     finally:
         if project is not None:
             project.close()
 
 
 def run_report(project_option, *, base: Path | None = None, merged: Path | None = None, html: Path | None = None,
-               geojson: Path | None = None, lang: str | None = None) -> Reported:
+               geojson: Path | None = None, lang: str | None = None, check: str = "changes") -> Reported:
     """``mapathon report``: the project's contributions merged again (nothing written) for the credit;
     with ``--merged``, that snapshot checked too, its findings credited to the volunteers."""
     from ..osm.merge import plan_merge
     from ..osm.submit import merge_inputs
     from ..project import open_project
 
+    check = check_mode(check)
     _check_names(html, geojson)
-    if geojson is not None and merged is None:
+    if geojson is not None and (merged is None or check == "none"):
         raise MapathonError("--geojson needs --merged SNAPSHOT (the file to check)")
     if merged is not None and not merged.is_file():
         raise MapathonError(f"{merged}: no such file")
@@ -208,7 +239,7 @@ def run_report(project_option, *, base: Path | None = None, merged: Path | None 
         if not specs:
             raise MapathonError("the project has no contributions yet: 'mapathon submit FILE --as NAME' first")
         result = plan_merge(specs, base=base, skip_bad=True)
-        return _finish(result, project, merged, html=html, geojson=geojson, base=base, lang=lang)
+        return _finish(result, project, merged, html=html, geojson=geojson, base=base, lang=lang, check=check)
 
 
 def print_after_merge(rep: Reported, console) -> None:

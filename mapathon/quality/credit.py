@@ -42,7 +42,7 @@ import numpy as np
 import shapely
 
 from .. import geo
-from .where import Locator, MergeProvenance
+from .where import Locator, MergeProvenance, change_position as _position
 
 NOT_MAPPED = "(no task)"
 OUTSIDE = "(outside the villages)"
@@ -158,31 +158,6 @@ class Credit:
         }
 
 
-def _position(result, c) -> list | None:
-    """Coordinates of a change: [(lon, lat)] for a node, the way's points, or a relation's first member's."""
-    k = c.kind
-    if k == "node":
-        o = c.obj
-        if o.lon is not None:
-            return [(o.lon / 1e7, o.lat / 1e7)]
-        p = result.node_location(c.id)
-        return [p] if p else None
-    if k == "way":
-        if not c.obj.visible:
-            return None
-        return result.way_coords(c.id) or None
-    for t, r, _role in c.obj.members:
-        if t == "w":
-            cs = result.way_coords(r)
-            if cs:
-                return cs
-        elif t == "n":
-            p = result.node_location(r)
-            if p:
-                return [p]
-    return None
-
-
 def compute_credit(result, locator: Locator | None = None, checks=None) -> Credit:
     """Credit for a :class:`~mapathon.osm.merge.MergeResult`; *checks* (a CheckResult) adds findings counts."""
     changes = result.changes
@@ -192,23 +167,35 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
         vols = [vol_of(c.input)]
         if c.action != "create" and c.also:  # an edit of an existing object made (or combined) from several inputs
             vols = list(dict.fromkeys(vol_of(o.input) for o in c.sources))
-        rows.append((c, vols, c.input.task, _position(result, c)))
+        # a new corner node of a building is not a feature: no position needed (most of a merge's objects)
+        corner = c.kind == "node" and c.action == "create" and not c.obj.tags
+        rows.append((c, vols, c.input.task, None if corner else _position(result, c)))
 
-    # one point per change, for tasks and villages
-    points = []
-    for c, _v, _t, cs in rows:
-        if not cs:
-            points.append(None)
-        elif len(cs) == 1:
-            points.append(cs[0])
-        else:
-            g = shapely.LineString(cs)
-            if cs[0] == cs[-1] and len(cs) >= 4:
-                g = shapely.Polygon(cs)
-                if not g.is_valid:
-                    g = shapely.LineString(cs)
-            p = shapely.point_on_surface(g)
-            points.append((p.x, p.y))
+    # one point per change, for tasks and villages: a point on the area (closed ways) or on the line, in bulk
+    points: list = [None] * len(rows)
+    multi = []
+    for i, (_c, _v, _t, cs) in enumerate(rows):
+        if cs and len(cs) == 1:
+            points[i] = cs[0]
+        elif cs:
+            multi.append(i)
+    if multi:
+        lens = np.array([len(rows[i][3]) for i in multi])
+        xy = np.array([p for i in multi for p in rows[i][3]], dtype=float)
+        idx = np.repeat(np.arange(len(multi)), lens)
+        lines = shapely.linestrings(xy, indices=idx)
+        geoms = lines.copy()
+        starts = np.cumsum(lens) - lens
+        ring = (lens >= 4) & np.all(xy[starts] == xy[starts + lens - 1], axis=1)
+        if ring.any():
+            polys = shapely.polygons(shapely.linearrings(shapely.get_coordinates(lines[ring]),
+                                                         indices=np.repeat(np.arange(ring.sum()), lens[ring])))
+            ok = shapely.is_valid(polys)
+            sel = np.nonzero(ring)[0][ok]
+            geoms[sel] = polys[ok]
+        reps = shapely.point_on_surface(geoms)
+        for i, x, y in zip(multi, shapely.get_x(reps).tolist(), shapely.get_y(reps).tolist()):
+            points[i] = (x, y)
     if locator is not None:
         tasks, villages = locator.locate(points)
     else:
@@ -244,6 +231,11 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
         return t
 
     for i, (c, vols, declared, _cs) in enumerate(rows):
+        if c.kind == "node" and c.action == "create" and not c.obj.tags:  # a new corner node: created, no more
+            for t in (total, *(tally_for(by_vol, v) for v in vols)):
+                t.created += 1
+                t.volunteers.update(vols)
+            continue
         task = tasks[i]
         if task is None and locator is not None and points[i] is None:
             task = locator.task_of_key(declared)

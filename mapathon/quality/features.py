@@ -101,14 +101,95 @@ class _Lines:
         self.extra.append(extra)
 
     def geoms(self) -> np.ndarray:
-        out = np.empty(len(self.wkb), dtype=object)
-        hexes = [i for i, g in enumerate(self.wkb) if isinstance(g, str)]
-        if hexes:
-            out[hexes] = shapely.from_wkb([self.wkb[i] for i in hexes])
-        for i, g in enumerate(self.wkb):
-            if not isinstance(g, str):
-                out[i] = shapely.LineString(g)
+        return _geoms(self.wkb)
+
+
+#: Size of the cells (degrees) of a scope's quick test of building ways; CELL_E7 in osmium's units (1e-7 deg).
+CELL = 0.01
+CELL_E7 = 100_000
+
+
+class Scope:
+    """What part of a file to check: the objects a merge touched and the area around them, or an area.
+
+    *ids* are ``(type, id)`` pairs ("way", -12) of the file's objects that were
+    created or modified (their ways, areas and relations are read whatever
+    they are); *areas* are shapely geometries in degrees (boxes around the
+    changes, a task, a village). Of the other ways, only those whose line
+    meets an area are read: with ids, only buildings and highways (the
+    neighbours a duplicate, an overlap or a crossing needs); without ids
+    (``check --bbox``, ``--tasks``, ``--village``), everything. *nodes* are
+    modified nodes of the file: the ways that use them changed shape, and are
+    read as changed.
+    """
+
+    def __init__(self, areas, ids: set | None = None, nodes: set | None = None, label: str = "changes",
+                 new_nodes: dict | None = None, way_coords: dict | None = None):
+        self.areas = np.asarray(areas, dtype=object).reshape(-1)  # shapely geometries, WGS84
+        self.ids = set(ids or ())
+        self.nodes = set(nodes or ())
+        self.label = label
+        self.new_nodes = new_nodes  # {id: (lon, lat)} of the file's nodes with negative ids, when known
+        self.way_coords = way_coords or {}  # {id: [(lon, lat), ...]} of the file's new ways, when known
+        self.tree = shapely.STRtree(self.areas) if len(self.areas) else None
+        # cells of CELL degrees that the areas cover, and their neighbours: a building way whose first node
+        # lies in none of them is far from every area (unless it is wider than a cell)
+        self.cells: set = set()
+        for x0, y0, x1, y1 in shapely.bounds(self.areas).tolist() if len(self.areas) else []:
+            for cx in range(int(x0 // CELL) - 1, int(x1 // CELL) + 2):
+                for cy in range(int(y0 // CELL) - 1, int(y1 // CELL) + 2):
+                    self.cells.add((cx, cy))
+
+    def far(self, loc) -> bool:
+        """Is this node location (an osmium Location) in no cell near the areas?"""
+        return (loc.x // CELL_E7, loc.y // CELL_E7) not in self.cells
+
+    @property
+    def area_only(self) -> bool:
+        return not self.ids
+
+    def hits(self, geoms: np.ndarray) -> np.ndarray:
+        """For each geometry: does it meet one of the areas?"""
+        out = np.zeros(len(geoms), dtype=bool)
+        if self.tree is not None and len(geoms):
+            qi, _ = self.tree.query(geoms, predicate="intersects")
+            out[qi] = True
         return out
+
+
+#: libosmium's WKB of a line (little-endian, type 2), as hex: then the number of points and the coordinates.
+_WKB_LINE = "0102000000"
+
+
+def _line_boxes(hexes: list[str]) -> np.ndarray:
+    """(minx, miny, maxx, maxy) of lines given as libosmium's hex WKB, without making geometries."""
+    raw = [bytes.fromhex(h)[9:] for h in hexes]
+    if not raw:
+        return np.empty((0, 4))
+    lengths = np.fromiter((len(r) // 16 for r in raw), dtype=np.int64, count=len(raw))
+    xy = np.frombuffer(b"".join(raw), dtype="<f8").reshape(-1, 2)
+    starts = np.cumsum(lengths) - lengths
+    return np.column_stack([np.minimum.reduceat(xy[:, 0], starts), np.minimum.reduceat(xy[:, 1], starts),
+                            np.maximum.reduceat(xy[:, 0], starts), np.maximum.reduceat(xy[:, 1], starts)])
+
+
+def _geoms(items: list) -> np.ndarray:
+    """Geometries from hex WKB strings and coordinate lists, in bulk."""
+    out = np.empty(len(items), dtype=object)
+    hexes = [i for i, g in enumerate(items) if isinstance(g, str)]
+    lists = [i for i, g in enumerate(items) if not isinstance(g, str)]
+    if hexes:
+        out[hexes] = shapely.from_wkb([items[i] for i in hexes])
+    if lists:
+        out[lists] = _linestrings([items[i] for i in lists])
+    return out
+
+
+def _linestrings(coord_lists: list) -> np.ndarray:
+    """Lines from lists of (lon, lat), in one call to shapely."""
+    lengths = np.fromiter((len(c) for c in coord_lists), dtype=np.int64, count=len(coord_lists))
+    xy = np.array([p for c in coord_lists for p in c], dtype=float).reshape(-1, 2)
+    return shapely.linestrings(xy, indices=np.repeat(np.arange(len(coord_lists)), lengths))
 
 
 @dataclass
@@ -140,6 +221,7 @@ class Features:
     broken_relations: list
     stats: dict = field(default_factory=dict)
     edited: set | None = None  # (type, id) of objects the file itself marks as edited (JOSM/osc), else None
+    touched: set | None = None  # with a Scope of changes: (type, id) of the changed objects read
 
     @property
     def n_buildings(self) -> int:
@@ -217,8 +299,10 @@ def _relations(src) -> tuple[set[int], set[int], dict[int, dict]]:
     return members, mp_members, buildings
 
 
-def read_features(path: str | Path, *, name: str | None = None) -> Features:
-    """Read *path* (any accepted OSM file) into :class:`Features`; a MapathonError names a bad file."""
+def read_features(path: str | Path, *, name: str | None = None, scope: Scope | None = None) -> Features:
+    """Read *path* (any accepted OSM file) into :class:`Features`; a MapathonError names a bad file.
+
+    With a *scope*, only the changed objects and the ways near them are read (see :class:`Scope`)."""
     import osmium
 
     path = Path(path)
@@ -238,7 +322,7 @@ def read_features(path: str | Path, *, name: str | None = None) -> Features:
         src = osmium.io.FileBuffer(raw, "opl")
         remapped = True
     try:
-        return _read(src, label, remapped, edited, stats)
+        return _read(src, label, remapped, edited, stats, scope)
     except MapathonError:
         raise
     except RuntimeError as e:
@@ -261,11 +345,73 @@ def _remap_objects(rows) -> bytes:
     return opl_bytes(out)
 
 
-def _read(src, label: str, remapped: bool, edited, stats: dict) -> Features:
+#: In a scoped read, the ways waiting for the test "near the changes?" are tested this many at a time.
+SCOPE_BATCH = 50_000
+
+
+def _scope_ids(scope: Scope, remapped: bool, src) -> tuple[set[int], set[int], object]:
+    """(way ids, relation ids) of the scope's changed objects, as the reader sees them (new ids moved for an
+    XML file), and the ways using a modified node (an osmium IdSet found in C++, or None)."""
+    import osmium
+
+    def mv(i: int) -> int:
+        return NEG_BASE - i if remapped and i <= 0 else i
+
+    ways = {mv(i) for t, i in scope.ids if t == "way"}
+    rels = {mv(i) for t, i in scope.ids if t == "relation"}
+    if scope.nodes and not remapped:
+        tracker = osmium.IdTracker()
+        for n in scope.nodes:
+            tracker.add_node(n)
+        tracker.complete_forward_references(src, relation_depth=0)
+        return ways, rels, tracker.way_ids()
+    return ways, rels, None
+
+
+def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | None = None) -> Features:
     import osmium
 
     members, mp_members, mp_buildings = _relations(src)
-    neg = {} if remapped else _leading_negative_nodes(src)
+    if scope is not None and not scope.area_only:
+        s_ways, s_rels, moved = _scope_ids(scope, remapped, src)
+    else:
+        s_ways, s_rels, moved = set(), set(), None
+    neighbours_only = scope is not None and not scope.area_only
+    maybe: list = []  # scoped read: (target, id, user, geometry, extra) of ways not changed, to test in bulk
+    near = 0
+
+    def flush() -> None:
+        """Keep the waiting ways (and building areas) that meet the scope's areas: their boxes are tested
+        first, read straight from the WKB bytes; only the ways near the changes become shapely geometries."""
+        nonlocal near
+        if not maybe:
+            return
+        n = len(maybe)
+        lines = [i for i, m in enumerate(maybe) if isinstance(m[3], str) and m[3].startswith(_WKB_LINE)]
+        boxes = np.empty((n, 4))
+        boxes[lines] = _line_boxes([maybe[i][3] for i in lines])
+        rest = np.setdiff1d(np.arange(n), lines)
+        if len(rest):
+            boxes[rest] = shapely.bounds(_geoms([maybe[i][3] for i in rest]))
+        close = np.nonzero(scope.hits(shapely.box(*boxes.T)))[0]
+        geoms = _geoms([maybe[i][3] for i in close])
+        keep = scope.hits(geoms)
+        for i, ok in zip(close.tolist(), keep.tolist()):
+            if ok:
+                target, oid, user, g, extra = maybe[i]
+                near += 1
+                if target is rel_polys:
+                    rel_polys.append((oid, g))
+                else:
+                    target.add(oid, user, g, extra)
+        maybe.clear()
+
+    if remapped:
+        neg = {}
+    elif scope is not None and scope.new_nodes is not None:  # a merge's new nodes: known already
+        neg = scope.new_nodes
+    else:
+        neg = _leading_negative_nodes(src)
     wkbf = osmium.geom.WKBFactory()
     line = wkbf.create_linestring
     ALL = osmium.geom.use_nodes.ALL
@@ -279,12 +425,19 @@ def _read(src, label: str, remapped: bool, edited, stats: dict) -> Features:
     missing = 0
     degenerate = 0
 
+    known = scope.way_coords if scope is not None and not remapped else {}
+
     def geom_of(w):
         """hex WKB of the way's line, a coordinate list (negative node ids resolved), or None."""
-        try:
-            return line(w, ALL)
-        except Exception:
-            pass
+        cs = known.get(w.id)
+        if cs is not None:  # a merge's new way: its points are known already
+            return cs
+        nodes = w.nodes
+        if not neg or not len(nodes) or nodes[0].ref > 0:  # a new way (negative first node) cannot be built here
+            try:
+                return line(w, ALL)
+            except Exception:
+                pass
         refs, coords, unresolved = [], [], False
         for n in w.nodes:
             refs.append(n.ref)
@@ -311,7 +464,14 @@ def _read(src, label: str, remapped: bool, edited, stats: dict) -> Features:
             n_ways += 1
             wid = o.id
             tags = o.tags
+            if moved is not None and wid > 0 and moved.get(wid):
+                s_ways.add(wid)  # a way whose node was moved: changed too
+            if neighbours_only and "building" not in tags and "highway" not in tags and wid not in s_ways:
+                continue  # near the changes, only buildings and highways are read
             b = tags.get("building")
+            if b is not None and scope is not None and wid not in s_ways and len(o.nodes) and \
+                    scope.far(o.nodes[0].location):
+                continue  # a building far from the changes (or the area): its first node tells
             h = tags.get("highway")
             target = None
             extra = None
@@ -333,6 +493,17 @@ def _read(src, label: str, remapped: bool, edited, stats: dict) -> Features:
             elif o.is_closed() and len(o.nodes) >= 4 and _is_area(tags):
                 target = aw
             is_member = wid in mp_members
+            if scope is not None and wid not in s_ways:
+                # not changed: a neighbour (building, highway) near the changes, or anything in the area
+                if target is None or not (scope.area_only or target is bw or target is hw):
+                    continue
+                g = geom_of(o)
+                if g is None or isinstance(g, tuple):  # not counted as not checked: it may lie far away
+                    continue
+                maybe.append((target, wid, o.user or "", g, extra))
+                if len(maybe) >= SCOPE_BATCH:
+                    flush()
+                continue
             if target is None and not is_member:
                 continue
             g = geom_of(o)
@@ -354,9 +525,17 @@ def _read(src, label: str, remapped: bool, edited, stats: dict) -> Features:
                 continue
             rel_seen.add(rid)
             try:
-                rel_polys.append((rid, wkbf.create_multipolygon(o)))
+                wkb = wkbf.create_multipolygon(o)
             except Exception:  # an empty area: rings not assembled
-                pass
+                if scope is not None and rid not in s_rels:
+                    rel_seen.discard(rid)  # not checked here: neither broken nor incomplete
+                continue
+            if scope is not None and rid not in s_rels:
+                maybe.append((rel_polys, rid, "", wkb, None))
+            else:
+                rel_polys.append((rid, wkb))
+    if scope is not None:
+        flush()
 
     if pending:  # negative node ids not at the start of the file: one more pass over the nodes
         wanted = {r for refs, coords, *_ in pending for r, c in zip(refs, coords) if c is None}
@@ -376,7 +555,7 @@ def _read(src, label: str, remapped: bool, edited, stats: dict) -> Features:
     broken = []
     incomplete = 0
     for rid, info in mp_buildings.items():
-        if rid in assembled:
+        if rid in assembled or (scope is not None and rid not in s_rels):
             continue
         if rid in rel_seen:
             broken.append((rid, info["user"]))
@@ -426,6 +605,7 @@ def _read(src, label: str, remapped: bool, edited, stats: dict) -> Features:
         "ways_not_checked": missing,
         "degenerate_buildings": degenerate,
         "relations_not_checked": incomplete,
+        **({"scope": scope.label, "neighbours_read": near} if scope is not None else {}),
     })
     return Features(
         source=label,
@@ -435,6 +615,9 @@ def _read(src, label: str, remapped: bool, edited, stats: dict) -> Features:
         a_id=_back(aw.ids), a_geom=a_polys, a_user=aw.users,
         unclosed=firsts(unclosed), untagged=firsts(untagged), broken_relations=broken_out,
         stats=stats, edited=edited,
+        touched=None if scope is None or scope.area_only else
+        {*scope.ids, *(("way", int(i)) for i in _back(list(s_ways))),
+         *(("relation", int(i)) for i in _back(list(s_rels)))},
     )
 
 

@@ -79,6 +79,91 @@ class FileProvenance(Provenance):
         return None
 
 
+def change_position(result, c) -> list | None:
+    """Coordinates of a change: [(lon, lat)] for a node, the way's points, or a relation's first member's."""
+    k = c.kind
+    if k == "node":
+        o = c.obj
+        if o.lon is not None:
+            return [(o.lon / 1e7, o.lat / 1e7)]
+        p = result.node_location(c.id)
+        return [p] if p else None
+    if k == "way":
+        if not c.obj.visible:
+            return None
+        return result.way_coords(c.id) or None
+    for t, r, _role in c.obj.members:
+        if t == "w":
+            cs = result.way_coords(r)
+            if cs:
+                return cs
+        elif t == "n":
+            p = result.node_location(r)
+            if p:
+                return [p]
+    return None
+
+
+def area_scope(project, *, bbox: str | None = None, tasks: str | None = None, village: str | None = None):
+    """The :class:`~mapathon.quality.features.Scope` of ``check --bbox/--tasks/--village`` (None: the whole
+    file); tasks and villages are the project's, chosen as ``imagery plan`` and ``print`` choose them."""
+    from ..errors import MapathonError, UsageMistake
+    from ..selection import parse_bbox
+    from .features import Scope
+
+    given = [n for n, v in (("bbox", bbox), ("tasks", tasks), ("village", village)) if v]
+    if not given:
+        return None
+    if len(given) > 1:
+        raise UsageMistake(f"give one of bbox, tasks and village, not {' and '.join(given)}")
+    if bbox:
+        return Scope([shapely.box(*parse_bbox(bbox))], label=f"bbox {bbox}")
+    if project is None:
+        raise MapathonError("needs a project (--project, or run it in the project's folder)", field=given[0],
+                            value=tasks or village)
+    from ..imagery.plan import select_areas
+
+    _rows, whole = select_areas(project, village, tasks)
+    return Scope([whole.geom], label=whole.label)
+
+
+#: How far around the changes of a merge the base is read for the checks (duplicates across task borders,
+#: overlaps, crossings), in metres.
+NEAR_M = 50.0
+
+
+def merge_scope(result, distance_m: float = NEAR_M):
+    """The :class:`~mapathon.quality.features.Scope` of a merge: what the contributions created or modified,
+    and the boxes around them (*distance_m* wider) where the base's buildings and highways are read."""
+    from .features import Scope
+
+    changes = [c for c in result.changes if c.action != "delete"]
+    ids = {(c.kind, c.id) for c in changes}
+    nodes = {c.id for c in changes if c.kind == "node" and c.id > 0}  # modified nodes: their ways moved
+    in_ways = {r for c in changes if c.kind == "way" for r in c.obj.refs}
+    boxes = []
+    way_coords = {}
+    for c in changes:
+        if c.kind == "node" and c.id in in_ways:  # inside its way's box
+            continue
+        cs = change_position(result, c)
+        if cs and c.kind == "way" and c.id < 0 and len(cs) >= 2:
+            way_coords[c.id] = cs
+        if cs:
+            xs = [p[0] for p in cs]
+            ys = [p[1] for p in cs]
+            boxes.append((min(xs), min(ys), max(xs), max(ys)))
+    b = np.asarray(boxes, dtype=float).reshape(-1, 4)
+    if len(b):
+        dy = distance_m / 111_320.0
+        dx = dy / np.maximum(np.cos(np.radians((b[:, 1] + b[:, 3]) / 2)), 0.01)
+        b = b + np.stack([-dx, np.full_like(dx, -dy), dx, np.full_like(dx, dy)], axis=1)
+    new_nodes = {c.id: (c.obj.lon / 1e7, c.obj.lat / 1e7) for c in changes
+                 if c.kind == "node" and c.id < 0 and c.obj.lon is not None}
+    return Scope(shapely.box(*b.T) if len(b) else [], ids, nodes, label="changes", new_nodes=new_nodes,
+                 way_coords=way_coords)
+
+
 _NEW_IDS = re.compile(r"new ids down to n(-?\d+) w(-?\d+) r(-?\d+)")
 
 
