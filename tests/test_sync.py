@@ -312,7 +312,7 @@ def test_reserved_villages_are_mapped_only_at_their_site(sites, tmp_path):
 def test_reservation_refusals(sites, tmp_path):
     paris, _ = sites
     r = Cli(paris)("sync", "clone", tmp_path / "x", "--villages", "Torodoo", ok=False)
-    assert_error(r, "Torodoo", "no such village", "did you mean Torodo")
+    assert_error(r, "Torodoo", "no such village", "did you mean 'Torodo'")
     assert not (tmp_path / "x").exists()
     assert_error(Cli(paris)("sync", "clone", tmp_path / "x", "--tasks", "99999", ok=False), "task 99999")
     Cli(paris)("sync", "clone", tmp_path / "kayes", "--site-name", "Kayes", "--villages", "Torodo")
