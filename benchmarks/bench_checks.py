@@ -55,35 +55,15 @@ def child(path: str) -> None:
 
 
 #: Copies of the extract are this far apart (degrees of longitude) and their ids this far apart.
-COPY_DX = 0.25
-COPY_ID_STEP = 20_000_000_000
 
 
 def make_copies(n: int, dest: Path) -> Path:
-    """A sorted base of *n* copies of the Liechtenstein extract, each shifted east by COPY_DX and its ids by
-    COPY_ID_STEP (copy 0 is the extract itself, where the volunteers' files map)."""
-    import osmium
+    """A sorted base of *n* copies of the Liechtenstein extract (``make_bigbase.py``; copy 0 is the extract
+    itself, where the volunteers' files map), made once."""
+    import make_bigbase
 
-    if dest.exists():
-        return dest
-    tmp = dest.with_suffix(".tmp.pbf")
-    w = osmium.SimpleWriter(str(tmp), overwrite=True)
-    try:
-        for kind in (osmium.osm.NODE, osmium.osm.WAY, osmium.osm.RELATION):
-            for k in range(n):
-                off, dx = k * COPY_ID_STEP, k * COPY_DX
-                for o in osmium.FileProcessor(str(DEFAULT), kind):
-                    if o.is_node():
-                        loc = o.location
-                        w.add_node(o.replace(id=o.id + off, location=(loc.lon + dx, loc.lat) if loc.valid() else loc))
-                    elif o.is_way():
-                        w.add_way(o.replace(id=o.id + off, nodes=[r.ref + off for r in o.nodes]))
-                    else:
-                        w.add_relation(o.replace(id=o.id + off,
-                                                 members=[(m.type, m.ref + off, m.role) for m in o.members]))
-    finally:
-        w.close()
-    tmp.rename(dest)
+    if not dest.exists():
+        make_bigbase.make(n, dest)
     return dest
 
 

@@ -127,11 +127,6 @@ def _print_json(obj) -> None:
     print(json.dumps(obj, ensure_ascii=False, indent=2))
 
 
-def _volunteer_dict(v) -> dict:
-    """The one JSON shape of a volunteer (volunteer list --json and the volunteer commands)."""
-    return {"name": v.name, "osm_user": v.osm_user, "validator": v.is_validator, "organizer": v.is_organizer}
-
-
 def _task_line(t) -> str:
     where = f" — {', '.join(t.villages)}" if t.villages else ""
     return f"task {t.id} ({t.key}){where}"
@@ -407,7 +402,7 @@ def volunteer_add(
     with _open(ctx) as p:
         v, created = volunteers.add(p, name, osm_user=osm_user, validator=validator, organizer=organizer, actor=actor)
     if as_json:
-        return _print_json({**_volunteer_dict(v), "created": created})
+        return _print_json({**v.as_dict(), "created": created})
     console.print(f"{'Added' if created else 'Updated'} {v.name} ({v.roles})")
 
 
@@ -419,7 +414,7 @@ def volunteer_list(ctx: typer.Context, as_json: bool = JsonOpt):
     with _open(ctx) as p:
         vs = volunteers.list_all(p)
     if as_json:
-        _print_json([_volunteer_dict(v) for v in vs])
+        _print_json([v.as_dict() for v in vs])
         return
     table = Table("name", "OSM user", "roles")
     for v in vs:
@@ -441,7 +436,7 @@ def volunteer_rename(
     with _open(ctx) as p:
         before, v = volunteers.rename(p, name, new_name, actor=actor)
     if as_json:
-        return _print_json({**_volunteer_dict(v), "former_name": before})
+        return _print_json({**v.as_dict(), "former_name": before})
     console.print(f"Renamed {before} to {v.name}")
 
 
@@ -459,7 +454,7 @@ def volunteer_merge(
     with _open(ctx) as p:
         v, merged = volunteers.merge(p, name, other, actor=actor)
     if as_json:
-        return _print_json({**_volunteer_dict(v), "merged": merged})
+        return _print_json({**v.as_dict(), "merged": merged})
     console.print(f"Merged {merged} into {v.name} ({v.roles})")
 
 
@@ -476,7 +471,7 @@ def volunteer_remove(
     with _open(ctx) as p:
         v = volunteers.remove(p, name, actor=actor)
     if as_json:
-        return _print_json({**_volunteer_dict(v), "removed": True})
+        return _print_json({**v.as_dict(), "removed": True})
     console.print(f"Removed {v.name}")
 
 

@@ -458,17 +458,19 @@ def set_project_lang(project, lang: str, *, actor: str = "organizer") -> str:
 class Words:
     """``w = Words('fr'); w('map.squares', n=12)``: a catalog entry in one language, fields filled."""
 
+    table: dict[str, dict[str, str]] = WORDS  # the catalog (the atlas has one of its own: atlas/i18n.py)
+
     def __init__(self, lang: str | None = None):
         self.lang = check_lang(lang) or DEFAULT
 
     def __call__(self, _key: str, **kw) -> str:
-        entry = WORDS[_key]
+        entry = self.table[_key]
         text = entry.get(self.lang) or entry[DEFAULT]
         return text.format(**kw) if kw else text
 
     def get(self, _key: str, default: str, **kw) -> str:
         """An entry that may be missing (a word made elsewhere, e.g. a new kind of finding): *default* then."""
-        return self(_key, **kw) if _key in WORDS else default
+        return self(_key, **kw) if _key in self.table else default
 
     def number(self, value: float, decimals: int = 0) -> str:
         """1234.5 as '1,234.5' in English, '1 234,5' in French (a narrow no-break space between thousands)."""

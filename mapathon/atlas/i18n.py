@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..i18n import Words as _Words
+
 WORDS: dict[str, dict[str, str]] = {
     # legend: areas
     "building": {"fr": "Bâtiment", "en": "Building"},
@@ -110,7 +112,6 @@ WORDS: dict[str, dict[str, str]] = {
     "no_data": {"fr": "Aucune donnée cartographiée ici", "en": "Nothing mapped here yet"},
 }
 
-LANGS = ("fr", "en")
 MONTHS = {
     "fr": ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août", "septembre", "octobre",
            "novembre", "décembre"],
@@ -119,13 +120,10 @@ MONTHS = {
 }
 
 
-class Words:
-    def __init__(self, lang: str):
-        self.lang = lang
+class Words(_Words):
+    """The atlas's words (:data:`WORDS`), with the machinery of :class:`mapathon.i18n.Words`."""
 
-    def __call__(self, key: str, **kw) -> str:
-        text = WORDS[key][self.lang]
-        return text.format(**kw) if kw else text
+    table = WORDS
 
     def date(self, iso: str) -> str:
         """'2022-07-24...' as '24 juillet 2022' / '24 July 2022'."""
