@@ -619,10 +619,17 @@ def _fmt_bbox(b):
 
 def _blockers(p: layout.MapPage, lay, words: Words):
     """The neighbour arrows' boxes, in UTM, as (x, y, width pt, height pt) for the map style."""
-    fw, fh = lay.frame_pt
-    minx, miny, maxx, maxy = p.box
+    return label_blockers(p.box, p.neighbours, lay.frame_pt, words)
+
+
+def label_blockers(box, neighbours: dict, frame_pt, words: Words):
+    """Where the map style must not put labels on a page (*box* in UTM, *frame_pt* its size on paper):
+    the neighbour arrows' boxes, as (x, y, width pt, height pt) in UTM. ``mapathon scan`` renders
+    its reference with the same ones."""
+    fw, fh = frame_pt
+    minx, miny, maxx, maxy = box
     out = []
-    for side, num in p.neighbours.items():
+    for side, num in neighbours.items():
         x, y, w, h = furniture.arrow_box(side, num, 0, 0, fw, fh, words)
         cx, cy = x + w / 2, y + h / 2
         out.append((minx + cx / fw * (maxx - minx), miny + cy / fh * (maxy - miny), w + 4, h + 4))
@@ -921,7 +928,9 @@ def _map_page_info(plan: AtlasPlan, words: Words, p: layout.MapPage, keys: list[
                           **registration.payload_fields(lay, p.box, plan.epsg, plan.atlas_id, plan.grayscale),
                           **({"overlay": [k for k, on in (("tasks", plan.tasks_overlay),
                                                           ("imagery", plan.with_imagery)) if on]}
-                             if plan.tasks_overlay or plan.with_imagery else {})},
+                             if plan.tasks_overlay or plan.with_imagery else {}),
+                          # the arrows printed inside the frame ({side: page}), drawn on the scan's reference
+                          "neighbours": dict(p.neighbours), "area": p.area},
                          ensure_ascii=False, separators=(",", ":"))
     return furniture.MapPageInfo(
         number=p.number, total=total, title=p.area, subtitle=subtitle_base if p.area != subtitle_base else "",

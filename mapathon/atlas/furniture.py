@@ -357,31 +357,16 @@ def draw_map_page(c, info: MapPageInfo, pal: dict, words: Words) -> None:
 
     _header(c, lay, info.title, info.subtitle, info.area_part, info.number, info.total, info.scale, words)
 
-    # UTM grid lines = reference square boundaries (thin) and the frame
-    c.saveState()
-    c.setStrokeColor(colour(GRID))
-    c.setLineWidth(0.45)
-    c.setStrokeAlpha(0.75)
-    step = info.grid_step
-    gx = [v for v in _multiples(minx, maxx, step)]
-    gy = [v for v in _multiples(miny, maxy, step)]
-    edges_x, edges_y = set(info.col_edges), set(info.row_edges)
-    for v in gx:
-        c.setDash(*(() if v in edges_x else DASH))
-        c.line(px(v), fy, px(v), fy + fh)
-    for v in gy:
-        c.setDash(*(() if v in edges_y else DASH))
-        c.line(fx, py(v), fx + fw, py(v))
-    c.restoreState()
-    # a UTM line too near the frame to bound a square is dashed: the legend says so
-    if any(v not in edges_x for v in gx) or any(v not in edges_y for v in gy):
+    # UTM grid lines = reference square boundaries (thin), the frame and the arrows to the neighbouring
+    # pages: all that is printed over the map body (``mapathon scan`` draws it on its reference too)
+    if draw_frame_overlay(c, (fx, fy, fw, fh), info.box, info.grid_step, info.col_edges, info.row_edges,
+                          info.neighbours, words):
+        # a UTM line too near the frame to bound a square is dashed: the legend says so
         info.legend = info.legend + ["utm_inner"]
-    c.saveState()
-    c.setLineWidth(0.9)
-    c.setStrokeColor(colour(INK))
-    c.rect(fx, fy, fw, fh, stroke=1, fill=0)
-    c.restoreState()
 
+    step = info.grid_step
+    gx = list(_multiples(minx, maxx, step))
+    gy = list(_multiples(miny, maxy, step))
     band = 6 * MM
     lab_top, lab_bottom, lab_left, lab_right = Labels(), Labels(), Labels(), Labels()
     # reference squares: letters across (top and bottom), numbers down (left and right)
@@ -408,12 +393,47 @@ def draw_map_page(c, info: MapPageInfo, pal: dict, words: Words) -> None:
     # latitude / longitude ticks on the frame (outwards), labelled on the top and left
     _geo_ticks(c, info, px, py, fx, fy, fw, fh, band, lab_top, lab_left)
 
-    # arrows to the neighbouring pages, just inside the frame
-    for side, num in info.neighbours.items():
-        _neighbour_arrow(c, side, num, fx, fy, fw, fh, words)
-
     _panel(c, info, pal, words)
     registration.draw_marks(c, lay, words.lang, grayscale=pal == symbols.palette(True))  # for `mapathon scan`
+
+
+def draw_frame_overlay(c, frame_pt, box, step, col_edges, row_edges, neighbours: dict, words: Words) -> bool:
+    """What the page prints over the map body inside its frame (*frame_pt* = x, y, w, h in points;
+    *box* = the frame in the map's CRS): the UTM grid lines (solid where they bound a reference
+    square, dashed otherwise), the frame's border and the arrows to the *neighbours* ({side: page}).
+    True when some grid line is dashed."""
+    fx, fy, fw, fh = frame_pt
+    minx, miny, maxx, maxy = box
+
+    def px(x):
+        return fx + (x - minx) / (maxx - minx) * fw
+
+    def py(y):
+        return fy + (y - miny) / (maxy - miny) * fh
+
+    c.saveState()
+    c.setStrokeColor(colour(GRID))
+    c.setLineWidth(0.45)
+    c.setStrokeAlpha(0.75)
+    gx = [v for v in _multiples(minx, maxx, step)]
+    gy = [v for v in _multiples(miny, maxy, step)]
+    edges_x, edges_y = set(col_edges), set(row_edges)
+    for v in gx:
+        c.setDash(*(() if v in edges_x else DASH))
+        c.line(px(v), fy, px(v), fy + fh)
+    for v in gy:
+        c.setDash(*(() if v in edges_y else DASH))
+        c.line(fx, py(v), fx + fw, py(v))
+    c.restoreState()
+    c.saveState()
+    c.setLineWidth(0.9)
+    c.setStrokeColor(colour(INK))
+    c.rect(fx, fy, fw, fh, stroke=1, fill=0)
+    c.restoreState()
+    # arrows to the neighbouring pages, just inside the frame
+    for side, num in neighbours.items():
+        _neighbour_arrow(c, side, num, fx, fy, fw, fh, words)
+    return any(v not in edges_x for v in gx) or any(v not in edges_y for v in gy)
 
 
 def _multiples(lo, hi, step):

@@ -430,9 +430,10 @@ def _shape(comp: np.ndarray, ppm: float):
 # -- the whole page ----------------------------------------------------------------------------------
 
 
-def extract_marks(page, reference: np.ndarray, strip_colours=None) -> list[Mark]:
+def extract_marks(page, reference: np.ndarray, strip_colours=None, ignore: np.ndarray | None = None) -> list[Mark]:
     """The marks drawn on *page* (a ScannedPage) in the colours of *strip_colours*, found by
-    comparing its rectified photo with *reference* (render_reference of the same page)."""
+    comparing its rectified photo with *reference* (render_reference of the same page). No mark is
+    looked for where the boolean mask *ignore* (the rectified photo's grid) is true."""
     import cv2
 
     photo = np.asarray(page.rectified)
@@ -450,13 +451,32 @@ def extract_marks(page, reference: np.ndarray, strip_colours=None) -> list[Mark]
     colours = inks(strip_colours)
     colours.update({k: v for k, v in strip_colours_from_photo(page).items() if k in colours})
     ratio, dark = ink_ratio(ph, ref, ppm)
+    if ignore is not None:  # printed but not on the reference (reference.unprinted_mask)
+        ratio[cv2.resize(np.asarray(ignore, np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0] = 1.0
     masks = colour_masks(ratio, colours)
     # where the print is too dark to see ink on (a black track, text), a stroke that crosses it is
     # cut: the dark pixels next to the stroke's ink are taken as ink
     bridge = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (int(1.5 * ppm) | 1,) * 2)
     dark_u8 = cv2.dilate(dark.astype(np.uint8), np.ones((3, 3), np.uint8))
-    for name, m in masks.items():
-        masks[name] = m | ((cv2.dilate(m.astype(np.uint8), bridge) & dark_u8) > 0)
+    # and where another ink was drawn over it (the loop that crosses a line): the other ink's pixels
+    # next to the stroke are taken as its own too (they stay the other ink's as well)
+    inked = {name: m.astype(np.uint8) for name, m in masks.items()}
+    # two inks drawn over each other darken (blue over green reads black): a pixel of the darkest ink
+    # next to two other inks is theirs, not a mark of its own
+    darkest = min(colours, key=lambda k: sum(colours[k]))
+    if len(inked) > 2 and darkest in inked:
+        n_near = sum((cv2.dilate(m, bridge) > 0).astype(np.uint8) for o, m in inked.items() if o != darkest)
+        mixed = inked[darkest] & (n_near >= 2).astype(np.uint8)
+    else:
+        mixed = None
+    for name, m in inked.items():
+        others = np.zeros_like(m)
+        for other, om in inked.items():
+            if other != name:
+                others |= om
+        if mixed is not None and name == darkest:
+            m = m & (1 - mixed)
+        masks[name] = (m > 0) | ((cv2.dilate(m, bridge) & (dark_u8 | others)) > 0)
     meta = dict(getattr(page, "meta", {}) or {})
     page_id = str(meta.get("page", "?"))
     village = meta.get("village") or meta.get("area")
@@ -504,8 +524,9 @@ def scan_marks(page, data_file_or_project, strip_colours=None) -> list[Mark]:
     from .reference import render_reference
 
     meta = dict(page.meta)
-    ref = render_reference(_with_frame(meta, page), data_file_or_project, page.px_per_mm)
-    return extract_marks(page, ref, strip_colours)
+    meta = _with_frame(meta, page)
+    ref = render_reference(meta, data_file_or_project, page.px_per_mm)
+    return extract_marks(page, ref, strip_colours, ignore=_ignore(meta, page, ref))
 
 
 def write_marks(page, marks: list[Mark], out_dir, *, lang: str | None = None, brought_by: str | None = None) -> list:
@@ -527,11 +548,16 @@ def process_page(page, project, out_dir, *, brought_by: str | None = None, lang:
 
     if project is None:  # nothing to tell the printed map from the ink: no marks rather than false ones
         return [], []
+    meta = _with_frame(dict(page.meta), page)
     try:
-        ref = render_reference(_with_frame(dict(page.meta), page), project, page.px_per_mm)
+        ref = render_reference(meta, project, page.px_per_mm)
     except MapathonError:  # no merged data yet: the photo alone (the map's own colours may pass for ink)
         ref = None
-    found = extract_marks(page, ref, strip_colours)
+    found = extract_marks(page, ref, strip_colours, ignore=_ignore(meta, page, ref))
+    # each mark's village: the project's village it lies in, else the page's (the review files say it)
+    villages = _villages(project)
+    for m in found:
+        m.village = _village_of(m.geometry, villages) or m.village
     if project is not None:
         from ..i18n import resolve_lang
 
@@ -540,6 +566,19 @@ def process_page(page, project, out_dir, *, brought_by: str | None = None, lang:
     if project is not None:
         record_marks(project, page, found, brought_by=brought_by)
     return found, files
+
+
+def _ignore(meta: dict, page, ref) -> np.ndarray | None:
+    """What the page prints that its reference lacks (reference.unprinted_mask), on the photo's grid."""
+    if ref is None:
+        return None
+    from ..errors import MapathonError
+    from .reference import unprinted_mask
+
+    try:
+        return unprinted_mask(meta, np.asarray(page.rectified).shape)
+    except MapathonError:
+        return None
 
 
 def _with_frame(meta: dict, page) -> dict:
@@ -569,6 +608,10 @@ def _village_of(geom, villages) -> str | None:
     return None
 
 
+def _villages(project) -> list:
+    return [(v["name"], shapely.from_wkb(v["geom"])) for v in project.villages()]
+
+
 def record_marks(project, page, marks: list[Mark], *, brought_by: str | None = None, now=None) -> int:
     """Keep *marks* in the project: a new photo of a page replaces that page's marks (all in one
     transaction). Each mark is counted in the village it lies in (else the page's)."""
@@ -576,7 +619,7 @@ def record_marks(project, page, marks: list[Mark], *, brought_by: str | None = N
     from ..store import transaction
 
     page_id = str(dict(page.meta).get("page", "?"))
-    villages = [(v["name"], shapely.from_wkb(v["geom"])) for v in project.villages()]
+    villages = _villages(project)
     stamp = events.iso(now or events.utcnow())
     src = getattr(page, "source", None)
     src = str(getattr(src, "name", src)) if src is not None else None

@@ -2,7 +2,11 @@
 
 The atlas's own renderer draws it (:class:`mapathon.atlas.mapbody.MapStyle` and
 :func:`mapathon.atlas.mapbody.render`, the very calls of ``mapathon print``), then pypdfium2
-rasterizes the vector PDF at the photo's resolution. There is no second map style here.
+rasterizes the vector PDF at the photo's resolution. There is no second map style here. What the
+page's furniture prints over the map inside the frame (UTM grid, border, the arrows to the
+neighbouring pages) is drawn by its own code (:func:`mapathon.atlas.furniture.draw_frame_overlay`),
+and the labels are kept out of the arrows' boxes as on the print (``neighbours`` in the QR JSON; on
+a page printed before the QR code said them, the arrows' places are masked: ``unprinted_mask``).
 
 The page is described by the QR code's JSON (``meta``): its ``scale``, and the map frame's
 corners in the map's CRS (``epsg`` and ``frame_crs`` = [minx, miny, maxx, maxy]; a list of
@@ -20,7 +24,7 @@ import numpy as np
 
 from ..errors import MapathonError
 
-__all__ = ["render_reference", "frame_box", "frame_size_mm"]
+__all__ = ["render_reference", "unprinted_mask", "frame_box", "frame_size_mm"]
 
 
 def _first(meta: dict, *keys):
@@ -77,10 +81,9 @@ def render_reference(meta: dict, data_file_or_project, px_per_mm: float) -> np.n
     if data_file_or_project is None:
         return None
     import cv2
-    import pypdfium2 as pdfium
 
     from .. import geo
-    from ..atlas import layout, mapbody
+    from ..atlas import atlas, layout, mapbody
     from ..atlas.cache import open_cache
 
     epsg, box = frame_box(meta)
@@ -94,46 +97,106 @@ def render_reference(meta: dict, data_file_or_project, px_per_mm: float) -> np.n
     ys = [box[1], box[1], box[3], box[3]]
     lons, lats = to_wgs.transform(xs, ys)
     bbox_wgs = (min(lons), min(lats), max(lons), max(lats))
+    words = _words(data_file_or_project)
+    neighbours = _neighbours(meta)
     with tempfile.TemporaryDirectory(prefix="mapathon-reference-") as tmpd:
         work = Path(tmpd)
         style = mapbody.MapStyle(cache.path, f"epsg:{epsg}", work, grayscale=bool(meta.get("grayscale") or meta.get("inks_outlined")),
                                  imagery=False)
-        xml = style.page_xml(mapbody.expand(bbox_wgs, 0.0005))
+        # the labels kept out of the neighbour arrows' boxes, as on the printed page
+        blockers = atlas.label_blockers(box, neighbours or {}, size_pt, words)
+        xml = style.page_xml(mapbody.expand(bbox_wgs, 0.0005), blockers=blockers)
         pdf = work / "reference.pdf"
         mapbody.render(xml, box, size_pt, pdf, what=f"reference of page {meta.get('page', '?')}")
-        doc = pdfium.PdfDocument(str(pdf))
-        try:
-            img = np.asarray(doc[0].render(scale=px_per_mm / layout.MM).to_pil().convert("RGB"))
-        finally:
-            doc.close()
+        img = _rasterize(pdf, px_per_mm)
+        scale = meta.get("scale")
+        over = work / "overlay.pdf"
+        if scale:
+            _draw_overlay(over, size_pt, box, int(scale), neighbours or {}, words)
+            img = _over(img, _rasterize(over, px_per_mm, alpha=True))
     if (img.shape[1], img.shape[0]) != (out_w, out_h):
         img = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_AREA)
-    scale = meta.get("scale")
-    return _furniture_lines(np.ascontiguousarray(img), box, int(scale), px_per_mm) if scale else img
+    return np.ascontiguousarray(img)
 
 
-def _furniture_lines(img: np.ndarray, box, scale: int, px_per_mm: float) -> np.ndarray:
-    """What the page's furniture draws over the map frame (furniture.draw_map_page): the UTM grid
-    lines (GRID at 75 % over the map, 0.45 pt) and the frame's border (INK, 0.9 pt, half inside)."""
+def _words(data_file_or_project):
+    from ..atlas.i18n import Words
+    from ..i18n import resolve_lang
+
+    project = data_file_or_project if hasattr(data_file_or_project, "lang") else None
+    return Words(resolve_lang(project))
+
+
+def _neighbours(meta: dict) -> dict | None:
+    """{side: page number} of the arrows printed inside the frame; None when the QR code does not
+    say (an atlas printed before it did)."""
+    nb = meta.get("neighbours")
+    if nb is None:
+        return None
+    return {str(k): int(v) for k, v in dict(nb).items()}
+
+
+def _rasterize(pdf: Path, px_per_mm: float, alpha: bool = False) -> np.ndarray:
+    import pypdfium2 as pdfium
+
+    from ..atlas import layout
+
+    doc = pdfium.PdfDocument(str(pdf))
+    try:
+        if alpha:
+            pil = doc[0].render(scale=px_per_mm / layout.MM, fill_color=(255, 255, 255, 0)).to_pil().convert("RGBA")
+        else:
+            pil = doc[0].render(scale=px_per_mm / layout.MM).to_pil().convert("RGB")
+        return np.asarray(pil)
+    finally:
+        doc.close()
+
+
+def _over(img: np.ndarray, rgba: np.ndarray) -> np.ndarray:
     import cv2
 
-    from ..atlas import furniture, layout
+    if rgba.shape[:2] != img.shape[:2]:
+        rgba = cv2.resize(rgba, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
+    a = rgba[..., 3:].astype(np.float32) / 255
+    out = img.astype(np.float32) * (1 - a) + rgba[..., :3].astype(np.float32) * a
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
-    h, w = img.shape[:2]
+
+def _draw_overlay(dest: Path, size_pt, box, scale: int, neighbours: dict, words) -> None:
+    """What the page's furniture prints over the map body (furniture.draw_frame_overlay, the very
+    call of ``mapathon print``) on a transparent frame-sized page."""
+    from reportlab.pdfgen import canvas
+
+    from ..atlas import furniture
+
+    furniture.register_fonts()
     minx, miny, maxx, maxy = box
     step = furniture.grid_step_for(scale)
-    grid = np.array(furniture.colour(furniture.GRID).rgb()) * 255
-    lines = np.zeros((h, w), np.uint8)
-    th = max(1, int(round(0.45 / layout.MM * px_per_mm)))
-    for v in furniture._multiples(minx, maxx, step):
-        x = int(round((v - minx) / (maxx - minx) * w))
-        cv2.line(lines, (x, 0), (x, h - 1), 255, th)
-    for v in furniture._multiples(miny, maxy, step):
-        y = int(round((maxy - v) / (maxy - miny) * h))
-        cv2.line(lines, (0, y), (w - 1, y), 255, th)
-    a = (lines.astype(np.float32) / 255 * 0.75)[..., None]
-    out = img.astype(np.float32) * (1 - a) + grid.astype(np.float32) * a
-    edge = max(1, int(round(0.45 / layout.MM * px_per_mm)))
-    ink = np.array(furniture.colour(furniture.INK).rgb(), np.float32) * 255
-    out[:edge], out[-edge:], out[:, :edge], out[:, -edge:] = ink, ink, ink, ink
-    return np.clip(out, 0, 255).astype(np.uint8)
+    min_part = furniture.MIN_SQUARE_MM * scale / 1000.0
+    c = canvas.Canvas(str(dest), pagesize=size_pt)
+    furniture.draw_frame_overlay(c, (0, 0, *size_pt), box, step, furniture.square_edges(minx, maxx, step, min_part),
+                                 list(reversed(furniture.square_edges(miny, maxy, step, min_part))), neighbours, words)
+    c.showPage()
+    c.save()
+
+
+def unprinted_mask(meta: dict, shape) -> np.ndarray | None:
+    """Where the page may print something the reference lacks, as a boolean mask of *shape* (the
+    frame's pixels): the four places of the neighbour arrows on a page printed before its QR code
+    listed them (no mark is looked for there). None when the reference lacks nothing."""
+    if _neighbours(meta) is not None:
+        return None
+    from ..atlas import furniture, layout
+    from ..atlas.i18n import Words
+
+    w_mm, h_mm = frame_size_mm(meta)
+    h, w = shape[:2]
+    sx, sy = w / (w_mm * layout.MM), h / (h_mm * layout.MM)
+    out = np.zeros((h, w), bool)
+    pad = 2.0  # pt
+    for side in "NSWE":  # the widest label the atlas prints ("p. 888")
+        x, y, bw, bh = furniture.arrow_box(side, 888, 0, 0, w_mm * layout.MM, h_mm * layout.MM, Words("en"))
+        x0, x1 = int(max(0, (x - pad) * sx)), int(min(w, np.ceil((x + bw + pad) * sx)))
+        y0, y1 = int(max(0, h - (y + bh + pad) * sy)), int(min(h, np.ceil(h - (y - pad) * sy)))
+        out[y0:y1, x0:x1] = True
+    return out
