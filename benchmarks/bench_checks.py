@@ -54,9 +54,6 @@ def child(path: str) -> None:
                       "counts": r.counts(), "findings": len(r.findings)}))
 
 
-#: Copies of the extract are this far apart (degrees of longitude) and their ids this far apart.
-
-
 def make_copies(n: int, dest: Path) -> Path:
     """A sorted base of *n* copies of the Liechtenstein extract (``make_bigbase.py``; copy 0 is the extract
     itself, where the volunteers' files map), made once."""
