@@ -107,6 +107,8 @@ class _Lines:
 #: Size of the cells (degrees) of a scope's quick test of building ways; CELL_E7 in osmium's units (1e-7 deg).
 CELL = 0.01
 CELL_E7 = 100_000
+#: At most this many cells for the prefilter (about 600,000 km² near the equator); wider areas turn it off.
+MAX_CELLS = 500_000
 
 
 class Scope:
@@ -134,15 +136,20 @@ class Scope:
         self.tree = shapely.STRtree(self.areas) if len(self.areas) else None
         # cells of CELL degrees that the areas cover, and their neighbours: a building way whose first node
         # lies in none of them is far from every area (unless it is wider than a cell)
-        self.cells: set = set()
+        # (an area wider than MAX_CELLS cells, e.g. a change file's way from one continent to another, turns this
+        # prefilter off: every node is then "near", and only the exact test below decides)
+        self.cells: set | None = set()
         for x0, y0, x1, y1 in shapely.bounds(self.areas).tolist() if len(self.areas) else []:
-            for cx in range(int(x0 // CELL) - 1, int(x1 // CELL) + 2):
-                for cy in range(int(y0 // CELL) - 1, int(y1 // CELL) + 2):
-                    self.cells.add((cx, cy))
+            xs = range(int(x0 // CELL) - 1, int(x1 // CELL) + 2)
+            ys = range(int(y0 // CELL) - 1, int(y1 // CELL) + 2)
+            if len(xs) * len(ys) + len(self.cells) > MAX_CELLS:
+                self.cells = None
+                break
+            self.cells.update((cx, cy) for cx in xs for cy in ys)
 
     def far(self, loc) -> bool:
         """Is this node location (an osmium Location) in no cell near the areas?"""
-        return (loc.x // CELL_E7, loc.y // CELL_E7) not in self.cells
+        return self.cells is not None and (loc.x // CELL_E7, loc.y // CELL_E7) not in self.cells
 
     @property
     def area_only(self) -> bool:
