@@ -1357,8 +1357,7 @@ def sync_export(
 def sync_import(
     ctx: typer.Context,
     bundle: Path = typer.Argument(..., help="A bundle written by 'mapathon sync export' at another site."),
-    trust: bool = typer.Option(False, "--trust", help="Accept a bundle not signed with this project's key (a copy "
-                               "cloned before bundles were signed): only for a file you know the origin of."),
+    trust: bool = option("trust", False),
     as_json: bool = JsonOpt,
 ):
     """Apply another site's changes. Importing twice is the same as once; the order of bundles does not matter."""
@@ -1386,7 +1385,7 @@ def sync_import(
 
 @sync_app.command("show")
 def sync_show(ctx: typer.Context, bundle: Path = typer.Argument(..., help="A bundle file."),
-              trust: bool = typer.Option(False, "--trust", help="Show a bundle not signed with this project's key."),
+              trust: bool = option("trust", False),
               as_json: bool = JsonOpt):
     """Check a bundle (signature, checksums, format) and show what it holds, without importing it."""
     from .sync import bundle_info
