@@ -119,6 +119,7 @@ def test_clock_values_states_actions_ids_and_names_are_checked(sites, bundle, tm
 
     cases = [
         (last("lamport", 2 ** 63), "clock value"),
+        (last("lamport", 2 ** 63 - 1), "clock value"),  # the next local event would overflow
         (last("lamport", -1), "clock value"),
         (last("lamport", 1.5), "clock value"),
         (last("to_state", "BANANA"), "BANANA"),
@@ -183,6 +184,7 @@ def test_copies_cloned_before_keys_need_a_new_clone_or_trust(sites, tmp_path):
     Cli(bamako)("sync", "export", "-o", tmp_path / "old.zip")
     assert len(query(bamako, "SELECT value FROM meta WHERE key = 'sync_key'")[0][0]) == 64
     refused(paris, tmp_path / "old.zip", "not signed with this project's key", "clone the project again", "--trust")
+    assert query(paris, "SELECT COUNT(*) FROM meta WHERE key = 'sync_key'")[0][0] == 0  # a refusal writes nothing
     Cli(paris)("sync", "import", tmp_path / "old.zip", "--trust")
     assert query(paris, "SELECT state FROM tasks WHERE id = 20")[0][0] == "LOCKED_FOR_MAPPING"
 

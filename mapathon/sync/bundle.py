@@ -61,7 +61,9 @@ KEY_META = "sync_key"
 #: later change of every site after it: mapathon.events.causal_ts), and the earliest
 MAX_AHEAD = timedelta(days=1)
 EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
-MAX_LAMPORT = 1 << 63  # clocks are stored as 64-bit integers
+#: logical clocks are stored as 64-bit integers, and each new event counts one above the highest known: a
+#: bundle's clock below 2^53 leaves room for all the events ever made (and is exact in JSON everywhere)
+MAX_LAMPORT = 1 << 53
 MAX_TEXT = 200  # actors, names, ids in data
 MAX_COMMENT = 5000
 MAX_DATA = 1 << 16  # bytes of one event's data, as JSON
@@ -332,6 +334,9 @@ def read_bundle(path: str | os.PathLike, project: Project | None = None, *, trus
         raise MapathonError(f"{label}: holds {len(evs)} events and {len(contribs)} contributions but its manifest "
                             "counts differ (tampered?); nothing was imported")
     survey = [_check_survey(d, label, i) for i, d in enumerate(_jsonl(data.get(SURVEY, b""), f"{label}: {SURVEY}"), 1)]
+    if counts.get("survey", 0) != len(survey):
+        raise MapathonError(f"{label}: holds {len(survey)} survey submissions but its manifest counts "
+                            f"{counts.get('survey')!r} (tampered?); nothing was imported")
     photos = {name: blob for name, blob in data.items() if name.startswith(SURVEY_PHOTOS)}
     for d in survey:
         for rel in d["photos"]:
@@ -424,9 +429,10 @@ def _read(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, label: str | No
 def _check_signature(z, infos, raw: bytes, project: Project, label: str, trust: bool) -> None:
     """Refuse a bundle not signed with *project*'s key (unless *trust*), naming the likely reason."""
     sig = _read(z, infos[SIGNATURE], 200, f"{label}: {SIGNATURE}") if SIGNATURE in infos else b""
+    key = project.meta(KEY_META)  # not made here: a copy without a key cannot check (nothing is written)
     try:
-        good = hmac.compare_digest(sig.strip(), _sign(sync_key(project), raw).encode())
-    except TypeError:
+        good = bool(key) and hmac.compare_digest(sig.strip(), _sign(bytes.fromhex(key), raw).encode())
+    except (TypeError, ValueError):
         good = False
     if good:
         return
@@ -480,7 +486,7 @@ def _check_event(e, label: str, n: int, now: datetime | None = None) -> dict:
         if not isinstance(e[k], str) or not _ID_RE.match(e[k]):
             raise bad(f"has a bad {k}")
     if not _is_int(e["lamport"]) or not 1 <= e["lamport"] < MAX_LAMPORT:
-        raise bad(f"has a bad clock value {str(e['lamport'])[:30]} (a whole number from 1 to 2^63 - 1)")
+        raise bad(f"has a bad clock value {str(e['lamport'])[:30]} (a whole number from 1 to 2^53 - 1)")
     if not isinstance(e["ts"], str):
         raise bad("has no time")
     why = _bad_time(e["ts"], now)
