@@ -31,9 +31,8 @@ import os
 import re
 import zipfile
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 from .. import events
 from ..errors import MapathonError
@@ -265,8 +264,12 @@ def read_bundle(path: str | os.PathLike, project: Project | None = None, *, trus
         if MANIFEST not in infos:
             raise MapathonError(f"{bad} (no {MANIFEST})")
         # against "zip bombs": what the members expand to is bounded as for OSM files (mapathon/osm/readers.py)
-        budget = _Budget(decompression_limit(path.stat().st_size), label, path.stat().st_size)
-        budget.take(sum(i.file_size for i in infos.values()))
+        size, limit = path.stat().st_size, decompression_limit(path.stat().st_size)
+        if sum(i.file_size for i in infos.values()) > limit:  # zipfile reads no more than these sizes
+            raise MapathonError(
+                f"{label}: refused: it expands to more than {limit / 1e6:g} MB ({size:,} bytes in the file); a "
+                "sync bundle is never that big (a 'zip bomb'?). If it is real, raise MAPATHON_MAX_UNCOMPRESSED_MB / "
+                "MAPATHON_MAX_RATIO. Nothing was imported")
         raw = _read(z, infos[MANIFEST], 1 << 20)
         if project is not None:
             _check_signature(z, infos, raw, project, label, trust)
@@ -389,24 +392,9 @@ def _received_ok(text: str) -> bool:
     return EARLIEST <= t <= events.utcnow() + MAX_AHEAD
 
 
-class _Budget:
-    """The bytes a bundle may still expand to (``readers.decompression_limit`` of its size)."""
-
-    def __init__(self, limit: int, label: str, size: int):
-        self.left, self.limit, self.label, self.size = limit, limit, label, size  # noqa
-
-    def take(self, n: int) -> None:
-        self.left -= n
-        if self.left < 0:
-            raise MapathonError(
-                f"{self.label}: refused: it expands to more than {self.limit / 1e6:g} MB ({self.size:,} bytes "
-                "in the file); a sync bundle is never that big (a 'zip bomb'?). If it is real, raise "
-                "MAPATHON_MAX_UNCOMPRESSED_MB / MAPATHON_MAX_RATIO. Nothing was imported")
-
-
 def _read(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, label: str | None = None) -> bytes:
     """The member, read a megabyte at a time, never more than *limit* bytes (zipfile itself stops at the
-    size the zip declares, which :class:`_Budget` bounds)."""
+    size the zip declares, which :func:`read_bundle` bounds)."""
     parts, total = [], 0
     try:
         with z.open(info) as f:
