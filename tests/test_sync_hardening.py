@@ -216,3 +216,19 @@ def test_survey_submissions_in_a_bundle_are_checked(sites, bundle, tmp_path):
         def add(m, bad=bad):
             m["survey.jsonl"] = (json.dumps(good | bad) + "\n").encode()
         refused(paris, forge(bundle, tmp_path / f"s{i}.zip", paris, change=add), "survey submission 1", needle)
+
+
+def test_a_clone_of_a_project_without_a_key_shares_the_key_made_then(sites, tmp_path):
+    paris, _ = sites
+    from mapathon.project import open_project
+
+    with open_project(paris) as p:
+        with p.transaction():
+            p.conn.execute("DELETE FROM meta WHERE key = 'sync_key'")
+    Cli(paris)("sync", "clone", tmp_path / "lyon", "--site-name", "Lyon")
+    key = query(paris, "SELECT value FROM meta WHERE key = 'sync_key'")[0][0]
+    assert len(key) == 64 and key == query(tmp_path / "lyon", "SELECT value FROM meta WHERE key = 'sync_key'")[0][0]
+    Cli(tmp_path / "lyon")("claim", "40", "--as", "Kadi")
+    Cli(tmp_path / "lyon")("sync", "export", "-o", tmp_path / "lyon.zip")
+    Cli(paris)("sync", "import", tmp_path / "lyon.zip")
+    assert query(paris, "SELECT state FROM tasks WHERE id = 40")[0][0] == "LOCKED_FOR_MAPPING"
