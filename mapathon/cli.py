@@ -1357,13 +1357,14 @@ def sync_export(
 def sync_import(
     ctx: typer.Context,
     bundle: Path = typer.Argument(..., help="A bundle written by 'mapathon sync export' at another site."),
+    trust: bool = option("trust", False),
     as_json: bool = JsonOpt,
 ):
     """Apply another site's changes. Importing twice is the same as once; the order of bundles does not matter."""
     from .sync import import_bundle
 
     with _open(ctx) as p:
-        r = import_bundle(p, bundle)
+        r = import_bundle(p, bundle, trust=trust)
     if as_json:
         print(json.dumps(r.as_dict(), ensure_ascii=False, indent=2))
         return
@@ -1383,11 +1384,14 @@ def sync_import(
 
 
 @sync_app.command("show")
-def sync_show(bundle: Path = typer.Argument(..., help="A bundle file."), as_json: bool = JsonOpt):
-    """Check a bundle (checksums, format) and show what it holds, without importing it."""
+def sync_show(ctx: typer.Context, bundle: Path = typer.Argument(..., help="A bundle file."),
+              trust: bool = option("trust", False),
+              as_json: bool = JsonOpt):
+    """Check a bundle (signature, checksums, format) and show what it holds, without importing it."""
     from .sync import bundle_info
 
-    info = bundle_info(bundle)
+    with _open(ctx) as p:
+        info = bundle_info(bundle, p, trust=trust)
     if as_json:
         print(json.dumps(info, ensure_ascii=False, indent=2))
         return

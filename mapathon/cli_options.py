@@ -54,6 +54,8 @@ SHARED: dict[str, Shared] = {s.field: s for s in (
     Shared("hashtags", ("--hashtags",), "Changeset hashtags, e.g. '#mapathon #dianguirde' (remembered for the project)."),
     Shared("licence", ("--licence",), "Licence or permission to trace for OSM."),
     Shared("port", ("--port",), "Port to listen on."),
+    Shared("trust", ("--trust",), "Accept a sync bundle not signed with this project's key (a copy cloned before "
+           "bundles were signed): only for a file you know the origin of."),
 )}
 
 # fields the library names that are not shared options: their flag is --field-with-hyphens

@@ -264,6 +264,7 @@ def _fill(conn, name: str, aoi: AOI, actor: str, lang: str = "en") -> None:
             "created": events.iso(events.utcnow()),
             "aoi_source": Path(aoi.source).name,
             "lang": lang,
+            "sync_key": os.urandom(32).hex(),  # signs sync bundles (mapathon/sync/bundle.py); copied by sync clone
         }.items():
             project.set_meta(k, v)
         conn.execute("INSERT INTO areas (kind, name, geom) VALUES ('aoi', NULL, ?)", (shapely.to_wkb(aoi.geom),))

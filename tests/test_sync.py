@@ -19,7 +19,8 @@ from test_server import OSM
 
 pytestmark = pytest.mark.backends  # every test on SQLite and on PostgreSQL (conftest)
 
-T0 = datetime(2031, 3, 1, 18, 0, tzinfo=timezone.utc)
+# an hour from now: after the projects were made, and within the day ahead that an imported change may be
+T0 = datetime.now(timezone.utc).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
 
 
 def at(minutes: float) -> datetime:
@@ -348,6 +349,15 @@ def _rewrite(src: Path, dest: Path, change) -> Path:
     return dest
 
 
+def _sign(folder: Path, manifest: bytes) -> bytes:
+    """The signature of *manifest* with the key of the project in *folder* (what only its copies can make)."""
+    import hashlib
+    import hmac
+
+    key = bytes.fromhex(query(folder, "SELECT value FROM meta WHERE key = 'sync_key'")[0][0])
+    return hmac.new(key, manifest, hashlib.sha256).hexdigest().encode()
+
+
 def _refused(folder: Path, path: Path, *needles: str) -> None:
     before = full_snapshot(folder)
     files = sorted((folder / "contributions").glob("*")) if (folder / "contributions").exists() else []
@@ -407,6 +417,7 @@ def test_refuses_tampered_bundles(sites, bundle, tmp_path):
         man["members"]["events.jsonl"] = {"size": len(m["events.jsonl"]),
                                           "sha256": hashlib.sha256(m["events.jsonl"]).hexdigest()}
         m["manifest.json"] = json.dumps(man).encode()
+        m["signature"] = _sign(paris, m["manifest.json"])  # even signed with the project's key
 
     _refused(paris, _rewrite(bundle, tmp_path / "t4.zip", drop_events), "counts differ")
 

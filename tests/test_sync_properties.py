@@ -32,6 +32,17 @@ SETTINGS = settings(max_examples=int(__import__("os").environ.get("SYNC_EXAMPLES
                                                                              HealthCheck.function_scoped_fixture])
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _days_ahead():
+    """The runs play up to a week of mapathon ahead of now; a bundle may only carry changes up to a day ahead
+    of the importer's clock (mapathon.sync.bundle.MAX_AHEAD): widen that here, it is not what is tested."""
+    from mapathon.sync import bundle
+
+    old, bundle.MAX_AHEAD = bundle.MAX_AHEAD, timedelta(days=30)
+    yield
+    bundle.MAX_AHEAD = old
+
+
 @pytest.fixture(scope="module")
 def template(tmp_path_factory) -> tuple[Path, list[str]]:
     """A gridded project with a validator, and the keys the tests play with (4 tasks and their children)."""
@@ -75,7 +86,7 @@ class World:
         for i in range(1, n):
             self.sites.append(clone_project(self.sites[0], tmp / f"site{i}"))
         self.tmp = tmp
-        self.now = datetime(2031, 3, 1, 18, 0, tzinfo=timezone.utc)
+        self.now = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(hours=1)
         self.bundles: list[Path] = []
         self.marks = [0] * n
 

@@ -9,6 +9,8 @@ Layout of a bundle (format version 1)::
     contributions/<sha256><ending>   the submitted files, byte for byte
     survey.jsonl            field survey submissions (mapathon/survey), when there are some to send
     survey/photos/<instance>/<name>  their photos
+    signature               HMAC-SHA256 of manifest.json with the project's key (meta ``sync_key``, made at
+                            init, copied by ``sync clone``), in hex; checked before anything else is read
 
 Importing checks everything before changing anything: the zip is whole, the
 manifest is ours and not from a newer format, the project is the same, the
@@ -22,11 +24,14 @@ recorded, and the tasks rebuilt by :mod:`.replay`.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import math
 import os
 import re
 import zipfile
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .. import events
@@ -49,7 +54,25 @@ _ID_RE = re.compile(r"^[0-9A-Za-z._:-]{1,64}$")
 _EVENT_FIELDS = ("id", "site", "lamport", "ts", "actor", "action", "task", "from_state", "to_state", "comment", "data")
 _CONTRIB_FIELDS = ("sha256", "volunteer", "task_key", "submitted", "size", "original_name", "format", "stored_name",
                    "objects", "counts")
-MAX_MEMBER_BYTES = 2 << 30
+SIGNATURE = "signature"
+KEY_META = "sync_key"
+#: the latest time an imported event may carry, after this site's clock (a clock far ahead would push every
+#: later change of every site after it: mapathon.events.causal_ts), and the earliest
+MAX_AHEAD = timedelta(days=1)
+EARLIEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+#: logical clocks are stored as 64-bit integers, and each new event counts one above the highest known: a
+#: bundle's clock below 2^53 leaves room for all the events ever made (and is exact in JSON everywhere)
+MAX_LAMPORT = 1 << 53
+MAX_TEXT = 200  # actors, names, ids in data
+MAX_COMMENT = 5000
+MAX_DATA = 1 << 16  # bytes of one event's data, as JSON
+#: every action an event may have (mapathon writes no other); task actions are the replay's
+KNOWN_ACTIONS = frozenset(replay.TASK_ACTIONS) | {
+    "project.init", "project.hashtags", "project.lang", "grid.create", "imagery.add", "imagery.default",
+    "imagery.fetch", "imagery.import", "volunteer.add", "volunteer.update", "volunteer.rename", "volunteer.merge",
+    "volunteer.remove", "contribution.submit", "merge", "site.clone", "site.reserve", "site.unreserve", replay.IMPORT,
+    "survey.submit", "survey.merge", "photo.add",
+}
 
 
 @dataclass
@@ -174,15 +197,34 @@ def export_bundle(project: Project, dest: str | os.PathLike, *, since: int | Non
         "members": {name: {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
                     for name, data in members.items()},
     }
+    manifest_bytes = json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True).encode()
+    signature = _sign(sync_key(project), manifest_bytes)
     with atomic_path(dest) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as z:
-            z.writestr(MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=1, sort_keys=True))
+            z.writestr(MANIFEST, manifest_bytes)
+            z.writestr(SIGNATURE, signature)
             for name, data in members.items():
                 # OSM files are often compressed already
                 z.writestr(name, data, compress_type=zipfile.ZIP_STORED
                            if name.endswith((".gz", ".bz2", ".pbf")) else zipfile.ZIP_DEFLATED)
     return ExportResult(dest, project.site, since, mark, len(evs), len(contribs), manifest["counts"]["files"],
                         len(surveys))
+
+
+def sync_key(project: Project) -> bytes:
+    """The project's key that signs its bundles; made now for a project made before signed bundles."""
+    key = project.meta(KEY_META)
+    if not key:
+        with project.transaction():
+            key = project.meta(KEY_META)
+            if not key:
+                key = os.urandom(32).hex()
+                project.set_meta(KEY_META, key)
+    return bytes.fromhex(key)
+
+
+def _sign(key: bytes, manifest: bytes) -> str:
+    return hmac.new(key, manifest, hashlib.sha256).hexdigest()
 
 
 # -- reading and checking ---------------------------------------------------------------------------------
@@ -199,8 +241,14 @@ class Bundle:
     photos: dict[str, bytes] = field(default_factory=dict)  # survey/photos/... -> bytes
 
 
-def read_bundle(path: str | os.PathLike) -> Bundle:
-    """Open and check a bundle file completely; raises MapathonError naming what is wrong."""
+def read_bundle(path: str | os.PathLike, project: Project | None = None, *, trust: bool = False) -> Bundle:
+    """Open and check a bundle file completely; raises MapathonError naming what is wrong.
+
+    With *project*, the bundle must be of that project and signed with its key (checked before anything
+    else is read), unless *trust* (a bundle of a copy cloned before bundles were signed, or whose key
+    differs: the organizer vouches for it)."""
+    from ..osm.readers import decompression_limit
+
     path = Path(path)
     label = str(path)
     if not path.is_file():
@@ -215,8 +263,18 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         infos = {i.filename: i for i in z.infolist()}
         if MANIFEST not in infos:
             raise MapathonError(f"{bad} (no {MANIFEST})")
+        # against "zip bombs": what the members expand to is bounded as for OSM files (mapathon/osm/readers.py)
+        size, limit = path.stat().st_size, decompression_limit(path.stat().st_size)
+        if sum(i.file_size for i in infos.values()) > limit:  # zipfile reads no more than these sizes
+            raise MapathonError(
+                f"{label}: refused: it expands to more than {limit / 1e6:g} MB ({size:,} bytes in the file); a "
+                "sync bundle is never that big (a 'zip bomb'?). If it is real, raise MAPATHON_MAX_UNCOMPRESSED_MB / "
+                "MAPATHON_MAX_RATIO. Nothing was imported")
+        raw = _read(z, infos[MANIFEST], 1 << 20)
+        if project is not None:
+            _check_signature(z, infos, raw, project, label, trust)
         try:
-            manifest = json.loads(_read(z, infos[MANIFEST], 1 << 20))
+            manifest = json.loads(raw)
         except (ValueError, UnicodeDecodeError) as e:
             raise MapathonError(f"{bad} ({MANIFEST} is not JSON: {e})") from None
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
@@ -233,7 +291,7 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         members = manifest.get("members")
         if not isinstance(members, dict) or EVENTS not in members:
             raise MapathonError(f"{bad} (manifest lists no {EVENTS})")
-        extra = sorted(set(infos) - set(members) - {MANIFEST})
+        extra = sorted(set(infos) - set(members) - {MANIFEST, SIGNATURE})
         if extra:
             raise MapathonError(f"{label}: holds {extra[0]}, which its manifest does not list (tampered?); "
                                 "nothing was imported")
@@ -250,12 +308,19 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
             if infos[name].file_size != want["size"]:
                 raise MapathonError(f"{label}: {name} has {infos[name].file_size} bytes, its manifest says "
                                     f"{want['size']} (truncated or tampered); nothing was imported")
-            blob = _read(z, infos[name], min(want["size"], MAX_MEMBER_BYTES), label=f"{label}: {name}")
+            blob = _read(z, infos[name], want["size"], label=f"{label}: {name}")
             if hashlib.sha256(blob).hexdigest() != want["sha256"]:
                 raise MapathonError(f"{label}: {name} does not match its sha256 checksum (changed or damaged "
                                     "in transit); nothing was imported")
             data[name] = blob
-    evs = [_check_event(e, label, i) for i, e in enumerate(_jsonl(data[EVENTS], f"{label}: {EVENTS}"), 1)]
+    now = events.utcnow()
+    evs = [_check_event(e, label, i, now) for i, e in enumerate(_jsonl(data[EVENTS], f"{label}: {EVENTS}"), 1)]
+    seen: set[str] = set()
+    for i, e in enumerate(evs, 1):
+        if e["id"] in seen:
+            raise MapathonError(f"{label}: event {i} has the id {e['id']} of an earlier event of the bundle; "
+                                "nothing was imported")
+        seen.add(e["id"])
     contribs = [_check_contribution(c, label, i)
                 for i, c in enumerate(_jsonl(data.get(CONTRIBUTIONS, b""), f"{label}: {CONTRIBUTIONS}"), 1)]
     files = {name[len(FILES_DIR):]: blob for name, blob in data.items() if name.startswith(FILES_DIR)}
@@ -272,6 +337,9 @@ def read_bundle(path: str | os.PathLike) -> Bundle:
         raise MapathonError(f"{label}: holds {len(evs)} events and {len(contribs)} contributions but its manifest "
                             "counts differ (tampered?); nothing was imported")
     survey = [_check_survey(d, label, i) for i, d in enumerate(_jsonl(data.get(SURVEY, b""), f"{label}: {SURVEY}"), 1)]
+    if counts.get("survey", 0) != len(survey):
+        raise MapathonError(f"{label}: holds {len(survey)} survey submissions but its manifest counts "
+                            f"{counts.get('survey')!r} (tampered?); nothing was imported")
     photos = {name: blob for name, blob in data.items() if name.startswith(SURVEY_PHOTOS)}
     for d in survey:
         for rel in d["photos"]:
@@ -290,31 +358,90 @@ def _check_survey(d, label: str, n: int) -> dict:
     if not isinstance(d, dict) or set(d) != set(FIELDS):
         raise bad("does not have the fields of a survey submission")
     for k in ("instance_id", "form_id", "form_version", "surveyor", "received"):
-        if not isinstance(d[k], str) or not d[k] or len(d[k]) > 200:
+        if not _is_text(d[k]):
             raise bad(f"has a bad {k}")
-    for k in ("lon", "lat", "accuracy_m"):
-        if d[k] is not None and (not isinstance(d[k], (int, float)) or isinstance(d[k], bool)):
+    if not _received_ok(d["received"]):
+        raise bad(f"has a bad time {d['received'][:40]!r}")
+    for k, top in (("lon", 180), ("lat", 90), ("accuracy_m", 1e7)):
+        v = d[k]
+        if v is not None and (not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v)
+                              or abs(v) > top or k == "accuracy_m" and v < 0):
             raise bad(f"has a bad {k}")
     if not isinstance(d["answers"], dict) or not isinstance(d["tags"], dict):
         raise bad("has bad answers or tags")
+    if not all(_is_text(k) and isinstance(v, str) and len(v) <= 255 for k, v in d["tags"].items()):
+        raise bad("has bad OpenStreetMap tags (text keys and values of at most 255 characters)")
+    if len(json.dumps(d["answers"], ensure_ascii=False)) > MAX_DATA:
+        raise bad(f"has too many answers (more than {MAX_DATA} bytes)")
     if not isinstance(d["photos"], list) or not all(isinstance(p, str) and _PHOTO_RE.match(p) for p in d["photos"]):
         raise bad("has bad photo names")
     for k in ("picked_feature", "village"):
-        if d[k] is not None and not isinstance(d[k], str):
+        if d[k] is not None and not _is_text(d[k]):
             raise bad(f"has a bad {k}")
     return d
 
 
+def _received_ok(text: str) -> bool:
+    """A survey's reception time as mapathon/survey writes it (ISO 8601), after 2000 and not in the future."""
+    try:
+        t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=timezone.utc)
+    return EARLIEST <= t <= events.utcnow() + MAX_AHEAD
+
+
 def _read(z: zipfile.ZipFile, info: zipfile.ZipInfo, limit: int, label: str | None = None) -> bytes:
+    """The member, read a megabyte at a time, never more than *limit* bytes (zipfile itself stops at the
+    size the zip declares, which :func:`read_bundle` bounds)."""
+    parts, total = [], 0
     try:
         with z.open(info) as f:
-            blob = f.read(limit + 1)
+            while True:
+                block = f.read(min(1 << 20, limit + 1 - total))
+                if not block:
+                    break
+                total += len(block)
+                parts.append(block)
+                if total > limit:
+                    break
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
         raise MapathonError(f"{label or z.filename}: truncated or damaged ({e}); nothing was imported: ask the "
                             "other site for a fresh 'mapathon sync export'") from None
-    if len(blob) > limit:
+    if total > limit:
         raise MapathonError(f"{label or z.filename}: larger than announced; nothing was imported")
-    return blob
+    return b"".join(parts)
+
+
+def _check_signature(z, infos, raw: bytes, project: Project, label: str, trust: bool) -> None:
+    """Refuse a bundle not signed with *project*'s key (unless *trust*), naming the likely reason."""
+    sig = _read(z, infos[SIGNATURE], 200, f"{label}: {SIGNATURE}") if SIGNATURE in infos else b""
+    key = project.meta(KEY_META)  # not made here: a copy without a key cannot check (nothing is written)
+    try:
+        good = bool(key) and hmac.compare_digest(sig.strip(), _sign(bytes.fromhex(key), raw).encode())
+    except (TypeError, ValueError):
+        good = False
+    if good:
+        return
+    try:
+        m = json.loads(raw)
+        m = m if isinstance(m, dict) else {}
+    except (ValueError, UnicodeDecodeError):
+        m = {}
+    if m.get("format") == FORMAT and isinstance(m.get("version"), int) and m["version"] > FORMAT_VERSION:
+        raise MapathonError(f"{label}: made by a newer mapathon (bundle format {m['version']}, this one reads up "
+                            f"to {FORMAT_VERSION}); upgrade mapathon at this site first. Nothing was imported")
+    if isinstance(m.get("project_id"), str) and m["project_id"] != project.id:
+        raise MapathonError(f"{label}: a bundle of project {str(m.get('project_name'))[:80]!r} "
+                            f"({m['project_id'][:40]}), not of this project {project.name!r} ({project.id}); "
+                            "nothing was imported")
+    if trust:
+        return
+    why = "has no signature" if not sig else "is not signed with this project's key"
+    raise MapathonError(f"{label}: {why} (edited after export, or made by a copy cloned before mapathon signed "
+                        "bundles); nothing was imported. Clone the project again for that site, or, if you know "
+                        "where the file comes from, import it with --trust")
 
 
 def _jsonl(blob: bytes, label: str) -> list:
@@ -333,7 +460,11 @@ def _jsonl(blob: bytes, label: str) -> list:
     return out
 
 
-def _check_event(e, label: str, n: int) -> dict:
+def _check_event(e, label: str, n: int, now: datetime | None = None) -> dict:
+    """*e* as mapathon writes events, or a MapathonError naming the first thing wrong: every value of
+    a known type and within range, so that nothing imported can make a later command fail."""
+    from ..tasks import lifecycle as lc
+
     def bad(why):
         return MapathonError(f"{label}: event {n} {why}; nothing was imported")
 
@@ -342,23 +473,104 @@ def _check_event(e, label: str, n: int) -> dict:
     for k in ("id", "site"):
         if not isinstance(e[k], str) or not _ID_RE.match(e[k]):
             raise bad(f"has a bad {k}")
-    if not isinstance(e["lamport"], int) or isinstance(e["lamport"], bool) or e["lamport"] < 1:
-        raise bad("has a bad clock value")
+    if not _is_int(e["lamport"]) or not 1 <= e["lamport"] < MAX_LAMPORT:
+        raise bad(f"has a bad clock value {str(e['lamport'])[:30]} (a whole number from 1 to 2^53 - 1)")
     if not isinstance(e["ts"], str):
         raise bad("has no time")
-    try:
-        events.parse_iso(e["ts"])
-    except ValueError:
-        raise bad(f"has a bad time {e['ts'][:40]!r}") from None
-    for k in ("actor", "action"):
-        if not isinstance(e[k], str) or not e[k] or len(e[k]) > 200:
-            raise bad(f"has a bad {k}")
-    for k in ("task", "from_state", "to_state", "comment"):
-        if e[k] is not None and not isinstance(e[k], str):
-            raise bad(f"has a bad {k}")
-    if e["data"] is not None and not isinstance(e["data"], dict):
-        raise bad("has bad data")
+    why = _bad_time(e["ts"], now)
+    if why:
+        raise bad(f"has a bad time {e['ts'][:40]!r} ({why})")
+    if not _is_text(e["actor"]):
+        raise bad(f"has a bad actor {str(e['actor'])[:40]!r}")
+    if e["action"] not in KNOWN_ACTIONS:
+        raise bad(f"has an unknown action {str(e['action'])[:40]!r}")
+    task_action = e["action"] in replay.TASK_ACTIONS
+    if e["task"] is not None and not _is_text(e["task"]) or task_action and e["task"] is None:
+        raise bad("has a bad task")
+    for k in ("from_state", "to_state"):
+        if e[k] is not None and e[k] not in lc.STATES or task_action and e[k] is None:
+            raise bad(f"has an unknown {k.replace('_', ' ')} {str(e[k])[:40]!r}")
+    if e["comment"] is not None and (not isinstance(e["comment"], str) or len(e["comment"]) > MAX_COMMENT):
+        raise bad("has a bad comment")
+    if e["data"] is not None:
+        if not isinstance(e["data"], dict):
+            raise bad("has bad data")
+        if len(json.dumps(e["data"], ensure_ascii=False)) > MAX_DATA:
+            raise bad(f"has too much data (more than {MAX_DATA} bytes)")
+        why = _bad_data(e["action"], e["data"], now)
+        if why:
+            raise bad(why)
     return e
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_text(v, limit: int = MAX_TEXT) -> bool:
+    """A short one-line text: a name, an actor, a task address."""
+    import unicodedata
+
+    return isinstance(v, str) and 0 < len(v) <= limit and not any(unicodedata.category(c) == "Cc" for c in v)
+
+
+def _bad_time(ts: str, now: datetime | None) -> str | None:
+    try:
+        t = events.parse_iso(ts)
+    except (ValueError, TypeError):
+        return "not a time as mapathon writes it"
+    if t < EARLIEST:
+        return "before 2000"
+    now = now or events.utcnow()
+    if t > now + MAX_AHEAD:
+        return (f"after {events.iso(now + MAX_AHEAD)[:16]}: the other computer's clock is wrong; set it right "
+                "and export again")
+    return None
+
+
+#: keys of an event's data that are short texts (names, ids), by action
+_DATA_TEXTS = {"volunteer.": ("name", "from", "merged", "osm_user"), "done": ("mapper",), "validate": ("mapper",),
+               "invalidate": ("mapper",), "site.": ("site", "site_name", "from_site"), replay.IMPORT: ("from_site",),
+               "contribution.submit": ("sha256",), "survey.submit": ("instance_id",)}
+_DATA_LISTS = {"split": ("children",), "site.reserve": ("tasks", "villages"), "site.unreserve": ("tasks", "villages")}
+
+
+def _bad_data(action: str, d: dict, now: datetime | None) -> str | None:
+    """Why the data of an event is not what mapathon writes there, or None (what the replay, the volunteers'
+    rows and the locks read from it is checked: mapathon/sync/replay.py, mapathon/tasks/volunteers.py)."""
+    from ..tasks import volunteers
+
+    for prefix, keys in _DATA_TEXTS.items():
+        if action.startswith(prefix) if prefix.endswith(".") else action == prefix:
+            for k in keys:
+                if d.get(k) is not None and not _is_text(d[k]):
+                    return f"has a bad {k} {str(d[k])[:40]!r} in its data"
+    if action.startswith("volunteer."):
+        for k in ("name", "from", "merged"):
+            if d.get(k) is not None:
+                try:
+                    volunteers.check_name(d[k])
+                except MapathonError as err:
+                    return f"has a bad volunteer name ({err})"
+        for k in ("validator", "organizer"):
+            if d.get(k) is not None and not isinstance(d[k], bool) and d[k] not in (0, 1):
+                return f"has a bad {k} flag in its data"
+    if action.startswith("claim."):
+        if not isinstance(d.get("expires"), str):
+            return "has a bad lock end (data.expires)"
+        why = _bad_time(d["expires"], (now or events.utcnow()) + timedelta(days=365))
+        if why:
+            return f"has a bad lock end {d['expires'][:40]!r} ({why})"
+    for k in _DATA_LISTS.get(action, ()):
+        if d.get(k) is not None and (not isinstance(d[k], list) or not all(_is_text(x) for x in d[k])):
+            return f"has a bad list of {k} in its data"
+    if action == replay.IMPORT:
+        known = d.get("known")
+        if not isinstance(known, dict) or not all(
+                isinstance(k, str) and _ID_RE.match(k) and _is_int(v) and 0 <= v < MAX_LAMPORT
+                for k, v in known.items()):
+            return "has bad clock values in its data"
+    return None
 
 
 def _check_contribution(c, label: str, n: int) -> dict:
@@ -371,14 +583,16 @@ def _check_contribution(c, label: str, n: int) -> dict:
     if not m or m.group(1) != c["sha256"]:
         raise bad("has a bad stored name")
     for k in ("volunteer", "submitted", "original_name", "format"):
-        if not isinstance(c[k], str) or not c[k]:
+        if not _is_text(c[k]):
             raise bad(f"has a bad {k}")
+    if _bad_time(c["submitted"], None):
+        raise bad(f"has a bad time {c['submitted'][:40]!r} ({_bad_time(c['submitted'], None)})")
     for k in ("size", "objects"):
-        if not isinstance(c[k], int) or c[k] < 0:
+        if not _is_int(c[k]) or not 0 <= c[k] < MAX_LAMPORT:
             raise bad(f"has a bad {k}")
-    if c["task_key"] is not None and not isinstance(c["task_key"], str):
+    if c["task_key"] is not None and not _is_text(c["task_key"]):
         raise bad("has a bad task")
-    if not isinstance(c["counts"], dict):
+    if not isinstance(c["counts"], dict) or not all(_is_int(v) and 0 <= v < MAX_LAMPORT for v in c["counts"].values()):
         raise bad("has bad counts")
     return c
 
@@ -386,9 +600,10 @@ def _check_contribution(c, label: str, n: int) -> dict:
 # -- import -------------------------------------------------------------------------------------------------
 
 
-def import_bundle(project: Project, path: str | os.PathLike) -> ImportResult:
-    """Apply another site's bundle: all of it or, on any problem, nothing."""
-    b = read_bundle(path)
+def import_bundle(project: Project, path: str | os.PathLike, *, trust: bool = False) -> ImportResult:
+    """Apply another site's bundle: all of it or, on any problem, nothing. *trust*: accept a bundle
+    not signed with this project's key (:func:`read_bundle`)."""
+    b = read_bundle(path, project, trust=trust)
     label = str(b.path)
     m = b.manifest
     if m["project_id"] != project.id:
@@ -545,9 +760,9 @@ def _add_contributions(project: Project, contribs: list[dict]) -> int:
     return n
 
 
-def bundle_info(path: str | os.PathLike) -> dict:
-    """The manifest of a checked bundle (for 'mapathon sync show')."""
-    b = read_bundle(path)
+def bundle_info(path: str | os.PathLike, project: Project | None = None, *, trust: bool = False) -> dict:
+    """The manifest of a checked bundle (for 'mapathon sync show'); with *project*, its signature too."""
+    b = read_bundle(path, project, trust=trust)
     return {k: v for k, v in b.manifest.items() if k != "members"} | {"members": len(b.manifest["members"])}
 
 

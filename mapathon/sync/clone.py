@@ -44,6 +44,9 @@ def clone_project(project: Project, dest: str | os.PathLike, *, imagery: bool = 
     if to_db is not None and not store.is_url(to_db):
         raise MapathonError(f"--to-db {to_db}: expected a PostgreSQL URL, postgresql://host/database[?schema=NAME]")
     new_site = str(uuid.uuid4())
+    from .bundle import sync_key
+
+    sync_key(project)  # made now for a project older than signed bundles: the copy gets the same key
     keys, village_names = reservations.resolve(project, villages, tasks)
     reservations.check_free(project, keys, new_site)
     made = not dest.exists()
