@@ -612,7 +612,7 @@ def export_data_cmd(
         console.print(f"Outside the project's area (no village): {r.outside}; --village leaves them out", soft_wrap=True)
 
 
-# -- contributions and merging (issue 3) -------------------------------------------------------------
+# -- contributions and merging -----------------------------------------------------------------------
 
 
 @app.command("submit")
@@ -756,7 +756,7 @@ def _print_merge(result) -> None:
                       + (" ..." if len(pv["files"]) > 12 else "") + f"; see {pv['folder']}/README.md", soft_wrap=True)
 
 
-# -- quality checks and credit (issue 3) ---------------------------------------------------------------
+# -- quality checks and credit -------------------------------------------------------------------------
 
 
 
@@ -869,7 +869,7 @@ def report_cmd(
     print_after_merge(rep, console)
 
 
-# -- printing: field atlases (issue 4) ------------------------------------------------------------------
+# -- printing: field atlases ----------------------------------------------------------------------------
 
 
 @app.command("print")
@@ -960,7 +960,7 @@ def scan_cmd(
     if failed:
         raise MapathonError(f"{failed} of {len(results)} picture(s) could not be placed (see above); the others are kept")
 
-# -- imagery and editors (issue 5) ---------------------------------------------------------------------
+# -- imagery and editors -------------------------------------------------------------------------------
 
 imagery_app = _app("Imagery: sources, purchase estimates, an offline tile cache and its server.")
 app.add_typer(imagery_app, name="imagery")
@@ -1245,7 +1245,7 @@ def id_url_cmd(
     print(url)
 
 
-# -- sync between sites and the room server (issue 6) ------------------------------------------------------
+# -- sync between sites and the room server ----------------------------------------------------------------
 
 sync_app = _app("Work at several sites without internet: copy the project, then exchange changes by file.")
 app.add_typer(sync_app, name="sync")
@@ -1397,7 +1397,7 @@ def sync_show(bundle: Path = typer.Argument(..., help="A bundle file."), as_json
                   f"{c.get('contributions', 0)} contribution(s); format {info['version']}")
 
 
-# -- field surveys with ODK (issue 15) ----------------------------------------------------------------------
+# -- field surveys with ODK ---------------------------------------------------------------------------------
 
 survey_app = _app("Field surveys with ODK Collect, offline: forms, submissions, imports.")
 app.add_typer(survey_app, name="survey")
