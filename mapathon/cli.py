@@ -163,7 +163,14 @@ def init(
         except MapathonError:
             raise _usage(f"--organizer {organizer!r}: give a name of 1 to 80 printable characters") from None
     lang = check_lang(lang)
-    area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area, force=force)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    # read_aoi calls back only for a large file: the bar then shows on stderr while its features are read
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=err_console, transient=True, disable=as_json) as bar:
+        job = bar.add_task(f"Reading {aoi.name}", total=None, visible=False)
+        area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area, force=force,
+                        progress=lambda done, total: bar.update(job, completed=done, total=total, visible=True))
     for w in area.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
     with init_project(directory, name, area, actor=organizer or "organizer", db=ctx.obj["db"], lang=lang) as project:
