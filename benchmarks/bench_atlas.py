@@ -1,6 +1,6 @@
 """Printing field atlases (mapathon print) over Liechtenstein (17,638 buildings, 8,000 roads and streams).
 
-Goals (issue 4): an atlas of 14 map pages at 1:5,000 in under 15 s and 1 GB on two cores;
+Goals: an atlas of 14 map pages at 1:5,000 in under 15 s and 1 GB on two cores;
 the cost per page should stay flat as the atlas grows from 1 to 60 map pages.
 
 Each atlas is made in a fresh child process so that its time and peak memory are its own.

@@ -1,13 +1,13 @@
 """Quality checks over the Liechtenstein extract (17,600 buildings, 340,000 objects).
 
-Goal (issue 3): every check (duplicates, overlaps, crossings, not square, tiny,
+Goal: every check (duplicates, overlaps, crossings, not square, tiny,
 unclosed, self-intersecting, untagged) in at most 3 s, reading the file included.
 Each run is a fresh child process, so that its peak memory is its own; the
 first run also pays for the disk cache, the best of the others is reported.
 
 Run:  .venv/bin/python benchmarks/bench_checks.py [--runs 3] [FILE]
 
-Issue 13 (bases of a country's size): with ``--sizes 1,3,10`` it builds bases of 1x, 3x, 10x the
+Bases of a country's size: with ``--sizes 1,3,10`` it builds bases of 1x, 3x, 10x the
 Liechtenstein extract (copies with shifted ids and positions, written with pyosmium; kept in
 ``--work``), generates the 100 volunteers' files of ``bench_merge.py``, and times in the same run,
 each command in its own process under ``/usr/bin/time`` (wall time, peak memory):
@@ -107,7 +107,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("file", nargs="?", default=str(DEFAULT))
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--sizes", help="Bases of these many copies of the extract, e.g. 1,3,10 (issue 13).")
+    ap.add_argument("--sizes", help="Bases of these many copies of the extract, e.g. 1,3,10.")
     ap.add_argument("--work", default="/tmp/mapathon-bench-checks", help="Where the bases and files are kept.")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()

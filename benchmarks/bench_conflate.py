@@ -1,4 +1,4 @@
-"""Benchmark: conflate 10,000 survey submissions with the 2019 data of the Dianguirdé area (issue 15).
+"""Benchmark: conflate 10,000 survey submissions with the 2019 data of the Dianguirdé area.
 
 The conflation half of ``bench_survey`` (the import half times storing submissions with photos):
 10,000 submissions by 20 surveyors, four in five at one of the 59 real wells with 3-15 m of GPS noise

@@ -1,6 +1,6 @@
 """Grid, claim and status on a 5,000 km² area of interest in Mali at zoom 18 (~230,000 tasks).
 
-Goals (issue 2): grid <= 3 s end to end including the database write and <= 1 GB peak
+Goals: grid <= 3 s end to end including the database write and <= 1 GB peak
 memory; a claim <= 5 ms median with 230,000 tasks; status <= 1 s.
 
 The gridding runs in a child process so that its peak memory is measured alone.

@@ -8,7 +8,7 @@
 2. ``mapathon.imagery.fetch`` then downloads the same kind of tiles (a fresh cache each time,
    every tile checked and committed to MBTiles) with 1, 4, 8 and 16 workers, each run repeated:
    the median run's tiles/s and its fraction of the server's max, and the fetcher's CPU per tile
-   (and the server's). Goal (issue 5): >= 80 % with
+   (and the server's). Goal: >= 80 % with
    8 workers.
 3. Serving: 10,000 distinct tiles from an MBTiles cache, through ``imagery serve``'s HTTP server
    (its own process, 8 keep-alive client connections), and through ``TileService.respond``

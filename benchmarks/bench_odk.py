@@ -1,4 +1,4 @@
-"""The ODK Collect submission endpoint with 50 phones sending at once (issue 15): p99 under 200 ms.
+"""The ODK Collect submission endpoint with 50 phones sending at once: p99 under 200 ms.
 
 A Dianguirdé project with the water form is served by ``python -m mapathon.server`` on 127.0.0.1.
 50 phones (threads with ``requests``, one keep-alive connection each, signed in with Digest as ODK

@@ -1,6 +1,6 @@
 """Placing photos of atlas pages (mapathon scan): 12-megapixel JPEG photos of a real page.
 
-Goals (issue 14): one 12 MP photo decoded, placed, rectified and written as a GeoTIFF (marks extracted
+Goals: one 12 MP photo decoded, placed, rectified and written as a GeoTIFF (marks extracted
 once marks.py lands) in at most 2 s; 20 photos in at most 30 s on 2 cores; peak memory under 1 GB.
 
 The photos are made from a page printed by 'mapathon print' (tests/scan_photos.py: tilted up to 35°,

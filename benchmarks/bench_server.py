@@ -1,4 +1,4 @@
-"""The room server under 200 concurrent clients (issue 6): requests per second and claim latency.
+"""The room server under 200 concurrent clients: requests per second and claim latency.
 
 A Dianguirdé project (14 villages, zoom 16: 643 tasks) is served by ``mapathon serve``
 (uvicorn, one process) on 127.0.0.1; 200 clients, each with its own keep-alive connection and
@@ -22,7 +22,7 @@ signed in as its own volunteer:
 
 Goal: p99 claim latency under 100 ms with 200 concurrent clients, on SQLite and on PostgreSQL.
 
-Several processes (issue 13): ``--processes N`` starts N ``mapathon serve`` processes on N ports,
+Several processes: ``--processes N`` starts N ``mapathon serve`` processes on N ports,
 all on the same project (PostgreSQL: ``--db``), and spreads the clients over them (client i talks to
 process i mod N), as a reverse proxy would. No proxy is started: it would take CPU from the servers.
 Claims per second at saturation (``saturation``, ``mixed``) then show what a second or a fourth

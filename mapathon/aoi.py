@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,6 +33,11 @@ from .errors import MapathonError, UsageMistake
 DEFAULT_MAX_AREA_KM2 = 5000.0
 NAME_KEYS = ("name", "NAME", "Name", "nom", "NOM", "village", "VILLAGE", "Village")
 OSM_SUFFIXES = (".osm", ".osm.pbf", ".pbf", ".osm.gz", ".osm.bz2", ".o5m")
+PROGRESS_MIN_BYTES = 8 * 1024 * 1024  # a file this large reports its progress while its features are read
+PROGRESS_EVERY = 1000  # ... every this many features (or CSV rows), and once at the end
+
+# progress(done, total): features (or CSV rows) read so far, and how many there are (None: not known)
+OnProgress = Callable[[int, "int | None"], None]
 
 
 @dataclass
@@ -64,10 +70,13 @@ def read_aoi(
     radius: float | None = None,
     max_area_km2: float = DEFAULT_MAX_AREA_KM2,
     force: bool = False,
+    progress: OnProgress | None = None,
 ) -> AOI:
     """Read, validate and repair an AOI file. Raises :class:`MapathonError` on bad input.
 
     A village more than :data:`REFUSE_KM` from the others is refused (swapped lat/lon?) unless *force*.
+    When the file is large (:data:`PROGRESS_MIN_BYTES`), *progress* is told how many features (or CSV
+    rows) are read, as they are read.
     """
     path = Path(path)
     if not path.exists():
@@ -80,13 +89,36 @@ def read_aoi(
     if name.endswith((".kml", ".kmz")):
         raise MapathonError(f"{path}: KML files cannot be read here; save it as GeoJSON first (in QGIS: right-click "
                             "the layer > Export > Save Features As, format GeoJSON)")
+    if progress is not None and not _is_large(path):
+        progress = None
     if name.endswith(".csv"):
-        aoi = _read_csv(path, radius, force)
+        aoi = _read_csv(path, radius, force, progress)
     elif name.endswith(OSM_SUFFIXES):
         aoi = _read_osm(path, relation)
     else:
-        aoi = _read_fiona(path, radius, force)
+        aoi = _read_fiona(path, radius, force, progress)
     return _finish(aoi, path, max_area_km2)
+
+
+def _is_large(path: Path) -> bool:
+    """A file (or a folder's files, e.g. a Shapefile's) of at least :data:`PROGRESS_MIN_BYTES`."""
+    files = [path] if path.is_file() else [f for f in path.iterdir() if f.is_file()]
+    return sum(f.stat().st_size for f in files) >= PROGRESS_MIN_BYTES
+
+
+def _reported(items: Iterable, total: int | None, progress: OnProgress | None) -> Iterator:
+    """*items* as they are, telling *progress* how many went by every :data:`PROGRESS_EVERY` and at the end."""
+    if progress is None:
+        yield from items
+        return
+    done = 0
+    progress(0, total)
+    for item in items:
+        yield item
+        done += 1
+        if done % PROGRESS_EVERY == 0:
+            progress(done, total)
+    progress(done, total)
 
 
 def _finish(aoi: AOI, path: Path, max_area_km2: float) -> AOI:
@@ -160,7 +192,7 @@ def _decode_csv(path: Path, warnings: list[str]) -> str:
         return raw.decode("cp1252", errors="replace")
 
 
-def _read_csv(path: Path, radius: float | None, force: bool = False) -> AOI:
+def _read_csv(path: Path, radius: float | None, force: bool = False, progress: OnProgress | None = None) -> AOI:
     if radius is None:
         raise MapathonError(f"{path}: a CSV of villages needs --radius METRES (the area to map around each village)")
     warnings: list[str] = []
@@ -185,7 +217,7 @@ def _read_csv(path: Path, radius: float | None, force: bool = False) -> AOI:
             f"found: {', '.join(fields) or 'nothing'})"
         )
     points = []
-    for lineno, row in enumerate(rows[1:], start=2):
+    for lineno, row in enumerate(_reported(rows[1:], len(rows) - 1, progress), start=2):
         if not any(c.strip() for c in row):
             continue
         if len(row) > len(fields):
@@ -253,11 +285,13 @@ def _far_villages(path: Path, points, force: bool = False) -> list[str]:
 GPX_VERTEX_LAYERS = ("track_points", "route_points")  # GDAL's layers of the points along GPX tracks and routes
 
 
-def read_features(path: Path, skipped: dict[str, int] | None = None) -> list[tuple[BaseGeometry, dict]]:
+def read_features(path: Path, skipped: dict[str, int] | None = None,
+                  progress: OnProgress | None = None) -> list[tuple[BaseGeometry, dict]]:
     """Every feature of every layer of a vector file, reprojected to WGS84, with its properties.
 
     A GPX file's track and route points (the vertices of its tracks and routes, which GDAL also
     gives as layers of their own) are left out: counted in *skipped* (layer -> features) when given.
+    *progress* is told how many features of each layer are read, as they are read.
     """
     import fiona
     from fiona.errors import FionaError
@@ -286,7 +320,8 @@ def read_features(path: Path, skipped: dict[str, int] | None = None) -> list[tup
                     raise MapathonError(f"{path}: layer {layer} has {count:,} features, over the limit of "
                                         f"{MAX_VERTICES:,}: keep only the area (or the tasks) to use")
                 crs = src.crs.to_wkt() if src.crs else None
-                feats = [(f.geometry, dict(f.properties or {})) for f in src if f.geometry is not None]
+                feats = [(f.geometry, dict(f.properties or {})) for f in _reported(src, count or None, progress)
+                         if f.geometry is not None]
                 if not feats:
                     continue
                 geoms = [shape(g) for g, _ in feats]
@@ -321,14 +356,14 @@ def feature_name(props: dict) -> str | None:
                 None)
 
 
-def _read_fiona(path: Path, radius: float | None, force: bool = False) -> AOI:
+def _read_fiona(path: Path, radius: float | None, force: bool = False, progress: OnProgress | None = None) -> AOI:
     polygons: list[BaseGeometry] = []
     named: list[SubArea] = []
     points: list[tuple[str, float, float, dict]] = []
     others = 0
     warnings: list[str] = []
     skipped: dict[str, int] = {}
-    features = read_features(path, skipped)
+    features = read_features(path, skipped, progress)
     n = int(shapely.get_num_coordinates(np.array([g for g, _ in features], dtype=object)).sum()) if features else 0
     if n > MAX_VERTICES:
         raise MapathonError(f"{path}: {n:,} points and corners, over the limit of {MAX_VERTICES:,}: keep only the "

@@ -163,7 +163,14 @@ def init(
         except MapathonError:
             raise _usage(f"--organizer {organizer!r}: give a name of 1 to 80 printable characters") from None
     lang = check_lang(lang)
-    area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area, force=force)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    # read_aoi calls back only for a large file: the bar then shows on stderr while its features are read
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  console=err_console, transient=True, disable=as_json) as bar:
+        job = bar.add_task(f"Reading {aoi.name}", total=None, visible=False)
+        area = read_aoi(aoi, relation=relation, radius=radius, max_area_km2=max_area, force=force,
+                        progress=lambda done, total: bar.update(job, completed=done, total=total, visible=True))
     for w in area.warnings:
         err_console.print(f"[yellow]Warning:[/] {w}", soft_wrap=True)
     with init_project(directory, name, area, actor=organizer or "organizer", db=ctx.obj["db"], lang=lang) as project:
@@ -612,7 +619,7 @@ def export_data_cmd(
         console.print(f"Outside the project's area (no village): {r.outside}; --village leaves them out", soft_wrap=True)
 
 
-# -- contributions and merging (issue 3) -------------------------------------------------------------
+# -- contributions and merging -----------------------------------------------------------------------
 
 
 @app.command("submit")
@@ -756,7 +763,7 @@ def _print_merge(result) -> None:
                       + (" ..." if len(pv["files"]) > 12 else "") + f"; see {pv['folder']}/README.md", soft_wrap=True)
 
 
-# -- quality checks and credit (issue 3) ---------------------------------------------------------------
+# -- quality checks and credit -------------------------------------------------------------------------
 
 
 
@@ -869,7 +876,7 @@ def report_cmd(
     print_after_merge(rep, console)
 
 
-# -- printing: field atlases (issue 4) ------------------------------------------------------------------
+# -- printing: field atlases ----------------------------------------------------------------------------
 
 
 @app.command("print")
@@ -960,7 +967,7 @@ def scan_cmd(
     if failed:
         raise MapathonError(f"{failed} of {len(results)} picture(s) could not be placed (see above); the others are kept")
 
-# -- imagery and editors (issue 5) ---------------------------------------------------------------------
+# -- imagery and editors -------------------------------------------------------------------------------
 
 imagery_app = _app("Imagery: sources, purchase estimates, an offline tile cache and its server.")
 app.add_typer(imagery_app, name="imagery")
@@ -1245,7 +1252,7 @@ def id_url_cmd(
     print(url)
 
 
-# -- sync between sites and the room server (issue 6) ------------------------------------------------------
+# -- sync between sites and the room server ----------------------------------------------------------------
 
 sync_app = _app("Work at several sites without internet: copy the project, then exchange changes by file.")
 app.add_typer(sync_app, name="sync")
@@ -1401,7 +1408,7 @@ def sync_show(ctx: typer.Context, bundle: Path = typer.Argument(..., help="A bun
                   f"{c.get('contributions', 0)} contribution(s); format {info['version']}")
 
 
-# -- field surveys with ODK (issue 15) ----------------------------------------------------------------------
+# -- field surveys with ODK ---------------------------------------------------------------------------------
 
 survey_app = _app("Field surveys with ODK Collect, offline: forms, submissions, imports.")
 app.add_typer(survey_app, name="survey")

@@ -230,6 +230,32 @@ WORDS: dict[str, dict[str, str]] = {
                                   "(File › Save As, a .osm file).",
                             "fr": "{file} : ce fichier est illisible ; enregistrez à nouveau votre travail dans "
                                   "JOSM (Fichier › Enregistrer sous, un fichier .osm)."},
+    "err.file_bomb": {"en": "{file}: refused: it holds far more data than a mapathon task ever has; hand in the .osm "
+                            "file saved from JOSM for your task.",
+                      "fr": "{file} : refusé : il contient bien plus de données qu'une tâche de mapathon ; envoyez le "
+                            "fichier .osm enregistré dans JOSM pour votre tâche."},
+    "err.file_doctype": {"en": "{file}: refused: it has a declaration (DOCTYPE) that JOSM never writes; save your work "
+                               "again in JOSM (File › Save As, a .osm file).",
+                         "fr": "{file} : refusé : il contient une déclaration (DOCTYPE) que JOSM n'écrit jamais ; "
+                               "enregistrez à nouveau votre travail dans JOSM (Fichier › Enregistrer sous, "
+                               "un fichier .osm)."},
+    "err.file_helper_layer": {"en": "{file}: this is a JOSM helper layer (such as the task grid), not your mapping; "
+                                    "hand in the layer you mapped in (File › Save As, a .osm file).",
+                              "fr": "{file} : c'est une couche d'aide de JOSM (comme la grille des tâches), pas votre "
+                                    "travail ; envoyez la couche où vous avez cartographié (Fichier › Enregistrer "
+                                    "sous, un fichier .osm)."},
+    "err.file_bad_value": {"en": "{file}: an object has an impossible value (a number or coordinates out of range); "
+                                 "save your work again in JOSM (File › Save As, a .osm file).",
+                           "fr": "{file} : un objet a une valeur impossible (un numéro ou des coordonnées hors "
+                                 "limites) ; enregistrez à nouveau votre travail dans JOSM (Fichier › Enregistrer "
+                                 "sous, un fichier .osm)."},
+    "err.file_bad_line": {"en": "{file}: line {line}: {what} is not valid; save your work again in JOSM "
+                                "(File › Save As, a .osm file).",
+                          "fr": "{file} : ligne {line} : {what} n'est pas valable ; enregistrez à nouveau votre "
+                                "travail dans JOSM (Fichier › Enregistrer sous, un fichier .osm)."},
+    "err.file_twice": {"en": "{file}: {what} appears twice; save your work again in JOSM (File › Save As, a .osm file).",
+                       "fr": "{file} : {what} figure deux fois ; enregistrez à nouveau votre travail dans JOSM "
+                             "(Fichier › Enregistrer sous, un fichier .osm)."},
     "err.invalid": {"en": "This request is not valid ({field}).", "fr": "Cette demande n'est pas valable ({field})."},
     "err.refused": {"en": "Refused: {detail}", "fr": "Refusé : {detail}"},
     "err.too_large": {"en": "Request too large (at most {what} here).", "fr": "Envoi trop gros (au plus {what} ici)."},
@@ -491,7 +517,7 @@ def catalog(lang: str | None) -> dict[str, str]:
 
 # Library messages (written for the command line) recognised by their wording; each becomes a plain
 # sentence. The patterns follow the messages of tasks.lifecycle, tasks.volunteers, project.village and
-# osm.readers; a message none of them knows is still cleaned of flags and commands (see plain_error).
+# osm.readers (the files a volunteer hands in, bombs and impossible values included); a message none of them knows is still cleaned of flags and commands (see plain_error).
 _TASK = r"task (?P<id>\d+) \((?P<key>[^)]*)\) is (?P<state>[A-Z_]+): "
 _RULES: list[tuple[re.Pattern, str]] = [(re.compile(p, re.S), k) for p, k in [
     (r"--as: a volunteer name is needed", "err.name_needed"),
@@ -521,10 +547,16 @@ _RULES: list[tuple[re.Pattern, str]] = [(re.compile(p, re.S), k) for p, k in [
     (r"task (?P<id>\S+): no such task", "err.no_task"),
     (r"--as (?P<name>.+?): no such volunteer", "err.no_volunteer"),
     (r"(?P<file>[^:]+): unsupported file type", "err.file_type"),
-    (r"(?P<file>[^:]+): empty file", "err.file_empty"),
+    (r"(?P<file>[^:]+): (empty file|no OSM data in the file)", "err.file_empty"),
     (r"(?P<file>[^:]+): (this is .+?, not an OpenStreetMap file|not OpenStreetMap XML)", "err.file_not_osm"),
+    (r"(?P<file>[^:]+): refused: (it expands to more than|more than [\d,]+ objects in)", "err.file_bomb"),
+    (r"(?P<file>[^:]+): refused: the file has a DOCTYPE", "err.file_doctype"),
+    (r"(?P<file>[^:]+): JOSM marks this layer upload=", "err.file_helper_layer"),
+    (r"(?P<file>[^:]+): (object id \S+ is out of range|node \S+ has no valid coordinates)", "err.file_bad_value"),
+    (r"(?P<file>[^:]+): line (?P<line>\d+): (?P<what>[^:]+): ", "err.file_bad_line"),
+    (r"(?P<file>[^:]+): (?P<what>(node|way|relation) -?\d+) appears twice", "err.file_twice"),
     (r"(?P<file>[^:]+): (damaged|not well-formed|not an OSM|not gzip|not bzip|this is an? (XML|PBF|gzip|bzip2)"
-     r"|node \S+ has no)",
+     r"|this is an (osmChange|OSM \(\.osm\)) file)",
      "err.file_unreadable"),
 ]]
 _DID_YOU_MEAN = re.compile(r"did you mean '?(?P<close>.+?)'?\?")

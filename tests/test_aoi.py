@@ -359,3 +359,31 @@ def test_osm_missing_relation(tmp_path):
 
 def test_osm_needs_relation(tmp_path):
     refused(tmp_path, LIECHTENSTEIN, needles=("--relation",))
+
+
+# -- progress while a large file is read ---------------------------------------------------------------------
+
+
+def test_a_large_area_file_reports_its_progress(tmp_path, monkeypatch):
+    from mapathon import aoi as aoi_mod
+
+    corners = [(-9.1 + i * 0.01, 14.4) for i in range(7)]
+    f = write_geojson(tmp_path / "v.geojson", [({"type": "Point", "coordinates": xy}, {"name": f"V{i}"})
+                                               for i, xy in enumerate(corners)])
+    rows = tmp_path / "v.csv"
+    rows.write_text("name,lat,lon\n" + "".join(f"V{i},{lat},{lon}\n" for i, (lon, lat) in enumerate(corners)))
+    calls: list[tuple[int, int | None]] = []
+    # a small file says nothing
+    aoi_mod.read_aoi(f, radius=500, progress=lambda d, t: calls.append((d, t)))
+    assert calls == []
+    monkeypatch.setattr(aoi_mod, "PROGRESS_MIN_BYTES", 100)
+    monkeypatch.setattr(aoi_mod, "PROGRESS_EVERY", 3)
+    for path in (f, rows):
+        calls.clear()
+        area = aoi_mod.read_aoi(path, radius=500, progress=lambda d, t: calls.append((d, t)))
+        assert len(area.villages) == 7
+        assert calls == [(0, 7), (3, 7), (6, 7), (7, 7)], path
+    # the command shows it as a bar on stderr, gone when reading ends; the project is made as usual
+    r = init(tmp_path, f, "--radius", "500")
+    assert "Created project" in r.stdout and "Reading" not in r.stdout
+    assert len(villages(tmp_path / "p")) == 7

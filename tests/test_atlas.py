@@ -353,7 +353,7 @@ def test_new_objects_of_a_merge_snapshot_are_drawn(tmp_path, cli):
         assert conn.execute("SELECT COUNT(*) FROM lines").fetchone()[0] == 1
 
 
-# -- a village's pages cover all its mapped squares (issue 11) -----------------------------------------------
+# -- a village's pages cover all its mapped squares -----------------------------------------------
 
 DIANGUIRDE = (-9.0161968, 14.4931945)
 LONG_WELL = "Puits de la coopérative des femmes maraîchères de Dianguirdé-Est"
@@ -392,7 +392,7 @@ def _edge_data(project: Path, folder: Path) -> tuple[Path, float]:
 @pytest.mark.slow
 def test_village_pages_reach_the_edge_of_its_squares(dianguirde):
     data, dist = _edge_data(dianguirde, dianguirde.parent)
-    assert dist > 1500  # far beyond the one page around the village point that the atlas used to print
+    assert dist > 1500  # far beyond the one page around the village point
     cli = Cli(dianguirde)
     out = dianguirde.parent / "edge.pdf"
     info = json.loads(cli("print", "--data", data, "--village", "Dianguirdé", "-o", out, "--json").stdout)

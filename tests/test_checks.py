@@ -1,4 +1,4 @@
-"""Quality checks (issue 3): each check on small hand-written OSM files with known answers.
+"""Quality checks: each check on small hand-written OSM files with known answers.
 
 Shapes are laid out in metres in UTM zone 29N (around Dianguirdé) and
 written as JOSM XML, so the expected overlaps, angles and areas are exact.
@@ -128,7 +128,7 @@ def _turned(o: Osm, cx, cy, w, angle):
 
 
 def test_the_typical_duplicate_is_an_error(tmp_path):
-    """The same 9 m house drawn twice by two volunteers: a duplicate however it was drawn again (issue 11)."""
+    """The same 9 m house drawn twice by two volunteers: a duplicate however it was drawn again."""
     o = Osm()
     pairs = {
         "offset 1 m": (o.square(0, 0, 9), o.square(1, 1, 9)),  # 79 % of the smaller one: was only an overlap
@@ -368,7 +368,7 @@ def test_liechtenstein_has_plausible_counts():
     assert r.seconds < 15
 
 
-# -- checks scoped to a merge's changes (issue 13) ------------------------------------------------------
+# -- checks scoped to a merge's changes ------------------------------------------------------
 
 
 def _moved_base_node(path: Path) -> tuple[Path, int, int]:

@@ -1,5 +1,5 @@
 """One selection grammar: every command that takes --village or --tasks matches them the same way,
-refuses them with the same words, and every option name means one thing (issue 12)."""
+refuses them with the same words, and every option name means one thing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Survey submissions conflated into the merge (issue 15): matching on the real 2019 wells of the
+"""Survey submissions conflated into the merge: matching on the real 2019 wells of the
 Dianguirdé area with simulated GPS noise, then through 'survey merge' and the ordinary 'merge'."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Credit and progress (issue 3): counts on a hand-made merge, lengths checked with pyproj.Geod,
+"""Credit and progress: counts on a hand-made merge, lengths checked with pyproj.Geod,
 the tasks lists in a project, and the self-contained HTML page."""
 
 from __future__ import annotations

@@ -500,11 +500,11 @@ def test_random_metric_grids_cover_the_polygon(aoi, size):
     assert all(geod_area(c) == pytest.approx(size * size, rel=0.005) for c in g.geoms)
 
 
-# -- the fast tile cover (issue 13): only tiles near the boundary are tested as geometries ------------------
+# -- the fast tile cover: only tiles near the boundary are tested as geometries ------------------
 
 
 def _reference_tile_grid(aoi, zoom, **kw):
-    """Every tile of the bounding box made and tested (the algorithm before issue 13)."""
+    """Every tile of the bounding box made and tested (the simple reference algorithm)."""
     from mapathon.tasks import grid as g
 
     x0, y0, x1, y1 = g.tile_range(aoi.bounds, zoom)

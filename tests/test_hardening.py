@@ -1,4 +1,4 @@
-"""Bad files never crash or exhaust the machine (issue 12): bombs, broken caches, absurd values."""
+"""Bad files never crash or exhaust the machine: bombs, broken caches, absurd values."""
 
 from __future__ import annotations
 

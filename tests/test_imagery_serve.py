@@ -324,7 +324,7 @@ def test_import_geotiff(pcli, gridded, tmp_path, no_network):  # noqa: F811
     assert "good for zoom 18 at most" in pcli("imagery", "import", tif, "--zoom", "21", ok=False).stderr
 
 
-# -- the task's existing data in JOSM (issue 11) ------------------------------------------------------------------
+# -- the task's existing data in JOSM ------------------------------------------------------------------
 
 
 def _osm_objects(data: bytes) -> dict:

@@ -1,4 +1,4 @@
-"""The merge engine (issue 3): collecting rules, outputs re-read with independent readers, bad input.
+"""The merge engine: collecting rules, outputs re-read with independent readers, bad input.
 
 Hand-written JOSM files are made by the tests; real data (Andorra with its
 change file, Liechtenstein, Dianguirdé) comes from tests/data. Outputs are
@@ -277,7 +277,7 @@ def test_missing_node_reference_is_an_error_naming_file_and_way(tmp_path, base, 
         merge([bad2], tmp_path / "x.osm.pbf")
 
 
-# -- three-way merge of edits of the same version (issue 11) ----------------------------------------------
+# -- three-way merge of edits of the same version ----------------------------------------------
 
 WELL = {"man_made": "water_well"}  # node 101 version 2 of the base, at 14.6, -9.2
 
@@ -717,7 +717,7 @@ def test_disjoint_real_files_same_objects_by_pyosmium(tmp_path):
     assert read_objects(out) == expected
 
 
-# -- extracts among the inputs (issue 13): merged by libosmium, never read into Python ---------------------
+# -- extracts among the inputs: merged by libosmium, never read into Python ---------------------
 
 
 @pytest.fixture

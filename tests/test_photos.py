@@ -1,4 +1,4 @@
-"""Geotagged photos (issue 15): EXIF GPS written by Pillow, read back, attached to the nearest real
+"""Geotagged photos: EXIF GPS written by Pillow, read back, attached to the nearest real
 well of 2019, refused with one line when the position is unusable, exported for JOSM (GPX, GeoJSON)."""
 
 from __future__ import annotations

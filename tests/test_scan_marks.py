@@ -1,4 +1,4 @@
-"""Ink marks on photographed atlas pages become data to review (issue 14, second half).
+"""Ink marks on photographed atlas pages become data to review.
 
 The photos are made from a real atlas page printed by the project (Vaduz, Liechtenstein extract,
 1:5000): the map frame is rasterized from the PDF, marks are drawn on it with OpenCV at known

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import os
 import socket
@@ -449,6 +450,39 @@ def test_refusals_are_plain_sentences_in_the_pages_language(srv):
                        "(use --force to replace the grid anyway; the history is kept)", "fr")
     assert said.startswith("Refusé : the project already has recorded work") and "--" not in said
     assert "mapathon" not in plain_error("task 5: add one with 'mapathon volunteer add NAME --organizer'", "en")
+
+
+
+REFUSED_UPLOADS = [  # (file name, bytes, the start of the French refusal)
+    # a 'zip bomb': 17 MB of spaces in 17 KB
+    ("bomb.osm.gz", gzip.compress(b"<osm version='0.6'>" + b" " * 17_000_000, 9),
+     "bomb.osm.gz : refusé : il contient bien plus de données qu'une tâche de mapathon"),
+    ("entity.osm", b'<?xml version="1.0"?><!DOCTYPE osm [<!ENTITY a "x">]><osm version="0.6"></osm>',
+     "entity.osm : refusé : il contient une déclaration (DOCTYPE) que JOSM n'écrit jamais"),
+    ("grid.osm", b"<osm version='0.6' upload='never'><node id='-1' lat='14.5' lon='-9.1'/></osm>",
+     "grid.osm : c'est une couche d'aide de JOSM (comme la grille des tâches), pas votre travail"),
+    ("huge.osm", b"<osm version='0.6'><node id='9223372036854775808' lat='14.5' lon='-9.1'/></osm>",
+     "huge.osm : ligne 1 : node 9223372036854775808 n'est pas valable"),
+    ("far.osm", b"<osm version='0.6'><node id='-1' lat='95' lon='-9.1'/></osm>",
+     "far.osm : ligne 1 : node -1 n'est pas valable"),
+    ("twice.osm", b"<osm version='0.6'><node id='-1' lat='14.5' lon='-9.1'/><node id='-1' lat='14.6' lon='-9.1'/>"
+                  b"</osm>",
+     "twice.osm : node -1 figure deux fois"),
+]
+
+
+def test_refused_uploads_are_said_in_french(srv):
+    awa = srv.join("Awa Kouyaté")
+    t = srv.post("/api/claim-next", headers=awa).json()["id"]
+    for filename, data, words in REFUSED_UPLOADS:
+        r = srv.post(f"/api/tasks/{t}/upload?filename={filename}", headers={**awa, "X-Lang": "fr"}, data=data)
+        detail = r.json()["detail"]
+        assert r.status_code == 400 and detail.startswith(words), detail
+        assert "Fichier › Enregistrer sous" in detail or "bomb" in filename, detail
+        for english in ("refused", "MAPATHON_", "Refusé :", "line"):
+            assert english not in detail, detail
+        en = srv.post(f"/api/tasks/{t}/upload?filename={filename}", headers=awa, data=data).json()["detail"]
+        assert en.startswith(filename + ": ") and "MAPATHON_" not in en, en
 
 
 def test_a_french_project_speaks_french(backend, tmp_path_factory):

@@ -1,5 +1,5 @@
 """The room server's limits, in the process (the ASGI application, no HTTP server): task numbers no
-task can have, JSON nested too deep, sign-ins that expire, new names limited per address (issue 12)."""
+task can have, JSON nested too deep, sign-ins that expire, new names limited per address."""
 
 from __future__ import annotations
 

@@ -104,7 +104,7 @@ def test_since_mark_sends_only_newer_changes(sites, tmp_path):
 
 
 def test_progress_beats_a_bare_lock(sites, tmp_path):
-    """Issue 11: Ibrahim claims square 300 at Ivry; Mamadou claims the same square at Bamako a little later
+    """Ibrahim claims square 300 at Ivry; Mamadou claims the same square at Bamako a little later
     and marks it done. After the exchange both sites show it mapped by Mamadou: the work that went further
     wins; Ibrahim's bare claim is the conflict, named with who and where."""
     ivry, bamako = sites

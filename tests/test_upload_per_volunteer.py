@@ -1,4 +1,4 @@
-"""One upload file per volunteer (issue 11): credit, self-contained files, an order that uploads.
+"""One upload file per volunteer: credit, self-contained files, an order that uploads.
 
 Every upload file is re-read with pyosmium (libosmium) and the standard library's XML parser,
 and replayed onto the base in its numbered order the way the OSM API applies a changeset: each

@@ -1,4 +1,4 @@
-"""The water-point report (issue 15): states, houses far from a working point (checked against
+"""The water-point report: states, houses far from a working point (checked against
 pyproj.Geod), the CSV, GeoPackage and HTML outputs, on the real 2019 wells around Torodo."""
 
 from __future__ import annotations

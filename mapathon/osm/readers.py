@@ -419,6 +419,9 @@ def _refuse(*_args) -> None:
     raise _Refused()
 
 
+# Long on purpose: the expat handlers are the hot path (a Python call per element of the file) and share the
+# object being read through closures (nonlocal); as methods or helpers, every element would pay attribute
+# look-ups or extra calls.
 def _read_xml(raw: bytes, kind: str, out: OsmData, src: int, label: str) -> None:
     """Stream-parse OSM or osmChange XML with expat, refusing any DTD (so any entity).
 

@@ -1,4 +1,4 @@
-"""One upload file per volunteer, so that the credit reaches OpenStreetMap (issue 11).
+"""One upload file per volunteer, so that the credit reaches OpenStreetMap.
 
 ``merge --upload-per-volunteer DIR`` splits the merge's changes (what
 ``--upload`` writes as one osmChange) into one osmChange per volunteer,

@@ -1,4 +1,4 @@
-"""Quality checks and credit for merged mapathon data (issue 3).
+"""Quality checks and credit for merged mapathon data.
 
 * :mod:`.features` reads any OSM file (JOSM ``.osm``, ``.osc``, ``.osm.pbf``)
   into arrays of building polygons, highway lines and the ways a check needs,

@@ -233,6 +233,174 @@ def _bounded_pairs(tree: shapely.STRtree, queries: np.ndarray, predicate: str = 
         start = stop
 
 
+def _self_intersecting_buildings(f: Features, valid, way, bobj, out: list) -> None:
+    """Building ways whose outline crosses itself."""
+    for i in np.nonzero(~valid & way)[0]:
+        reason = shapely.is_valid_reason(f.b_geom[i])
+        if "Self-intersection" in reason:
+            p = reason_point(reason) or _first_point(f.b_geom[i])
+            out.append(Finding("self_intersecting_area", [bobj(i)], p[0], p[1],
+                               f"building outline crosses itself ({reason.split('[')[0]})",
+                               users=[f.b_user[i]]))
+
+
+def _tiny_buildings(f: Features, bm, areas, bobj, out: list, metric_pts: list) -> None:
+    """Buildings under TINY_M2."""
+    for i in np.nonzero(areas < TINY_M2)[0]:
+        fi = Finding("tiny_building", [bobj(i)], None, None,
+                     f"building of {areas[i]:.3g} m² (under {TINY_M2:g} m²)", value=float(areas[i]),
+                     users=[f.b_user[i]])
+        c = shapely.get_coordinates(bm[i])
+        metric_pts.append((fi, *(c.mean(axis=0) if len(c) else (np.nan, np.nan))))
+        out.append(fi)
+
+
+def _overlapping_buildings(f: Features, tree, fixed, areas, bobj, out: list, metric_pts: list,
+                           stats: dict) -> None:
+    """Duplicates and overlaps: STRtree pairs a bounded chunk at a time, intersection areas vectorised."""
+    nb = len(f.b_id)
+    pairs_done = pair_findings = 0
+    not_compared = 0
+    for start, qi, qj in _bounded_pairs(tree, fixed):
+        budget = MAX_PAIRS - pairs_done
+        if len(qi) > budget:  # the pairs are in query order: the buildings from qi[budget] on are left
+            not_compared = nb - int(qi[budget])
+            qi, qj = qi[:budget], qj[:budget]
+        pairs_done += len(qi)
+        if len(qi):
+            inter_g = shapely.intersection(fixed[qi], fixed[qj])
+            inter = shapely.area(inter_g)
+            smaller = np.minimum(areas[qi], areas[qj])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = np.where(smaller > 0, inter / smaller, 0.0)
+            sel = np.nonzero(ratio > OVERLAP_MIN)[0]
+            room = MAX_PAIR_FINDINGS - pair_findings
+            if len(sel) > room:
+                not_compared = nb - int(qi[sel[room]])
+                sel = sel[:room]
+            if len(sel):
+                # the same building twice: much overlap, similar size, outlines close (vectorised on the pairs)
+                si, sj, sr = qi[sel], qj[sel], ratio[sel]
+                small, big = np.minimum(areas[si], areas[sj]), np.maximum(areas[si], areas[sj])
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    size = np.where(big > 0, small / big, 0.0)
+                    cand = (sr >= DUPLICATE_MIN) & (size >= DUPLICATE_SIZE_MIN)
+                    shape = np.full(len(sel), np.inf)
+                    if cand.any():
+                        shape[cand] = shapely.hausdorff_distance(shapely.boundary(fixed[si[cand]]),
+                                                                 shapely.boundary(fixed[sj[cand]]))
+                    rel = shape / np.sqrt(big)
+                dup = cand & (rel <= DUPLICATE_SHAPE_MAX)
+                reps = shapely.point_on_surface(inter_g[sel])
+                rx, ry = shapely.get_x(reps), shapely.get_y(reps)
+                for n, s in enumerate(sel):
+                    i, j, r = int(qi[s]), int(qj[s]), float(ratio[s])
+                    a_small, a_big = float(small[n]), float(big[n])
+                    if dup[n]:
+                        fi = Finding("duplicate_building", [bobj(i), bobj(j)], None, None,
+                                     f"{r * 100:.0f} % of the smaller building is covered by the other, of a "
+                                     f"similar size and shape (outlines {shape[n]:.1f} m apart at most): "
+                                     "drawn twice?",
+                                     value=r * 100, users=[f.b_user[i], f.b_user[j]])
+                        fi.detail["outline_distance_m"] = round(float(shape[n]), 2)
+                    else:
+                        if a_small < 0.5 * a_big:
+                            msg = (f"a building of {a_small:,.0f} m² lies {r * 100:.0f} % inside one of "
+                                   f"{a_big:,.0f} m²")
+                        else:
+                            msg = f"buildings overlap by {r * 100:.0f} % of the smaller one"
+                        fi = Finding("overlapping_buildings", [bobj(i), bobj(j)], None, None, msg,
+                                     value=r * 100, users=[f.b_user[i], f.b_user[j]])
+                    fi.detail["areas_m2"] = [round(float(areas[i]), 2), round(float(areas[j]), 2)]
+                    metric_pts.append((fi, rx[n], ry[n]))
+                    out.append(fi)
+                pair_findings += len(sel)
+        if not_compared:
+            break
+    stats["pairs_compared"] = pairs_done
+    if not_compared:
+        stats["buildings_not_compared"] = not_compared
+
+
+def _not_square_buildings(f: Features, bm, way, bobj, out: list, metric_pts: list) -> None:
+    """Building ways with a corner off a right angle."""
+    wi = np.nonzero(way)[0]
+    rows, coords = _not_square(shapely.get_exterior_ring(bm[wi]))
+    if rows:
+        for r, ci, off, nbad in rows:
+            i = int(wi[r])
+            fi = Finding("building_not_square", [bobj(i)], None, None,
+                         f"a corner is {off:.1f}° off a right angle"
+                         + (f" ({nbad} corners)" if nbad > 1 else ""), value=off, users=[f.b_user[i]])
+            fi.detail["corners_off"] = nbad
+            metric_pts.append((fi, coords[ci, 0], coords[ci, 1]))
+            out.append(fi)
+
+
+def _buildings_crossing_highways(f: Features, crs: int, tree, fixed, bobj, out: list, metric_pts: list,
+                                stats: dict) -> None:
+    """Highways crossing a building of the same layer."""
+    if len(f.h_id):
+        hm = geo.reproject(f.h_geom, geo.WGS84, crs)
+        crossings = 0
+        for start, hi, bi in _bounded_pairs(tree, hm, "crosses", self_pairs=False):
+            same = f.h_layer[hi] == f.b_layer[bi]
+            hi, bi = hi[same], bi[same]
+            room = MAX_PAIR_FINDINGS - crossings
+            if len(hi) > room:  # in highway order: the highways from hi[room] on are left
+                stats["crossings_not_checked"] = len(hm) - int(hi[room])
+                hi, bi = hi[:room], bi[:room]
+            crossings += len(hi)
+            if not len(hi):
+                continue
+            reps = shapely.point_on_surface(shapely.intersection(hm[hi], fixed[bi]))
+            rx, ry = shapely.get_x(reps), shapely.get_y(reps)
+            for n in range(len(hi)):
+                h, b = int(hi[n]), int(bi[n])
+                layer = int(f.b_layer[b])
+                fi = Finding("building_crosses_highway", [bobj(b), ("way", int(f.h_id[h]))], None, None,
+                             f"highway={f.h_value[h]} crosses the building"
+                             + (f" (both in layer {layer})" if layer else ""),
+                             users=[f.b_user[b], f.h_user[h]])
+                metric_pts.append((fi, rx[n], ry[n]))
+                out.append(fi)
+            if stats.get("crossings_not_checked"):
+                break
+
+
+def _other_findings(f: Features, out: list) -> None:
+    """Other areas crossing themselves, broken building multipolygons, unclosed building ways, untagged ways."""
+    if len(f.a_id):
+        avalid = shapely.is_valid(f.a_geom)
+        for i in np.nonzero(~avalid)[0]:
+            reason = shapely.is_valid_reason(f.a_geom[i])
+            if "Self-intersection" in reason:
+                p = reason_point(reason) or _first_point(f.a_geom[i])
+                out.append(Finding("self_intersecting_area", [("way", int(f.a_id[i]))], p[0], p[1],
+                                   f"area outline crosses itself ({reason.split('[')[0]})", users=[f.a_user[i]]))
+    for rid, pt, user in f.broken_relations:
+        out.append(Finding("self_intersecting_area", [("relation", rid)], pt[0] if pt else None,
+                           pt[1] if pt else None,
+                           "building multipolygon whose rings cannot be assembled (crossing or not closed)",
+                           users=[user]))
+    for wid, pt, user in f.unclosed:
+        out.append(Finding("unclosed_building", [("way", wid)], pt[0] if pt else None, pt[1] if pt else None,
+                           "building way does not end where it starts", users=[user]))
+    for wid, pt, user in f.untagged:
+        out.append(Finding("untagged_way", [("way", wid)], pt[0] if pt else None, pt[1] if pt else None,
+                           "way without tags, in no relation", users=[user]))
+
+
+def _place_metric_points(metric_pts: list, crs: int) -> None:
+    """Give the findings located in the metric CRS their longitude and latitude."""
+    xy = np.array([(x, y) for _f, x, y in metric_pts], dtype=float)
+    tr = geo.transformer(crs, geo.WGS84)
+    lon, lat = tr.transform(xy[:, 0], xy[:, 1])
+    for (fi, _x, _y), lo, la in zip(metric_pts, lon, lat):
+        if np.isfinite(lo) and np.isfinite(la):
+            fi.lon, fi.lat = float(lo), float(la)
+
+
 def run_checks(f: Features) -> tuple[list[Finding], dict]:
     """All checks on *f*; findings carry objects, location, value and OSM users (not yet tasks or volunteers)."""
     out: list[Finding] = []
@@ -260,167 +428,37 @@ def run_checks(f: Features) -> tuple[list[Finding], dict]:
 
         # self-intersecting building ways
         t = time.perf_counter()
-        for i in np.nonzero(~valid & way)[0]:
-            reason = shapely.is_valid_reason(f.b_geom[i])
-            if "Self-intersection" in reason:
-                p = reason_point(reason) or _first_point(f.b_geom[i])
-                out.append(Finding("self_intersecting_area", [bobj(i)], p[0], p[1],
-                                   f"building outline crosses itself ({reason.split('[')[0]})",
-                                   users=[f.b_user[i]]))
+        _self_intersecting_buildings(f, valid, way, bobj, out)
         fixed = _polygonal(bm)
         areas = shapely.area(fixed)
 
         # tiny buildings
-        for i in np.nonzero(areas < TINY_M2)[0]:
-            fi = Finding("tiny_building", [bobj(i)], None, None,
-                         f"building of {areas[i]:.3g} m² (under {TINY_M2:g} m²)", value=float(areas[i]),
-                         users=[f.b_user[i]])
-            c = shapely.get_coordinates(bm[i])
-            metric_pts.append((fi, *(c.mean(axis=0) if len(c) else (np.nan, np.nan))))
-            out.append(fi)
+        _tiny_buildings(f, bm, areas, bobj, out, metric_pts)
         timings["valid_tiny"] = time.perf_counter() - t
 
-        # duplicates and overlaps: STRtree pairs a bounded chunk at a time, intersection areas vectorised
+        # duplicates and overlaps
         t = time.perf_counter()
         tree = shapely.STRtree(fixed)
-        pairs_done = pair_findings = 0
-        not_compared = 0
-        for start, qi, qj in _bounded_pairs(tree, fixed):
-            budget = MAX_PAIRS - pairs_done
-            if len(qi) > budget:  # the pairs are in query order: the buildings from qi[budget] on are left
-                not_compared = nb - int(qi[budget])
-                qi, qj = qi[:budget], qj[:budget]
-            pairs_done += len(qi)
-            if len(qi):
-                inter_g = shapely.intersection(fixed[qi], fixed[qj])
-                inter = shapely.area(inter_g)
-                smaller = np.minimum(areas[qi], areas[qj])
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    ratio = np.where(smaller > 0, inter / smaller, 0.0)
-                sel = np.nonzero(ratio > OVERLAP_MIN)[0]
-                room = MAX_PAIR_FINDINGS - pair_findings
-                if len(sel) > room:
-                    not_compared = nb - int(qi[sel[room]])
-                    sel = sel[:room]
-                if len(sel):
-                    # the same building twice: much overlap, similar size, outlines close (vectorised on the pairs)
-                    si, sj, sr = qi[sel], qj[sel], ratio[sel]
-                    small, big = np.minimum(areas[si], areas[sj]), np.maximum(areas[si], areas[sj])
-                    with np.errstate(divide="ignore", invalid="ignore"):
-                        size = np.where(big > 0, small / big, 0.0)
-                        cand = (sr >= DUPLICATE_MIN) & (size >= DUPLICATE_SIZE_MIN)
-                        shape = np.full(len(sel), np.inf)
-                        if cand.any():
-                            shape[cand] = shapely.hausdorff_distance(shapely.boundary(fixed[si[cand]]),
-                                                                     shapely.boundary(fixed[sj[cand]]))
-                        rel = shape / np.sqrt(big)
-                    dup = cand & (rel <= DUPLICATE_SHAPE_MAX)
-                    reps = shapely.point_on_surface(inter_g[sel])
-                    rx, ry = shapely.get_x(reps), shapely.get_y(reps)
-                    for n, s in enumerate(sel):
-                        i, j, r = int(qi[s]), int(qj[s]), float(ratio[s])
-                        a_small, a_big = float(small[n]), float(big[n])
-                        if dup[n]:
-                            fi = Finding("duplicate_building", [bobj(i), bobj(j)], None, None,
-                                         f"{r * 100:.0f} % of the smaller building is covered by the other, of a "
-                                         f"similar size and shape (outlines {shape[n]:.1f} m apart at most): "
-                                         "drawn twice?",
-                                         value=r * 100, users=[f.b_user[i], f.b_user[j]])
-                            fi.detail["outline_distance_m"] = round(float(shape[n]), 2)
-                        else:
-                            if a_small < 0.5 * a_big:
-                                msg = (f"a building of {a_small:,.0f} m² lies {r * 100:.0f} % inside one of "
-                                       f"{a_big:,.0f} m²")
-                            else:
-                                msg = f"buildings overlap by {r * 100:.0f} % of the smaller one"
-                            fi = Finding("overlapping_buildings", [bobj(i), bobj(j)], None, None, msg,
-                                         value=r * 100, users=[f.b_user[i], f.b_user[j]])
-                        fi.detail["areas_m2"] = [round(float(areas[i]), 2), round(float(areas[j]), 2)]
-                        metric_pts.append((fi, rx[n], ry[n]))
-                        out.append(fi)
-                    pair_findings += len(sel)
-            if not_compared:
-                break
-        stats["pairs_compared"] = pairs_done
-        if not_compared:
-            stats["buildings_not_compared"] = not_compared
+        _overlapping_buildings(f, tree, fixed, areas, bobj, out, metric_pts, stats)
         timings["overlaps"] = time.perf_counter() - t
 
         # not square (building ways)
         t = time.perf_counter()
-        wi = np.nonzero(way)[0]
-        rows, coords = _not_square(shapely.get_exterior_ring(bm[wi]))
-        if rows:
-            for r, ci, off, nbad in rows:
-                i = int(wi[r])
-                fi = Finding("building_not_square", [bobj(i)], None, None,
-                             f"a corner is {off:.1f}° off a right angle"
-                             + (f" ({nbad} corners)" if nbad > 1 else ""), value=off, users=[f.b_user[i]])
-                fi.detail["corners_off"] = nbad
-                metric_pts.append((fi, coords[ci, 0], coords[ci, 1]))
-                out.append(fi)
+        _not_square_buildings(f, bm, way, bobj, out, metric_pts)
         timings["square"] = time.perf_counter() - t
 
         # buildings crossing highways, same layer
         t = time.perf_counter()
-        if len(f.h_id):
-            hm = geo.reproject(f.h_geom, geo.WGS84, crs)
-            crossings = 0
-            for start, hi, bi in _bounded_pairs(tree, hm, "crosses", self_pairs=False):
-                same = f.h_layer[hi] == f.b_layer[bi]
-                hi, bi = hi[same], bi[same]
-                room = MAX_PAIR_FINDINGS - crossings
-                if len(hi) > room:  # in highway order: the highways from hi[room] on are left
-                    stats["crossings_not_checked"] = len(hm) - int(hi[room])
-                    hi, bi = hi[:room], bi[:room]
-                crossings += len(hi)
-                if not len(hi):
-                    continue
-                reps = shapely.point_on_surface(shapely.intersection(hm[hi], fixed[bi]))
-                rx, ry = shapely.get_x(reps), shapely.get_y(reps)
-                for n in range(len(hi)):
-                    h, b = int(hi[n]), int(bi[n])
-                    layer = int(f.b_layer[b])
-                    fi = Finding("building_crosses_highway", [bobj(b), ("way", int(f.h_id[h]))], None, None,
-                                 f"highway={f.h_value[h]} crosses the building"
-                                 + (f" (both in layer {layer})" if layer else ""),
-                                 users=[f.b_user[b], f.h_user[h]])
-                    metric_pts.append((fi, rx[n], ry[n]))
-                    out.append(fi)
-                if stats.get("crossings_not_checked"):
-                    break
+        _buildings_crossing_highways(f, crs, tree, fixed, bobj, out, metric_pts, stats)
         timings["crossings"] = time.perf_counter() - t
 
-    # other areas crossing themselves
+    # other areas, broken multipolygons, unclosed and untagged ways
     t = time.perf_counter()
-    if len(f.a_id):
-        avalid = shapely.is_valid(f.a_geom)
-        for i in np.nonzero(~avalid)[0]:
-            reason = shapely.is_valid_reason(f.a_geom[i])
-            if "Self-intersection" in reason:
-                p = reason_point(reason) or _first_point(f.a_geom[i])
-                out.append(Finding("self_intersecting_area", [("way", int(f.a_id[i]))], p[0], p[1],
-                                   f"area outline crosses itself ({reason.split('[')[0]})", users=[f.a_user[i]]))
-    for rid, pt, user in f.broken_relations:
-        out.append(Finding("self_intersecting_area", [("relation", rid)], pt[0] if pt else None,
-                           pt[1] if pt else None,
-                           "building multipolygon whose rings cannot be assembled (crossing or not closed)",
-                           users=[user]))
-    for wid, pt, user in f.unclosed:
-        out.append(Finding("unclosed_building", [("way", wid)], pt[0] if pt else None, pt[1] if pt else None,
-                           "building way does not end where it starts", users=[user]))
-    for wid, pt, user in f.untagged:
-        out.append(Finding("untagged_way", [("way", wid)], pt[0] if pt else None, pt[1] if pt else None,
-                           "way without tags, in no relation", users=[user]))
+    _other_findings(f, out)
     timings["other"] = time.perf_counter() - t
 
     if metric_pts:
-        xy = np.array([(x, y) for _f, x, y in metric_pts], dtype=float)
-        tr = geo.transformer(crs, geo.WGS84)
-        lon, lat = tr.transform(xy[:, 0], xy[:, 1])
-        for (fi, _x, _y), lo, la in zip(metric_pts, lon, lat):
-            if np.isfinite(lo) and np.isfinite(la):
-                fi.lon, fi.lat = float(lo), float(la)
+        _place_metric_points(metric_pts, crs)
     return out, {"utm_epsg": crs, "timings": {k: round(v, 3) for k, v in timings.items()}, "stats": stats}
 
 

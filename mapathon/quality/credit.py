@@ -158,8 +158,8 @@ class Credit:
         }
 
 
-def compute_credit(result, locator: Locator | None = None, checks=None) -> Credit:
-    """Credit for a :class:`~mapathon.osm.merge.MergeResult`; *checks* (a CheckResult) adds findings counts."""
+def _change_rows(result) -> list:
+    """(change, volunteers, declared task, coordinates) per change; no coordinates for a new building corner."""
     changes = result.changes
     vol_of = MergeProvenance.volunteer_of
     rows = []  # (change, volunteers, declared task, coords)
@@ -170,8 +170,11 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
         # a new corner node of a building is not a feature: no position needed (most of a merge's objects)
         corner = c.kind == "node" and c.action == "create" and not c.obj.tags
         rows.append((c, vols, c.input.task, None if corner else _position(result, c)))
+    return rows
 
-    # one point per change, for tasks and villages: a point on the area (closed ways) or on the line, in bulk
+
+def _representative_points(rows: list) -> list:
+    """One point per change, for tasks and villages: a point on the area (closed ways) or on the line, in bulk."""
     points: list = [None] * len(rows)
     multi = []
     for i, (_c, _v, _t, cs) in enumerate(rows):
@@ -196,12 +199,11 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
         reps = shapely.point_on_surface(geoms)
         for i, x, y in zip(multi, shapely.get_x(reps).tolist(), shapely.get_y(reps).tolist()):
             points[i] = (x, y)
-    if locator is not None:
-        tasks, villages = locator.locate(points)
-    else:
-        tasks, villages = [None] * len(rows), [None] * len(rows)
+    return points
 
-    # highway lengths, vectorised
+
+def _highway_lengths(rows: list) -> tuple[dict, int | None]:
+    """Metres of each new highway (row index -> length), measured in its UTM zone, and that zone's EPSG code."""
     hw = [i for i, (c, _v, _t, cs) in enumerate(rows)
           if c.action == "create" and c.kind == "way" and cs and len(cs) >= 2 and "highway" in c.obj.tags
           and c.obj.tags.get("area") != "yes"]
@@ -215,6 +217,58 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
         epsg = geo.utm_epsg((minx + maxx) / 2, (miny + maxy) / 2)
         ls = shapely.length(geo.reproject(lines, geo.WGS84, epsg))
         lengths = dict(zip(hw, ls.tolist()))
+    return lengths, epsg
+
+
+def _count_findings(checks, total: Tally, by_vol: dict, by_task: dict, by_village: dict) -> None:
+    """Add the findings on the volunteers' work to the tallies of their volunteers, task and village."""
+    for fi in checks.findings:
+        if not fi.contributed:
+            continue
+        for v in fi.volunteers:
+            if v in by_vol:
+                by_vol[v].findings += 1
+        total.findings += 1
+        tk = fi.task if fi.task is not None else NOT_MAPPED
+        if tk in by_task:
+            by_task[tk].findings += 1
+        vk = fi.village.split(", ")[0] if fi.village else OUTSIDE
+        if vk in by_village:
+            by_village[vk].findings += 1
+
+
+def _tasks_to_look_at(locator: Locator, with_data: set, by_task: dict) -> tuple[list, list]:
+    """READY tasks that received data, and mapped or validated tasks that received none."""
+    from ..tasks.lifecycle import LOCKED_FOR_VALIDATION, MAPPED, READY, VALIDATED
+
+    ready, mapped_none = [], []
+    for t in locator.tasks:
+        entry = {"id": t.id, "key": t.key, "state": t.state, "villages": list(t.villages),
+                 "mapped_by": t.mapped_by}
+        if t.state == READY and t.id in with_data:
+            got = by_task.get(t.id)
+            entry["objects"] = (got.created + got.modified + got.deleted) if got else 0
+            ready.append(entry)
+        elif t.state in (MAPPED, LOCKED_FOR_VALIDATION, VALIDATED) and t.id not in with_data:
+            mapped_none.append(entry)
+    return ready, mapped_none
+
+
+def _order_tallies(d: dict) -> dict:
+    """Tallies with the most buildings (then water points) first, the '(...)' rows last."""
+    return dict(sorted(d.items(), key=lambda kv: (str(kv[0]).startswith("("), -kv[1].buildings,
+                                                  -kv[1].water_total, str(kv[0]))))
+
+
+def compute_credit(result, locator: Locator | None = None, checks=None) -> Credit:
+    """Credit for a :class:`~mapathon.osm.merge.MergeResult`; *checks* (a CheckResult) adds findings counts."""
+    rows = _change_rows(result)
+    points = _representative_points(rows)
+    if locator is not None:
+        tasks, villages = locator.locate(points)
+    else:
+        tasks, villages = [None] * len(rows), [None] * len(rows)
+    lengths, epsg = _highway_lengths(rows)
 
     total = Tally()
     by_vol: dict[str, Tally] = {}
@@ -298,42 +352,13 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
                 task_info.setdefault(t.id, {"key": t.key, "state": t.state, "villages": list(t.villages)})
 
     if checks is not None:
-        for fi in checks.findings:
-            if not fi.contributed:
-                continue
-            for v in fi.volunteers:
-                if v in by_vol:
-                    by_vol[v].findings += 1
-            total.findings += 1
-            tk = fi.task if fi.task is not None else NOT_MAPPED
-            if tk in by_task:
-                by_task[tk].findings += 1
-            vk = fi.village.split(", ")[0] if fi.village else OUTSIDE
-            if vk in by_village:
-                by_village[vk].findings += 1
-
-    ready, mapped_none = [], []
-    if locator is not None:
-        from ..tasks.lifecycle import LOCKED_FOR_VALIDATION, MAPPED, READY, VALIDATED
-
-        for t in locator.tasks:
-            entry = {"id": t.id, "key": t.key, "state": t.state, "villages": list(t.villages),
-                     "mapped_by": t.mapped_by}
-            if t.state == READY and t.id in with_data:
-                got = by_task.get(t.id)
-                entry["objects"] = (got.created + got.modified + got.deleted) if got else 0
-                ready.append(entry)
-            elif t.state in (MAPPED, LOCKED_FOR_VALIDATION, VALIDATED) and t.id not in with_data:
-                mapped_none.append(entry)
-
-    def order_tallies(d: dict) -> dict:
-        return dict(sorted(d.items(), key=lambda kv: (str(kv[0]).startswith("("), -kv[1].buildings,
-                                                      -kv[1].water_total, str(kv[0]))))
+        _count_findings(checks, total, by_vol, by_task, by_village)
+    ready, mapped_none = _tasks_to_look_at(locator, with_data, by_task) if locator is not None else ([], [])
 
     return Credit(
-        volunteers=order_tallies(by_vol),
+        volunteers=_order_tallies(by_vol),
         tasks=dict(sorted(by_task.items(), key=lambda kv: (not isinstance(kv[0], int), str(kv[0]).zfill(12)))),
-        villages=order_tallies(by_village),
+        villages=_order_tallies(by_village),
         total=total,
         task_info=task_info,
         ready_with_data=ready,

@@ -375,6 +375,111 @@ def _scope_ids(scope: Scope, remapped: bool, src) -> tuple[set[int], set[int], o
     return ways, rels, None
 
 
+def _resolve_pending(src, pending: list, member_wkb: dict) -> int:
+    """Build the ways whose negative node ids came after them (one more pass over the nodes); how many stay missing."""
+    missing = 0
+    wanted = {r for refs, coords, *_ in pending for r, c in zip(refs, coords) if c is None}
+    more = _all_negative_nodes(src, wanted)
+    for refs, coords, target, wid, user, extra, is_member in pending:
+        cs = [c if c is not None else more.get(r) for r, c in zip(refs, coords)]
+        if any(c is None for c in cs):
+            missing += 1
+            continue
+        if target is not None:
+            target.add(wid, user, cs, extra)
+        if is_member:
+            member_wkb[wid] = cs
+    return missing
+
+
+def _broken_relations(mp_buildings: dict, rel_polys: list, rel_seen: set, scope: Scope | None,
+                      s_rels: set) -> tuple[list, int]:
+    """Building relations not assembled: (id, user) of the broken ones (empty), and how many are incomplete."""
+    assembled = {rid for rid, _ in rel_polys}
+    broken = []
+    incomplete = 0
+    for rid, info in mp_buildings.items():
+        if rid in assembled or (scope is not None and rid not in s_rels):
+            continue
+        if rid in rel_seen:
+            broken.append((rid, info["user"]))
+        else:
+            incomplete += 1
+    return broken, incomplete
+
+
+def _building_arrays(bw: _Lines, rel_polys: list, mp_buildings: dict) -> tuple:
+    """(type, id, geometry, layer, value, user) arrays of the building ways then the building relations."""
+    b_way_geoms = bw.geoms()
+    if len(b_way_geoms):
+        coords, idx = shapely.get_coordinates(b_way_geoms, return_index=True)
+        rings = shapely.linearrings(coords, indices=idx)
+        b_way_polys = shapely.polygons(rings)
+    else:
+        b_way_polys = np.empty(0, dtype=object)
+    rel_geoms = shapely.from_wkb([w for _, w in rel_polys]) if rel_polys else np.empty(0, dtype=object)
+    nb, nr = len(bw.ids), len(rel_polys)
+    b_type = np.array(["way"] * nb + ["relation"] * nr, dtype=object)
+    b_id = _back(list(bw.ids) + [r for r, _ in rel_polys])
+    b_geom = np.concatenate([b_way_polys, rel_geoms]) if (nb or nr) else np.empty(0, dtype=object)
+    b_layer = np.array([e[0] for e in bw.extra] + [mp_buildings[r]["layer"] for r, _ in rel_polys], dtype=np.int64)
+    b_value = [e[1] for e in bw.extra] + [mp_buildings[r]["value"] for r, _ in rel_polys]
+    b_user = bw.users + [mp_buildings[r]["user"] for r, _ in rel_polys]
+    return b_type, b_id, b_geom, b_layer, b_value, b_user
+
+
+def _area_polygons(aw: _Lines):
+    """The closed area ways as polygons."""
+    a_geoms = aw.geoms()
+    if len(a_geoms):
+        coords, idx = shapely.get_coordinates(a_geoms, return_index=True)
+        a_polys = shapely.polygons(shapely.linearrings(coords, indices=idx))
+    else:
+        a_polys = np.empty(0, dtype=object)
+    return a_polys
+
+
+def _firsts(lines: _Lines) -> list:
+    """(id, first point or None, user) of each way: where a finding on it is shown."""
+    gs = lines.geoms()
+    out = []
+    pts = shapely.get_point(gs, 0) if len(gs) else []
+    for oid, user, p in zip(_back(lines.ids), lines.users, pts):
+        out.append((int(oid), (p.x, p.y) if p is not None and not p.is_empty else None, user))
+    return out
+
+
+def _keep_near(maybe: list, scope: Scope, rel_polys: list) -> int:
+    """Keep the waiting ways (and building areas) that meet the scope's areas: their boxes are tested
+    first, read straight from the WKB bytes; only the ways near the changes become shapely geometries."""
+    near = 0
+    if not maybe:
+        return 0
+    n = len(maybe)
+    lines = [i for i, m in enumerate(maybe) if isinstance(m[3], str) and m[3].startswith(_WKB_LINE)]
+    boxes = np.empty((n, 4))
+    boxes[lines] = _line_boxes([maybe[i][3] for i in lines])
+    rest = np.setdiff1d(np.arange(n), lines)
+    if len(rest):
+        boxes[rest] = shapely.bounds(_geoms([maybe[i][3] for i in rest]))
+    close = np.nonzero(scope.hits(shapely.box(*boxes.T)))[0]
+    geoms = _geoms([maybe[i][3] for i in close])
+    keep = scope.hits(geoms)
+    for i, ok in zip(close.tolist(), keep.tolist()):
+        if ok:
+            target, oid, user, g, extra = maybe[i]
+            near += 1
+            if target is rel_polys:
+                rel_polys.append((oid, g))
+            else:
+                target.add(oid, user, g, extra)
+    maybe.clear()
+    return near
+
+
+# Long on purpose: one pass over the file, the hot path (every way of a country's extract). Its per-way steps
+# share a dozen values (the scope's ids, the negative nodes, the targets) through geom_of and the loop's
+# locals; split, each way would pass them all. What comes before and after the loop is in the helpers above.
 def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | None = None) -> Features:
     import osmium
 
@@ -386,32 +491,6 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
     neighbours_only = scope is not None and not scope.area_only
     maybe: list = []  # scoped read: (target, id, user, geometry, extra) of ways not changed, to test in bulk
     near = 0
-
-    def flush() -> None:
-        """Keep the waiting ways (and building areas) that meet the scope's areas: their boxes are tested
-        first, read straight from the WKB bytes; only the ways near the changes become shapely geometries."""
-        nonlocal near
-        if not maybe:
-            return
-        n = len(maybe)
-        lines = [i for i, m in enumerate(maybe) if isinstance(m[3], str) and m[3].startswith(_WKB_LINE)]
-        boxes = np.empty((n, 4))
-        boxes[lines] = _line_boxes([maybe[i][3] for i in lines])
-        rest = np.setdiff1d(np.arange(n), lines)
-        if len(rest):
-            boxes[rest] = shapely.bounds(_geoms([maybe[i][3] for i in rest]))
-        close = np.nonzero(scope.hits(shapely.box(*boxes.T)))[0]
-        geoms = _geoms([maybe[i][3] for i in close])
-        keep = scope.hits(geoms)
-        for i, ok in zip(close.tolist(), keep.tolist()):
-            if ok:
-                target, oid, user, g, extra = maybe[i]
-                near += 1
-                if target is rel_polys:
-                    rel_polys.append((oid, g))
-                else:
-                    target.add(oid, user, g, extra)
-        maybe.clear()
 
     if remapped:
         neg = {}
@@ -509,7 +588,7 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
                     continue
                 maybe.append((target, wid, o.user or "", g, extra))
                 if len(maybe) >= SCOPE_BATCH:
-                    flush()
+                    near += _keep_near(maybe, scope, rel_polys)
                 continue
             if target is None and not is_member:
                 continue
@@ -542,64 +621,16 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
             else:
                 rel_polys.append((rid, wkb))
     if scope is not None:
-        flush()
+        near += _keep_near(maybe, scope, rel_polys)
 
     if pending:  # negative node ids not at the start of the file: one more pass over the nodes
-        wanted = {r for refs, coords, *_ in pending for r, c in zip(refs, coords) if c is None}
-        more = _all_negative_nodes(src, wanted)
-        for refs, coords, target, wid, user, extra, is_member in pending:
-            cs = [c if c is not None else more.get(r) for r, c in zip(refs, coords)]
-            if any(c is None for c in cs):
-                missing += 1
-                continue
-            if target is not None:
-                target.add(wid, user, cs, extra)
-            if is_member:
-                member_wkb[wid] = cs
+        missing += _resolve_pending(src, pending, member_wkb)
 
     # building relations: assembled, empty (broken) or missing (incomplete: not checked)
-    assembled = {rid for rid, _ in rel_polys}
-    broken = []
-    incomplete = 0
-    for rid, info in mp_buildings.items():
-        if rid in assembled or (scope is not None and rid not in s_rels):
-            continue
-        if rid in rel_seen:
-            broken.append((rid, info["user"]))
-        else:
-            incomplete += 1
-
-    # arrays
-    b_way_geoms = bw.geoms()
-    if len(b_way_geoms):
-        coords, idx = shapely.get_coordinates(b_way_geoms, return_index=True)
-        rings = shapely.linearrings(coords, indices=idx)
-        b_way_polys = shapely.polygons(rings)
-    else:
-        b_way_polys = np.empty(0, dtype=object)
-    rel_geoms = shapely.from_wkb([w for _, w in rel_polys]) if rel_polys else np.empty(0, dtype=object)
+    broken, incomplete = _broken_relations(mp_buildings, rel_polys, rel_seen, scope, s_rels)
+    b_type, b_id, b_geom, b_layer, b_value, b_user = _building_arrays(bw, rel_polys, mp_buildings)
     nb, nr = len(bw.ids), len(rel_polys)
-    b_type = np.array(["way"] * nb + ["relation"] * nr, dtype=object)
-    b_id = _back(list(bw.ids) + [r for r, _ in rel_polys])
-    b_geom = np.concatenate([b_way_polys, rel_geoms]) if (nb or nr) else np.empty(0, dtype=object)
-    b_layer = np.array([e[0] for e in bw.extra] + [mp_buildings[r]["layer"] for r, _ in rel_polys], dtype=np.int64)
-    b_value = [e[1] for e in bw.extra] + [mp_buildings[r]["value"] for r, _ in rel_polys]
-    b_user = bw.users + [mp_buildings[r]["user"] for r, _ in rel_polys]
-
-    a_geoms = aw.geoms()
-    if len(a_geoms):
-        coords, idx = shapely.get_coordinates(a_geoms, return_index=True)
-        a_polys = shapely.polygons(shapely.linearrings(coords, indices=idx))
-    else:
-        a_polys = np.empty(0, dtype=object)
-
-    def firsts(lines: _Lines) -> list:
-        gs = lines.geoms()
-        out = []
-        pts = shapely.get_point(gs, 0) if len(gs) else []
-        for oid, user, p in zip(_back(lines.ids), lines.users, pts):
-            out.append((int(oid), (p.x, p.y) if p is not None and not p.is_empty else None, user))
-        return out
+    a_polys = _area_polygons(aw)
 
     broken_out = _locate_broken(src, broken, member_wkb) if broken else []
 
@@ -620,7 +651,7 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
         h_id=_back(hw.ids), h_geom=hw.geoms(), h_layer=np.array([e[0] for e in hw.extra], dtype=np.int64),
         h_user=hw.users, h_value=[e[1] for e in hw.extra],
         a_id=_back(aw.ids), a_geom=a_polys, a_user=aw.users,
-        unclosed=firsts(unclosed), untagged=firsts(untagged), broken_relations=broken_out,
+        unclosed=_firsts(unclosed), untagged=_firsts(untagged), broken_relations=broken_out,
         stats=stats, edited=edited,
         touched=None if scope is None or scope.area_only else
         {*scope.ids, *(("way", int(i)) for i in _back(list(s_ways))),

@@ -156,14 +156,9 @@ def _svg_map(title: str, tasks: list, points: list, findings: list, words: Words
     return "".join(out)
 
 
-def render(credit: Credit | None, checks=None, *, title: str | None = None, locator=None,
-           base: str | None = None, lang: str | None = None) -> str:
-    """The page as a string, its words in *lang* ('en', the default, or 'fr')."""
-    w = Words(lang)
-    title = title or w("report.title_plain")
+def _page_head(add, w: Words, title: str, credit: Credit | None, checks, base: str | None) -> None:
+    """The page's head, its title and the line saying what it was made from."""
     now = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M %Z")
-    h: list[str] = []
-    add = h.append
     add(f"<!DOCTYPE html><html lang='{w.lang}'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width, initial-scale=1'>"
         f"<title>{e(title)}</title><style>{_CSS}</style></head><body>")
@@ -176,151 +171,165 @@ def render(credit: Credit | None, checks=None, *, title: str | None = None, loca
         sub.append(e(w("report.checked", file=Path(checks.source).name)))
     add(f"<p class='sub'>{' · '.join(sub)}</p>")
 
+
+def _cards(add, w: Words, credit: Credit, checks) -> None:
+    """The big numbers at the top: what was added, by how many volunteers, with how many findings."""
     def card(value: str, key: str, cls: str = "", extra: str = "") -> None:
         add(f"<div class='card{cls}'><b>{value}</b>{e(w(key))}{extra}</div>")
-
-    if credit is not None:
-        t = credit.total
-        add("<div class='cards'>")
-        num = w.number
-        card(num(t.buildings), "report.buildings_added")
-        card(num((t.roads_m + t.tracks_m) / 1000, 2), "report.km_roads")
-        card(num(t.water_total), "report.water_points", " water",
-             f"<br><span class='muted'>{_water_cell(t, w)}</span>" if t.water_total else "")
-        card(num(t.poi_total), "report.other_pois")
-        card(f"{num(t.modified)} / {num(t.deleted)}", "report.modified_deleted")
-        card(num(len(credit.volunteers)), "report.volunteers_card")
-        if checks is not None:
-            nf = sum(f.contributed for f in checks.findings)
-            card(num(nf), "report.findings_card", " bad" if nf else "")
-        if credit.conflicts:
-            card(num(len(credit.conflicts)), "report.conflicts_card", " bad")
-        add("</div>")
-
-        add(f"<h2>{e(w('report.volunteers'))}</h2>")
-        add("<table>" + _tally_head(w, "report.col_volunteer", f"<th>{e(w('report.col_tasks'))}</th>"))
-        for name, tv in credit.volunteers.items():
-            tasks = ", ".join(str(x) for x in sorted(tv.tasks, key=str)) or "–"
-            add(f"<tr><td>{e(name)}</td><td>{e(tasks)}</td>{_tally_cells(tv, w)}</tr>")
-        add(f"<tr class='total'><td>{e(w('report.all'))}</td><td></td>{_tally_cells(credit.total, w)}</tr></table>")
-        add(f"<p class='muted'>{e(w('report.measures'))}</p>")
-
-        add(f"<h2>{e(w('report.villages'))}</h2><table>"
-            + _tally_head(w, "report.col_village", f"<th class='n'>{e(w('report.col_tasks'))}</th>"))
-        for name, tv in credit.villages.items():
-            shown = w("outside") if name == OUTSIDE else name
-            add(f"<tr><td>{e(shown)}</td><td class='n'>{len(tv.tasks) or '–'}</td>{_tally_cells(tv, w)}</tr>")
-        add("</table>")
-
-        if credit.field_team:  # paper pages brought back from the field, and the marks on them
-            add(f"<h2>{e(w('marks.field_team'))}</h2><table><tr><th>{e(w('report.col_volunteer'))}</th>"
-                f"<th class='n'>{e(w('marks.col_pages'))}</th><th class='n'>{e(w('marks.col_marks'))}</th>"
-                f"<th>{e(w('report.col_village'))}</th></tr>")
-            for ft in credit.field_team:
-                add(f"<tr><td>{e(ft['name'] or '–')}</td><td class='n'>{w.number(ft['pages'])}</td>"
-                    f"<td class='n'>{w.number(ft['marks'])}</td><td>{e(ft['villages'])}</td></tr>")
-            add("</table>")
-
-        add(f"<h2>{e(w('report.tasks'))}</h2><table class='compact'>"
-            + _tally_head(w, "report.col_task", f"<th>{e(w('report.col_state'))}</th><th>{e(w('report.col_village'))}"
-                          f"</th><th>{e(w('report.col_volunteers'))}</th>"))
-        for key, tv in credit.tasks.items():
-            info = credit.task_info.get(key, {})
-            state = info.get("state", "")
-            label = f"{e(key)} <span class='muted'>{e(info.get('key', ''))}</span>" if info else e(key)
-            pill = f"<span class='pill {e(state)}'>{e(w.state(state))}</span>" if state else ""
-            add(f"<tr><td>{label}</td><td>{pill}</td><td>{e(', '.join(info.get('villages', [])))}</td>"
-                f"<td>{e(', '.join(sorted(tv.volunteers)))}</td>{_tally_cells(tv, w)}</tr>")
-        add("</table>")
-
-        add(f"<h2>{e(w('report.to_look_at'))}</h2>")
-        add(f"<h3>{e(w('report.ready_with_data'))}</h3>")
-        if credit.ready_with_data:
-            add(f"<p class='muted'>{e(w('report.ready_with_data_help'))}</p><table><tr>"
-                f"<th>{e(w('report.col_task'))}</th><th>{e(w('report.col_address'))}</th>"
-                f"<th>{e(w('report.col_village'))}</th><th class='n'>{e(w('report.col_features'))}</th></tr>")
-            for r in credit.ready_with_data:
-                add(f"<tr><td>{r['id']}</td><td>{e(r['key'])}</td><td>{e(', '.join(r['villages']))}</td>"
-                    f"<td class='n'>{w.number(r.get('objects', 0))}</td></tr>")
-            add("</table>")
-        else:
-            add(f"<p class='muted'>{e(w('report.none'))}</p>")
-        add(f"<h3>{e(w('report.mapped_no_data'))}</h3>")
-        if credit.mapped_without_data:
-            add(f"<p class='muted'>{e(w('report.mapped_no_data_help'))} "
-                "(<code>mapathon submit FILE --as NAME --task ID</code>)</p><table><tr>"
-                f"<th>{e(w('report.col_task'))}</th><th>{e(w('report.col_address'))}</th>"
-                f"<th>{e(w('report.col_state'))}</th><th>{e(w('report.col_village'))}</th>"
-                f"<th>{e(w('report.col_mapped_by'))}</th></tr>")
-            for r in credit.mapped_without_data:
-                add(f"<tr><td>{r['id']}</td><td>{e(r['key'])}</td><td><span class='pill {e(r['state'])}'>"
-                    f"{e(w.state(r['state']))}</span></td><td>{e(', '.join(r['villages']))}</td>"
-                    f"<td>{e(r.get('mapped_by'))}</td></tr>")
-            add("</table>")
-        else:
-            add(f"<p class='muted'>{e(w('report.none'))}</p>")
-
+    t = credit.total
+    add("<div class='cards'>")
+    num = w.number
+    card(num(t.buildings), "report.buildings_added")
+    card(num((t.roads_m + t.tracks_m) / 1000, 2), "report.km_roads")
+    card(num(t.water_total), "report.water_points", " water",
+         f"<br><span class='muted'>{_water_cell(t, w)}</span>" if t.water_total else "")
+    card(num(t.poi_total), "report.other_pois")
+    card(f"{num(t.modified)} / {num(t.deleted)}", "report.modified_deleted")
+    card(num(len(credit.volunteers)), "report.volunteers_card")
     if checks is not None:
-        add(f"<h2>{e(w('report.checks'))}</h2>")
-        counts = checks.counts()
-        contributed = {k: 0 for k in KINDS}
-        for f in checks.findings:
-            if f.contributed:
-                contributed[f.kind] += 1
-        add(f"<table><tr><th>{e(w('report.col_finding'))}</th><th>{e(w('report.col_severity'))}</th>"
-            f"<th class='n'>{e(w('report.col_on_work'))}</th><th class='n'>{e(w('report.col_whole_file'))}</th></tr>")
-        for k, (ttl, sev) in KINDS.items():
-            add(f"<tr><td>{e(w.get('kind.' + k, ttl))}</td><td><span class='pill {sev}'>"
-                f"{e(w.get('severity.' + sev, sev))}</span></td>"
-                f"<td class='n'>{_n(contributed[k], w)}</td><td class='n'>{_n(counts[k], w)}</td></tr>")
-        add(f"</table><p class='muted'>{e(w('report.checks_help'))}</p>")
-        shown = [f for f in checks.findings if f.contributed] or checks.findings
-        limit = 300
-        add(f"<table><tr><th>{e(w('report.col_finding'))}</th><th>{e(w('report.col_objects'))}</th>"
-            f"<th>{e(w('report.col_task'))}</th><th>{e(w('report.col_village'))}</th>"
-            f"<th>{e(w('report.col_volunteer'))}</th><th>{e(w('report.col_details'))}</th>"
-            f"<th>{e(w('report.col_where'))}</th></tr>")
-        for f in shown[:limit]:
-            where = (f"<a href='geo:{f.lat:.6f},{f.lon:.6f}'>{f.lat:.5f}, {f.lon:.5f}</a>"
-                     if f.lon is not None else "–")
-            flags = []
-            if f.detail.get("across_tasks"):
-                flags.append(w("report.across_tasks"))
-            if f.detail.get("between_volunteers"):
-                flags.append(w("report.between_volunteers"))
-            add(f"<tr><td><span class='pill {f.severity}'>{e(w.get('kind.' + f.kind, f.title))}</span></td>"
-                f"<td><code>{e(f.josm_ids())}</code></td><td>{e(f.task if f.task is not None else '–')}</td>"
-                f"<td>{e(f.village or '–')}</td><td>{e(', '.join(f.volunteers) or '–')}</td><td>{e(f.message)}"
-                + (f" <span class='muted'>({e(', '.join(flags))})</span>" if flags else "") + f"</td><td>{where}</td></tr>")
+        nf = sum(f.contributed for f in checks.findings)
+        card(num(nf), "report.findings_card", " bad" if nf else "")
+    if credit.conflicts:
+        card(num(len(credit.conflicts)), "report.conflicts_card", " bad")
+    add("</div>")
+
+
+def _credit_tables(add, w: Words, credit: Credit) -> None:
+    """Credit per volunteer, per village, for the field team and per task."""
+    add(f"<h2>{e(w('report.volunteers'))}</h2>")
+    add("<table>" + _tally_head(w, "report.col_volunteer", f"<th>{e(w('report.col_tasks'))}</th>"))
+    for name, tv in credit.volunteers.items():
+        tasks = ", ".join(str(x) for x in sorted(tv.tasks, key=str)) or "–"
+        add(f"<tr><td>{e(name)}</td><td>{e(tasks)}</td>{_tally_cells(tv, w)}</tr>")
+    add(f"<tr class='total'><td>{e(w('report.all'))}</td><td></td>{_tally_cells(credit.total, w)}</tr></table>")
+    add(f"<p class='muted'>{e(w('report.measures'))}</p>")
+
+    add(f"<h2>{e(w('report.villages'))}</h2><table>"
+        + _tally_head(w, "report.col_village", f"<th class='n'>{e(w('report.col_tasks'))}</th>"))
+    for name, tv in credit.villages.items():
+        shown = w("outside") if name == OUTSIDE else name
+        add(f"<tr><td>{e(shown)}</td><td class='n'>{len(tv.tasks) or '–'}</td>{_tally_cells(tv, w)}</tr>")
+    add("</table>")
+
+    if credit.field_team:  # paper pages brought back from the field, and the marks on them
+        add(f"<h2>{e(w('marks.field_team'))}</h2><table><tr><th>{e(w('report.col_volunteer'))}</th>"
+            f"<th class='n'>{e(w('marks.col_pages'))}</th><th class='n'>{e(w('marks.col_marks'))}</th>"
+            f"<th>{e(w('report.col_village'))}</th></tr>")
+        for ft in credit.field_team:
+            add(f"<tr><td>{e(ft['name'] or '–')}</td><td class='n'>{w.number(ft['pages'])}</td>"
+                f"<td class='n'>{w.number(ft['marks'])}</td><td>{e(ft['villages'])}</td></tr>")
         add("</table>")
-        if len(shown) > limit:
-            add(f"<p class='muted'>{e(w('report.and_more', n=w.number(len(shown) - limit)))}</p>")
-        for note in checks.warnings:
-            add(f"<p class='muted'>{e(w('report.note', text=note))}</p>")
 
-    if credit is not None and (credit.features_xy or checks is not None):
-        maps = []
-        villages = {}
-        for p in credit.features_xy:
-            villages.setdefault(p[2], []).append(p)
-        tasks = locator.tasks if locator is not None else []
-        for v, pts in sorted(villages.items(), key=lambda kv: (kv[0] == OUTSIDE, kv[0]))[:8]:
-            fs = [f for f in (checks.findings if checks is not None else [])
-                  if f.contributed and f.lon is not None and (f.village or OUTSIDE).split(", ")[0] == v]
-            shown = w("outside") if v == OUTSIDE else v
-            svg = _svg_map(shown, tasks, pts, fs, w)
-            if svg:
-                maps.append(f"<figure>{svg}<figcaption>"
-                            f"{e(w('report.map_caption', village=shown, n=w.number(len(pts)), f=w.number(len(fs))))}"
-                            "</figcaption></figure>")
-        if maps:
-            key = ", ".join(f"<span style='display:inline-block;width:0.9em;height:0.9em;border:1px solid #777;"
-                            f"background:{v['color']}'></span> {e(w.state(s).lower())}"
-                            for s, v in STATE_STYLE.items())
-            add(f"<h2>{e(w('report.where'))}</h2><p class='muted'>"
-                + e(w("report.where_help", key="\x00")).replace("\x00", key)
-                + "</p><div class='maps'>" + "".join(maps) + "</div>")
+    add(f"<h2>{e(w('report.tasks'))}</h2><table class='compact'>"
+        + _tally_head(w, "report.col_task", f"<th>{e(w('report.col_state'))}</th><th>{e(w('report.col_village'))}"
+                      f"</th><th>{e(w('report.col_volunteers'))}</th>"))
+    for key, tv in credit.tasks.items():
+        info = credit.task_info.get(key, {})
+        state = info.get("state", "")
+        label = f"{e(key)} <span class='muted'>{e(info.get('key', ''))}</span>" if info else e(key)
+        pill = f"<span class='pill {e(state)}'>{e(w.state(state))}</span>" if state else ""
+        add(f"<tr><td>{label}</td><td>{pill}</td><td>{e(', '.join(info.get('villages', [])))}</td>"
+            f"<td>{e(', '.join(sorted(tv.volunteers)))}</td>{_tally_cells(tv, w)}</tr>")
+    add("</table>")
 
+
+def _tasks_to_look_at(add, w: Words, credit: Credit) -> None:
+    """Tasks whose state and data disagree: data on a READY task, a mapped task with no data."""
+    add(f"<h2>{e(w('report.to_look_at'))}</h2>")
+    add(f"<h3>{e(w('report.ready_with_data'))}</h3>")
+    if credit.ready_with_data:
+        add(f"<p class='muted'>{e(w('report.ready_with_data_help'))}</p><table><tr>"
+            f"<th>{e(w('report.col_task'))}</th><th>{e(w('report.col_address'))}</th>"
+            f"<th>{e(w('report.col_village'))}</th><th class='n'>{e(w('report.col_features'))}</th></tr>")
+        for r in credit.ready_with_data:
+            add(f"<tr><td>{r['id']}</td><td>{e(r['key'])}</td><td>{e(', '.join(r['villages']))}</td>"
+                f"<td class='n'>{w.number(r.get('objects', 0))}</td></tr>")
+        add("</table>")
+    else:
+        add(f"<p class='muted'>{e(w('report.none'))}</p>")
+    add(f"<h3>{e(w('report.mapped_no_data'))}</h3>")
+    if credit.mapped_without_data:
+        add(f"<p class='muted'>{e(w('report.mapped_no_data_help'))} "
+            "(<code>mapathon submit FILE --as NAME --task ID</code>)</p><table><tr>"
+            f"<th>{e(w('report.col_task'))}</th><th>{e(w('report.col_address'))}</th>"
+            f"<th>{e(w('report.col_state'))}</th><th>{e(w('report.col_village'))}</th>"
+            f"<th>{e(w('report.col_mapped_by'))}</th></tr>")
+        for r in credit.mapped_without_data:
+            add(f"<tr><td>{r['id']}</td><td>{e(r['key'])}</td><td><span class='pill {e(r['state'])}'>"
+                f"{e(w.state(r['state']))}</span></td><td>{e(', '.join(r['villages']))}</td>"
+                f"<td>{e(r.get('mapped_by'))}</td></tr>")
+        add("</table>")
+    else:
+        add(f"<p class='muted'>{e(w('report.none'))}</p>")
+
+
+def _checks_section(add, w: Words, checks) -> None:
+    """The quality checks: a count per kind, then the findings (the volunteers' first)."""
+    add(f"<h2>{e(w('report.checks'))}</h2>")
+    counts = checks.counts()
+    contributed = {k: 0 for k in KINDS}
+    for f in checks.findings:
+        if f.contributed:
+            contributed[f.kind] += 1
+    add(f"<table><tr><th>{e(w('report.col_finding'))}</th><th>{e(w('report.col_severity'))}</th>"
+        f"<th class='n'>{e(w('report.col_on_work'))}</th><th class='n'>{e(w('report.col_whole_file'))}</th></tr>")
+    for k, (ttl, sev) in KINDS.items():
+        add(f"<tr><td>{e(w.get('kind.' + k, ttl))}</td><td><span class='pill {sev}'>"
+            f"{e(w.get('severity.' + sev, sev))}</span></td>"
+            f"<td class='n'>{_n(contributed[k], w)}</td><td class='n'>{_n(counts[k], w)}</td></tr>")
+    add(f"</table><p class='muted'>{e(w('report.checks_help'))}</p>")
+    shown = [f for f in checks.findings if f.contributed] or checks.findings
+    limit = 300
+    add(f"<table><tr><th>{e(w('report.col_finding'))}</th><th>{e(w('report.col_objects'))}</th>"
+        f"<th>{e(w('report.col_task'))}</th><th>{e(w('report.col_village'))}</th>"
+        f"<th>{e(w('report.col_volunteer'))}</th><th>{e(w('report.col_details'))}</th>"
+        f"<th>{e(w('report.col_where'))}</th></tr>")
+    for f in shown[:limit]:
+        where = (f"<a href='geo:{f.lat:.6f},{f.lon:.6f}'>{f.lat:.5f}, {f.lon:.5f}</a>"
+                 if f.lon is not None else "–")
+        flags = []
+        if f.detail.get("across_tasks"):
+            flags.append(w("report.across_tasks"))
+        if f.detail.get("between_volunteers"):
+            flags.append(w("report.between_volunteers"))
+        add(f"<tr><td><span class='pill {f.severity}'>{e(w.get('kind.' + f.kind, f.title))}</span></td>"
+            f"<td><code>{e(f.josm_ids())}</code></td><td>{e(f.task if f.task is not None else '–')}</td>"
+            f"<td>{e(f.village or '–')}</td><td>{e(', '.join(f.volunteers) or '–')}</td><td>{e(f.message)}"
+            + (f" <span class='muted'>({e(', '.join(flags))})</span>" if flags else "") + f"</td><td>{where}</td></tr>")
+    add("</table>")
+    if len(shown) > limit:
+        add(f"<p class='muted'>{e(w('report.and_more', n=w.number(len(shown) - limit)))}</p>")
+    for note in checks.warnings:
+        add(f"<p class='muted'>{e(w('report.note', text=note))}</p>")
+
+
+def _maps_section(add, w: Words, credit: Credit, checks, locator) -> None:
+    """A small map per village (at most 8): task squares, new or changed features, findings."""
+    maps = []
+    villages = {}
+    for p in credit.features_xy:
+        villages.setdefault(p[2], []).append(p)
+    tasks = locator.tasks if locator is not None else []
+    for v, pts in sorted(villages.items(), key=lambda kv: (kv[0] == OUTSIDE, kv[0]))[:8]:
+        fs = [f for f in (checks.findings if checks is not None else [])
+              if f.contributed and f.lon is not None and (f.village or OUTSIDE).split(", ")[0] == v]
+        shown = w("outside") if v == OUTSIDE else v
+        svg = _svg_map(shown, tasks, pts, fs, w)
+        if svg:
+            maps.append(f"<figure>{svg}<figcaption>"
+                        f"{e(w('report.map_caption', village=shown, n=w.number(len(pts)), f=w.number(len(fs))))}"
+                        "</figcaption></figure>")
+    if maps:
+        key = ", ".join(f"<span style='display:inline-block;width:0.9em;height:0.9em;border:1px solid #777;"
+                        f"background:{v['color']}'></span> {e(w.state(s).lower())}"
+                        for s, v in STATE_STYLE.items())
+        add(f"<h2>{e(w('report.where'))}</h2><p class='muted'>"
+            + e(w("report.where_help", key="\x00")).replace("\x00", key)
+            + "</p><div class='maps'>" + "".join(maps) + "</div>")
+
+
+def _conflicts_and_files(add, w: Words, credit: Credit) -> None:
+    """The conflicts the merge settled and the files it merged (and skipped)."""
     if credit is not None and credit.conflicts:
         add(f"<h2>{e(w('report.conflicts'))}</h2><table><tr><th>{e(w('report.col_kind'))}</th>"
             f"<th>{e(w('report.col_object'))}</th><th>{e(w('report.col_what'))}</th></tr>")
@@ -340,6 +349,26 @@ def render(credit: Credit | None, checks=None, *, title: str | None = None, loca
         add("</table>")
         for s in credit.skipped:
             add(f"<p class='muted'>{e(w('report.skipped', file=s.get('file'), reason=s.get('reason')))}</p>")
+
+
+def render(credit: Credit | None, checks=None, *, title: str | None = None, locator=None,
+           base: str | None = None, lang: str | None = None) -> str:
+    """The page as a string, its words in *lang* ('en', the default, or 'fr')."""
+    w = Words(lang)
+    title = title or w("report.title_plain")
+    h: list[str] = []
+    add = h.append
+    _page_head(add, w, title, credit, checks, base)
+    if credit is not None:
+        _cards(add, w, credit, checks)
+        _credit_tables(add, w, credit)
+        _tasks_to_look_at(add, w, credit)
+    if checks is not None:
+        _checks_section(add, w, checks)
+    if credit is not None and (credit.features_xy or checks is not None):
+        _maps_section(add, w, credit, checks, locator)
+    if credit is not None:
+        _conflicts_and_files(add, w, credit)
     link = f"<a href='https://www.openstreetmap.org/copyright'>{e(w('report.osm_contributors'))}</a>"
     add("<footer>" + e(w("report.footer", link="\x00")).replace("\x00", link) + "</footer></body></html>\n")
     return "".join(h).replace("<table", "<div class='scroll'><table").replace("</table>", "</table></div>")
