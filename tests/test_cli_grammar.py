@@ -193,7 +193,8 @@ def test_json_of_the_other_commands(village_project, tmp_path):
     cli = Cli(village_project)
     assert json.loads(cli("lang", "--json").stdout) == {"lang": "en"}
     v = json.loads(cli("volunteer", "add", "Awa Traoré", "--validator", "--as", "Mariam", "--json").stdout)
-    assert v == {"name": "Awa Traoré", "osm_user": None, "validator": True, "organizer": False, "created": True}
+    assert v == {"name": "Awa Traoré", "osm_user": None, "roles": "validator", "validator": True, "organizer": False,
+                 "created": True}
     assert v["name"] in [x["name"] for x in json.loads(cli("volunteer", "list", "--json").stdout)]
     r = json.loads(cli("volunteer", "rename", "Awa Traoré", "Awa Traore Diallo", "--as", "Mariam", "--json").stdout)
     assert r["name"] == "Awa Traore Diallo" and r["former_name"] == "Awa Traoré"
