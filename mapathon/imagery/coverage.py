@@ -13,7 +13,7 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 from ..tasks.grid import tile_bounds, tile_range
 
 MAX_TILES = 5_000_000
@@ -118,9 +118,9 @@ def parse_zooms(text: str | int, *, lo: int = 0, hi: int = 22) -> list[int]:
             else:
                 out.add(int(part))
     except ValueError:
-        raise MapathonError(f"--zoom {s}: write a zoom (18), a range (16-19) or a list (16,18)") from None
+        raise UsageMistake("write a zoom (18), a range (16-19) or a list (16,18)", field="zoom", value=s) from None
     if not out or min(out) < lo or max(out) > hi:
-        raise MapathonError(f"--zoom {s}: zooms must be between {lo} and {hi}")
+        raise UsageMistake(f"zooms must be between {lo} and {hi}", field="zoom", value=s)
     return sorted(out)
 
 

@@ -40,7 +40,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import requests
 
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 from ..names import slug
 from . import sources as srcmod
 from .mbtiles import Reader, cache_path
@@ -167,7 +167,7 @@ def setup(project, task, *, source: str | None = None, tiles_url: str = DEFAULT_
     where = f" — {', '.join(task.villages)}" if task.villages else ""
     comment = f"{project.name}: task {task.id} ({task.key}){where} {' '.join(tags)}"
     if not re.match(r"^https?://[^/\s]+", tiles_url):
-        raise MapathonError(f"--tiles-url {tiles_url}: give the http:// address of 'mapathon imagery serve'")
+        raise UsageMistake("give the http:// address of 'mapathon imagery serve'", field="tiles_url", value=tiles_url)
     ext = cache_format(project, src.name)
     return EditorSetup(task, src, tile_template(tiles_url, src.name, ext), comment, tags, warnings, tiles_url)
 

@@ -39,7 +39,7 @@ import urllib3
 from PIL import Image
 
 from .. import __version__
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 from . import mbtiles
 from .plan import human_bytes
 from .sources import Source
@@ -462,7 +462,7 @@ class Fetcher:
         self.progress = progress
         self._connect = connect or _create_cache
         if not 1 <= self.opt.workers <= 64:
-            raise MapathonError(f"--workers {self.opt.workers}: must be between 1 and 64")
+            raise UsageMistake("must be between 1 and 64", field="workers", value=self.opt.workers)
         host = urlsplit(source.url or "").netloc
         self.host = host or "the server"
 
@@ -668,7 +668,7 @@ class Fetcher:
         lo, hi = self.source.min_zoom, self.source.max_zoom
         bad = [z for z in zooms if not lo <= z <= hi]
         if bad:
-            raise MapathonError(f"--zoom {bad[0]}: the source {self.source.name} has zooms {lo}-{hi} only")
+            raise MapathonError(f"the source {self.source.name} has zooms {lo}-{hi} only", field="zoom", value=bad[0])
         try:
             conn = self._connect(self.path)
         except sqlite3.OperationalError as e:

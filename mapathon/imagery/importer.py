@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 from ..geo import MERCATOR_MAX_LAT
 from . import mbtiles
 from . import sources as srcmod
@@ -159,7 +159,7 @@ def _from_folder(folder: Path, scheme: str, sink: _Sink, progress) -> None:
     if scheme == "auto":
         scheme = "tms" if (folder / "tilemapresource.xml").is_file() else "xyz"
     if scheme not in ("xyz", "tms"):
-        raise MapathonError(f"--scheme {scheme}: use xyz, tms or auto")
+        raise UsageMistake("use xyz, tms or auto", field="scheme", value=scheme)
     found = 0
     for zdir in sorted(folder.iterdir()):
         if not (zdir.is_dir() and zdir.name.isdigit()):

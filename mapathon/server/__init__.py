@@ -18,7 +18,7 @@ import socket
 import sys
 from pathlib import Path
 
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 
 TOKEN_ENV = "MAPATHON_ORGANIZER_TOKEN"
 
@@ -55,13 +55,13 @@ def run(folder: str | Path, *, host: str = "0.0.0.0", port: int = 8000, token: s
     sign_ins_per_minute = DEFAULT_PER_MINUTE if sign_ins_per_minute is None else sign_ins_per_minute
 
     if not 0 < port < 65536:
-        raise MapathonError(f"--port {port}: give a port between 1 and 65535")
+        raise UsageMistake("give a port between 1 and 65535", field="port", value=port)
     if max_upload_mb <= 0:
-        raise MapathonError(f"--max-upload-mb {max_upload_mb:g}: must be more than 0")
+        raise UsageMistake("must be more than 0", field="max_upload_mb", value=f"{max_upload_mb:g}")
     if not session_hours > 0:
-        raise MapathonError(f"--session-hours {session_hours:g}: must be more than 0")
+        raise UsageMistake("must be more than 0", field="session_hours", value=f"{session_hours:g}")
     if sign_ins_per_minute < 0:
-        raise MapathonError(f"--sign-ins-per-minute {sign_ins_per_minute}: must be 0 (no limit) or more")
+        raise UsageMistake("must be 0 (no limit) or more", field="sign_ins_per_minute", value=sign_ins_per_minute)
     token = token or os.environ.get(TOKEN_ENV) or None
     app = create_app(folder, token=token, max_upload=int(max_upload_mb * 1024 * 1024), lang=lang,
                      session_hours=session_hours, sign_ins_per_minute=sign_ins_per_minute)

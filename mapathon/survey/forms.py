@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from .. import fsutil
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 
 PRESETS_DIR = Path(__file__).parent / "presets"
 FORMS_DIR = Path("survey") / "forms"  # in the project: <id>/form.xml, form.xlsx, preset.yaml, media/, versions/
@@ -42,7 +42,7 @@ def load_preset(name_or_path: str | Path) -> dict:
         p = PRESETS_DIR / f"{name_or_path}.yaml"
     if not p.is_file():
         known = ", ".join(sorted(x.stem for x in PRESETS_DIR.glob("*.yaml")))
-        raise MapathonError(f"--preset {name_or_path}: no such preset or file (presets: {known})")
+        raise MapathonError(f"no such preset or file (presets: {known})", field="preset", value=name_or_path)
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as e:
@@ -185,7 +185,7 @@ def parse_langs(text: str | None, default_first: str = "fr") -> list[str]:
     langs = [x.strip().lower() for x in (text or "").split(",") if x.strip()] or [default_first]
     for code in langs:
         if not code.isalpha() or len(code) > 3:
-            raise MapathonError(f"--lang {text}: {code!r} is not a language code (like fr, en, bm)")
+            raise UsageMistake(f"{code!r} is not a language code (like fr, en, bm)", field="lang", value=text)
     for code in NEEDED_LANGS:
         if code not in langs:
             langs.append(code)
@@ -283,7 +283,7 @@ def publish(project, preset: dict, langs: list[str], *, base: str | Path | None 
     rows = None
     if preset.get("existing"):
         if base and not source.is_file():
-            raise MapathonError(f"--base {base}: no such file")
+            raise MapathonError("no such file", field="data", value=base)
         if source.is_file():
             rows = existing_features(source, preset)
     xlsx, xform = build_form(preset, langs, rows if rows is not None else ([] if preset.get("existing") else None))

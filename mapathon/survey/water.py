@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import shapely
 
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 from ..fsutil import atomic_path
 from ..quality.credit import OUTSIDE, WATER_ORDER, water_kind
 
@@ -123,7 +123,7 @@ def compute(project, data: str | Path | None = None, distance: float = DEFAULT_D
     from .conflate import tagged_nodes
 
     if not distance or distance <= 0:
-        raise MapathonError(f"--distance {distance}: give a distance in metres, more than 0")
+        raise UsageMistake("give a distance in metres, more than 0", field="distance", value=distance)
     path = Path(data) if data is not None else latest_data(project)
     if not path.is_file():
         raise MapathonError(f"{path}: no such OpenStreetMap file")

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from .. import events
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 from ..fsutil import atomic_path
 from ..project import Project
 from . import people, replay
@@ -126,7 +126,7 @@ def export_bundle(project: Project, dest: str | os.PathLike, *, since: int | Non
     last = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
     if since is not None:
         if since < 0:
-            raise MapathonError(f"--since {since}: a mark is a number from a previous export (0 or more)")
+            raise UsageMistake("a mark is a number from a previous export (0 or more)", field="since", value=since)
         if since > last:
             raise MapathonError(f"--since {since}: this project's log only goes to {last}; "
                                 "a mark is only meaningful for the project copy that printed it")

@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 
 from .. import events, store
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 from ..project import DB_NAME, POINTER, Project, new_pg_schema, open_project, write_pointer
 from . import reservations
 
@@ -42,7 +42,7 @@ def clone_project(project: Project, dest: str | os.PathLike, *, imagery: bool = 
     if dest.resolve() == project.path.resolve() or project.path.resolve() in dest.resolve().parents:
         raise MapathonError(f"{dest}: the copy cannot go inside the project folder {project.path}")
     if to_db is not None and not store.is_url(to_db):
-        raise MapathonError(f"--to-db {to_db}: expected a PostgreSQL URL, postgresql://host/database[?schema=NAME]")
+        raise UsageMistake("expected a PostgreSQL URL, postgresql://host/database[?schema=NAME]", field="to_db", value=to_db)
     new_site = str(uuid.uuid4())
     from .bundle import sync_key
 

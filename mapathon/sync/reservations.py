@@ -121,7 +121,7 @@ def resolve(project: Project, villages: list[str] = (), tasks: list[str] = ()) -
         names.append(row["name"])
         got = _village_keys(project, row["id"])
         if not got:
-            raise MapathonError(f"--villages {v}: the village has no tasks (run 'mapathon grid' first)")
+            raise MapathonError("the village has no tasks (run 'mapathon grid' first)", field="villages", value=v)
         keys |= got
     for t in tasks:
         keys.add(get_task(project, t).key)
@@ -154,7 +154,7 @@ def unreserve(project: Project, actor: str, *, villages: list[str] = (), tasks: 
 
     vol = volunteers.find(project, volunteers.check_name(actor))
     if vol is None:
-        raise MapathonError(f"--as {actor}: no such volunteer in this project (see 'mapathon volunteer list')")
+        raise MapathonError("no such volunteer in this project (see 'mapathon volunteer list')", field="as", value=actor)
     if not vol.is_organizer:
         raise ForbiddenTransition(f"--as {vol.name}: only an organizer can lift a reservation")
     if not (villages or tasks or site):

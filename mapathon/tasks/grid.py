@@ -16,7 +16,7 @@ import shapely
 from shapely.geometry.base import BaseGeometry
 
 from .. import geo
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 
 DEFAULT_MIN_OVERLAP_M2 = 1.0
 DEFAULT_MAX_TASKS = 300_000
@@ -195,7 +195,7 @@ def tile_grid(
     a tile away from it is inside the AOI when its centre is.
     """
     if not 1 <= zoom <= MAX_ZOOM:
-        raise MapathonError(f"--zoom {zoom}: must be between 1 and {MAX_ZOOM}")
+        raise UsageMistake(f"must be between 1 and {MAX_ZOOM}", field="zoom", value=zoom)
     x0, y0, x1, y1 = tile_range(aoi.bounds, zoom)
     _check_size((x1 - x0 + 1) * (y1 - y0 + 1), max_tasks, f"zoom {zoom}")
     lons, lats = _lattice(zoom, x0, y0, x1, y1)
@@ -239,7 +239,7 @@ def metric_grid(
 ) -> Grid:
     """Squares of *size_m* metres aligned on the local UTM zone's coordinates."""
     if not size_m >= 10:
-        raise MapathonError(f"--size {size_m}: squares must be at least 10 metres")
+        raise UsageMistake("squares must be at least 10 metres", field="size", value=size_m)
     c = aoi.centroid
     epsg = geo.utm_epsg(c.x, c.y)
     local = geo.reproject(aoi, geo.WGS84, epsg)

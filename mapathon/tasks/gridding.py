@@ -9,7 +9,7 @@ import shapely
 
 from .. import aoi as aoi_mod
 from .. import geo
-from ..errors import MapathonError
+from ..errors import MapathonError, UsageMistake
 from ..project import Project
 from . import grid as g
 from .grid import Grid
@@ -30,9 +30,9 @@ def make_grid(
 ) -> tuple[int, str]:
     """Build and store the grid. Returns (number of tasks, a description)."""
     if min_overlap < 0:
-        raise MapathonError(f"--min-overlap {min_overlap}: must be zero or more square metres")
+        raise UsageMistake("must be zero or more square metres", field="min_overlap", value=min_overlap)
     if max_tasks < 1:
-        raise MapathonError(f"--max-tasks {max_tasks}: must be at least 1")
+        raise UsageMistake("must be at least 1", field="max_tasks", value=max_tasks)
     aoi = project.aoi_geom()
     if zoom is not None:
         cells = g.tile_grid(aoi, zoom, min_overlap_m2=min_overlap, clip=clip, max_tasks=max_tasks)
