@@ -111,7 +111,8 @@ def test_claim_by_address_and_new_volunteer_is_registered(cli, proj):
     cli("claim", key, "--as", "Fatou")
     assert row(proj, 3)["locked"] == "Fatou"
     vols = {v["name"]: v for v in json.loads(cli("volunteer", "list", "--json").stdout)}
-    assert vols["Fatou"] == {"name": "Fatou", "osm_user": None, "validator": False, "organizer": False}
+    assert vols["Fatou"] == {"name": "Fatou", "osm_user": None, "roles": "mapper", "validator": False,
+                              "organizer": False}
 
 
 def test_validate_directly_without_lock_and_reject(cli, proj):
