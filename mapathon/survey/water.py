@@ -321,6 +321,8 @@ def write_html(rep: WaterReport, dest: str | Path, lang: str, project_name: str)
             parts.append(f"<h3>{e(w('wr.broken_list'))}</h3><ul>" + "".join(
                 f"<li>{e(kind(p.kind))} {e(p.tags.get('name', ''))} <code>{e(p.osm)}</code> "
                 f"{e(p.tags.get('operational_status', ''))}</li>" for p in broken) + "</ul>")
+        if not v.points and not v.houses:  # nothing mapped in this village yet: no empty map
+            continue
         parts.append(f"<p>{e(w('wr.far_line', n=w.number(len(v.far)), houses=w.number(v.houses), distance=w.number(rep.distance_m)))}</p>")
         png = base64.b64encode(village_map_png(v)).decode()
         parts.append(f"<figure><img alt='{e(name)}' src='data:image/png;base64,{png}'><figcaption>{legend}"
