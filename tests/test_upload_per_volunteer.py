@@ -24,7 +24,7 @@ from mapathon.osm.merge import InputSpec, merge
 from mapathon.osm.upload import GuideInfo, MARK
 
 from conftest import DIANGUIRDE_POIS, VILLAGES_CSV, Cli, have
-from test_merge import building, josm, make_pbf, node, osmium_tool, way
+from test_merge import building, josm, make_pbf, node, osmium_tool, read_objects, way
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "dianguirde"
 needs_osmium = pytest.mark.skipif(not have("osmium"), reason="osmium-tool is not installed: comparison skipped")
@@ -35,16 +35,7 @@ needs_osmium = pytest.mark.skipif(not have("osmium"), reason="osmium-tool is not
 
 def objects(path: Path) -> dict:
     """(type, id) -> (visible, tags, data) as pyosmium reads a file (data: location, node refs or members)."""
-    out = {}
-    for o in osmium.FileProcessor(str(path)):
-        if o.is_node():
-            data = (round(o.location.lat, 7), round(o.location.lon, 7)) if o.location.valid() else None
-        elif o.is_way():
-            data = tuple(n.ref for n in o.nodes)
-        else:
-            data = tuple((m.type, m.ref, m.role) for m in o.members)
-        out[(o.type_str(), o.id)] = (o.visible, dict(o.tags), data)
-    return out
+    return {k: v[1:] for k, v in read_objects(path).items()}  # without the version
 
 
 def osc_actions(path: Path) -> list[tuple[str, tuple[str, int]]]:

@@ -82,25 +82,30 @@ async def _form(request: Request, form_id: str) -> dict | None:
     return next((f for f in published if f["id"] == form_id), None)
 
 
-@router.get("/forms/{form_id}.xml", summary="One form (XForm XML)")
-async def form_xml(request: Request, form_id: str):
-    name, refused = await _surveyor(request)
+async def _asked_form(request: Request, form_id: str):
+    """The form a surveyor asks for: (form, None), or (None, the refusal to answer: not signed in, no such form)."""
+    _name, refused = await _surveyor(request)
     if refused:
-        return refused
+        return None, refused
     f = await _form(request, form_id)
     if f is None:
-        return _refuse(404, f"no survey form {form_id!r} on this server")
+        return None, _refuse(404, f"no survey form {form_id!r} on this server")
+    return f, None
+
+
+@router.get("/forms/{form_id}.xml", summary="One form (XForm XML)")
+async def form_xml(request: Request, form_id: str):
+    f, refused = await _asked_form(request, form_id)
+    if refused:
+        return refused
     return Response(f["xml"].read_bytes(), media_type=XML, headers=_headers())
 
 
 @router.get("/forms/{form_id}/manifest", summary="The form's media files (OpenRosa manifest)")
 async def manifest(request: Request, form_id: str):
-    name, refused = await _surveyor(request)
+    f, refused = await _asked_form(request, form_id)
     if refused:
         return refused
-    f = await _form(request, form_id)
-    if f is None:
-        return _refuse(404, f"no survey form {form_id!r} on this server")
     return _xml(openrosa.manifest_xml(f, _base(request)))
 
 
