@@ -145,6 +145,9 @@ class RoomApp(FastAPI):
         length = headers.get(b"content-length")
         if length is None or not length.isdigit() or int(length) > MAX_JSON_BODY:
             return await super().__call__(scope, receive, send)  # the size checks answer
+        ctype = headers.get(b"content-type")
+        if ctype is not None and b"json" not in ctype.lower():  # a form, a file: never parsed as JSON
+            return await super().__call__(scope, receive, send)
         body, more = b"", True
         while more:
             message = await receive()
