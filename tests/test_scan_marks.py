@@ -37,12 +37,25 @@ from mapathon.scan.page import ScannedPage  # noqa: E402
 # -- the printed page ------------------------------------------------------------------------------------
 
 
+def _frame_pixels(pdf, info) -> np.ndarray:
+    """The map frame of one printed page (furniture's MapPageInfo), rendered at PPM px/mm."""
+    import pypdfium2 as pdfium
+
+    f = info.layout.frame
+    doc = pdfium.PdfDocument(str(pdf))
+    try:
+        img = np.asarray(doc[info.number - 1].render(scale=PPM * 25.4 / 72).to_pil().convert("RGB"))
+    finally:
+        doc.close()
+    top = int(round(img.shape[0] - f.y1 * PPM))
+    left = int(round(f.x * PPM))
+    return img[top: top + int(round(f.h * PPM)), left: left + int(round(f.w * PPM))].copy()
+
+
 @pytest.fixture(scope="module")
 def printed(tmp_path_factory):
     """A one-page atlas of central Vaduz, its map page's frame as a clean picture, and what the
     QR code says about it."""
-    import pypdfium2 as pdfium
-
     from mapathon.atlas import atlas, furniture
 
     folder = tmp_path_factory.mktemp("marks")
@@ -54,15 +67,8 @@ def printed(tmp_path_factory):
                                             bbox="9.519,47.139,9.523,47.142", scale=f"1:{SCALE}",
                                             project_dir=folder / "no-project"))
     info = seen[0]
+    frame = _frame_pixels(folder / "atlas.pdf", info)
     f = info.layout.frame
-    doc = pdfium.PdfDocument(str(folder / "atlas.pdf"))
-    try:
-        img = np.asarray(doc[info.number - 1].render(scale=PPM * 25.4 / 72).to_pil().convert("RGB"))
-    finally:
-        doc.close()
-    top = int(round(img.shape[0] - f.y1 * PPM))
-    left = int(round(f.x * PPM))
-    frame = img[top: top + int(round(f.h * PPM)), left: left + int(round(f.w * PPM))].copy()
     minx, miny, maxx, maxy = info.box
     frame_mm = (f.x, info.layout.height - f.y1, f.w, f.h)  # top-down, as the QR code gives it
     meta = {"mapathon": 1, "project": "liechtenstein", "page": info.page_id, "scale": SCALE, "epsg": 32632,
@@ -479,8 +485,6 @@ def atlas_page(tmp_path_factory):
     """A map page of a two-page atlas of Vaduz as printed (its frame rasterized from the PDF) and its
     QR code's JSON as printed: the frame holds street and place labels, symbols, and the arrow to
     the neighbouring page (drawn by the furniture with ReportLab, not by Mapnik)."""
-    import pypdfium2 as pdfium
-
     from mapathon.atlas import atlas, furniture
 
     folder = tmp_path_factory.mktemp("marks-atlas")
@@ -492,15 +496,7 @@ def atlas_page(tmp_path_factory):
                                             bbox="9.514,47.138,9.528,47.143", scale=f"1:{SCALE}",
                                             project_dir=folder / "no-project"))
     info = next(i for i in seen if i.neighbours)
-    f = info.layout.frame
-    doc = pdfium.PdfDocument(str(folder / "atlas.pdf"))
-    try:
-        img = np.asarray(doc[info.number - 1].render(scale=PPM * 25.4 / 72).to_pil().convert("RGB"))
-    finally:
-        doc.close()
-    top = int(round(img.shape[0] - f.y1 * PPM))
-    left = int(round(f.x * PPM))
-    frame = img[top: top + int(round(f.h * PPM)), left: left + int(round(f.w * PPM))].copy()
+    frame = _frame_pixels(folder / "atlas.pdf", info)
     meta = json.loads(info.qr_payload)
     return {"frame": frame, "meta": meta, "box": info.box, "frame_mm": tuple(meta["frame_mm"]),
             "neighbours": dict(info.neighbours), "layout": info.layout}

@@ -315,7 +315,7 @@ def test_reservation_refusals(sites, tmp_path):
     r = Cli(paris)("sync", "clone", tmp_path / "x", "--villages", "Torodoo", ok=False)
     assert_error(r, "Torodoo", "no such village", "did you mean 'Torodo'")
     assert not (tmp_path / "x").exists()
-    assert_error(Cli(paris)("sync", "clone", tmp_path / "x", "--tasks", "99999", ok=False), "task 99999")
+    assert_error(Cli(paris)("sync", "clone", tmp_path / "x", "--tasks", "99999", ok=False), "--tasks 99999", "no such task")
     Cli(paris)("sync", "clone", tmp_path / "kayes", "--site-name", "Kayes", "--villages", "Torodo")
     before = query(paris, "SELECT COUNT(*) FROM events")[0][0]
     r = Cli(paris)("sync", "clone", tmp_path / "lyon", "--site-name", "Lyon", "--villages", "Dianguirdé,Torodo",

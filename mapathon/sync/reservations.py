@@ -110,9 +110,9 @@ def _village_keys(project: Project, area_id: int) -> set[str]:
 
 
 def resolve(project: Project, villages: list[str] = (), tasks: list[str] = ()) -> tuple[list[str], list[str]]:
-    """The task keys of *villages* (names, matched as ``--village`` is) and *tasks* (numbers or z/x/y),
+    """The task keys of *villages* (names, matched as ``--village`` is) and *tasks* (numbers, ranges or z/x/y),
     and the villages' names as the project spells them."""
-    from ..tasks.lifecycle import get_task
+    from ..selection import resolve_tasks
 
     keys: set[str] = set()
     names = []
@@ -123,8 +123,8 @@ def resolve(project: Project, villages: list[str] = (), tasks: list[str] = ()) -
         if not got:
             raise MapathonError("the village has no tasks (run 'mapathon grid' first)", field="villages", value=v)
         keys |= got
-    for t in tasks:
-        keys.add(get_task(project, t).key)
+    if tasks:  # numbers, ranges or z/x/y, as every --tasks reads them
+        keys.update(t.key for t in resolve_tasks(project, ",".join(tasks)))
     return sorted(keys), names
 
 
