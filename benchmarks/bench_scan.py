@@ -115,11 +115,11 @@ def make_project(tmp: Path, pages: int) -> tuple[Path, list]:
                    check=True, capture_output=True, env=_env())
     rasters = []
     rng = np.random.default_rng(1)
-    for i in range(1, 200):
-        try:
-            r = page_raster(pdf, i, 300)
-        except IndexError:
-            break
+    import pypdfium2 as pdfium
+
+    n = len(pdfium.PdfDocument(str(pdf)))
+    for i in range(1, n):
+        r = page_raster(pdf, i, 300)
         metas = register.read_qr(register.to_gray(r))
         if not metas or "frame_mm" not in metas[0]:
             continue

@@ -183,9 +183,12 @@ def _over(img: np.ndarray, rgba: np.ndarray) -> np.ndarray:
 
     if rgba.shape[:2] != img.shape[:2]:
         rgba = cv2.resize(rgba, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
-    a = rgba[..., 3:].astype(np.float32) / 255
-    out = img.astype(np.float32) * (1 - a) + rgba[..., :3].astype(np.float32) * a
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    where = rgba[..., 3] > 0  # the overlay covers little of the frame: blend those pixels only
+    a = rgba[where, 3:].astype(np.float32) / 255
+    out = img.copy()
+    out[where] = np.clip(img[where].astype(np.float32) * (1 - a) + rgba[where, :3].astype(np.float32) * a + 0.5,
+                         0, 255).astype(np.uint8)
+    return out
 
 
 def _draw_overlay(dest: Path, size_pt, box, scale: int, neighbours: dict, words) -> None:

@@ -191,6 +191,7 @@ class _Placed:
     sidecar: dict = field(default_factory=dict)
     page: ScannedPage | None = None  # without its pixels
     marks: list = field(default_factory=list)
+    tiles: Path | None = None  # the GeoTIFF cut into tiles (an MBTiles file), for the project's imagery
 
 
 def scan_files(paths: list[Path], out_dir: Path, *, project=None, progress=None,
@@ -223,8 +224,8 @@ def scan_files(paths: list[Path], out_dir: Path, *, project=None, progress=None,
     for path, pics in files:  # files without any picture (an empty PDF) count at once
         if not pics and progress:
             progress(path)
-    with tempfile.TemporaryDirectory(prefix="mapathon-scan-") as refs:
-        args = (out_dir, view, brought_by, Path(refs))
+    with tempfile.TemporaryDirectory(prefix="mapathon-scan-") as batch_dir:
+        args = (out_dir, view, brought_by, Path(batch_dir))
         workers = _workers(len(todo))
         if workers <= 1:
             for pic in todo:
@@ -286,10 +287,12 @@ def _warm_cache(project) -> None:
 
 
 def place_one(pic: Picture, out_dir: Path, view: ProjectView | None, brought_by: str | None,
-              reference_dir: Path | None) -> _Placed:
-    """Place one picture, write its GeoTIFF under a temporary name, find its marks and write their review
-    files (what a process of the batch does); a picture that cannot be placed gives its one-line reason."""
+              batch_dir: Path | None) -> _Placed:
+    """Place one picture, write its GeoTIFF under a temporary name (and, with a project, its tiles in
+    *batch_dir*), find its marks (the page's render kept in *batch_dir*) and write their review files:
+    what a process of the batch does. A picture that cannot be placed gives its one-line reason."""
     from ..atlas import registration as reg
+    from ..imagery import importer
 
     t0 = time.perf_counter()
     try:
@@ -300,17 +303,22 @@ def place_one(pic: Picture, out_dir: Path, view: ProjectView | None, brought_by:
                          residual_mm=round(page.residual_mm, 3), residual_max_mm=round(page.residual_max_mm, 3),
                          residual_m=round(page.residual_m, 2), method=page.method)
         tmp = temp_path(tif)
+        tiles = batch_dir / f"tiles-{pic.index}.mbtiles" if view is not None and batch_dir else None
         try:
             _write_tif(page, tmp)
+            if tiles is not None:  # the scans imagery's tiles cut here; the main process imports them
+                importer.tile_raster(tmp, tiles)
             # the ink marks: found against a render of the page, written for review (kept by _keep)
             found, files = marks.process_page(page, view, out_dir, brought_by=brought_by,
                                               strip_colours=dict(reg.INKS), record=False,
-                                              reference_dir=reference_dir)
+                                              reference_dir=batch_dir)
         except BaseException:
             tmp.unlink(missing_ok=True)
+            if tiles is not None:
+                tiles.unlink(missing_ok=True)
             raise
         res.marks, res.outputs = len(found), [str(f) for f in files]
-        placed = _Placed(res, tmp, {**page.sidecar(), "geotiff": tif.name}, page.without_pixels(), found)
+        placed = _Placed(res, tmp, {**page.sidecar(), "geotiff": tif.name}, page.without_pixels(), found, tiles)
     except MapathonError as e:
         placed = _Placed(ScanResult(pic.label, False, str(e)))
     placed.result.seconds = round(time.perf_counter() - t0, 2)
@@ -325,7 +333,7 @@ def _keep(placed: _Placed, project, brought_by: str | None) -> ScanResult:
         return res
     try:
         if project is not None:
-            _import(project, placed.tmp_tif)
+            _import(project, placed.tiles or placed.tmp_tif)
         write_json({**placed.sidecar, "scanned": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
                    Path(res.sidecar))
         os.replace(placed.tmp_tif, res.geotiff)
@@ -335,12 +343,14 @@ def _keep(placed: _Placed, project, brought_by: str | None) -> ScanResult:
         res = ScanResult(res.source, False, str(e))
     finally:
         placed.tmp_tif.unlink(missing_ok=True)
+        if placed.tiles is not None:
+            placed.tiles.unlink(missing_ok=True)
     return res
 
 
 def _import(project, tif: Path) -> None:
-    """Add a placed page to the project's ``scans`` imagery (the same MBTiles cache and tile server as
-    ``imagery import``/``imagery serve``)."""
+    """Add a placed page (its GeoTIFF, or the MBTiles file of its tiles) to the project's ``scans``
+    imagery (the same MBTiles cache and tile server as ``imagery import``/``imagery serve``)."""
     from ..imagery import importer, sources
 
     if SCANS_SOURCE not in sources.all_sources(project):
