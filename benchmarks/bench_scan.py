@@ -70,6 +70,9 @@ def _tree(root: int) -> list[int]:
 def run_measured(argv: list[str], env: dict) -> dict:
     """Run *argv*; its wall time, the peak of its process tree's summed RSS (sampled) and each process's
     own peak (VmHWM, read while it lives)."""
+    import resource
+
+    cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     peak_sum, hwm = 0, {}
@@ -87,10 +90,12 @@ def run_measured(argv: list[str], env: dict) -> dict:
         time.sleep(0.02)
     wall = time.perf_counter() - t0
     reader.join()
+    cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the command and its processes (waited for)
+    cpu = cpu1.ru_utime + cpu1.ru_stime - cpu0.ru_utime - cpu0.ru_stime
     if proc.returncode not in (0,):
         sys.exit(f"{' '.join(argv[3:])} failed:\n{outs.get('err', '')[-3000:]}")
     procs = sorted((v for v in hwm.values() if v), reverse=True)
-    return {"wall": wall, "peak_mb": peak_sum / 1024, "hwm_mb": [v / 1024 for v in procs],
+    return {"wall": wall, "cpu": cpu, "peak_mb": peak_sum / 1024, "hwm_mb": [v / 1024 for v in procs],
             "results": json.loads(outs["out"])}
 
 

@@ -34,6 +34,8 @@ class ScannedPage:
     residual_max_mm: float = 0.0
     residual_m: float = 0.0  # residual_mm on the ground, metres
     method: str = ""  # "4 marks", "3 marks + QR", "... + grid"
+    # what the homography was fitted to: {"marks": ids of the corner marks, "qr_corners": 0 to 4}
+    control_points: dict = field(default_factory=dict)
     # paper mm (x right, y down) -> source image pixel (col, row) of the *oriented* photo (EXIF applied)
     homography: np.ndarray | None = None
     photo: np.ndarray | None = field(default=None, repr=False)  # the oriented photo, uint8 RGB (for crops)
@@ -119,6 +121,6 @@ class ScannedPage:
                 "source": str(Path(self.source)) if self.source else "", "epsg": self.crs,
                 "frame_mm": [round(v, 2) for v in self.frame_mm],
                 "corners": [[round(a, 2), round(b, 2)] for a, b in self.frame_corners_crs],
-                "px_per_mm": self.px_per_mm, "method": self.method,
+                "px_per_mm": self.px_per_mm, "method": self.method, "control_points": self.control_points,
                 "residual_mm": round(self.residual_mm, 3), "residual_max_mm": round(self.residual_max_mm, 3),
                 "residual_m": round(self.residual_m, 2)}
