@@ -74,7 +74,8 @@ def run_measured(argv: list[str], env: dict) -> dict:
 
     cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            cwd=ROOT)  # `python -c` reads the folder it runs in first
     peak_sum, hwm = 0, {}
     import threading
 
@@ -110,14 +111,14 @@ def make_project(tmp: Path, pages: int) -> tuple[Path, list]:
     csv.write_text("name,lat,lon\nVaduz,47.1405,9.5215\n")
     proj = tmp / "proj"
     subprocess.run(MAPATHON + ["init", str(proj), "--name", "Vaduz", "--aoi", str(csv), "--radius", "1500"],
-                   check=True, capture_output=True, env=_env())
+                   check=True, capture_output=True, env=_env(), cwd=ROOT)
     (proj / "merged").mkdir(exist_ok=True)
     shutil.copyfile(DATA, proj / "merged" / "latest.osm.pbf")
     w = 0.007 * max(1, pages) ** 0.5  # about `pages` pages of 1:5000
     bbox = f"9.515,47.138,{9.515 + w:.4f},{47.138 + w * 0.7:.4f}"
     pdf = tmp / "atlas.pdf"
     subprocess.run(MAPATHON + ["--project", str(proj), "print", "--bbox", bbox, "--scale", "1:5000", "-o", str(pdf)],
-                   check=True, capture_output=True, env=_env())
+                   check=True, capture_output=True, env=_env(), cwd=ROOT)
     rasters = []
     rng = np.random.default_rng(1)
     import pypdfium2 as pdfium
@@ -174,7 +175,8 @@ def main() -> None:
         out(f"load average at the end: {open('/proc/loadavg').read().split()[0]} ({os.cpu_count()} cores)")
         out(f"mapathon scan, 1 photo: {one['wall']:.2f} s wall (command start included), "
             f"{one['results'][0]['seconds']:.2f} s for the photo; peak {one['peak_mb']:.0f} MB")
-        out(f"mapathon scan, {len(res)} photos with their marks: {many['wall']:.1f} s wall (goal 30 s); "
+        out(f"mapathon scan, {len(res)} photos with their marks: {many['wall']:.1f} s wall (goal 30 s), "
+            f"CPU {many['cpu']:.1f} s; "
             f"{sum(r['ok'] for r in res)} placed, {sum(r.get('marks') or 0 for r in res)} marks, "
             f"worst residual {max(r.get('residual_max_mm') or 0 for r in res):.2f} mm")
         out(f"peak memory of the process tree: {many['peak_mb']:.0f} MB at one moment (goal 1 GB); "
