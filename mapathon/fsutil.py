@@ -56,15 +56,10 @@ def remove_stale(dest: str | os.PathLike, suffix: str | None = None, max_age: fl
     return removed
 
 
-@contextlib.contextmanager
-def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
-    """Yield a temporary path beside *dest*; rename it onto *dest* on success.
-
-    The temporary file keeps *dest*'s extension (drivers such as GDAL's pick
-    the format from it). On any exception the temporary file is removed and
-    *dest* is left untouched. Temporary files of *dest* left by killed runs
-    (older than :data:`STALE_SECONDS`) are removed first.
-    """
+def temp_path(dest: str | os.PathLike, suffix: str | None = None) -> Path:
+    """A fresh temporary path beside *dest* (not created), named so that :func:`remove_stale` knows it;
+    temporary files of *dest* left by killed runs are removed first. The caller renames it onto *dest*
+    (``os.replace``) or removes it: :func:`atomic_path` does both."""
     dest = Path(dest)
     parent = dest.parent if str(dest.parent) else Path(".")
     if not parent.is_dir():
@@ -76,7 +71,19 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
     fd, tmp = tempfile.mkstemp(prefix=_tmp_prefix(dest), suffix=".tmp" + ext, dir=parent)
     os.close(fd)
     os.unlink(tmp)  # let the writer create it (some drivers refuse existing files)
-    tmp_path = Path(tmp)
+    return Path(tmp)
+
+
+@contextlib.contextmanager
+def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside *dest*; rename it onto *dest* on success.
+
+    The temporary file keeps *dest*'s extension (drivers such as GDAL's pick
+    the format from it). On any exception the temporary file is removed and
+    *dest* is left untouched. Temporary files of *dest* left by killed runs
+    (older than :data:`STALE_SECONDS`) are removed first.
+    """
+    tmp_path = temp_path(dest, suffix)
     try:
         yield tmp_path
         os.replace(tmp_path, dest)

@@ -95,6 +95,7 @@ def test_flat_photos_placed_within_1_mm(page, kw):
     err = error_mm(placed, photo)
     assert np.median(err) <= 1.0 and err.max() <= 2.0, (np.median(err), err.max())
     assert placed.method == "4 marks" and placed.residual_mm < 0.5
+    assert placed.control_points == {"marks": [0, 1, 2, 3], "qr_corners": 0}
     assert placed.rectified.shape == (round(placed.frame_mm[3] * 10), round(placed.frame_mm[2] * 10), 3)
 
 
@@ -107,12 +108,42 @@ def test_crumpled_photo_within_2_mm(page, crumple, seed):
     assert placed.correction is not None and placed.residual_mm < 0.5
 
 
-def test_one_hidden_corner_mark(page, meta):
-    x, y = meta["marks"][3]  # bottom left (bottom right is just above the QR code)
-    thumb = paint_mm(page, DPI, (x - 3, y - 3, 11, 11), (200, 160, 140))
-    photo = make_photo(thumb, DPI, tilt=20)
+def hide_mark(page, meta, i: int) -> np.ndarray:
+    """A thumb over corner mark *i* (the bottom right one is just above the QR code: a smaller thumb)."""
+    x, y = meta["marks"][i]
+    pad = 1 if i == 2 else 3
+    return paint_mm(page, DPI, (x - pad, y - pad, 5 + 2 * pad, 5 + 2 * pad), (200, 160, 140))
+
+
+@pytest.mark.parametrize("hidden", [3, 2])
+def test_one_hidden_corner_mark_placed_with_the_qr_corners(page, meta, hidden, tmp_path):
+    photo = make_photo(hide_mark(page, meta, hidden), DPI, tilt=20)
     placed = register.place(photo.rgb, "thumb.jpg")
-    assert placed.method == "3 marks" and np.median(error_mm(placed, photo)) <= 1.0
+    err = error_mm(placed, photo)
+    assert placed.method.startswith("3 marks + QR") and np.median(err) <= 0.5 and err.max() <= 1.0, \
+        (placed.method, np.median(err), err.max())
+    assert placed.control_points == {"marks": sorted({0, 1, 2, 3} - {hidden}), "qr_corners": 4}
+    if hidden == 3:  # the JSON sidecar says what the page was placed with
+        r = Cli()("--project", tmp_path / "none", "scan", save(tmp_path, "thumb.jpg", photo.rgb), "-o", tmp_path,
+                  "--json")
+        side = json.loads(Path(json.loads(r.stdout)[0]["sidecar"]).read_text())
+        assert side["control_points"] == {"marks": [0, 1, 2], "qr_corners": 4} and side["residual_max_mm"] < 1
+
+
+def test_hidden_mark_and_pen_strokes_over_the_qr(page, meta):
+    """A hidden mark and a thin stroke across the QR code: still placed, within 1 mm; a thick one
+    hides the QR code: refused as before."""
+    hidden = hide_mark(page, meta, 3)
+    qr_centre = (meta["inks"][0][1] + 10, meta["inks"][0][2] - 14)
+    thin = stroke_mm(hidden, DPI, (qr_centre[0] - 15, qr_centre[1] - 6), (qr_centre[0] + 15, qr_centre[1] + 6), 0.5,
+                     (30, 60, 200))
+    photo = make_photo(thin, DPI, tilt=15)
+    placed = register.place(photo.rgb, "pen.jpg")
+    err = error_mm(placed, photo)
+    assert placed.method.startswith("3 marks") and np.median(err) <= 1.0 and err.max() <= 2.0
+    x, y = meta["inks"][0][1:3]
+    with pytest.raises(ScanRefused, match="QR code not found"):
+        register.place(make_photo(paint_mm(hidden, DPI, (x - 2, y - 26, 30, 9), (20, 20, 20)), DPI).rgb, "stroke.jpg")
 
 
 def test_thin_pen_stroke_across_the_qr_is_read(page, meta):

@@ -207,13 +207,17 @@ def draw_text(c, x, y, text, font=SANS, size=7, fill=INK, anchor="start", angle=
     return True
 
 
+def qr_matrix(payload: str):
+    """The QR code of *payload* as printed: rows of modules (truthy = dark), medium error correction."""
+    import segno
+
+    return segno.make(payload, error="m", micro=False).matrix
+
+
 def draw_qr(c, payload: str, x: float, y: float, size: float) -> None:
     """A QR code (segno) drawn as vector squares, lower-left corner at (x, y), *size* points wide
     including the 4-module quiet zone (left white)."""
-    import segno
-
-    qr = segno.make(payload, error="m", micro=False)
-    matrix = qr.matrix
+    matrix = qr_matrix(payload)
     n = len(matrix)
     module = size / (n + 8)
     ox, oy = x + 4 * module, y + 4 * module
@@ -570,7 +574,7 @@ def _panel(c, info: MapPageInfo, pal, words: Words):
         words("attribution"),
     ]
     utm = words("utm_grid", zone=info.zone, step=info.grid_step)
-    qr_size = 27 * MM
+    qr_size = registration.QR_MM * MM
     if not landscape:
         # bottom line: data and print dates, attribution
         line = "   ·   ".join(credits) + "   ·   " + info.page_id
@@ -593,9 +597,9 @@ def _panel(c, info: MapPageInfo, pal, words: Words):
                 break
             draw_text(c, x, yy, line, SANS, 5.8, fill="#333333")
             yy -= 7.2
-        # QR code at the right
-        qx = x + w - qr_size + 4
-        draw_qr(c, info.qr_payload, qx, top - qr_size + 3, qr_size)
+        # QR code at the right (where mapathon scan looks for its corners: registration.qr_square)
+        qx, qy, _ = registration.qr_square(lay)
+        draw_qr(c, info.qr_payload, qx, qy, qr_size)
         # legend in between
         lx = x + 61 * MM
         draw_legend(c, (lx, y + 9, qx - lx - 2, h - 9), info.legend, pal, words)
@@ -617,7 +621,7 @@ def _panel(c, info: MapPageInfo, pal, words: Words):
             yy -= 7.5
         bottom_block = qr_size + 30
         draw_legend(c, (x, y + bottom_block, w, yy - 4 - (y + bottom_block)), info.legend, pal, words, max_cols=2)
-        draw_qr(c, info.qr_payload, x - 4, y + 26, qr_size)
+        draw_qr(c, info.qr_payload, *registration.qr_square(lay))
         yy = y + 20
         for line in _wrap(credits[0], SANS, 5.8, w) + [credits[1], info.page_id]:
             draw_text(c, x, yy, line, SANS, 5.8, fill="#333333")

@@ -60,6 +60,30 @@ def patch_rects(lay: PageLayout) -> dict[str, tuple[float, float, float, float]]
     return {name: (x + i * (PATCH_W + 2.0), y, PATCH_W, PATCH_H) for i, name in enumerate(INKS)}
 
 
+QR_MM = 27.0  # side of a map page's QR code, its 4-module quiet zone included
+
+
+def qr_square(lay: PageLayout) -> tuple[float, float, float]:
+    """Where a map page's QR code is drawn: lower-left corner (x, y) and side, in points, y up (ReportLab)."""
+    x, y, w, h = lay.panel.pt()
+    size = QR_MM * MM
+    if lay.orientation == "landscape":
+        return x - 4, y + 26, size
+    return x + w - size + 4, y + h - size + 3, size
+
+
+def qr_corners_mm(lay: PageLayout, payload: str) -> list[tuple[float, float]]:
+    """The corners of the QR symbol printing *payload* (its own top-left, top-right, bottom-right,
+    bottom-left, quiet zone left out: where a reader finds them), mm from the sheet's top-left, y down."""
+    from .furniture import qr_matrix
+
+    x, y, size = qr_square(lay)
+    m = size / (len(qr_matrix(payload)) + 8)
+    left, right = (x + 4 * m) / MM, (x + size - 4 * m) / MM
+    top, bottom = lay.height - (y + size - 4 * m) / MM, lay.height - (y + 4 * m) / MM
+    return [(left, top), (right, top), (right, bottom), (left, bottom)]
+
+
 def payload_fields(lay: PageLayout, box, epsg: int, atlas_id: str, grayscale: bool = False) -> dict:
     """What the QR JSON gains for ``mapathon scan`` (compact: mm to 0.01, metres to 0.1). On a
     ``--grayscale`` atlas the ink patches are outlines only (``"inks_outlined": 1``)."""

@@ -97,7 +97,11 @@ class Spline:
         K = _U(d2) + smooth * np.eye(n)
         P = np.c_[np.ones(n), self.pts]
         A = np.block([[K, P], [P.T, np.zeros((3, 3))]])
-        sol = np.linalg.lstsq(A, np.r_[values, np.zeros(3)], rcond=None)[0]
+        b = np.r_[values, np.zeros(3)]
+        try:  # K is regularised: A is symmetric and invertible unless all points are on one line
+            sol = np.linalg.solve(A, b)  # LU: 5-10 times faster than least squares for the same answer
+        except np.linalg.LinAlgError:
+            sol = np.linalg.lstsq(A, b, rcond=None)[0]
         self.w, self.a = sol[:n], sol[n:]
 
     def __call__(self, pts: np.ndarray) -> np.ndarray:

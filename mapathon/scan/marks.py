@@ -540,17 +540,20 @@ def write_marks(page, marks: list[Mark], out_dir, *, lang: str | None = None, br
 
 
 def process_page(page, project, out_dir, *, brought_by: str | None = None, lang: str | None = None,
-                 strip_colours=None) -> tuple[list[Mark], list]:
+                 strip_colours=None, record: bool = True, reference_dir=None) -> tuple[list[Mark], list]:
     """Everything ``mapathon scan`` does with the marks of one placed page: render its reference
-    from the project's data, extract the marks, write the review files (in the project's language)
-    and, with a project, keep them (``record_marks``: who brought the page is credited)."""
+    from the project's data (kept in *reference_dir* for the next photo of the page, see
+    ``reference.kept_reference``), extract the marks, write the review files (in the project's
+    language) and, with a project and *record*, keep them (``record_marks``: who brought the page is
+    credited). A process of ``mapathon scan`` other than the main one leaves *record* to it."""
     from ..errors import MapathonError
+    from .reference import kept_reference
 
     if project is None:  # nothing to tell the printed map from the ink: no marks rather than false ones
         return [], []
     meta = _with_frame(dict(page.meta), page)
     try:
-        ref = render_reference(meta, project, page.px_per_mm)
+        ref = kept_reference(meta, project, page.px_per_mm, reference_dir)
     except MapathonError:  # no merged data yet: the photo alone (the map's own colours may pass for ink)
         ref = None
     found = extract_marks(page, ref, strip_colours, ignore=_ignore(meta, page, ref))
@@ -563,7 +566,7 @@ def process_page(page, project, out_dir, *, brought_by: str | None = None, lang:
 
         lang = resolve_lang(project, lang)
     files = write_marks(page, found, out_dir, lang=lang, brought_by=brought_by)
-    if project is not None:
+    if record:
         record_marks(project, page, found, brought_by=brought_by)
     return found, files
 

@@ -13,7 +13,7 @@ Conventions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +34,8 @@ class ScannedPage:
     residual_max_mm: float = 0.0
     residual_m: float = 0.0  # residual_mm on the ground, metres
     method: str = ""  # "4 marks", "3 marks + QR", "... + grid"
+    # what the homography was fitted to: {"marks": ids of the corner marks, "qr_corners": 0 to 4}
+    control_points: dict = field(default_factory=dict)
     # paper mm (x right, y down) -> source image pixel (col, row) of the *oriented* photo (EXIF applied)
     homography: np.ndarray | None = None
     photo: np.ndarray | None = field(default=None, repr=False)  # the oriented photo, uint8 RGB (for crops)
@@ -108,12 +110,17 @@ class ScannedPage:
         """Metres on the ground per ``rectified`` pixel."""
         return self.scale / 1000.0 / self.px_per_mm
 
+    def without_pixels(self) -> "ScannedPage":
+        """A copy without the photo, the rectified frame and the bent-paper field: what the main process
+        of ``mapathon scan`` needs to keep a page's marks (a few hundred bytes to send, not 50 MB)."""
+        return replace(self, rectified=np.zeros((0, 0, 3), np.uint8), photo=None, correction=None)
+
     def sidecar(self) -> dict:
         """The JSON sidecar's placement fields (besides the file names and time)."""
         return {"page": self.page_id, "atlas": self.atlas_id, "project": self.meta.get("project"),
                 "source": str(Path(self.source)) if self.source else "", "epsg": self.crs,
                 "frame_mm": [round(v, 2) for v in self.frame_mm],
                 "corners": [[round(a, 2), round(b, 2)] for a, b in self.frame_corners_crs],
-                "px_per_mm": self.px_per_mm, "method": self.method,
+                "px_per_mm": self.px_per_mm, "method": self.method, "control_points": self.control_points,
                 "residual_mm": round(self.residual_mm, 3), "residual_max_mm": round(self.residual_max_mm, 3),
                 "residual_m": round(self.residual_m, 2)}

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import MapathonError
 
-__all__ = ["render_reference", "unprinted_mask", "frame_box", "frame_size_mm"]
+__all__ = ["render_reference", "kept_reference", "unprinted_mask", "frame_box", "frame_size_mm"]
 
 
 def _first(meta: dict, *keys):
@@ -119,6 +119,32 @@ def render_reference(meta: dict, data_file_or_project, px_per_mm: float) -> np.n
     return np.ascontiguousarray(img)
 
 
+def kept_reference(meta: dict, data_file_or_project, px_per_mm: float, folder: Path | None) -> np.ndarray | None:
+    """:func:`render_reference`, kept in *folder* (the batch's temporary folder, shared by the processes
+    of ``mapathon scan``): a second photo of the same page reuses the first one's render. The render
+    is named by the page's QR JSON, the resolution and the language: a batch reads one data file."""
+    if folder is None or data_file_or_project is None:
+        return render_reference(meta, data_file_or_project, px_per_mm)
+    import hashlib
+    import json
+
+    from ..fsutil import atomic_path
+
+    lang = getattr(data_file_or_project, "lang", None)
+    key = hashlib.sha1(json.dumps([meta, px_per_mm, lang], sort_keys=True, default=str).encode()).hexdigest()[:20]
+    kept = Path(folder) / f"reference-{key}.npy"
+    if kept.is_file():
+        try:
+            return np.load(kept)
+        except (OSError, ValueError):  # a damaged file: render again
+            pass
+    img = render_reference(meta, data_file_or_project, px_per_mm)
+    if img is not None:
+        with atomic_path(kept) as tmp:
+            np.save(tmp, img)
+    return img
+
+
 def _words(data_file_or_project):
     from ..atlas.i18n import Words
     from ..i18n import resolve_lang
@@ -157,9 +183,12 @@ def _over(img: np.ndarray, rgba: np.ndarray) -> np.ndarray:
 
     if rgba.shape[:2] != img.shape[:2]:
         rgba = cv2.resize(rgba, (img.shape[1], img.shape[0]), interpolation=cv2.INTER_AREA)
-    a = rgba[..., 3:].astype(np.float32) / 255
-    out = img.astype(np.float32) * (1 - a) + rgba[..., :3].astype(np.float32) * a
-    return np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    where = rgba[..., 3] > 0  # the overlay covers little of the frame: blend those pixels only
+    a = rgba[where, 3:].astype(np.float32) / 255
+    out = img.copy()
+    out[where] = np.clip(img[where].astype(np.float32) * (1 - a) + rgba[where, :3].astype(np.float32) * a + 0.5,
+                         0, 255).astype(np.uint8)
+    return out
 
 
 def _draw_overlay(dest: Path, size_pt, box, scale: int, neighbours: dict, words) -> None:

@@ -8,6 +8,7 @@ image (sub-pixel marker corners); the full-resolution image is warped once into 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,6 +19,7 @@ from .page import PX_PER_MM, ScannedPage
 FIND_PX = 2000  # long side of the copy things are looked for on
 MAX_RESIDUAL_MM = 2.0  # a photo placed worse than this is refused
 SEARCH_PAD_MM = 4.0  # margin around the frame rectified to measure its border lines on bent paper
+QR_WEIGHT = 20  # a mark's corner counts this many times a QR code corner in the fit with a hidden mark
 MIN_SHARPNESS = 12.0  # variance of the Laplacian of the rectified frame (0.1 mm pixels) below which it is blurry
 
 
@@ -51,26 +53,37 @@ def reduced(gray: np.ndarray, long_side: int = FIND_PX) -> tuple[np.ndarray, flo
 
 
 def _qr_variants(gray: np.ndarray):
+    """(image, factor: full px = image px × factor) to look for the QR code on, the likeliest first."""
     import cv2
 
-    yield gray
-    small, _ = reduced(gray, 2400)
+    yield gray, 1.0
+    small, f = reduced(gray, 2400)
     if small is not gray:
-        yield small
+        yield small, f
     clahe = cv2.createCLAHE(clipLimit=3.0, tileGridSize=(8, 8))
-    yield clahe.apply(small)
-    yield cv2.adaptiveThreshold(small, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, 51, 10)
-    half, _ = reduced(gray, 1400)
-    yield half
-    yield cv2.adaptiveThreshold(half, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, 31, 8)
+    yield clahe.apply(small), f
+    yield cv2.adaptiveThreshold(small, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, 51, 10), f
+    half, f = reduced(gray, 1400)
+    yield half, f
+    yield cv2.adaptiveThreshold(half, 255, cv2.ADAPTIVE_THRESH_GAUSSIAN_C, cv2.THRESH_BINARY, 31, 8), f
 
 
-def read_qr(gray: np.ndarray) -> list[dict]:
-    """The distinct mapathon payloads found in the image (several scales and contrast enhancements)."""
+@dataclass
+class QrCode:
+    """A mapathon QR code found in a photo: its payload (decoded JSON and text) and the symbol's corners
+    in full-resolution pixels (its own top-left, top-right, bottom-right, bottom-left)."""
+
+    meta: dict
+    text: str
+    corners: np.ndarray
+
+
+def find_qr(gray: np.ndarray) -> list[QrCode]:
+    """The distinct mapathon QR codes found in the image (several scales and contrast enhancements)."""
     import zxingcpp
 
-    found: dict[str, dict] = {}
-    for img in _qr_variants(gray):
+    found: dict[str, QrCode] = {}
+    for img, f in _qr_variants(gray):
         try:
             codes = zxingcpp.read_barcodes(img, formats=zxingcpp.BarcodeFormat.QRCode, try_rotate=True,
                                            try_downscale=True)
@@ -82,10 +95,34 @@ def read_qr(gray: np.ndarray) -> list[dict]:
             except ValueError:
                 continue
             if isinstance(meta, dict) and "mapathon" in meta and "page" in meta:
-                found.setdefault(str(meta["page"]), meta)
+                p = code.position
+                corners = np.array([[q.x, q.y] for q in (p.top_left, p.top_right, p.bottom_right, p.bottom_left)],
+                                   np.float64) * f
+                found.setdefault(str(meta["page"]), QrCode(meta, code.text, corners))
         if found:
             break
     return list(found.values())
+
+
+def read_qr(gray: np.ndarray) -> list[dict]:
+    """The distinct mapathon payloads found in the image."""
+    return [q.meta for q in find_qr(gray)]
+
+
+def qr_paper_points(qr: QrCode) -> np.ndarray | None:
+    """The QR symbol's corners on paper (mm, top-left origin, y down), in the order of ``qr.corners``;
+    None when the page layout its payload names does not give its sheet and frame (another printer)."""
+    from ..atlas import layout
+
+    meta = qr.meta
+    try:
+        lay = layout.page_layout(str(meta.get("paper", "A4")), str(meta.get("orientation", "portrait")))
+    except MapathonError:
+        return None
+    if not (np.allclose(reg.frame_mm(lay), meta["frame_mm"], atol=0.05)
+            and np.allclose((lay.width, lay.height), meta.get("sheet", (0, 0)), atol=0.05)):
+        return None
+    return np.array(reg.qr_corners_mm(lay, qr.text), np.float64)
 
 
 # -- ArUco marks --------------------------------------------------------------------------------------------
@@ -174,7 +211,8 @@ def place(rgb: np.ndarray, source: str, *, meta: dict | None = None, project_nam
     gray = to_gray(rgb)
     if float(gray.mean()) < 35:
         raise ScanRefused(f"{source}: too dark: photograph the page in daylight (no flash)")
-    metas = read_qr(gray) if meta is None else [meta]
+    codes = find_qr(gray) if meta is None else [QrCode(meta, "", np.zeros((0, 2)))]
+    metas = [q.meta for q in codes]
     marks = find_marks(gray)
     if len(metas) > 1 or any(len(v) > 1 for v in marks.values()):
         raise ScanRefused(f"{source}: several pages in one photo: photograph one page at a time")
@@ -198,13 +236,25 @@ def place(rgb: np.ndarray, source: str, *, meta: dict | None = None, project_nam
         raise ScanRefused(f"{source}: only {len(ids)} of 4 corner marks are visible: photograph the whole page")
     paper = paper_points(meta, ids)
     img = np.concatenate([marks[i][0] for i in ids]).astype(np.float64)
+    qr_paper = qr_paper_points(codes[0]) if len(ids) < 4 and len(codes[0].corners) == 4 else None
+    if qr_paper is not None:  # a hidden mark: the QR code's corners are control points too
+        paper, img = np.r_[paper, qr_paper], np.r_[img, codes[0].corners]
     H, inliers = cv2.findHomography(paper, img, cv2.RANSAC, 3.0 * max(rgb.shape) / FIND_PX)
     if H is None:
         raise ScanRefused(f"{source}: the corner marks do not fit a page: photograph the page flat")
+    n_qr = 0
+    if qr_paper is not None:  # a QR corner off the fit (a pen stroke over it) is left out, not refused
+        keep = np.r_[np.ones(4 * len(ids), bool), inliers.ravel()[-4:] > 0]
+        n_qr = int(keep[-4:].sum())
+        paper, img = paper[keep], img[keep]
+        if n_qr:  # the marks' corners are sub-pixel, the QR's to about 0.1 mm: the marks weigh QR_WEIGHT times more
+            w = np.r_[np.full(4 * len(ids), QR_WEIGHT), np.ones(n_qr, int)]
+            H, _ = cv2.findHomography(np.repeat(paper, w, axis=0), np.repeat(img, w, axis=0), 0)
     back = _apply(np.linalg.inv(H), img)
     err = np.linalg.norm(back - paper, axis=1)
     residual, worst = float(np.median(err)), float(err.max())
-    method = f"{len(ids)} marks"
+    method = f"{len(ids)} marks" + (" + QR" if n_qr else "")
+    control = {"marks": [int(i) for i in ids], "qr_corners": n_qr}
     if worst > MAX_RESIDUAL_MM:
         raise ScanRefused(f"{source}: cannot place the page within {MAX_RESIDUAL_MM:g} mm (off by {worst:.1f} mm): "
                           "flatten the page and photograph it from straight above")
@@ -256,7 +306,7 @@ def place(rgb: np.ndarray, source: str, *, meta: dict | None = None, project_nam
     return ScannedPage(meta=meta, rectified=rect, px_per_mm=px_per_mm, frame_mm=(fx, fy, fw, fh),
                        crs=int(meta["epsg"]), frame_corners_crs=((minx, maxy), (maxx, maxy), (maxx, miny), (minx, miny)),
                        residual_mm=residual, source=source, residual_max_mm=worst,
-                       residual_m=residual * scale / 1000.0, method=method, homography=H,
+                       residual_m=residual * scale / 1000.0, method=method, homography=H, control_points=control,
                        photo=rgb if keep_photo else None, correction=correction)
 
 

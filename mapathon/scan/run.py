@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MapathonError
-from ..fsutil import atomic_path
+from ..fsutil import atomic_path, temp_path
 from . import marks, register
 from .page import PX_PER_MM, ScannedPage
 
@@ -68,36 +70,56 @@ def _open_image(path: Path) -> np.ndarray:
         raise MapathonError(f"{path}: not a picture that can be read ({e.__class__.__name__})") from None
 
 
-def images(path: Path):
-    """Yield (label, RGB array or MapathonError) for each picture in *path* (each page of a PDF)."""
+@dataclass(frozen=True)
+class Picture:
+    """One picture to place: a photo or scan file, or one page of a PDF (*pdf_page*, from 0); *error*
+    when it is refused before being read. Small, so that it is sent to the batch's processes."""
+
+    index: int
+    path: str
+    label: str
+    pdf_page: int | None = None
+    error: str = ""
+
+
+def pictures(path: Path, start: int = 0) -> list[Picture]:
+    """The pictures of *path* (each page of a PDF), numbered from *start*; not read yet (see :func:`read`)."""
+    path = Path(path)
     if not path.is_file():
-        yield str(path), MapathonError(f"{path}: no such file")
-        return
+        return [Picture(start, str(path), str(path), error=f"{path}: no such file")]
     if path.suffix.lower() == ".pdf":
         import pypdfium2 as pdfium
 
         try:
             doc = pdfium.PdfDocument(str(path))
         except pdfium.PdfiumError:
-            yield str(path), MapathonError(f"{path}: not a PDF that can be read")
-            return
-        try:
-            n = len(doc)
-            for i in range(n):
-                label = f"{path}#page{i + 1}" if n > 1 else str(path)
-                page = doc[i]
-                yield label, np.asarray(page.render(scale=PDF_DPI / 72).to_pil().convert("RGB"))
-                page.close()
-        finally:
-            doc.close()
-        return
+            return [Picture(start, str(path), str(path), error=f"{path}: not a PDF that can be read")]
+        n = len(doc)
+        doc.close()
+        return [Picture(start + i, str(path), f"{path}#page{i + 1}" if n > 1 else str(path), i) for i in range(n)]
     if path.suffix.lower() not in IMAGE_EXTS:
-        yield str(path), MapathonError(f"{path}: not a photo or scan (give JPEG, PNG, HEIC or PDF files)")
-        return
+        return [Picture(start, str(path), str(path),
+                        error=f"{path}: not a photo or scan (give JPEG, PNG, HEIC or PDF files)")]
+    return [Picture(start, str(path), str(path))]
+
+
+def read(pic: Picture) -> np.ndarray:
+    """The picture as an oriented RGB array (a PDF page rendered at ``PDF_DPI``); MapathonError when it
+    cannot be read."""
+    if pic.error:
+        raise MapathonError(pic.error)
+    if pic.pdf_page is None:
+        return _open_image(Path(pic.path))
+    import pypdfium2 as pdfium
+
+    doc = pdfium.PdfDocument(pic.path)
     try:
-        yield str(path), _open_image(path)
-    except MapathonError as e:
-        yield str(path), e
+        page = doc[pic.pdf_page]
+        img = np.asarray(page.render(scale=PDF_DPI / 72).to_pil().convert("RGB"))
+        page.close()
+        return img
+    finally:
+        doc.close()
 
 
 # -- outputs ------------------------------------------------------------------------------------------------
@@ -134,56 +156,201 @@ def write_json(data: dict, dest: Path) -> None:
 
 # -- the batch ----------------------------------------------------------------------------------------------
 
+#: Processes placing pictures at once: the 2 cores of the laptop the scan is made for. Each peaks at
+#: about 400 MB with a 12-MP photo (docs/performance.md), so the batch stays under 1 GB. MAPATHON_JOBS=1
+#: places them one after the other in this process.
+MAX_WORKERS = 2
+
+
+@dataclass
+class ProjectView:
+    """What the processes of a batch need of the project, without its database (the main process
+    alone writes to it): its folder (for the data and the layer cache), name, language and villages."""
+
+    path: Path
+    name: str
+    lang: str
+    areas: list[dict]
+
+    @classmethod
+    def of(cls, project) -> "ProjectView":
+        return cls(Path(project.path), project.name, project.lang,
+                   [{"name": v["name"], "geom": bytes(v["geom"])} for v in project.villages()])
+
+    def villages(self) -> list[dict]:
+        return self.areas
+
+
+@dataclass
+class _Placed:
+    """A picture placed by a process of the batch: its GeoTIFF written under a temporary name, its
+    marks found and their review files written; the main process keeps them (see :func:`_keep`)."""
+
+    result: ScanResult
+    tmp_tif: Path | None = None
+    sidecar: dict = field(default_factory=dict)
+    page: ScannedPage | None = None  # without its pixels
+    marks: list = field(default_factory=list)
+    tiles: Path | None = None  # the GeoTIFF cut into tiles (an MBTiles file), for the project's imagery
+
 
 def scan_files(paths: list[Path], out_dir: Path, *, project=None, progress=None,
                brought_by: str | None = None) -> list[ScanResult]:
     """Place every picture of *paths*; write ``<page>.tif`` and ``<page>.json`` in *out_dir*; add the
     GeoTIFFs to the project's ``scans`` imagery; find the ink marks, write them for review and keep
-    them in the project (credited to *brought_by*). *progress(label)* is called once per file."""
-    from ..atlas import registration as reg
+    them in the project (credited to *brought_by*). *progress(path)* is called once per file.
 
+    The pictures are placed by up to :data:`MAX_WORKERS` processes; this one keeps the results in the
+    order given (the project's imagery and marks, the GeoTIFFs renamed into place): of two photos of
+    one page, the later one wins, as one after the other."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: list[ScanResult] = []
+    files: list[tuple[str, list[Picture]]] = []
     for path in paths:
-        for label, img in images(Path(path)):
-            t0 = time.perf_counter()
-            if isinstance(img, MapathonError):
-                results.append(ScanResult(label, False, str(img)))
-            else:
-                try:
-                    results.append(_one(img, label, out_dir, project, reg, brought_by))
-                except MapathonError as e:
-                    results.append(ScanResult(label, False, str(e)))
-            results[-1].seconds = round(time.perf_counter() - t0, 2)
-        if progress:
-            progress(str(path))
+        files.append((str(path), pictures(Path(path), sum(len(p) for _, p in files))))
+    todo = [pic for _, pics in files for pic in pics]
+    view = ProjectView.of(project) if project is not None else None
+    results: list[ScanResult] = []
+    last = {pics[-1].index: path for path, pics in files if pics}
+
+    def keep(placed: _Placed) -> None:
+        t0 = time.perf_counter()
+        res = _keep(placed, project, brought_by)
+        res.seconds = round(placed.result.seconds + time.perf_counter() - t0, 2)
+        results.append(res)
+        if progress and len(results) - 1 in last:
+            progress(last[len(results) - 1])
+
+    for path, pics in files:  # files without any picture (an empty PDF) count at once
+        if not pics and progress:
+            progress(path)
+    with tempfile.TemporaryDirectory(prefix="mapathon-scan-") as batch_dir:
+        args = (out_dir, view, brought_by, Path(batch_dir))
+        workers = _workers(len(todo))
+        if workers <= 1:
+            for pic in todo:
+                keep(place_one(pic, *args))
+        else:
+            _warm_cache(project)
+            for placed in _in_pool(todo, args, workers):
+                keep(placed)
     return results
 
 
-def _one(img, label, out_dir: Path, project, reg, brought_by: str | None) -> ScanResult:
-    page = register.place(img, label, project_name=project.name if project is not None else None)
-    stem = page.page_id or Path(label).stem
-    tif, side = out_dir / f"{stem}.tif", out_dir / f"{stem}.json"
-    res = ScanResult(label, True, page=page.page_id, geotiff=str(tif), sidecar=str(side),
-                     residual_mm=round(page.residual_mm, 3), residual_max_mm=round(page.residual_max_mm, 3),
-                     residual_m=round(page.residual_m, 2), method=page.method)
-    # the GeoTIFF appears (renamed) only once it is in the scans imagery too
-    with atomic_path(tif) as tmp:
-        _write_tif(page, tmp)
+def _workers(n: int) -> int:
+    try:
+        jobs = int(os.environ.get("MAPATHON_JOBS") or MAX_WORKERS)
+    except ValueError:
+        jobs = MAX_WORKERS
+    return max(1, min(jobs, MAX_WORKERS, os.cpu_count() or 1, n))
+
+
+def _in_pool(todo: list[Picture], args: tuple, workers: int):
+    """place_one(pic, *args) for every picture in *workers* fresh processes; yields in *todo*'s order."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawned, not forked: this process runs the progress bar's thread and holds the project's database
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
+    try:
+        futures = [pool.submit(place_one, pic, *args) for pic in todo]
+        for i, fut in enumerate(futures):
+            while not fut.done():
+                wait(futures[i:], return_when=FIRST_COMPLETED)
+            try:
+                yield fut.result()
+            except BrokenProcessPool:
+                raise MapathonError(f"{todo[i].label}: the process placing it stopped (out of memory?); "
+                                    "run again with MAPATHON_JOBS=1") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _init_worker() -> None:
+    import cv2
+
+    cv2.setNumThreads(1)  # one process per core already
+
+
+def _warm_cache(project) -> None:
+    """Build the project's layer cache here, before the processes of the batch render from it."""
+    if project is None:
+        return
+    from ..atlas.cache import open_cache
+    from ..osm.submit import latest_data
+
+    try:
+        open_cache(latest_data(project), project.path / "cache")
+    except MapathonError:
+        pass  # no data yet: the marks are looked for on the photo alone
+
+
+def place_one(pic: Picture, out_dir: Path, view: ProjectView | None, brought_by: str | None,
+              batch_dir: Path | None) -> _Placed:
+    """Place one picture, write its GeoTIFF under a temporary name (and, with a project, its tiles in
+    *batch_dir*), find its marks (the page's render kept in *batch_dir*) and write their review files:
+    what a process of the batch does. A picture that cannot be placed gives its one-line reason."""
+    from ..atlas import registration as reg
+    from ..imagery import importer
+
+    t0 = time.perf_counter()
+    try:
+        page = register.place(read(pic), pic.label, project_name=view.name if view is not None else None)
+        stem = page.page_id or Path(pic.label).stem
+        tif, side = out_dir / f"{stem}.tif", out_dir / f"{stem}.json"
+        res = ScanResult(pic.label, True, page=page.page_id, geotiff=str(tif), sidecar=str(side),
+                         residual_mm=round(page.residual_mm, 3), residual_max_mm=round(page.residual_max_mm, 3),
+                         residual_m=round(page.residual_m, 2), method=page.method)
+        tmp = temp_path(tif)
+        tiles = batch_dir / f"tiles-{pic.index}.mbtiles" if view is not None and batch_dir else None
+        try:
+            _write_tif(page, tmp)
+            if tiles is not None:  # the scans imagery's tiles cut here; the main process imports them
+                importer.tile_raster(tmp, tiles)
+            # the ink marks: found against a render of the page, written for review (kept by _keep)
+            found, files = marks.process_page(page, view, out_dir, brought_by=brought_by,
+                                              strip_colours=dict(reg.INKS), record=False,
+                                              reference_dir=batch_dir)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            if tiles is not None:
+                tiles.unlink(missing_ok=True)
+            raise
+        res.marks, res.outputs = len(found), [str(f) for f in files]
+        placed = _Placed(res, tmp, {**page.sidecar(), "geotiff": tif.name}, page.without_pixels(), found, tiles)
+    except MapathonError as e:
+        placed = _Placed(ScanResult(pic.label, False, str(e)))
+    placed.result.seconds = round(time.perf_counter() - t0, 2)
+    return placed
+
+
+def _keep(placed: _Placed, project, brought_by: str | None) -> ScanResult:
+    """In the main process: a placed picture's GeoTIFF into the project's ``scans`` imagery, then renamed
+    into place (it appears only once it is served), its JSON sidecar, its marks into the project."""
+    res = placed.result
+    if placed.tmp_tif is None:
+        return res
+    try:
         if project is not None:
-            _import(project, tmp)
-        write_json({**page.sidecar(), "geotiff": tif.name,
-                    "scanned": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}, side)
-    # the ink marks: found against a fresh render of the page, written for review, kept in the project
-    found, files = marks.process_page(page, project, out_dir, brought_by=brought_by, strip_colours=dict(reg.INKS))
-    res.marks, res.outputs = len(found), [str(f) for f in files]
+            _import(project, placed.tiles or placed.tmp_tif)
+        write_json({**placed.sidecar, "scanned": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")},
+                   Path(res.sidecar))
+        os.replace(placed.tmp_tif, res.geotiff)
+        if project is not None:
+            marks.record_marks(project, placed.page, placed.marks, brought_by=brought_by)
+    except MapathonError as e:
+        res = ScanResult(res.source, False, str(e))
+    finally:
+        placed.tmp_tif.unlink(missing_ok=True)
+        if placed.tiles is not None:
+            placed.tiles.unlink(missing_ok=True)
     return res
 
 
 def _import(project, tif: Path) -> None:
-    """Add a placed page to the project's ``scans`` imagery (the same MBTiles cache and tile server as
-    ``imagery import``/``imagery serve``)."""
+    """Add a placed page (its GeoTIFF, or the MBTiles file of its tiles) to the project's ``scans``
+    imagery (the same MBTiles cache and tile server as ``imagery import``/``imagery serve``)."""
     from ..imagery import importer, sources
 
     if SCANS_SOURCE not in sources.all_sources(project):
