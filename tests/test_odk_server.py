@@ -126,6 +126,35 @@ def test_head_then_multipart_submission_with_photo_then_duplicate(odk):
     assert len(list((odk.folder / s["photos"][0]).parent.iterdir())) == 1
 
 
+def test_unsigned_chunked_and_plain_submissions_get_the_same_answers(odk):
+    """A plain request (Content-Length) is answered without FastAPI's routing, a chunked one through it:
+    both by the same function, with the same answers."""
+    iid = "uuid:6f1c1d3e-0003-4000-8000-000000000003"
+    unsigned = requests.post(odk.url + "/odk/submission", headers=HEAD, timeout=30,
+                             files=[("xml_submission_file", ("submission.xml", instance(iid), "text/xml"))])
+    assert unsigned.status_code == 401 and unsigned.headers["WWW-Authenticate"].startswith("Digest ")
+    assert unsigned.headers["X-OpenRosa-Version"] == "1.0" and stored(odk, iid) == []
+    req = requests.Request("POST", odk.url + "/odk/submission", files=[
+        ("xml_submission_file", ("submission.xml", instance(iid), "text/xml")),
+        ("well.jpg", ("well.jpg", JPEG, "image/jpeg"))]).prepare()
+    body = req.body
+
+    def chunked():
+        for i in range(0, len(body), 700):
+            yield body[i:i + 700]
+
+    # signed at once (the pre-flight first): a body sent in chunks cannot be sent again after a 401
+    assert requests.head(odk.url + "/odk/submission", headers=HEAD, auth=odk.auth, timeout=30).status_code == 204
+    r = requests.post(odk.url + "/odk/submission", data=chunked(), auth=odk.auth, timeout=30,
+                      headers={**HEAD, "Content-Type": req.headers["Content-Type"]})
+    assert r.status_code == 201 and r.headers["Location"] == odk.url + "/odk/submission", r.text
+    (s,) = stored(odk, iid)
+    assert (odk.folder / s["photos"][0]).read_bytes() == JPEG
+    plain = submit(odk, instance(iid), {"well.jpg": JPEG})
+    assert plain.status_code == 202 and message(plain) == "already received: thank you"
+    assert len(stored(odk, iid)) == 1
+
+
 def test_photos_sent_in_a_later_request_are_added(odk):
     """ODK Collect splits a submission larger than X-OpenRosa-Accept-Content-Length: the XML comes again
     with the photos that did not fit."""

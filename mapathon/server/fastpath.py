@@ -97,6 +97,12 @@ class RoomApp(FastAPI):
             m = _FAST_TASK.fullmatch(path)
             fn_name, task_id = (m[2], int(m[1])) if m else (None, None)
         if fn_name is None:
+            if path == "/odk/submission" and self.fast_act is not None and not scope.get("root_path"):
+                from .routes.odk import answer_plain  # ODK Collect's forms: 50 phones may send at once
+
+                if await answer_plain(self, scope, receive, send):
+                    return
+                return await super().__call__(scope, receive, send)
             if path.endswith("/upload"):
                 return await super().__call__(scope, receive, send)
             return await self._not_too_deep(scope, receive, send)

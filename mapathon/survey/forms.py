@@ -266,8 +266,7 @@ def build_form(preset: dict, langs: list[str], existing_rows: list[dict] | None)
 
 def _write(dest: Path, data: bytes) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with fsutil.atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
+    fsutil.write_bytes(dest, data)
 
 
 def publish(project, preset: dict, langs: list[str], *, base: str | Path | None = None,
@@ -306,8 +305,7 @@ def publish(project, preset: dict, langs: list[str], *, base: str | Path | None 
         if csv_bytes is not None:
             outputs.append((dest.parent / EXISTING_CSV, csv_bytes))
         for path, data in outputs:
-            with fsutil.atomic_path(path) as tmp:
-                tmp.write_bytes(data)
+            fsutil.write_bytes(path, data)
             written.append(str(path))
     _write(kept, text)
     if csv_bytes is not None:

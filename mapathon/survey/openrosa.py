@@ -157,6 +157,26 @@ def photo_fields(project, sub: Submission) -> list[str]:
     return _photo_fields(forms.preset_of(project, sub.form_id, sub.form_version))
 
 
+def receive(project, inst: dict, surveyor: str, label: str, files: dict[str, bytes | memoryview],
+            limit: int = MAX_PHOTO_BYTES) -> tuple[Submission, bool | None, int]:
+    """A read instance and its files (name -> bytes) from a phone, kept in the project: its photos written,
+    then its row recorded (``survey.submit`` event), its surveyor registered on first use. Returns
+    (submission, True, 0) when stored, (submission, None, photos added) when its instanceID was already
+    there (ODK Collect sends the photos that did not fit in a later request), (submission, False, 0) when
+    another request stored it meanwhile. Run it again after a rollback: the same photos land on the same
+    paths (the room server's writer may, see Writer.change)."""
+    from ..tasks import volunteers
+    from . import store
+
+    sub = to_submission(project, inst, surveyor, label)
+    photos = pick_photos(sub, photo_fields(project, sub), files, label, limit)
+    if store.has_submission(project, sub.instance_id):
+        return sub, None, store.add_photos(project, sub.instance_id, photos) if photos else 0
+    sub.surveyor = volunteers.ensure(project, surveyor)[0].name  # the room's spelling; a look-alike is refused
+    store.store_photos(project.path, sub, photos)  # before the row: a row never names a missing photo
+    return sub, store.insert(project, sub), 0
+
+
 # -- the XML ODK Collect reads -------------------------------------------------------------------------------
 
 

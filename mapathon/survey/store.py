@@ -97,13 +97,12 @@ def has_submission(project: Project, instance_id: str) -> bool:
                                 (instance_id,)).fetchone() is not None
 
 
-def _write_photo(dest: Path, data: bytes) -> None:
+def _write_photo(dest: Path, data: bytes | memoryview) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with fsutil.atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
+    fsutil.write_bytes(dest, data)
 
 
-def store_photos(project_path: Path, sub: Submission, photo_bytes: dict[str, bytes] | None) -> None:
+def store_photos(project_path: Path, sub: Submission, photo_bytes: dict[str, bytes | memoryview] | None) -> None:
     """Write the photos under ``survey/photos/<instance>/`` and name them in ``sub.photos``."""
     folder = Path(PHOTO_DIR) / instance_folder(sub.instance_id)
     stored = []
