@@ -49,7 +49,7 @@ PATH = "/odk/submission"
 
 
 def instance(name: str, i: int) -> bytes:
-    return f"""<?xml version='1.0' ?><data id="water_points" version="2026120601"><username>{name}</username>
+    return f"""<?xml version='1.0' ?><data id="water_points" version="2026120701"><username>{name}</username>
 <existing/><location>14.49{i % 100:02d} -9.01{i % 97:02d} 300 5</location><kind>well</kind><pump>manual</pump>
 <operational>working</operational><seasonal>no</seasonal><drinking>yes</drinking><access>yes</access><depth/>
 <name/><contact/><photo>p.jpg</photo><meta><instanceID>uuid:{uuid.uuid4()}</instanceID></meta></data>""".encode()

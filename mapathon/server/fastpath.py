@@ -81,6 +81,10 @@ class RoomApp(FastAPI):
     no body or a JSON object of the route's one field as a string or null (within its length), a
     body within the size limit. Anything else goes to the FastAPI route, which stays the reference
     (and describes the API), with the body already read handed on unchanged.
+
+    ODK Collect's submissions (``POST /odk/submission``, 50 phones may send at once) are answered
+    here too when they say their Content-Length within the limit: by the route's own function
+    (routes/odk.py, ``answer_plain``), with FastAPI's middleware and routing left out.
     """
 
     fast_act = None  # set by create_app: async (fn_name, task_id, session token, **kw) -> JSON content

@@ -73,22 +73,26 @@ def parse_xml(data: bytes, label: str) -> Element:
 
 def read_instance(data: bytes, label: str) -> dict:
     """An ODK instance: form_id, version, instance_id, answers (field name -> text, groups flattened),
-    username (the phone's user name setting, where the form asks for it)."""
+    username (the phone's user name setting, where the form asks for it), entity (its ``<meta><entity>``:
+    dataset, id, update, baseVersion; None without one)."""
     root = parse_xml(data, label)
     form_id = root.get("id")
     if not form_id:
         raise MapathonError(f"{label}: not an ODK instance (its root <{_local(root.tag)}> has no id attribute)")
     answers: dict[str, str] = {}
     instance_id = None
+    entity = None
 
     def walk(el: Element) -> None:
-        nonlocal instance_id
+        nonlocal instance_id, entity
         for child in el:
             name = _local(child.tag)
             if name == "meta":
                 for m in child:
                     if _local(m.tag) == "instanceID" and (m.text or "").strip():
                         instance_id = m.text.strip()
+                    elif _local(m.tag) == "entity":  # ODK entities: the entity this submission updates
+                        entity = {k: (m.get(k) or "").strip() for k in ("dataset", "id", "update", "baseVersion")}
                 continue
             if len(child):
                 walk(child)  # a group: its questions keep their own names
@@ -99,7 +103,7 @@ def read_instance(data: bytes, label: str) -> dict:
     if not instance_id:
         raise MapathonError(f"{label}: no <meta><instanceID> (is this an ODK instance?)")
     return {"form_id": form_id, "version": root.get("version") or "", "instance_id": instance_id,
-            "answers": answers, "username": answers.pop("username", "") or ""}
+            "answers": answers, "username": answers.pop("username", "") or "", "entity": entity}
 
 
 def parse_geopoint(text: str | None, label: str) -> tuple[float | None, float | None, float | None]:
@@ -127,6 +131,17 @@ def to_submission(project, inst: dict, surveyor: str, label: str, *, received: s
     answers = dict(inst["answers"])
     lon, lat, acc = parse_geopoint(answers.pop("location", None), label)
     picked = answers.pop("existing", None) or None
+    entity = inst.get("entity") or {}
+    if preset.get("entities") and entity.get("update") in ("1", "true") and entity.get("id"):
+        picked = entity["id"]  # an entity update: the feature picked on the map, by its entity id
+    if picked is not None and preset.get("entities") and not re.fullmatch(r"(node|way|relation)/\d+", picked):
+        if entity.get("dataset") not in (None, "", preset["entities"]):
+            raise MapathonError(f"{label}: entity list {entity['dataset']!r} is not this form's "
+                                f"({preset['entities']!r})")
+        osm = forms.entity_features(project, inst["form_id"], preset["entities"]).get(picked)
+        if not osm:  # not in the list the form has now (made again since?): a point of its own
+            answers["entity_id"] = picked
+        picked = osm or None
     if picked is not None and not re.fullmatch(r"(node|way|relation)/\d+", picked):
         raise MapathonError(f"{label}: picked feature {picked!r} is not like node/123")
     photo_fields = _photo_fields(preset)
@@ -197,11 +212,13 @@ def form_list_xml(published: list[dict], base: str) -> str:
 
 
 def manifest_xml(form: dict, base: str) -> str:
-    """The OpenRosa manifest of a form's media files (the CSV of existing features)."""
+    """The OpenRosa manifest of a form's media files (the CSV of existing features; an ODK entity list is
+    marked ``type="entityList"``, so that ODK Collect keeps it as one and applies updates offline)."""
     items = []
     for m in form["media"]:
         md5 = hashlib.md5(m.read_bytes()).hexdigest()
-        items.append(f"""  <mediaFile>
+        kind = ' type="entityList"' if m.name in form.get("entity_lists", ()) else ""  # as ODK Central says it
+        items.append(f"""  <mediaFile{kind}>
     <filename>{escape(m.name)}</filename>
     <hash>md5:{md5}</hash>
     <downloadUrl>{escape(base)}/forms/{escape(form['id'])}/media/{escape(m.name)}</downloadUrl>
