@@ -150,7 +150,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--phones", type=int, default=50)
     ap.add_argument("--db", default=None)
-    ap.add_argument("--profile", default=None, help="record the server with py-spy into this file (.svg: a flame graph, else collapsed stacks)")
+    ap.add_argument("--profile", default=None,
+                    help="record the server with py-spy into this file (.svg: a flame graph, else collapsed stacks)")
     a = ap.parse_args()
     mapathon = str(Path(sys.executable).parent / "mapathon")
     with tempfile.TemporaryDirectory() as tmp:

@@ -168,7 +168,8 @@ def test_an_entity_update_is_the_feature_picked(odk):
     entity = (f'<entity dataset="water_points" id="{well["name"]}" update="1" baseVersion="1" trunkVersion="1" '
               f'branchId="6f1c1d3e-aaaa-4000-8000-000000000000"/>')
     iid = "uuid:6f1c1d3e-0004-4000-8000-000000000004"
-    xml = instance(iid).replace(b"<existing>node/4561949658</existing>", f"<existing>{well['name']}</existing>".encode())
+    picked = b"<existing>node/4561949658</existing>"
+    xml = instance(iid).replace(picked, f"<existing>{well['name']}</existing>".encode())
     xml = xml.replace(b"<meta>", b"<meta>" + entity.encode())
     r = submit(odk, xml, {"well.jpg": JPEG})
     assert r.status_code == 201, r.text
@@ -176,11 +177,11 @@ def test_an_entity_update_is_the_feature_picked(odk):
     assert s["picked_feature"] == "node/4561949658" and s["tags"]["operational_status"] == "broken"
     # a point of its own: no entity picked (update="0"), and an entity the list no longer has
     new = "uuid:6f1c1d3e-0005-4000-8000-000000000005"
-    xml = instance(new).replace(b"<existing>node/4561949658</existing>", b"<existing/>").replace(
-        b"<meta>", b'<meta><entity dataset="water_points" id="" update="0" baseVersion="" trunkVersion="" branchId=""/>')
+    xml = instance(new).replace(picked, b"<existing/>").replace(b"<meta>", b'<meta><entity dataset="water_points" '
+                                                                  b'id="" update="0" baseVersion="" trunkVersion="" branchId=""/>')
     assert submit(odk, xml).status_code == 201
     gone = "uuid:6f1c1d3e-0006-4000-8000-000000000006"
-    xml = instance(gone).replace(b"<existing>node/4561949658</existing>", b"<existing>0f8f1e5a-0000-5000-8000-0000000000aa</existing>")
+    xml = instance(gone).replace(picked, b"<existing>0f8f1e5a-0000-5000-8000-0000000000aa</existing>")
     assert submit(odk, xml).status_code == 201
     (a,), (b,) = stored(odk, new), stored(odk, gone)
     assert a["picked_feature"] is None and b["picked_feature"] is None

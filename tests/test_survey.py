@@ -214,3 +214,36 @@ def test_submissions_travel_with_sync(proj, tmp_path):
     again = Cli(tmp_path / "bamako")("sync", "import", tmp_path / "b.zip")  # twice is once
     assert "New survey submissions" not in again.stdout and len(listed(tmp_path / "bamako")) == 1
     assert out
+
+
+def test_forms_received_together_are_each_answered_as_alone(proj):
+    """openrosa.receive_many (the room server's writer hands it the forms queued together): a refused form
+    writes nothing, the same instance twice is kept once, one already stored gets its new photo, the
+    others are stored with their photos, their surveyors registered and their events recorded."""
+    from mapathon.survey import openrosa
+
+    Cli(proj)("volunteer", "add", "Moussa Konaté", "--as", "Mariam")
+
+    def item(iid, who="Seydou", photo="1.jpg", **kw):
+        return (openrosa.read_instance(instance(iid, who, photo=photo, **kw), iid), who, iid, {photo: JPEG},
+                openrosa.MAX_PHOTO_BYTES)
+
+    with open_project(proj) as p:
+        first = openrosa.receive(p, *item("uuid:r-0"))
+        assert first[1:] == (True, 0)
+        got = openrosa.receive_many(p, [item("uuid:r-1"), item("uuid:r-2", "Awa"), item("uuid:r-typo", "Mousa Konate"),
+                                        item("uuid:r-1"), item("uuid:r-0", photo="2.jpg"),
+                                        item("uuid:r-3", "Awa", lat=14.51)])
+        assert [g[1:] if isinstance(g, tuple) else type(g).__name__ for g in got] == [
+            (True, 0), (True, 0), "UnknownVolunteer", (False, 0), (None, 1), (True, 0)]
+        assert "Moussa Konaté" in str(got[2])
+        events = p.conn.execute("SELECT actor, data FROM events WHERE action = 'survey.submit' ORDER BY seq").fetchall()
+    assert [(e[0], json.loads(e[1])["instance_id"]) for e in events] == [
+        ("Seydou", "uuid:r-0"), ("Seydou", "uuid:r-1"), ("Awa", "uuid:r-2"), ("Awa", "uuid:r-3")]
+    kept = {s["instance_id"]: s for s in listed(proj)}
+    assert set(kept) == {"uuid:r-0", "uuid:r-1", "uuid:r-2", "uuid:r-3"}
+    assert len(kept["uuid:r-0"]["photos"]) == 2 and all((proj / f).read_bytes() == JPEG for f in kept["uuid:r-0"]["photos"])
+    assert kept["uuid:r-2"]["surveyor"] == "Awa" and kept["uuid:r-2"]["village"]
+    assert not (proj / "survey/photos/r-typo").exists()
+    names = json.loads(Cli(proj)("volunteer", "list", "--json").stdout)
+    assert {"Seydou", "Awa"} <= {v["name"] for v in names} and "Mousa Konate" not in {v["name"] for v in names}

@@ -24,6 +24,7 @@ import zlib
 from xml.etree.ElementTree import Element, ParseError
 from xml.sax.saxutils import escape
 
+from .. import names
 from ..errors import MapathonError
 from . import forms
 from .store import Submission, now
@@ -180,16 +181,56 @@ def receive(project, inst: dict, surveyor: str, label: str, files: dict[str, byt
     there (ODK Collect sends the photos that did not fit in a later request), (submission, False, 0) when
     another request stored it meanwhile. Run it again after a rollback: the same photos land on the same
     paths (the room server's writer may, see Writer.change)."""
+    got = receive_many(project, [(inst, surveyor, label, files, limit)])[0]
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
+def receive_many(project, items: list[tuple]) -> list:
+    """:func:`receive` for the forms of many phones at once, each item its arguments (instance, surveyor,
+    label, files, limit): the room server's writer hands it the forms queued together. Reads the stored
+    instances and the surveyors with one statement each, records the new rows and their events with one
+    each (:func:`store.insert_many`). One outcome per item, in order: what :func:`receive` returns, or the
+    MapathonError that refuses it, having written nothing for it."""
     from ..tasks import volunteers
     from . import store
 
-    sub = to_submission(project, inst, surveyor, label)
-    photos = pick_photos(sub, photo_fields(project, sub), files, label, limit)
-    if store.has_submission(project, sub.instance_id):
-        return sub, None, store.add_photos(project, sub.instance_id, photos) if photos else 0
-    sub.surveyor = volunteers.ensure(project, surveyor)[0].name  # the room's spelling; a look-alike is refused
-    store.store_photos(project.path, sub, photos)  # before the row: a row never names a missing photo
-    return sub, store.insert(project, sub), 0
+    out: list = [None] * len(items)
+    ready: list[tuple[int, Submission, dict, str]] = []
+    for i, (inst, surveyor, label, files, limit) in enumerate(items):
+        try:
+            sub = to_submission(project, inst, surveyor, label)
+            photos = pick_photos(sub, photo_fields(project, sub), files, label, limit)
+            ready.append((i, sub, photos, volunteers.check_name(surveyor)))
+        except MapathonError as e:
+            out[i] = e
+    ids = list({sub.instance_id for _, sub, _, _ in ready})
+    have: set[str] = set()
+    for at in range(0, len(ids), 500):
+        part = ids[at:at + 500]
+        have.update(r[0] for r in project.conn.execute(
+            f"SELECT instance_id FROM survey_submissions WHERE instance_id IN ({','.join('?' * len(part))})", part))
+    keys = {names.key(who) for _, sub, _p, who in ready if sub.instance_id not in have}
+    known = volunteers.find_many(project, list(keys))
+    new: list[tuple[int, Submission]] = []
+    for i, sub, photos, who in ready:
+        if sub.instance_id in have:
+            out[i] = (sub, None, store.add_photos(project, sub.instance_id, photos) if photos else 0)
+            continue
+        try:
+            vol = known.get(names.key(who))
+            if vol is None:  # first form of this surveyor: registered (a look-alike of a name is refused)
+                vol = known[names.key(who)] = volunteers.ensure(project, who)[0]
+        except MapathonError as e:
+            out[i] = e
+            continue
+        sub.surveyor = vol.name  # the room's spelling of the name
+        store.store_photos(project.path, sub, photos)  # before the row: a row never names a missing photo
+        new.append((i, sub))
+    for (i, sub), stored in zip(new, store.insert_many(project, [sub for _, sub in new])):
+        out[i] = (sub, stored, 0)
+    return out
 
 
 # -- the XML ODK Collect reads -------------------------------------------------------------------------------

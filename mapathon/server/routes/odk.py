@@ -171,7 +171,7 @@ def _parts(body: bytes, content_type: str) -> dict[str, tuple[str | None, memory
 async def submission(request: Request):
     """Also answered without FastAPI's routing when plain (:func:`answer_plain`), by this same function.
     The body is read and taken apart here, then the writer thread does the rest in one go (its photos
-    written, its row recorded: :func:`openrosa.receive`), in the group of changes queued with it."""
+    written, its row recorded: :func:`openrosa.receive_many`), with the forms queued with it."""
     name, refused = await _surveyor(request)
     if refused:
         return refused
@@ -195,7 +195,9 @@ async def submission(request: Request):
         # by the name the answers give (a path is cut off); stored under a safe name (store.store_photos)
         files = {fn.replace("\\", "/").rsplit("/", 1)[-1]: data for field, (fn, data) in parts.items()
                  if field != "xml_submission_file" and fn}
-        sub, stored, added = await room.change(openrosa.receive, inst, name, label, files, photo_limit(room))
+        # with the forms queued with it, in one call (openrosa.receive_many): 50 phones may send at once
+        sub, stored, added = await room.change_batched(openrosa.receive_many, (inst, name, label, files,
+                                                                               photo_limit(room)))
         if stored is None:
             return _xml(openrosa.response_xml(
                 f"already received{f'; {added} more photo(s) kept' if added else ''}: thank you"), 202)
