@@ -126,9 +126,11 @@ def _photo_fields(preset: dict) -> list[str]:
     return [f["name"] for f in preset["fields"] if f["type"] == "image"]
 
 
-def to_submission(project, inst: dict, surveyor: str, label: str, *, received: str | None = None) -> Submission:
-    """A Submission from a read instance: its form and version must be published in the project."""
-    preset = forms.preset_of(project, inst["form_id"], inst["version"])
+def to_submission(project, inst: dict, surveyor: str, label: str, *, received: str | None = None,
+                  preset: dict | None = None) -> Submission:
+    """A Submission from a read instance: its form and version must be published in the project
+    (*preset*: the form's, when the caller has it already)."""
+    preset = preset or forms.preset_of(project, inst["form_id"], inst["version"])
     answers = dict(inst["answers"])
     lon, lat, acc = parse_geopoint(answers.pop("location", None), label)
     picked = answers.pop("existing", None) or None
@@ -200,8 +202,9 @@ def receive_many(project, items: list[tuple]) -> list:
     ready: list[tuple[int, Submission, dict, str]] = []
     for i, (inst, surveyor, label, files, limit) in enumerate(items):
         try:
-            sub = to_submission(project, inst, surveyor, label)
-            photos = pick_photos(sub, photo_fields(project, sub), files, label, limit)
+            preset = forms.preset_of(project, inst["form_id"], inst["version"])
+            sub = to_submission(project, inst, surveyor, label, preset=preset)
+            photos = pick_photos(sub, _photo_fields(preset), files, label, limit)
             ready.append((i, sub, photos, volunteers.check_name(surveyor)))
         except MapathonError as e:
             out[i] = e
