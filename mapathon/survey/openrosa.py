@@ -24,7 +24,6 @@ import zlib
 from xml.etree.ElementTree import Element, ParseError
 from xml.sax.saxutils import escape
 
-from .. import names
 from ..errors import MapathonError
 from . import forms
 from .store import Submission, now
@@ -192,8 +191,9 @@ def receive(project, inst: dict, surveyor: str, label: str, files: dict[str, byt
 def receive_many(project, items: list[tuple]) -> list:
     """:func:`receive` for the forms of many phones at once, each item its arguments (instance, surveyor,
     label, files, limit): the room server's writer hands it the forms queued together. Reads the stored
-    instances and the surveyors with one statement each, records the new rows and their events with one
-    each (:func:`store.insert_many`). One outcome per item, in order: what :func:`receive` returns, or the
+    instances with one statement, registers the new surveyors together (``volunteers.ensure_many``),
+    records the new rows and their events with one statement each (:func:`store.insert_many`). One outcome
+    per item, in order: what :func:`receive` returns, or the
     MapathonError that refuses it, having written nothing for it."""
     from ..tasks import volunteers
     from . import store
@@ -214,21 +214,18 @@ def receive_many(project, items: list[tuple]) -> list:
         part = ids[at:at + 500]
         have.update(r[0] for r in project.conn.execute(
             f"SELECT instance_id FROM survey_submissions WHERE instance_id IN ({','.join('?' * len(part))})", part))
-    keys = {names.key(who) for _, sub, _p, who in ready if sub.instance_id not in have}
-    known = volunteers.find_many(project, list(keys))
-    new: list[tuple[int, Submission]] = []
+    fresh = [(i, sub, photos, who) for i, sub, photos, who in ready if sub.instance_id not in have]
     for i, sub, photos, who in ready:
         if sub.instance_id in have:
             out[i] = (sub, None, store.add_photos(project, sub.instance_id, photos) if photos else 0)
+    # the surveyors, registered on their first form (a name that looks like a volunteer's is refused)
+    vols = volunteers.ensure_many(project, [who for *_, who in fresh])
+    new: list[tuple[int, Submission]] = []
+    for (i, sub, photos, _who), vol in zip(fresh, vols):
+        if isinstance(vol, BaseException):
+            out[i] = vol
             continue
-        try:
-            vol = known.get(names.key(who))
-            if vol is None:  # first form of this surveyor: registered (a look-alike of a name is refused)
-                vol = known[names.key(who)] = volunteers.ensure(project, who)[0]
-        except MapathonError as e:
-            out[i] = e
-            continue
-        sub.surveyor = vol.name  # the room's spelling of the name
+        sub.surveyor = vol[0].name  # the room's spelling of the name
         store.store_photos(project.path, sub, photos)  # before the row: a row never names a missing photo
         new.append((i, sub))
     for (i, sub), stored in zip(new, store.insert_many(project, [sub for _, sub in new])):
