@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -93,3 +94,37 @@ def atomic_path(dest: str | os.PathLike, suffix: str | None = None) -> Iterator[
                 shutil.rmtree(tmp_path, ignore_errors=True)
             else:
                 tmp_path.unlink()
+
+
+def write_bytes(dest: str | os.PathLike, data: bytes | memoryview) -> None:
+    """Write *data* to *dest* whole or not at all, like ``atomic_path`` and ``Path.write_bytes``, creating
+    one file instead of two: the temporary file (named as :func:`atomic_path` names its own) is created
+    once and renamed. Creating a file is most of the cost of a small write on some disks (0.4 ms on a
+    virtual machine's ext4): the room server writes every photo of a survey this way."""
+    dest = Path(dest)
+    parent = dest.parent if str(dest.parent) else Path(".")
+    if not parent.is_dir():
+        from .errors import MapathonError
+
+        raise MapathonError(f"{dest}: folder {parent} does not exist")
+    ext = "".join(dest.suffixes) or ""
+    remove_stale(dest)
+    for _ in range(100):
+        tmp = parent / f"{_tmp_prefix(dest)}{secrets.token_hex(6)}.tmp{ext}"
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 names of 48 random bits all taken
+        raise FileExistsError(f"{dest}: no free temporary name beside it")
+    try:
+        with open(fd, "wb", buffering=0, closefd=True) as f:
+            view = memoryview(data)
+            while view:
+                view = view[f.write(view):]
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -15,6 +15,7 @@ accented letters are Latin letters: they are kept as they are.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -36,6 +37,7 @@ def _shows(c: str) -> bool:
     return c.isspace() or (unicodedata.category(c) not in _INVISIBLE_CATEGORIES and ord(c) not in _INVISIBLE)
 
 
+@functools.lru_cache(maxsize=4096)  # the same few names, compared over and over
 def clean(name: str) -> str:
     """The spelling to store: NFKC-normalised (composed; 'ﬁ' and full-width letters are plain letters),
     without invisible characters, single spaces, no leading or trailing space.
@@ -47,6 +49,7 @@ def clean(name: str) -> str:
     return " ".join("".join(c for c in text if _shows(c)).split())
 
 
+@functools.lru_cache(maxsize=4096)
 def key(name: str) -> str:
     """The key to match on: :func:`clean`, then without accents and case-folded.
 
@@ -84,6 +87,7 @@ def mixes_lookalikes(name: str) -> bool:
     return any(c.isalpha() and categories.alias(c) == "LATIN" for c in text) and bool(lookalikes(text))
 
 
+@functools.lru_cache(maxsize=4096)
 def skeleton(name: str) -> str:
     """How *name* looks: its :func:`key` with each letter of another script that looks like a Latin one
     replaced by that Latin letter. 'Mаriam' (Cyrillic 'а') and 'MARIAM' have the skeleton of 'Mariam'."""

@@ -358,6 +358,38 @@ def test_a_killed_merge_leaves_a_temporary_file_that_the_next_run_removes(tmp_pa
     assert not left.exists() and not old_style.exists() and young.exists() and other.exists()
 
 
+def test_write_bytes_is_whole_or_nothing_with_one_file_created(tmp_path):
+    """fsutil.write_bytes (survey photos): the bytes land whole, with the usual permissions, the
+    leftovers of a killed run are removed, and a failed write leaves the old file and no temporary."""
+    import os
+    import time
+
+    from mapathon import fsutil
+
+    out = tmp_path / "well.jpg"
+    left = tmp_path / ".well.mapathon-killed.tmp.jpg"
+    left.write_bytes(b"half")
+    os.utime(left, (time.time() - 7200, time.time() - 7200))
+    fsutil.write_bytes(out, memoryview(b"0123456789")[2:8])
+    assert out.read_bytes() == b"234567" and not left.exists()
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["well.jpg"]
+
+    with pytest.raises(TypeError):  # fails once the temporary file is there
+        fsutil.write_bytes(out, 12345)
+    assert out.read_bytes() == b"234567" and sorted(p.name for p in tmp_path.iterdir()) == ["well.jpg"]
+    with pytest.raises(MapathonError, match="does not exist"):
+        fsutil.write_bytes(tmp_path / "no" / "x.jpg", b"x")
+
+
+def _umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 # -- quality checks: mutually overlapping buildings ---------------------------------------------------------------
 
 

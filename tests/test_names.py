@@ -53,6 +53,25 @@ def test_a_name_that_looks_like_a_volunteers_is_refused_even_with_new(pcli, how)
     assert set(vols(pcli)) == {"Mariam", "Awa"}
 
 
+def test_names_registered_together_are_told_apart_as_one_by_one(pcli):
+    """volunteers.ensure_many (the surveyors of 50 phones at once): each new name is checked against the
+    volunteers and against the new names before it in the same call; refused names write nothing."""
+    from mapathon.errors import UnknownVolunteer
+    from mapathon.project import open_project
+    from mapathon.tasks import volunteers
+
+    pcli("volunteer", "add", "Moussa Konaté", "--as", "Mariam")
+    with open_project(pcli.project) as p, p.transaction():
+        got = volunteers.ensure_many(p, ["Awa", "Mariam", "Fanta", "F\u0430nta", "awa ", "Mousa Konate", "", "Awa"])
+    outcome = [(g[0].name, g[1]) if isinstance(g, tuple) else type(g).__name__ for g in got]
+    assert outcome == [("Awa", True), ("Mariam", False), ("Fanta", True), "MapathonError", ("Awa", False),
+                       "UnknownVolunteer", "MapathonError", ("Awa", False)]
+    assert "looks like the volunteer 'Fanta'" in str(got[3]) and isinstance(got[5], UnknownVolunteer)
+    assert set(vols(pcli)) == {"Mariam", "Moussa Konaté", "Awa", "Fanta"}
+    added = query(pcli.project, "SELECT actor FROM events WHERE action = 'volunteer.add' ORDER BY seq")
+    assert [r[0] for r in added][-2:] == ["Awa", "Fanta"]
+
+
 def test_a_former_name_is_looked_at_too_and_so_is_a_mix_of_alphabets(pcli):
     pcli("volunteer", "add", "Fanta")
     pcli("volunteer", "rename", "Fanta", "Fanta Keïta", "--as", "Mariam")

@@ -4,7 +4,9 @@ Digest sign-in, form list, form download, manifest and media, HEAD pre-flight, m
 from __future__ import annotations
 
 import base64
+import csv as csvlib
 import hashlib
+import io
 import json
 import zlib
 import xml.etree.ElementTree as ET
@@ -29,7 +31,7 @@ JPEG = b"\xff\xd8\xff\xe0" + b"photo of a well" * 100
 
 
 def instance(iid: str, *, form="water_points", version=None, photo="well.jpg", extra="") -> bytes:
-    v = f' version="{version}"' if version is not None else ' version="2026120601"'
+    v = f' version="{version}"' if version is not None else ' version="2026120701"'
     return f"""<?xml version="1.0"?>
 <data xmlns:jr="http://openrosa.org/javarosa" xmlns:orx="http://openrosa.org/xforms" id="{form}"{v}>
   <username>{SURVEYOR}</username><existing>node/4561949658</existing>
@@ -86,22 +88,23 @@ def test_form_list_form_manifest_and_media(odk):
     root = ET.fromstring(r.content)
     assert root.tag == "{%s}xforms" % OR["x"]
     (form,) = [x for x in root.findall("x:xform", OR) if x.find("x:formID", OR).text == "water_points"]
-    assert form.find("x:version", OR).text == "2026120601"
+    assert form.find("x:version", OR).text == "2026120701"
     xml = requests.get(form.find("x:downloadUrl", OR).text, auth=odk.auth, timeout=30)
     assert xml.status_code == 200 and xml.headers["X-OpenRosa-Version"] == "1.0"
     assert form.find("x:hash", OR).text == "md5:" + hashlib.md5(xml.content).hexdigest()
     xroot = ET.fromstring(xml.content)
     data = xroot.find(".//{http://www.w3.org/2002/xforms}instance/{http://www.w3.org/2002/xforms}data")
-    assert data.get("id") == "water_points" and data.get("version") == "2026120601"
+    assert data.get("id") == "water_points" and data.get("version") == "2026120701"
     langs = {t.get("lang") for t in xroot.iter("{http://www.w3.org/2002/xforms}translation")}
     assert {"Français (fr)", "English (en)", "Bamanankan (bm)"} <= langs
     man = requests.get(form.find("x:manifestUrl", OR).text, auth=odk.auth, headers=HEAD, timeout=30)
     (media,) = ET.fromstring(man.content).findall("m:mediaFile", OR)
-    assert media.find("m:filename", OR).text == "existing.csv"
+    # the wells as an ODK entity list (as ODK Central marks one): Collect keeps it and updates it offline
+    assert media.find("m:filename", OR).text == "water_points.csv" and media.get("type") == "entityList"
     csv = requests.get(media.find("m:downloadUrl", OR).text, auth=odk.auth, timeout=30)
     assert media.find("m:hash", OR).text == "md5:" + hashlib.md5(csv.content).hexdigest()
     lines = csv.text.splitlines()
-    assert lines[0] == "name,label,geometry" and len(lines) == 1 + 59  # the 59 wells of the 2019 extract
+    assert lines[0] == "name,label,__version,geometry,osm_id" and len(lines) == 1 + 59  # the 2019 extract's wells
     missing = requests.get(odk.url + "/odk/forms/nope.xml", auth=odk.auth, timeout=30)
     assert missing.status_code == 404 and "nope" in message(missing)
 
@@ -124,6 +127,65 @@ def test_head_then_multipart_submission_with_photo_then_duplicate(odk):
     assert again.status_code == 202
     assert len(stored(odk, iid)) == 1
     assert len(list((odk.folder / s["photos"][0]).parent.iterdir())) == 1
+
+
+def test_unsigned_chunked_and_plain_submissions_get_the_same_answers(odk):
+    """A plain request (Content-Length) is answered without FastAPI's routing, a chunked one through it:
+    both by the same function, with the same answers."""
+    iid = "uuid:6f1c1d3e-0003-4000-8000-000000000003"
+    unsigned = requests.post(odk.url + "/odk/submission", headers=HEAD, timeout=30,
+                             files=[("xml_submission_file", ("submission.xml", instance(iid), "text/xml"))])
+    assert unsigned.status_code == 401 and unsigned.headers["WWW-Authenticate"].startswith("Digest ")
+    assert unsigned.headers["X-OpenRosa-Version"] == "1.0" and stored(odk, iid) == []
+    req = requests.Request("POST", odk.url + "/odk/submission", files=[
+        ("xml_submission_file", ("submission.xml", instance(iid), "text/xml")),
+        ("well.jpg", ("well.jpg", JPEG, "image/jpeg"))]).prepare()
+    body = req.body
+
+    def chunked():
+        for i in range(0, len(body), 700):
+            yield body[i:i + 700]
+
+    # signed at once (the pre-flight first): a body sent in chunks cannot be sent again after a 401
+    assert requests.head(odk.url + "/odk/submission", headers=HEAD, auth=odk.auth, timeout=30).status_code == 204
+    r = requests.post(odk.url + "/odk/submission", data=chunked(), auth=odk.auth, timeout=30,
+                      headers={**HEAD, "Content-Type": req.headers["Content-Type"]})
+    assert r.status_code == 201 and r.headers["Location"] == odk.url + "/odk/submission", r.text
+    (s,) = stored(odk, iid)
+    assert (odk.folder / s["photos"][0]).read_bytes() == JPEG
+    plain = submit(odk, instance(iid), {"well.jpg": JPEG})
+    assert plain.status_code == 202 and message(plain) == "already received: thank you"
+    assert len(stored(odk, iid)) == 1
+
+
+def test_an_entity_update_is_the_feature_picked(odk):
+    """ODK entities: the surveyor picked a well of the entity list (its id is the name column) and the
+    submission says which entity it updates (``<meta><entity update="1">``): stored as a map pick."""
+    man = requests.get(odk.url + "/odk/forms/water_points/manifest", auth=odk.auth, headers=HEAD, timeout=30)
+    url = ET.fromstring(man.content).find("m:mediaFile/m:downloadUrl", OR).text
+    rows = list(csvlib.DictReader(io.StringIO(requests.get(url, auth=odk.auth, timeout=30).text)))
+    well = next(r for r in rows if r["osm_id"] == "node/4561949658")
+    entity = (f'<entity dataset="water_points" id="{well["name"]}" update="1" baseVersion="1" trunkVersion="1" '
+              f'branchId="6f1c1d3e-aaaa-4000-8000-000000000000"/>')
+    iid = "uuid:6f1c1d3e-0004-4000-8000-000000000004"
+    picked = b"<existing>node/4561949658</existing>"
+    xml = instance(iid).replace(picked, f"<existing>{well['name']}</existing>".encode())
+    xml = xml.replace(b"<meta>", b"<meta>" + entity.encode())
+    r = submit(odk, xml, {"well.jpg": JPEG})
+    assert r.status_code == 201, r.text
+    (s,) = stored(odk, iid)
+    assert s["picked_feature"] == "node/4561949658" and s["tags"]["operational_status"] == "broken"
+    # a point of its own: no entity picked (update="0"), and an entity the list no longer has
+    new = "uuid:6f1c1d3e-0005-4000-8000-000000000005"
+    xml = instance(new).replace(picked, b"<existing/>").replace(b"<meta>", b'<meta><entity dataset="water_points" '
+                                                                  b'id="" update="0" baseVersion="" trunkVersion="" branchId=""/>')
+    assert submit(odk, xml).status_code == 201
+    gone = "uuid:6f1c1d3e-0006-4000-8000-000000000006"
+    xml = instance(gone).replace(picked, b"<existing>0f8f1e5a-0000-5000-8000-0000000000aa</existing>")
+    assert submit(odk, xml).status_code == 201
+    (a,), (b,) = stored(odk, new), stored(odk, gone)
+    assert a["picked_feature"] is None and b["picked_feature"] is None
+    assert b["answers"]["entity_id"] == "0f8f1e5a-0000-5000-8000-0000000000aa"
 
 
 def test_photos_sent_in_a_later_request_are_added(odk):

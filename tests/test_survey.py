@@ -31,7 +31,7 @@ def proj(tmp_path_factory, tmp_path) -> Path:
 
 
 def instance(iid: str, who: str = "Seydou", *, lat=14.4931, lon=-9.0139, photo="1.jpg", kind="well") -> bytes:
-    return f"""<?xml version='1.0' ?><data id="water_points" version="2026120601">
+    return f"""<?xml version='1.0' ?><data id="water_points" version="2026120701">
 <username>{who}</username><existing/><location>{lat} {lon} 300 4</location><kind>{kind}</kind><pump>no</pump>
 <operational>dry</operational><seasonal>yes</seasonal><drinking/><access/><depth/><name/><contact/>
 <photo>{photo}</photo><meta><instanceID>{iid}</instanceID></meta></data>""".encode()
@@ -51,26 +51,29 @@ def test_form_converts_with_pyxform_without_warnings(proj, tmp_path):
     assert warnings == []
     xml = result.xform
     assert (tmp_path / "water.xml").read_text(encoding="utf-8") == xml
-    for words in ("Puits", "Open well", "Kɔlɔn", 'appearance="map"', "instance('existing')", 'orx:max-pixels="1600"'):
+    for words in ("Puits", "Open well", "Kɔlɔn", 'appearance="map"', "instance('water_points')", 'orx:max-pixels="1600"',
+                  'entities:entities-version="2024.1.0"', '<entity dataset="water_points" update="1"',
+                  'entities:saveto="operational"', "calculate=\" /data/existing \""):
         assert words in xml
-    rows = list(csv.DictReader(io.StringIO((tmp_path / "existing.csv").read_text(encoding="utf-8"))))
-    assert len(rows) == 59 and all(r["name"].startswith("node/") and len(r["geometry"].split()) == 4 for r in rows)
-    assert (proj / "survey/forms/water_points/media/existing.csv").is_file()
+    rows = list(csv.DictReader(io.StringIO((tmp_path / "water_points.csv").read_text(encoding="utf-8"))))
+    assert len(rows) == 59 and all(r["osm_id"].startswith("node/") and len(r["geometry"].split()) == 4 for r in rows)
+    assert all(r["name"] == forms.entity_id(r["osm_id"]) and r["__version"] == "1" for r in rows)
+    assert [p.name for p in (proj / "survey/forms/water_points/media").iterdir()] == ["water_points.csv"]
     # the preset beside the form, with its comments, to copy and change; given back, it makes the same form
     mine = tmp_path / "water.yaml"
     assert mine.read_text(encoding="utf-8").startswith("# Water points survey.")
-    mine.write_text(mine.read_text(encoding="utf-8").replace('version: "2026120601"', 'version: "2026120602"'),
+    mine.write_text(mine.read_text(encoding="utf-8").replace('version: "2026120701"', 'version: "2026120702"'),
                     encoding="utf-8")
     r = Cli(proj)("survey", "form", "--preset", mine, "-o", tmp_path / "nowhere" / "wells.xlsx", ok=False)
     assert "does not exist" in r.stderr
-    assert not (proj / "survey/forms/water_points/versions/2026120602.yaml").exists()  # nothing half-done
+    assert not (proj / "survey/forms/water_points/versions/2026120702.yaml").exists()  # nothing half-done
     (mine.parent / "other.yaml").write_text(mine.read_text(encoding="utf-8").replace(
-        'version: "2026120602"', 'version: "2026120601"').replace("Open well", "Dug well"), encoding="utf-8")
+        'version: "2026120702"', 'version: "2026120701"').replace("Open well", "Dug well"), encoding="utf-8")
     r = Cli(proj)("survey", "form", "--preset", mine.parent / "other.yaml", ok=False)
     assert "change 'version'" in r.stderr
     Cli(proj)("survey", "form", "--preset", mine, "--data", BASE_OSM)
-    assert (proj / "survey/forms/water_points/versions/2026120602.yaml").is_file()
-    assert (proj / "survey/forms/water_points/versions/2026120601.yaml").is_file()  # older phones still heard
+    assert (proj / "survey/forms/water_points/versions/2026120702.yaml").is_file()
+    assert (proj / "survey/forms/water_points/versions/2026120701.yaml").is_file()  # older phones still heard
 
 
 def test_buildings_preset_and_tags(proj):
@@ -154,9 +157,9 @@ def test_import_central_zip_with_media(proj, tmp_path):
     rows = [{"SubmissionDate": "2026-11-30T10:00:00.000Z", "kind": "borehole", "pump": "manual",
              "operational": "working", "photo": "1701.jpg", "location-Latitude": "14.4931",
              "location-Longitude": "-9.0139", "location-Accuracy": "8", "meta-instanceID": "uuid:c-1", "KEY": "uuid:c-1",
-             "SubmitterName": "Moussa", "FormVersion": "2026120601"},
+             "SubmitterName": "Moussa", "FormVersion": "2026120701"},
             {"kind": "tap", "operational": "broken", "location-Latitude": "14.55", "location-Longitude": "-9.12",
-             "meta-instanceID": "uuid:c-2", "KEY": "uuid:c-2", "SubmitterName": "Moussa", "FormVersion": "2026120601"}]
+             "meta-instanceID": "uuid:c-2", "KEY": "uuid:c-2", "SubmitterName": "Moussa", "FormVersion": "2026120701"}]
     z = tmp_path / "water_points.zip"
     with zipfile.ZipFile(z, "w") as zf:
         zf.writestr("water_points.csv", _central_csv(rows))
@@ -174,9 +177,9 @@ def test_import_kobo_csv_semicolons(proj, tmp_path):
     f = tmp_path / "kobo-export.csv"
     f.write_text("kind;operational;photo;_location_latitude;_location_longitude;_location_altitude;"
                  "_location_precision;_uuid;_submitted_by;__version__;_id\n"
-                 "well;dry;;14.4931;-9.0139;0;5;0f2e6c1a-kobo;awa;2026120601;12\n", encoding="utf-8")
+                 "well;dry;;14.4931;-9.0139;0;5;0f2e6c1a-kobo;awa;2026120701;12\n", encoding="utf-8")
     f.write_text(f.read_text(encoding="utf-8").replace("__version__;_id", "__version__;_id;_submission_time")
-                 .replace("2026120601;12", "2026120601;12;2026-11-30T10:05:00"), encoding="utf-8")
+                 .replace("2026120701;12", "2026120701;12;2026-11-30T10:05:00"), encoding="utf-8")
     Cli(proj)("survey", "import", f, "--form", "water_points")
     assert "Dianguirdé" in Cli(proj)("survey", "list").stdout
     (s,) = listed(proj)
@@ -211,3 +214,36 @@ def test_submissions_travel_with_sync(proj, tmp_path):
     again = Cli(tmp_path / "bamako")("sync", "import", tmp_path / "b.zip")  # twice is once
     assert "New survey submissions" not in again.stdout and len(listed(tmp_path / "bamako")) == 1
     assert out
+
+
+def test_forms_received_together_are_each_answered_as_alone(proj):
+    """openrosa.receive_many (the room server's writer hands it the forms queued together): a refused form
+    writes nothing, the same instance twice is kept once, one already stored gets its new photo, the
+    others are stored with their photos, their surveyors registered and their events recorded."""
+    from mapathon.survey import openrosa
+
+    Cli(proj)("volunteer", "add", "Moussa Konaté", "--as", "Mariam")
+
+    def item(iid, who="Seydou", photo="1.jpg", **kw):
+        return (openrosa.read_instance(instance(iid, who, photo=photo, **kw), iid), who, iid, {photo: JPEG},
+                openrosa.MAX_PHOTO_BYTES)
+
+    with open_project(proj) as p:
+        first = openrosa.receive(p, *item("uuid:r-0"))
+        assert first[1:] == (True, 0)
+        got = openrosa.receive_many(p, [item("uuid:r-1"), item("uuid:r-2", "Awa"), item("uuid:r-typo", "Mousa Konate"),
+                                        item("uuid:r-1"), item("uuid:r-0", photo="2.jpg"),
+                                        item("uuid:r-3", "Awa", lat=14.51)])
+        assert [g[1:] if isinstance(g, tuple) else type(g).__name__ for g in got] == [
+            (True, 0), (True, 0), "UnknownVolunteer", (False, 0), (None, 1), (True, 0)]
+        assert "Moussa Konaté" in str(got[2])
+        events = p.conn.execute("SELECT actor, data FROM events WHERE action = 'survey.submit' ORDER BY seq").fetchall()
+    assert [(e[0], json.loads(e[1])["instance_id"]) for e in events] == [
+        ("Seydou", "uuid:r-0"), ("Seydou", "uuid:r-1"), ("Awa", "uuid:r-2"), ("Awa", "uuid:r-3")]
+    kept = {s["instance_id"]: s for s in listed(proj)}
+    assert set(kept) == {"uuid:r-0", "uuid:r-1", "uuid:r-2", "uuid:r-3"}
+    assert len(kept["uuid:r-0"]["photos"]) == 2 and all((proj / f).read_bytes() == JPEG for f in kept["uuid:r-0"]["photos"])
+    assert kept["uuid:r-2"]["surveyor"] == "Awa" and kept["uuid:r-2"]["village"]
+    assert not (proj / "survey/photos/r-typo").exists()
+    names = json.loads(Cli(proj)("volunteer", "list", "--json").stdout)
+    assert {"Seydou", "Awa"} <= {v["name"] for v in names} and "Mousa Konate" not in {v["name"] for v in names}

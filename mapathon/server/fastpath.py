@@ -81,6 +81,10 @@ class RoomApp(FastAPI):
     no body or a JSON object of the route's one field as a string or null (within its length), a
     body within the size limit. Anything else goes to the FastAPI route, which stays the reference
     (and describes the API), with the body already read handed on unchanged.
+
+    ODK Collect's submissions (``POST /odk/submission``, 50 phones may send at once) are answered
+    here too when they say their Content-Length within the limit: by the route's own function
+    (routes/odk.py, ``answer_plain``), with FastAPI's middleware and routing left out.
     """
 
     fast_act = None  # set by create_app: async (fn_name, task_id, session token, **kw) -> JSON content
@@ -97,6 +101,12 @@ class RoomApp(FastAPI):
             m = _FAST_TASK.fullmatch(path)
             fn_name, task_id = (m[2], int(m[1])) if m else (None, None)
         if fn_name is None:
+            if path == "/odk/submission" and self.fast_act is not None and not scope.get("root_path"):
+                from .routes.odk import answer_plain  # ODK Collect's forms: 50 phones may send at once
+
+                if await answer_plain(self, scope, receive, send):
+                    return
+                return await super().__call__(scope, receive, send)
             if path.endswith("/upload"):
                 return await super().__call__(scope, receive, send)
             return await self._not_too_deep(scope, receive, send)

@@ -116,9 +116,11 @@ class Writer:
         return await self._submit(False, fn, args, kw)
 
     async def change(self, fn, *args, **kw):
-        """Like :meth:`write`, for changes that only touch the database: they may share one COMMIT
+        """Like :meth:`write`, for changes that touch the database: they may share one COMMIT
         with the changes queued around them (group commit), each in its own savepoint.
-        ``fn`` may run a second time, alone, if its group had to be rolled back."""
+        ``fn`` may run a second time, alone, if its group had to be rolled back: the files it
+        writes, if any, must be written the same the second time (a survey's photos, on the
+        paths its instance names), and written before the rows that name them."""
         return await self._submit(True, fn, args, kw)
 
     async def change_batched(self, batch, arg):

@@ -73,22 +73,26 @@ def parse_xml(data: bytes, label: str) -> Element:
 
 def read_instance(data: bytes, label: str) -> dict:
     """An ODK instance: form_id, version, instance_id, answers (field name -> text, groups flattened),
-    username (the phone's user name setting, where the form asks for it)."""
+    username (the phone's user name setting, where the form asks for it), entity (its ``<meta><entity>``:
+    dataset, id, update, baseVersion; None without one)."""
     root = parse_xml(data, label)
     form_id = root.get("id")
     if not form_id:
         raise MapathonError(f"{label}: not an ODK instance (its root <{_local(root.tag)}> has no id attribute)")
     answers: dict[str, str] = {}
     instance_id = None
+    entity = None
 
     def walk(el: Element) -> None:
-        nonlocal instance_id
+        nonlocal instance_id, entity
         for child in el:
             name = _local(child.tag)
             if name == "meta":
                 for m in child:
                     if _local(m.tag) == "instanceID" and (m.text or "").strip():
                         instance_id = m.text.strip()
+                    elif _local(m.tag) == "entity":  # ODK entities: the entity this submission updates
+                        entity = {k: (m.get(k) or "").strip() for k in ("dataset", "id", "update", "baseVersion")}
                 continue
             if len(child):
                 walk(child)  # a group: its questions keep their own names
@@ -99,7 +103,7 @@ def read_instance(data: bytes, label: str) -> dict:
     if not instance_id:
         raise MapathonError(f"{label}: no <meta><instanceID> (is this an ODK instance?)")
     return {"form_id": form_id, "version": root.get("version") or "", "instance_id": instance_id,
-            "answers": answers, "username": answers.pop("username", "") or ""}
+            "answers": answers, "username": answers.pop("username", "") or "", "entity": entity}
 
 
 def parse_geopoint(text: str | None, label: str) -> tuple[float | None, float | None, float | None]:
@@ -121,12 +125,25 @@ def _photo_fields(preset: dict) -> list[str]:
     return [f["name"] for f in preset["fields"] if f["type"] == "image"]
 
 
-def to_submission(project, inst: dict, surveyor: str, label: str, *, received: str | None = None) -> Submission:
-    """A Submission from a read instance: its form and version must be published in the project."""
-    preset = forms.preset_of(project, inst["form_id"], inst["version"])
+def to_submission(project, inst: dict, surveyor: str, label: str, *, received: str | None = None,
+                  preset: dict | None = None) -> Submission:
+    """A Submission from a read instance: its form and version must be published in the project
+    (*preset*: the form's, when the caller has it already)."""
+    preset = preset or forms.preset_of(project, inst["form_id"], inst["version"])
     answers = dict(inst["answers"])
     lon, lat, acc = parse_geopoint(answers.pop("location", None), label)
     picked = answers.pop("existing", None) or None
+    entity = inst.get("entity") or {}
+    if preset.get("entities") and entity.get("update") in ("1", "true") and entity.get("id"):
+        picked = entity["id"]  # an entity update: the feature picked on the map, by its entity id
+    if picked is not None and preset.get("entities") and not re.fullmatch(r"(node|way|relation)/\d+", picked):
+        if entity.get("dataset") not in (None, "", preset["entities"]):
+            raise MapathonError(f"{label}: entity list {entity['dataset']!r} is not this form's "
+                                f"({preset['entities']!r})")
+        osm = forms.entity_features(project, inst["form_id"], preset["entities"]).get(picked)
+        if not osm:  # not in the list the form has now (made again since?): a point of its own
+            answers["entity_id"] = picked
+        picked = osm or None
     if picked is not None and not re.fullmatch(r"(node|way|relation)/\d+", picked):
         raise MapathonError(f"{label}: picked feature {picked!r} is not like node/123")
     photo_fields = _photo_fields(preset)
@@ -157,6 +174,65 @@ def photo_fields(project, sub: Submission) -> list[str]:
     return _photo_fields(forms.preset_of(project, sub.form_id, sub.form_version))
 
 
+def receive(project, inst: dict, surveyor: str, label: str, files: dict[str, bytes | memoryview],
+            limit: int = MAX_PHOTO_BYTES) -> tuple[Submission, bool | None, int]:
+    """A read instance and its files (name -> bytes) from a phone, kept in the project: its photos written,
+    then its row recorded (``survey.submit`` event), its surveyor registered on first use. Returns
+    (submission, True, 0) when stored, (submission, None, photos added) when its instanceID was already
+    there (ODK Collect sends the photos that did not fit in a later request), (submission, False, 0) when
+    another request stored it meanwhile. Run it again after a rollback: the same photos land on the same
+    paths (the room server's writer may, see Writer.change)."""
+    got = receive_many(project, [(inst, surveyor, label, files, limit)])[0]
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
+def receive_many(project, items: list[tuple]) -> list:
+    """:func:`receive` for the forms of many phones at once, each item its arguments (instance, surveyor,
+    label, files, limit): the room server's writer hands it the forms queued together. Reads the stored
+    instances with one statement, registers the new surveyors together (``volunteers.ensure_many``),
+    records the new rows and their events with one statement each (:func:`store.insert_many`). One outcome
+    per item, in order: what :func:`receive` returns, or the
+    MapathonError that refuses it, having written nothing for it."""
+    from ..tasks import volunteers
+    from . import store
+
+    out: list = [None] * len(items)
+    ready: list[tuple[int, Submission, dict, str]] = []
+    for i, (inst, surveyor, label, files, limit) in enumerate(items):
+        try:
+            preset = forms.preset_of(project, inst["form_id"], inst["version"])
+            sub = to_submission(project, inst, surveyor, label, preset=preset)
+            photos = pick_photos(sub, _photo_fields(preset), files, label, limit)
+            ready.append((i, sub, photos, volunteers.check_name(surveyor)))
+        except MapathonError as e:
+            out[i] = e
+    ids = list({sub.instance_id for _, sub, _, _ in ready})
+    have: set[str] = set()
+    for at in range(0, len(ids), 500):
+        part = ids[at:at + 500]
+        have.update(r[0] for r in project.conn.execute(
+            f"SELECT instance_id FROM survey_submissions WHERE instance_id IN ({','.join('?' * len(part))})", part))
+    fresh = [(i, sub, photos, who) for i, sub, photos, who in ready if sub.instance_id not in have]
+    for i, sub, photos, who in ready:
+        if sub.instance_id in have:
+            out[i] = (sub, None, store.add_photos(project, sub.instance_id, photos) if photos else 0)
+    # the surveyors, registered on their first form (a name that looks like a volunteer's is refused)
+    vols = volunteers.ensure_many(project, [who for *_, who in fresh])
+    new: list[tuple[int, Submission]] = []
+    for (i, sub, photos, _who), vol in zip(fresh, vols):
+        if isinstance(vol, BaseException):
+            out[i] = vol
+            continue
+        sub.surveyor = vol[0].name  # the room's spelling of the name
+        store.store_photos(project.path, sub, photos)  # before the row: a row never names a missing photo
+        new.append((i, sub))
+    for (i, sub), stored in zip(new, store.insert_many(project, [sub for _, sub in new])):
+        out[i] = (sub, stored, 0)
+    return out
+
+
 # -- the XML ODK Collect reads -------------------------------------------------------------------------------
 
 
@@ -177,11 +253,13 @@ def form_list_xml(published: list[dict], base: str) -> str:
 
 
 def manifest_xml(form: dict, base: str) -> str:
-    """The OpenRosa manifest of a form's media files (the CSV of existing features)."""
+    """The OpenRosa manifest of a form's media files (the CSV of existing features; an ODK entity list is
+    marked ``type="entityList"``, so that ODK Collect keeps it as one and applies updates offline)."""
     items = []
     for m in form["media"]:
         md5 = hashlib.md5(m.read_bytes()).hexdigest()
-        items.append(f"""  <mediaFile>
+        kind = ' type="entityList"' if m.name in form.get("entity_lists", ()) else ""  # as ODK Central says it
+        items.append(f"""  <mediaFile{kind}>
     <filename>{escape(m.name)}</filename>
     <hash>md5:{md5}</hash>
     <downloadUrl>{escape(base)}/forms/{escape(form['id'])}/media/{escape(m.name)}</downloadUrl>

@@ -54,23 +54,28 @@ def instance_folder(instance_id: str) -> str:
     return safe_name(instance_id.removeprefix("uuid:"))
 
 
-def village_at(project: Project, lon: float | None, lat: float | None) -> str | None:
-    """The village whose area holds the point, else the one whose centre is nearest (None without a point)."""
+def village_at(project: Project, lon: float | None, lat: float | None, areas: list | None = None) -> str | None:
+    """The village whose area holds the point, else the one whose centre is nearest (None without a point).
+    *areas*: the villages as (name, geometry), read once for many points (:func:`village_areas`)."""
     if lon is None or lat is None:
         return None
-    rows = project.villages()
+    rows = areas if areas is not None else village_areas(project)
     if not rows:
         return None
     pt = shapely.Point(lon, lat)
     best, best_d = None, None
-    for r in rows:
-        geom = shapely.from_wkb(r["geom"])
+    for name, geom in rows:
         if geom.contains(pt):
-            return r["name"]
+            return name
         d = geom.distance(pt)
         if best_d is None or d < best_d:
-            best, best_d = r["name"], d
+            best, best_d = name, d
     return best
+
+
+def village_areas(project: Project) -> list[tuple[str, object]]:
+    """The project's villages as (name, shapely geometry)."""
+    return [(r["name"], shapely.from_wkb(r["geom"])) for r in project.villages()]
 
 
 def _from_row(r) -> Submission:
@@ -97,13 +102,12 @@ def has_submission(project: Project, instance_id: str) -> bool:
                                 (instance_id,)).fetchone() is not None
 
 
-def _write_photo(dest: Path, data: bytes) -> None:
+def _write_photo(dest: Path, data: bytes | memoryview) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with fsutil.atomic_path(dest) as tmp:
-        tmp.write_bytes(data)
+    fsutil.write_bytes(dest, data)
 
 
-def store_photos(project_path: Path, sub: Submission, photo_bytes: dict[str, bytes] | None) -> None:
+def store_photos(project_path: Path, sub: Submission, photo_bytes: dict[str, bytes | memoryview] | None) -> None:
     """Write the photos under ``survey/photos/<instance>/`` and name them in ``sub.photos``."""
     folder = Path(PHOTO_DIR) / instance_folder(sub.instance_id)
     stored = []
@@ -134,14 +138,41 @@ def insert_row(conn, sub: Submission) -> bool:
 def insert(project: Project, sub: Submission) -> bool:
     """Record *sub* (photos already stored) and a ``survey.submit`` event (sync sends what came after a mark);
     False when its instanceID is already there."""
-    if sub.village is None:
-        sub.village = village_at(project, sub.lon, sub.lat)
+    return insert_many(project, [sub])[0]
+
+
+def insert_many(project: Project, subs: list[Submission]) -> list[bool]:
+    """:func:`insert` for many submissions with one statement for the rows and one for the events
+    (the room server records the forms of 50 phones sending at once this way); for each, False when its
+    instanceID was already there (or comes twice: the first is kept)."""
+    if not subs:
+        return []
+    areas = village_areas(project) if any(s.village is None for s in subs) else []
+    for sub in subs:
+        if sub.village is None:
+            sub.village = village_at(project, sub.lon, sub.lat, areas)
+    rows = [(sub.instance_id, sub.form_id, sub.form_version, sub.surveyor, sub.received, sub.lon, sub.lat,
+             sub.accuracy_m, json.dumps(sub.answers, ensure_ascii=False, sort_keys=True),
+             json.dumps(sub.tags, ensure_ascii=False, sort_keys=True), sub.picked_feature,
+             json.dumps(sub.photos), sub.village) for sub in subs]
+    marks = "(" + ", ".join("?" * len(FIELDS)) + ")"
     with project.transaction():
-        if not insert_row(project.conn, sub):  # another request stored it meanwhile
-            return False
-        project.record(actor=sub.surveyor, action="survey.submit",
-                       data={"instance_id": sub.instance_id, "form_id": sub.form_id})
-    return True
+        stored: set[str] = set()  # the rows written now (not there before)
+        for i in range(0, len(rows), 500):  # within SQLite's limit of bound values
+            part = rows[i:i + 500]
+            stored.update(r[0] for r in project.conn.execute(
+                f"""INSERT INTO survey_submissions ({', '.join(FIELDS)}) VALUES {', '.join([marks] * len(part))}
+                    ON CONFLICT (instance_id) DO NOTHING RETURNING instance_id""",
+                [v for row in part for v in row]).fetchall())
+        out = []
+        for sub in subs:
+            out.append(sub.instance_id in stored)
+            stored.discard(sub.instance_id)  # the same instance twice: the first one is kept
+        events.record_many(project.conn, project.site, [
+            dict(actor=sub.surveyor, action="survey.submit",
+                 data={"instance_id": sub.instance_id, "form_id": sub.form_id})
+            for sub, new in zip(subs, out) if new])
+    return out
 
 
 def add_photos(project: Project, instance_id: str, photo_bytes: dict[str, bytes]) -> int:

@@ -54,16 +54,15 @@ def check_name(name: str) -> str:
     return name
 
 
-def check_new_name(project: Project, name: str, *, but: int | None = None) -> None:
+def check_new_name(project: Project, name: str, *, but: int | None = None, rows: list | None = None) -> None:
     """Refuse a new name (a volunteer created or renamed) that would pass on screen for a volunteer's
     name, current or former (:func:`mapathon.names.skeleton`: 'Mаriam' with a Cyrillic 'а' for
     'Mariam'), or that mixes Latin letters with look-alike letters of another script. *but*: the
-    volunteer being renamed, who may look like themselves."""
+    volunteer being renamed, who may look like themselves. *rows*: the names as (name, volunteer id),
+    read once for many new names (:func:`_all_names`)."""
     look = names.skeleton(name)
     mine = names.key(name)
-    rows = project.conn.execute(
-        "SELECT name, id FROM volunteers UNION ALL SELECT name, volunteer_id FROM volunteer_aliases").fetchall()
-    for other, vid in rows:
+    for other, vid in (rows if rows is not None else _all_names(project)):
         if vid != but and names.key(other) != mine and names.skeleton(other) == look:
             scripts = sorted({s for _, s in names.lookalikes(name)})
             if scripts:
@@ -114,12 +113,25 @@ def known(project: Project, name: str, option: str = "--as") -> Volunteer:
     return vol
 
 
-def _close(project: Project, name: str) -> str | None:
-    """The registered volunteer whose name, or a former name, is close to *name* (a typo?): their current name."""
+def _all_names(project: Project) -> list[tuple[str, int]]:
+    """Every name a volunteer has or had, with their id."""
+    return [tuple(r) for r in project.conn.execute(
+        "SELECT name, id FROM volunteers UNION ALL SELECT name, volunteer_id FROM volunteer_aliases").fetchall()]
+
+
+def _current_names(project: Project) -> dict[str, str]:
+    """Every name a volunteer has or had -> their current name."""
     current = {r[0]: r[0] for r in project.conn.execute("SELECT name FROM volunteers")}
     for before, now in project.conn.execute(
             "SELECT a.name, v.name FROM volunteer_aliases a JOIN volunteers v ON v.id = a.volunteer_id"):
         current.setdefault(before, now)
+    return current
+
+
+def _close(project: Project, name: str, current: dict[str, str] | None = None) -> str | None:
+    """The registered volunteer whose name, or a former name, is close to *name* (a typo?): their current name.
+    *current*: :func:`_current_names`, read once for many names."""
+    current = current if current is not None else _current_names(project)
     close = names.suggest(name, list(current), cutoff=SIMILAR)
     return current[close] if close else None
 
@@ -180,21 +192,61 @@ def ensure(project: Project, name: str, *, new: bool = False) -> tuple[Volunteer
     A name close to a registered volunteer's (``Mousa Konate`` for ``Moussa Konaté``) is refused with
     :class:`UnknownVolunteer` naming that one, unless *new* says it is indeed someone new.
     """
-    name = check_name(name)
-    vol = find(project, name)
-    if vol is not None:
-        return vol, False
-    check_new_name(project, name)  # a look-alike is refused, --new or not
-    close = None if new else _close(project, name)
-    if close:
-        raise UnknownVolunteer(f"no volunteer {name!r}; did you mean {close!r}? (add --new to create a new "
-                               "volunteer)", name=name, suggestion=close)
-    project.conn.execute(
-        "INSERT INTO volunteers (name, name_key, created) VALUES (?, ?, ?)",
-        (name, names.key(name), events.iso(events.utcnow())),
-    )
-    project.record(actor=name, action="volunteer.add", data={"name": name, "validator": False, "organizer": False})
-    return find(project, name), True
+    got = ensure_many(project, [name], new=new)[0]
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
+def ensure_many(project: Project, wanted: list[str], *, new: bool = False) -> list:
+    """:func:`ensure` for many names (the room server registers the surveyors of 50 phones at once this
+    way): the volunteers read with one statement, and for the names not known yet, the names and former
+    names read once, then those written with one statement and their events with one. One outcome per
+    name, in order: (volunteer, whether registered now), or the MapathonError that refuses that name,
+    having written nothing for it. A name given twice is registered once."""
+    out: list = [None] * len(wanted)
+    clean: list[tuple[int, str]] = []
+    for i, name in enumerate(wanted):
+        try:
+            clean.append((i, check_name(name)))
+        except MapathonError as e:
+            out[i] = e
+    found = find_many(project, list({names.key(n) for _, n in clean}))
+    added: dict[str, str] = {}  # key -> the name registered now
+    rows = current = None
+    for i, name in clean:
+        k = names.key(name)
+        if k in found or k in added:
+            continue
+        if rows is None:
+            rows, current = _all_names(project), _current_names(project)
+        try:
+            check_new_name(project, name, rows=rows)  # a look-alike is refused, --new or not
+            close = None if new else _close(project, name, current)
+            if close:
+                raise UnknownVolunteer(f"no volunteer {name!r}; did you mean {close!r}? (add --new to create a "
+                                       "new volunteer)", name=name, suggestion=close)
+        except MapathonError as e:
+            out[i] = e
+            continue
+        added[k] = name
+        rows.append((name, -1))  # the next new names are told apart from this one too
+        current[name] = name
+    if added:
+        stamp = events.iso(events.utcnow())
+        project.conn.executemany("INSERT INTO volunteers (name, name_key, created) VALUES (?, ?, ?)",
+                                 [(name, k, stamp) for k, name in added.items()])
+        events.record_many(project.conn, project.site, [
+            dict(actor=name, action="volunteer.add", data={"name": name, "validator": False, "organizer": False})
+            for name in added.values()])
+        found.update(find_many(project, list(added)))
+    created = set(added)
+    for i, name in clean:
+        if out[i] is None:
+            k = names.key(name)
+            out[i] = (found[k], k in created)
+            created.discard(k)
+    return out
 
 
 def list_all(project: Project) -> list[Volunteer]:
