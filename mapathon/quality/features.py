@@ -352,6 +352,38 @@ def _remap_objects(rows) -> bytes:
     return opl_bytes(out)
 
 
+def _ways_and_building_areas(src, relation_ids: list[int]):
+    """The file's ways, with node locations, and the areas libosmium assembles from the building
+    multipolygons *relation_ids*: what ``osmium.FileProcessor(src).with_locations()
+    .with_areas(KeyFilter("building"))`` yields, without the area libosmium also makes of every closed
+    way (a third of the objects that would reach Python, to be thrown away): the assembled areas pass
+    a C++ filter on their ids (libosmium numbers the area of relation r 2r + 1). The steps are
+    FileProcessor's own; the filters are kept referenced while the C++ side uses them.
+    """
+    import osmium
+    from osmium.io import Reader, ThreadPool
+
+    pool = ThreadPool()
+    manager = osmium.area.AreaManager()
+    building = osmium.filter.KeyFilter("building")
+    with Reader(src, osmium.osm.RELATION, thread_pool=pool) as rd:
+        osmium.apply(rd, building, manager.first_pass_handler())
+    # libosmium's id filter takes no negative ids (new relations of a merge snapshot): then every area passes
+    only = [osmium.filter.IdFilter([2 * r + 1 for r in relation_ids])] if all(r > 0 for r in relation_ids) else []
+    areas = osmium.BufferIterator(*only)
+    locations = osmium.NodeLocationsForWays(osmium.index.create_map("flex_mem"))
+    locations.ignore_errors()
+    second = manager.second_pass_to_buffer(areas)
+    ways = osmium.filter.EntityFilter(osmium.osm.WAY)
+    with Reader(src, osmium.osm.NODE | osmium.osm.WAY | osmium.osm.RELATION, thread_pool=pool) as reader:
+        for o in osmium.OsmFileIterator(reader, locations, second, ways):
+            yield o
+            if areas:
+                yield from areas
+    if areas:
+        yield from areas
+
+
 #: In a scoped read, the ways waiting for the test "near the changes?" are tested this many at a time.
 SCOPE_BATCH = 50_000
 
@@ -549,11 +581,7 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
             return ("pending", refs, coords) if any(r < 0 for r in refs) and not remapped else None
         return coords if len(coords) >= 2 else None
 
-    fp = (osmium.FileProcessor(src, osmium.osm.NODE | osmium.osm.WAY | osmium.osm.RELATION)
-          .with_locations()
-          .with_areas(osmium.filter.KeyFilter("building"))
-          .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY | osmium.osm.AREA)))
-    for o in fp:
+    for o in _ways_and_building_areas(src, list(mp_buildings)):
         if o.is_way():
             n_ways += 1
             wid = o.id
