@@ -356,7 +356,7 @@ def _ways_and_building_areas(src, relation_ids: list[int]):
     """The file's ways, with node locations, and the areas libosmium assembles from the building
     multipolygons *relation_ids*: what ``osmium.FileProcessor(src).with_locations()
     .with_areas(KeyFilter("building"))`` yields, without the area libosmium also makes of every closed
-    way (a third of the objects that would reach Python, to be thrown away): the assembled areas pass
+    way (40 % of the objects that would reach Python, to be thrown away): the assembled areas pass
     a C++ filter on their ids (libosmium numbers the area of relation r 2r + 1). The steps are
     FileProcessor's own; the filters are kept referenced while the C++ side uses them.
     """
