@@ -164,7 +164,8 @@ def _polygonal(geoms: np.ndarray) -> np.ndarray:
 
 
 def _not_square(rings_m: np.ndarray):
-    """Rings (metric, closed) with a corner off: [(ring index, coordinate index, degrees off, bad corners)], coords.
+    """Rings (metric, closed; or polygons without holes, read as their outline) with a corner off:
+    [(ring index, coordinate index, degrees off, bad corners)], coords.
 
     Corner angles are the unsigned angles between the two edges at every
     vertex (0-180 deg, as JOSM computes them); like JOSM, the first offending
@@ -210,6 +211,9 @@ def _bounded_pairs(tree: shapely.STRtree, queries: np.ndarray, predicate: str = 
     The chunk size comes from the candidates per query of a sample (each queried alone, so a dense
     cluster cannot blow up the sample) and adapts to what each chunk found; memory stays bounded
     whatever the overlaps. The consumer stops when it has had enough (MAX_PAIRS).
+
+    "crosses" is found as GEOS finds "intersects" (on a prepared geometry: fast), then tested on those
+    few pairs: the same pairs in the same order, in less than half the time of the tree's own "crosses".
     """
     n = len(queries)
     if not n:
@@ -221,7 +225,10 @@ def _bounded_pairs(tree: shapely.STRtree, queries: np.ndarray, predicate: str = 
     start = 0
     while start < n:
         stop = min(n, start + size)
-        qi, qj = tree.query(queries[start:stop], predicate=predicate)
+        qi, qj = tree.query(queries[start:stop], predicate="intersects" if predicate == "crosses" else predicate)
+        if predicate == "crosses" and len(qi):
+            keep = shapely.crosses(queries[start:stop][qi], tree.geometries[qj])
+            qi, qj = qi[keep], qj[keep]
         qi = qi + start
         found = len(qi)
         if self_pairs:
@@ -325,7 +332,7 @@ def _overlapping_buildings(f: Features, tree, fixed, areas, bobj, out: list, met
 def _not_square_buildings(f: Features, bm, way, bobj, out: list, metric_pts: list) -> None:
     """Building ways with a corner off a right angle."""
     wi = np.nonzero(way)[0]
-    rows, coords = _not_square(shapely.get_exterior_ring(bm[wi]))
+    rows, coords = _not_square(bm[wi])  # a building way's polygon is its one ring
     if rows:
         for r, ci, off, nbad in rows:
             i = int(wi[r])

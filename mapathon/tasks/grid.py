@@ -25,23 +25,37 @@ MAX_ZOOM = 22
 
 @dataclass
 class Grid:
-    """Cells of a grid, as parallel arrays."""
+    """Cells of a grid, as parallel arrays.
+
+    A tile grid makes the shapes of its whole tiles only when asked (:attr:`geoms`): storing it needs
+    their bounds alone (WKB of a box is written with numpy), and a country's grid has 10⁵–10⁶ tiles.
+    """
 
     keys: np.ndarray  # str: stable address of each cell
     z: np.ndarray  # int, -1 where the cell is not a tile
     x: np.ndarray
     y: np.ndarray
-    geoms: np.ndarray  # shapely polygons, WGS84
+    _geoms: np.ndarray  # shapely polygons, WGS84; None where a box of *bounds* is made when asked
     area_m2: np.ndarray
     #: True where the geometry is exactly the box shapely.box makes of its bounds (whole tiles)
     boxes: np.ndarray | None = None
+    #: (n, 4) bounds of the cells, when known without the shapes
+    bounds: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.keys)
 
+    @property
+    def geoms(self) -> np.ndarray:
+        """The cells' shapely polygons (WGS84)."""
+        missing = np.flatnonzero(np.equal(self._geoms, None))
+        if len(missing):
+            self._geoms[missing] = shapely.box(*self.bounds[missing].T)
+        return self._geoms
+
     def wkb(self) -> tuple[list[bytes], np.ndarray]:
         """(WKB of every geometry, as shapely.to_wkb writes it; bounds (n, 4)): whole tiles without GEOS."""
-        bounds = shapely.bounds(self.geoms)
+        bounds = self.bounds if self.bounds is not None else shapely.bounds(self.geoms)
         if self.boxes is None or not self.boxes.any():
             return shapely.to_wkb(self.geoms).tolist(), bounds
         out = box_wkb(bounds)
@@ -219,14 +233,19 @@ def tile_grid(
     idx = np.concatenate([inner, edge[sel]])
     _check_count(len(idx), max_tasks, f"zoom {zoom}")
     order = np.argsort(idx, kind="stable")
-    geoms = np.concatenate([shapely.box(lons[ni], lats[nj + 1], lons[ni + 1], lats[nj]),
-                            np.asarray(egeoms, dtype=object)])[order]
+    # the whole tiles (inner ones, and edge ones unless clipped) stay boxes of their bounds until asked for
+    geoms = np.concatenate([np.full(len(inner), None, dtype=object),
+                            np.where(eboxes, None, np.asarray(egeoms, dtype=object))])[order]
     areas = np.concatenate([iareas, eareas])[order]
     boxes = np.concatenate([np.ones(len(inner), dtype=bool), eboxes])[order]
     idx = idx[order]
-    xs, ys = ii[idx] + x0, jj[idx] + y0
+    ci, cj = ii[idx], jj[idx]
+    bounds = np.column_stack([lons[ci], lats[cj + 1], lons[ci + 1], lats[cj]])
+    if not boxes.all():
+        bounds[~boxes] = shapely.bounds(geoms[~boxes])
+    xs, ys = ci + x0, cj + y0
     keys = np.array([f"{zoom}/{x}/{y}" for x, y in zip(xs.tolist(), ys.tolist())], dtype=object)
-    return Grid(keys, np.full(len(idx), zoom), xs, ys, geoms, areas, boxes)
+    return Grid(keys, np.full(len(idx), zoom), xs, ys, geoms, areas, boxes, bounds)
 
 
 def metric_grid(

@@ -98,6 +98,6 @@ def save_grid(project: Project, grid: Grid, *, actor: str, description: dict, fo
             zip(ids.tolist(), grid.keys.tolist(), zs, xs, ys, grid.area_m2.tolist(), bounds[:, 0].tolist(),
                 bounds[:, 1].tolist(), bounds[:, 2].tolist(), bounds[:, 3].tolist(), wkb),
         )
-        _assign_villages(project, ids, grid.geoms)
+        _assign_villages(project, ids, lambda: grid.geoms)  # shapes made only if the project has villages
         project.record(actor=actor, action="grid.create", data={**description, "tasks": n, "replaced": old})
     return n

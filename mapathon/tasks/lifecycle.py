@@ -144,10 +144,13 @@ def list_tasks(project: Project, state: str | None = None, village: str | None =
 # -- the villages of tasks (gridding.save_grid stores a grid) ------------------
 
 
-def _assign_villages(project: Project, ids: np.ndarray, geoms: np.ndarray) -> None:
+def _assign_villages(project: Project, ids: np.ndarray, geoms) -> None:
+    """Link tasks to the villages they overlap. *geoms*: the tasks' shapes, or a function making them."""
     areas = project.conn.execute("SELECT id, geom FROM areas WHERE kind != 'aoi'").fetchall()
-    if not areas or len(geoms) == 0:
+    if not areas or len(ids) == 0:
         return
+    if callable(geoms):
+        geoms = geoms()
     area_ids = np.array([a[0] for a in areas])
     area_geoms = shapely.from_wkb([a[1] for a in areas])
     tree = shapely.STRtree(geoms)
