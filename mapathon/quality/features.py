@@ -288,22 +288,84 @@ def _all_negative_nodes(src, wanted: set[int]) -> dict[int, tuple[float, float]]
     return out
 
 
-def _relations(src) -> tuple[set[int], set[int], dict[int, dict]]:
-    """(ways that are members of any relation, member ways of building multipolygons, building multipolygons)."""
-    import osmium
+class _FirstPass:
+    """What one pass over the ways and relations collects before the main pass (python handler).
 
-    members: set[int] = set()
-    mp_members: set[int] = set()
-    buildings: dict[int, dict] = {}
-    for r in osmium.FileProcessor(src, osmium.osm.RELATION):
+    Every relation is seen: the ways that are members of any relation, the member ways and tags of
+    building multipolygons. Ways reach it only through libosmium's filter of the ways using a
+    modified node (*moved*), when there is one."""
+
+    def __init__(self):
+        self.members: set[int] = set()
+        self.mp_members: set[int] = set()
+        self.buildings: dict[int, dict] = {}
+        self.moved: set[int] = set()
+
+    def way(self, w) -> None:
+        self.moved.add(w.id)
+
+    def relation(self, r) -> None:
         ways = [m.ref for m in r.members if m.type == "w"]
-        members.update(ways)
+        self.members.update(ways)
         tags = r.tags
         if tags.get("type") == "multipolygon" and _is_building(tags.get("building")):
-            mp_members.update(ways)
-            buildings[r.id] = {"layer": _layer(tags.get("layer")), "user": r.user or "",
-                               "value": tags.get("building")}
-    return members, mp_members, buildings
+            self.mp_members.update(ways)
+            self.buildings[r.id] = {"layer": _layer(tags.get("layer")), "user": r.user or "",
+                                    "value": tags.get("building")}
+
+
+def _first_pass(src, moved_nodes: set[int] | None, areas) -> _FirstPass:
+    """One pass over the ways and relations: the relations (:class:`_FirstPass`), the ways using
+    *moved_nodes* (found by libosmium), and the first pass of libosmium's area assembly (*areas*)."""
+    import osmium
+
+    seen = _FirstPass()
+    handlers: list = []
+    bits = osmium.osm.RELATION
+    if moved_nodes:
+        tracker = osmium.IdTracker()
+        for n in moved_nodes:
+            tracker.add_node(n)
+        ways = tracker.contains_filter()  # a way passes if it uses one of the nodes
+        ways.enable_for(osmium.osm.WAY)
+        handlers.append(ways)
+        bits |= osmium.osm.WAY
+    only_rel = osmium.filter.EntityFilter(osmium.osm.RELATION)
+    with osmium.io.Reader(src, bits, thread_pool=osmium.io.ThreadPool()) as rd:  # a pool of its own, like
+        # FileProcessor's (libosmium's shared pool has no threads in a forked helper)
+        osmium.apply(rd, *handlers, seen, only_rel, osmium.filter.KeyFilter("building"), areas.first_pass_handler())
+    return seen
+
+
+def _area_id(rid: int) -> int:
+    """libosmium's id of the area made from relation *rid* (object_id_to_area_id)."""
+    a = abs(rid) * 2 + 1
+    return -a if rid < 0 else a
+
+
+def _main_pass(src, areas, mp_buildings):
+    """Ways with node locations, and the areas of the building multipolygons *mp_buildings*, as
+    osmium.FileProcessor(...).with_areas() gives them after its first pass (done by _first_pass).
+    The areas libosmium also makes of closed ways are dropped in C++: the checks use the ways."""
+    import osmium
+
+    store = osmium.index.create_map("flex_mem")  # referenced here: the handler does not keep it alive
+    lh = osmium.NodeLocationsForWays(store)
+    lh.ignore_errors()
+    ways = osmium.filter.EntityFilter(osmium.osm.WAY | osmium.osm.AREA)
+    rel_areas = osmium.filter.IdFilter([_area_id(r) for r in mp_buildings])
+    rel_areas.enable_for(osmium.osm.AREA)
+    filters = (ways, rel_areas)
+    buffer_it = osmium.BufferIterator(*filters)
+    second = areas.second_pass_to_buffer(buffer_it)  # referenced here too
+    pool = osmium.io.ThreadPool()
+    with osmium.io.Reader(src, osmium.osm.NODE | osmium.osm.WAY | osmium.osm.RELATION, thread_pool=pool) as rd:
+        for o in osmium.OsmFileIterator(rd, lh, second, *filters):
+            yield o
+            if buffer_it:
+                yield from buffer_it
+    if buffer_it:
+        yield from buffer_it
 
 
 def read_features(path: str | Path, *, name: str | None = None, scope: Scope | None = None) -> Features:
@@ -356,23 +418,16 @@ def _remap_objects(rows) -> bytes:
 SCOPE_BATCH = 50_000
 
 
-def _scope_ids(scope: Scope, remapped: bool, src) -> tuple[set[int], set[int], object]:
+def _scope_ids(scope: Scope, remapped: bool) -> tuple[set[int], set[int], set[int] | None]:
     """(way ids, relation ids) of the scope's changed objects, as the reader sees them (new ids moved for an
-    XML file), and the ways using a modified node (an osmium IdSet found in C++, or None)."""
-    import osmium
+    XML file), and the modified nodes whose ways changed too (None: none to look for)."""
 
     def mv(i: int) -> int:
         return NEG_BASE - i if remapped and i <= 0 else i
 
     ways = {mv(i) for t, i in scope.ids if t == "way"}
     rels = {mv(i) for t, i in scope.ids if t == "relation"}
-    if scope.nodes and not remapped:
-        tracker = osmium.IdTracker()
-        for n in scope.nodes:
-            tracker.add_node(n)
-        tracker.complete_forward_references(src, relation_depth=0)
-        return ways, rels, tracker.way_ids()
-    return ways, rels, None
+    return ways, rels, (scope.nodes if scope.nodes and not remapped else None)
 
 
 def _resolve_pending(src, pending: list, member_wkb: dict) -> int:
@@ -483,11 +538,14 @@ def _keep_near(maybe: list, scope: Scope, rel_polys: list) -> int:
 def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | None = None) -> Features:
     import osmium
 
-    members, mp_members, mp_buildings = _relations(src)
     if scope is not None and not scope.area_only:
-        s_ways, s_rels, moved = _scope_ids(scope, remapped, src)
+        s_ways, s_rels, moved_nodes = _scope_ids(scope, remapped)
     else:
-        s_ways, s_rels, moved = set(), set(), None
+        s_ways, s_rels, moved_nodes = set(), set(), None
+    areas = osmium.area.AreaManager()
+    first = _first_pass(src, moved_nodes, areas)
+    members, mp_members, mp_buildings = first.members, first.mp_members, first.buildings
+    moved = first.moved if moved_nodes else None
     neighbours_only = scope is not None and not scope.area_only
     maybe: list = []  # scoped read: (target, id, user, geometry, extra) of ways not changed, to test in bulk
     near = 0
@@ -541,16 +599,12 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
             return ("pending", refs, coords) if any(r < 0 for r in refs) and not remapped else None
         return coords if len(coords) >= 2 else None
 
-    fp = (osmium.FileProcessor(src, osmium.osm.NODE | osmium.osm.WAY | osmium.osm.RELATION)
-          .with_locations()
-          .with_areas(osmium.filter.KeyFilter("building"))
-          .with_filter(osmium.filter.EntityFilter(osmium.osm.WAY | osmium.osm.AREA)))
-    for o in fp:
+    for o in _main_pass(src, areas, mp_buildings):
         if o.is_way():
             n_ways += 1
             wid = o.id
             tags = o.tags
-            if moved is not None and wid > 0 and moved.get(wid):
+            if moved is not None and wid > 0 and wid in moved:
                 s_ways.add(wid)  # a way whose node was moved: changed too
             if neighbours_only and "building" not in tags and "highway" not in tags and wid not in s_ways:
                 continue  # near the changes, only buildings and highways are read

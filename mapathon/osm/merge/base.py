@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from ...errors import MapathonError
+from ...parallel import can_fork
 from ..readers import KINDS, NODE, RELATION, WAY, OsmObject, from_osmium, osmium_refs
 from .reading import _pack_tables, _unpack_tables
 
@@ -191,8 +192,7 @@ class _BaseJob:
         self.need, self.deleted = need, deleted
         self.pid = None
         self.fd = None
-        if base is None or new_objects < _FORK_MIN_NEW or not hasattr(os, "fork") or os.environ.get("MAPATHON_JOBS") == "1" \
-                or (os.cpu_count() or 1) < 2:
+        if base is None or new_objects < _FORK_MIN_NEW or not can_fork():
             return
         r, w = os.pipe()
         pid = os.fork()

@@ -142,6 +142,7 @@ class MergeResult:
         self._also = also
         self._changes: list[Change] | None = None
         self._by_key: dict | None = None
+        self._positions: list | None = None  # of the changes (mapathon.quality.where.change_positions)
         self._new_opl: bytes | None = None  # the new objects already serialised for the snapshot
         self._extracts: list[Path] = []  # inputs that are extracts: merged by libosmium like the base
 
