@@ -599,6 +599,7 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
             return ("pending", refs, coords) if any(r < 0 for r in refs) and not remapped else None
         return coords if len(coords) >= 2 else None
 
+    cells = scope.cells if scope is not None else None  # Scope.far, inlined: once per building of the file
     for o in _main_pass(src, areas, mp_buildings):
         if o.is_way():
             n_ways += 1
@@ -606,13 +607,16 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
             tags = o.tags
             if moved is not None and wid > 0 and wid in moved:
                 s_ways.add(wid)  # a way whose node was moved: changed too
-            if neighbours_only and "building" not in tags and "highway" not in tags and wid not in s_ways:
-                continue  # near the changes, only buildings and highways are read
             b = tags.get("building")
-            if b is not None and scope is not None and wid not in s_ways and len(o.nodes) and \
-                    scope.far(o.nodes[0].location):
-                continue  # a building far from the changes (or the area): its first node tells
             h = tags.get("highway")
+            if neighbours_only and b is None and h is None and wid not in s_ways:
+                continue  # near the changes, only buildings and highways are read
+            if b is not None and cells is not None and wid not in s_ways:
+                first = o.nodes
+                if len(first):
+                    loc = first[0].location
+                    if (loc.x // CELL_E7, loc.y // CELL_E7) not in cells:
+                        continue  # a building far from the changes (or the area): its first node tells (Scope.far)
             target = None
             extra = None
             if _is_building(b):
