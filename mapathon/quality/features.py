@@ -337,25 +337,17 @@ def _first_pass(src, moved_nodes: set[int] | None, areas) -> _FirstPass:
     return seen
 
 
-def _area_id(rid: int) -> int:
-    """libosmium's id of the area made from relation *rid* (object_id_to_area_id)."""
-    a = abs(rid) * 2 + 1
-    return -a if rid < 0 else a
-
-
-def _main_pass(src, areas, mp_buildings):
-    """Ways with node locations, and the areas of the building multipolygons *mp_buildings*, as
-    osmium.FileProcessor(...).with_areas() gives them after its first pass (done by _first_pass).
-    The areas libosmium also makes of closed ways are dropped in C++: the checks use the ways."""
+def _main_pass(src, areas):
+    """Ways with node locations, and the areas of building multipolygons, as osmium.FileProcessor(...)
+    .with_areas() gives them after its first pass (done by _first_pass). (Dropping the areas libosmium
+    also makes of closed ways with an IdFilter of the relations' areas costs more memory than it saves
+    time: tens of megabytes for a country's ids.)"""
     import osmium
 
     store = osmium.index.create_map("flex_mem")  # referenced here: the handler does not keep it alive
     lh = osmium.NodeLocationsForWays(store)
     lh.ignore_errors()
-    ways = osmium.filter.EntityFilter(osmium.osm.WAY | osmium.osm.AREA)
-    rel_areas = osmium.filter.IdFilter([_area_id(r) for r in mp_buildings])
-    rel_areas.enable_for(osmium.osm.AREA)
-    filters = (ways, rel_areas)
+    filters = (osmium.filter.EntityFilter(osmium.osm.WAY | osmium.osm.AREA),)
     buffer_it = osmium.BufferIterator(*filters)
     second = areas.second_pass_to_buffer(buffer_it)  # referenced here too
     pool = osmium.io.ThreadPool()
@@ -600,7 +592,7 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
         return coords if len(coords) >= 2 else None
 
     cells = scope.cells if scope is not None else None  # Scope.far, inlined: once per building of the file
-    for o in _main_pass(src, areas, mp_buildings):
+    for o in _main_pass(src, areas):
         if o.is_way():
             n_ways += 1
             wid = o.id

@@ -194,11 +194,12 @@ class MergeResult:
         if w is None:
             return None
         out = []
-        for r in w.refs:
-            p = self.node_location(r)
-            if p is None:
+        final, base = self._final.get(NODE, {}), self._base_objs.get(NODE, {})
+        for r in w.refs:  # node_location, inlined: called for every node of every changed way
+            o = final.get(r) or base.get(r)
+            if o is None or o.lon is None or not o.visible:
                 return None
-            out.append(p)
+            out.append((o.lon / 1e7, o.lat / 1e7))
         return out
 
     def summary(self) -> dict:
