@@ -14,13 +14,12 @@ them.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
 from ...errors import MapathonError
-from ...parallel import can_fork
+from ...parallel import Helper, can_fork
 from ..readers import KINDS, NODE, RELATION, WAY, OsmObject, from_osmium, osmium_refs
 from .reading import _pack_tables, _unpack_tables
 
@@ -190,30 +189,12 @@ class _BaseJob:
         self.files = [] if base is None else (list(base) if isinstance(base, (list, tuple)) else [base])
         self.base = self.files[0] if self.files else None
         self.need, self.deleted = need, deleted
-        self.pid = None
-        self.fd = None
+        self.helper = None
         if base is None or new_objects < _FORK_MIN_NEW or not can_fork():
             return
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the helper
-            code = 0
-            try:
-                os.close(r)
-                try:
-                    payload = ("ok",) + self._read_packed()
-                except MapathonError as e:
-                    payload = ("error", str(e))
-                import marshal
+        import marshal
 
-                with os.fdopen(w, "wb") as f:
-                    f.write(marshal.dumps(payload))
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(w)
-        self.pid, self.fd = pid, r
+        self.helper = Helper(self._payload, dumps=marshal.dumps, loads=marshal.loads)
 
     def _read(self):
         times = {"base_lookup": 0.0, "base_referrers": 0.0}
@@ -228,26 +209,24 @@ class _BaseJob:
             times["base_referrers"] += time.perf_counter() - t
         return objs, refs, times
 
-    def _read_packed(self):
-        objs, refs, times = self._read()
-        return _pack_tables(objs), _pack_tables(refs), times
+    def _payload(self) -> tuple:
+        """What the helper sends: ("ok", packed objects, packed referrers, timings) or ("error", message)."""
+        try:
+            objs, refs, times = self._read()
+        except MapathonError as e:
+            return ("error", str(e))
+        return ("ok", _pack_tables(objs), _pack_tables(refs), times)
 
     def result(self):
         """(base objects, base referrers of deletions, timings)."""
         if self.base is None:
             return {k: {} for k in KINDS}, {k: {} for k in KINDS}, {}
-        if self.pid is None:
+        if self.helper is None:
             return self._read()
-        import marshal
-
-        with os.fdopen(self.fd, "rb") as f:
-            self.fd = None
-            data = f.read()
-        _pid, status = os.waitpid(self.pid, 0)
-        self.pid = None
-        if status != 0 or not data:
-            return self._read()  # the helper failed: read here
-        payload = marshal.loads(data)
+        try:
+            payload = self.helper.result()  # read here if the helper failed
+        finally:
+            self.helper.close()
         if payload[0] == "error":
             raise MapathonError(payload[1])
         _ok, objs, refs, times = payload
@@ -255,16 +234,8 @@ class _BaseJob:
 
     def close(self) -> None:
         """Do not leave a helper behind (after an error or Ctrl-C)."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.pid is not None:
-            try:
-                os.kill(self.pid, 9)
-                os.waitpid(self.pid, 0)
-            except OSError:
-                pass
-            self.pid = None
+        if self.helper is not None:
+            self.helper.close()
 
 
 def _newest(into: dict | None, more: dict) -> dict:
