@@ -178,10 +178,11 @@ _FORK_MIN_NEW = 20_000
 
 
 class _BaseJob:
-    """The two reads of the base (:class:`_BaseLookup`), in a forked helper process for big merges.
+    """The two reads of the base (:class:`_BaseLookup`), each in a forked helper process for big merges.
 
-    The helper reads while the parent renumbers and de-duplicates *new_objects* new objects; without a
-    base, or for a small merge, the reads happen in :meth:`result`.
+    The helpers read (the objects the inputs touch; the ways and relations using deleted objects)
+    while the parent renumbers and de-duplicates *new_objects* new objects; without a base, or for a
+    small merge, the reads happen in :meth:`result`.
     """
 
     def __init__(self, base: Path | list[Path] | None, need: dict, deleted: dict, *, new_objects: int):
@@ -189,53 +190,57 @@ class _BaseJob:
         self.files = [] if base is None else (list(base) if isinstance(base, (list, tuple)) else [base])
         self.base = self.files[0] if self.files else None
         self.need, self.deleted = need, deleted
-        self.helper = None
+        self.helpers: list[Helper] = []
         if base is None or new_objects < _FORK_MIN_NEW or not can_fork():
             return
         import marshal
 
-        self.helper = Helper(self._payload, dumps=marshal.dumps, loads=marshal.loads)
+        self.helpers = [Helper(lambda: self._payload("base_lookup"), dumps=marshal.dumps, loads=marshal.loads),
+                        Helper(lambda: self._payload("base_referrers"), dumps=marshal.dumps, loads=marshal.loads)]
 
-    def _read(self):
-        times = {"base_lookup": 0.0, "base_referrers": 0.0}
-        objs = refs = None
+    def _read_one(self, what: str) -> tuple[dict, float]:
+        """The objects the inputs touch ("base_lookup") or the users of deleted objects ("base_referrers")
+        in every file, and the seconds it took."""
+        t = time.perf_counter()
+        out = None
         for path in self.files:
             lookup = _BaseLookup(path)
-            t = time.perf_counter()
-            objs = _newest(objs, lookup.fetch(self.need))
-            times["base_lookup"] += time.perf_counter() - t
-            t = time.perf_counter()
-            refs = _newest(refs, lookup.referrers(self.deleted))
-            times["base_referrers"] += time.perf_counter() - t
-        return objs, refs, times
+            out = _newest(out, lookup.fetch(self.need) if what == "base_lookup" else lookup.referrers(self.deleted))
+        return out, time.perf_counter() - t
 
-    def _payload(self) -> tuple:
-        """What the helper sends: ("ok", packed objects, packed referrers, timings) or ("error", message)."""
+    def _read(self):
+        objs, t_objs = self._read_one("base_lookup")
+        refs, t_refs = self._read_one("base_referrers")
+        return objs, refs, {"base_lookup": t_objs, "base_referrers": t_refs}
+
+    def _payload(self, what: str) -> tuple:
+        """What a helper sends: ("ok", packed objects, seconds) or ("error", message)."""
         try:
-            objs, refs, times = self._read()
+            objs, seconds = self._read_one(what)
         except MapathonError as e:
             return ("error", str(e))
-        return ("ok", _pack_tables(objs), _pack_tables(refs), times)
+        return ("ok", _pack_tables(objs), seconds)
 
     def result(self):
         """(base objects, base referrers of deletions, timings)."""
         if self.base is None:
             return {k: {} for k in KINDS}, {k: {} for k in KINDS}, {}
-        if self.helper is None:
+        if not self.helpers:
             return self._read()
         try:
-            payload = self.helper.result()  # read here if the helper failed
+            payloads = [h.result() for h in self.helpers]  # each read here if its helper failed
         finally:
-            self.helper.close()
-        if payload[0] == "error":
-            raise MapathonError(payload[1])
-        _ok, objs, refs, times = payload
-        return _unpack_tables(objs), _unpack_tables(refs), times
+            self.close()
+        for p in payloads:  # the objects' read first, as without helpers
+            if p[0] == "error":
+                raise MapathonError(p[1])
+        (_ok, objs, t_objs), (_ok2, refs, t_refs) = payloads
+        return _unpack_tables(objs), _unpack_tables(refs), {"base_lookup": t_objs, "base_referrers": t_refs}
 
     def close(self) -> None:
         """Do not leave a helper behind (after an error or Ctrl-C)."""
-        if self.helper is not None:
-            self.helper.close()
+        for h in self.helpers:
+            h.close()
 
 
 def _newest(into: dict | None, more: dict) -> dict:
