@@ -331,8 +331,9 @@ def _first_pass(src, moved_nodes: set[int] | None, areas) -> _FirstPass:
         handlers.append(ways)
         bits |= osmium.osm.WAY
     only_rel = osmium.filter.EntityFilter(osmium.osm.RELATION)
-    with osmium.io.Reader(src, bits, thread_pool=osmium.io.ThreadPool()) as rd:  # a pool of its own, like
-        # FileProcessor's (libosmium's shared pool has no threads in a forked helper)
+    pool = osmium.io.ThreadPool()  # a pool of its own, like FileProcessor's (libosmium's shared pool has
+    # no threads in a forked helper)
+    with osmium.io.Reader(src, bits, thread_pool=pool) as rd:
         osmium.apply(rd, *handlers, seen, only_rel, osmium.filter.KeyFilter("building"), areas.first_pass_handler())
     return seen
 
