@@ -436,6 +436,40 @@ def test_merge_checks_the_changes_and_what_is_around_them_as_the_whole_file_does
     assert scoped.stats["scope"] == "changes" and not scoped.warnings
 
 
+def test_merge_checks_in_a_helper_process_as_here(tmp_path, monkeypatch):
+    """The merge command checks the snapshot in a forked helper while it counts the credit: the findings,
+    their attribution and the credit are those of doing both here (MAPATHON_JOBS=1)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import bench_merge
+
+    from mapathon.osm.merge import merge
+    from mapathon.osm.submit import with_provenance
+    from mapathon.parallel import can_fork
+    from mapathon.quality.commands import after_merge
+
+    if not can_fork():
+        pytest.skip("no fork or a single core")
+    files = bench_merge.generate(tmp_path, 6, 400)
+    moved, _moved_way, _twin = _moved_base_node(tmp_path / "moved.osm")
+    out = tmp_path / "merged.osm.pbf"
+    result = merge(with_provenance(None, [*files, moved]), out, base=LIECHTENSTEIN)
+    reports = []
+    for jobs in ("", "1"):
+        monkeypatch.setenv("MAPATHON_JOBS", jobs)
+        d = after_merge(None, result, out, geojson=tmp_path / f"findings{jobs}.geojson").as_dict()
+        d["checks"].pop("seconds")
+        d["checks"]["checked"].pop("timings")
+        d["checks"]["checked"].pop("geojson")
+        d.pop("findings_geojson")
+        reports.append(d)
+    assert reports[0] == reports[1]
+    assert reports[0]["checks"]["findings"] and reports[0]["credit"]["total"]["findings"] > 0
+    with fiona.open(tmp_path / "findings.geojson") as a, fiona.open(tmp_path / "findings1.geojson") as b:
+        assert [dict(f["properties"]) for f in a] == [dict(f["properties"]) for f in b]
+
+
 def test_merge_check_option(tmp_path, cli):
     """--check changes (the default) / all / none on the command line; a bad value is one line."""
     import shutil

@@ -172,20 +172,39 @@ def check_mode(mode: str | None) -> str:
     return mode
 
 
+def _merge_checks(result, snapshot: Path, locator, check: str) -> CheckResult:
+    """The checks of a merge's snapshot: of its changes and what lies around them, or all of it."""
+    from .where import MergeProvenance, merge_scope
+
+    scope = merge_scope(result) if check == "changes" else None
+    return check_file(snapshot, provenance=MergeProvenance(result), locator=locator, scope=scope)
+
+
 def _finish(result, project, snapshot: Path | None, *, html: Path | None, geojson: Path | None,
             base: Path | None, lang: str | None = None, check: str = "changes") -> Reported:
+    from ..parallel import Helper, paused_gc
     from .report_html import render, write_html
-    from .where import Locator, MergeProvenance, merge_scope
+    from .where import Locator, change_positions
 
     locator = Locator(project) if project is not None else None
     checks = None
-    if snapshot is not None and check != "none":
-        scope = merge_scope(result) if check == "changes" else None
-        checks = check_file(snapshot, provenance=MergeProvenance(result), locator=locator, scope=scope)
+    with paused_gc():
+        change_positions(result)  # before the helper: the checks' scope and the credit both use them
+        # the checks (reading the snapshot) in a helper process while the credit is counted here
+        job = Helper(lambda: _merge_checks(result, snapshot, locator, check)) \
+            if snapshot is not None and check != "none" else None
+        try:
+            credit = compute_credit(result, locator)
+            if job is not None:
+                checks = job.result()
+        finally:
+            if job is not None:
+                job.close()
+    if checks is not None:
+        credit.count_findings(checks)
         if geojson is not None:
             checks.stats["geojson"] = str(geojson)
             checks.write_geojson(geojson)
-    credit = compute_credit(result, locator, checks)
     if project is not None:  # the field team is credited for the paper pages they brought back
         from ..scan.marks import field_team
 

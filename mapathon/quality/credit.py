@@ -42,7 +42,7 @@ import numpy as np
 import shapely
 
 from .. import geo
-from .where import Locator, MergeProvenance, change_position as _position
+from .where import Locator, MergeProvenance, change_positions
 
 NOT_MAPPED = "(no task)"
 OUTSIDE = "(outside the villages)"
@@ -143,6 +143,10 @@ class Credit:
     # who brought paper pages back and the marks found on them (mapathon.scan.marks.field_team)
     field_team: list = field(default_factory=list)
 
+    def count_findings(self, checks) -> None:
+        """Add the findings of *checks* (a CheckResult) on the volunteers' work to their tallies."""
+        _count_findings(checks, self.total, self.volunteers, self.tasks, self.villages)
+
     def as_dict(self) -> dict:
         return {
             "total": self.total.as_dict(),
@@ -160,16 +164,15 @@ class Credit:
 
 def _change_rows(result) -> list:
     """(change, volunteers, declared task, coordinates) per change; no coordinates for a new building corner."""
-    changes = result.changes
     vol_of = MergeProvenance.volunteer_of
     rows = []  # (change, volunteers, declared task, coords)
-    for c in changes:
+    for c, cs in zip(result.changes, change_positions(result)):
         vols = [vol_of(c.input)]
         if c.action != "create" and c.also:  # an edit of an existing object made (or combined) from several inputs
             vols = list(dict.fromkeys(vol_of(o.input) for o in c.sources))
-        # a new corner node of a building is not a feature: no position needed (most of a merge's objects)
+        # a new corner node of a building is not a feature: no position used (most of a merge's objects)
         corner = c.kind == "node" and c.action == "create" and not c.obj.tags
-        rows.append((c, vols, c.input.task, None if corner else _position(result, c)))
+        rows.append((c, vols, c.input.task, None if corner else cs))
     return rows
 
 
@@ -351,11 +354,9 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
                 with_data.add(t.id)
                 task_info.setdefault(t.id, {"key": t.key, "state": t.state, "villages": list(t.villages)})
 
-    if checks is not None:
-        _count_findings(checks, total, by_vol, by_task, by_village)
     ready, mapped_none = _tasks_to_look_at(locator, with_data, by_task) if locator is not None else ([], [])
 
-    return Credit(
+    credit = Credit(
         volunteers=_order_tallies(by_vol),
         tasks=dict(sorted(by_task.items(), key=lambda kv: (not isinstance(kv[0], int), str(kv[0]).zfill(12)))),
         villages=_order_tallies(by_village),
@@ -369,6 +370,9 @@ def compute_credit(result, locator: Locator | None = None, checks=None) -> Credi
         utm_epsg=epsg,
         features_xy=features_xy,
     )
+    if checks is not None:
+        credit.count_findings(checks)
+    return credit
 
 
 def _category(c, tags: dict) -> str:

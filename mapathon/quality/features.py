@@ -288,22 +288,95 @@ def _all_negative_nodes(src, wanted: set[int]) -> dict[int, tuple[float, float]]
     return out
 
 
-def _relations(src) -> tuple[set[int], set[int], dict[int, dict]]:
-    """(ways that are members of any relation, member ways of building multipolygons, building multipolygons)."""
-    import osmium
+class _FirstPass:
+    """What one pass over the ways and relations collects before the main pass (python handler).
 
-    members: set[int] = set()
-    mp_members: set[int] = set()
-    buildings: dict[int, dict] = {}
-    for r in osmium.FileProcessor(src, osmium.osm.RELATION):
+    Every relation is seen: the ways that are members of any relation, the member ways and tags of
+    building multipolygons. Ways reach it only through libosmium's filter of the ways using a
+    modified node (*moved*), when there is one."""
+
+    def __init__(self):
+        self.members: set[int] = set()
+        self.mp_members: set[int] = set()
+        self.buildings: dict[int, dict] = {}
+        self.moved: set[int] = set()
+
+    def way(self, w) -> None:
+        self.moved.add(w.id)
+
+    def relation(self, r) -> None:
         ways = [m.ref for m in r.members if m.type == "w"]
-        members.update(ways)
+        self.members.update(ways)
         tags = r.tags
         if tags.get("type") == "multipolygon" and _is_building(tags.get("building")):
-            mp_members.update(ways)
-            buildings[r.id] = {"layer": _layer(tags.get("layer")), "user": r.user or "",
-                               "value": tags.get("building")}
-    return members, mp_members, buildings
+            self.mp_members.update(ways)
+            self.buildings[r.id] = {"layer": _layer(tags.get("layer")), "user": r.user or "",
+                                    "value": tags.get("building")}
+
+
+def _first_pass(src, moved_nodes: set[int] | None, areas) -> _FirstPass:
+    """One pass over the ways and relations: the relations (:class:`_FirstPass`), the ways using
+    *moved_nodes* (found by libosmium), and the first pass of libosmium's area assembly (*areas*)."""
+    import osmium
+
+    seen = _FirstPass()
+    handlers: list = []
+    bits = osmium.osm.RELATION
+    if moved_nodes:
+        tracker = osmium.IdTracker()
+        for n in moved_nodes:
+            tracker.add_node(n)
+        ways = tracker.contains_filter()  # a way passes if it uses one of the nodes
+        ways.enable_for(osmium.osm.WAY)
+        handlers.append(ways)
+        bits |= osmium.osm.WAY
+    only_rel = osmium.filter.EntityFilter(osmium.osm.RELATION)
+    pool = osmium.io.ThreadPool()  # a pool of its own, like FileProcessor's (libosmium's shared pool has
+    # no threads in a forked helper)
+    with osmium.io.Reader(src, bits, thread_pool=pool) as rd:
+        osmium.apply(rd, *handlers, seen, only_rel, osmium.filter.KeyFilter("building"), areas.first_pass_handler())
+    return seen
+
+
+#: libosmium's id filter keeps a bit set in chunks of 2**22 ids (about 0.7 MB each): ids spread over more
+#: chunks than this (ids shifted by 10**10 per copy in the benchmarks' bases) let every area through instead.
+AREA_FILTER_MAX_CHUNKS = 128
+
+
+def _area_filter(relation_ids: list[int]) -> list:
+    """An id filter passing only the areas libosmium assembles from *relation_ids* (it numbers the area of
+    relation r 2r + 1), so the area it also makes of every closed way (40 % of what would reach Python,
+    to be thrown away) stays in C++; none when an id is not positive (new relations of a merge snapshot)
+    or the ids are too spread for the filter's bit set."""
+    import osmium
+
+    ids = [2 * r + 1 for r in relation_ids]
+    if any(r <= 0 for r in relation_ids) or len({i >> 22 for i in ids}) > AREA_FILTER_MAX_CHUNKS:
+        return []
+    return [osmium.filter.IdFilter(ids)]
+
+
+def _main_pass(src, areas, relation_ids: list[int]):
+    """Ways with node locations, and the areas of the building multipolygons *relation_ids*, as
+    osmium.FileProcessor(...).with_areas() gives them after its first pass (done by _first_pass),
+    without the areas of closed ways where :func:`_area_filter` can keep them out."""
+    import osmium
+
+    store = osmium.index.create_map("flex_mem")  # referenced here: the handler does not keep it alive
+    lh = osmium.NodeLocationsForWays(store)
+    lh.ignore_errors()
+    filters = (osmium.filter.EntityFilter(osmium.osm.WAY | osmium.osm.AREA),)
+    only = _area_filter(relation_ids)  # referenced here: the C++ side uses it
+    buffer_it = osmium.BufferIterator(*only)
+    second = areas.second_pass_to_buffer(buffer_it)  # referenced here too
+    pool = osmium.io.ThreadPool()
+    with osmium.io.Reader(src, osmium.osm.NODE | osmium.osm.WAY | osmium.osm.RELATION, thread_pool=pool) as rd:
+        for o in osmium.OsmFileIterator(rd, lh, second, *filters):
+            yield o
+            if buffer_it:
+                yield from buffer_it
+    if buffer_it:
+        yield from buffer_it
 
 
 def read_features(path: str | Path, *, name: str | None = None, scope: Scope | None = None) -> Features:
@@ -352,59 +425,20 @@ def _remap_objects(rows) -> bytes:
     return opl_bytes(out)
 
 
-def _ways_and_building_areas(src, relation_ids: list[int]):
-    """The file's ways, with node locations, and the areas libosmium assembles from the building
-    multipolygons *relation_ids*: what ``osmium.FileProcessor(src).with_locations()
-    .with_areas(KeyFilter("building"))`` yields, without the area libosmium also makes of every closed
-    way (40 % of the objects that would reach Python, to be thrown away): the assembled areas pass
-    a C++ filter on their ids (libosmium numbers the area of relation r 2r + 1). The steps are
-    FileProcessor's own; the filters are kept referenced while the C++ side uses them.
-    """
-    import osmium
-    from osmium.io import Reader, ThreadPool
-
-    pool = ThreadPool()
-    manager = osmium.area.AreaManager()
-    building = osmium.filter.KeyFilter("building")
-    with Reader(src, osmium.osm.RELATION, thread_pool=pool) as rd:
-        osmium.apply(rd, building, manager.first_pass_handler())
-    # libosmium's id filter takes no negative ids (new relations of a merge snapshot): then every area passes
-    only = [osmium.filter.IdFilter([2 * r + 1 for r in relation_ids])] if all(r > 0 for r in relation_ids) else []
-    areas = osmium.BufferIterator(*only)
-    locations = osmium.NodeLocationsForWays(osmium.index.create_map("flex_mem"))
-    locations.ignore_errors()
-    second = manager.second_pass_to_buffer(areas)
-    ways = osmium.filter.EntityFilter(osmium.osm.WAY)
-    with Reader(src, osmium.osm.NODE | osmium.osm.WAY | osmium.osm.RELATION, thread_pool=pool) as reader:
-        for o in osmium.OsmFileIterator(reader, locations, second, ways):
-            yield o
-            if areas:
-                yield from areas
-    if areas:
-        yield from areas
-
-
 #: In a scoped read, the ways waiting for the test "near the changes?" are tested this many at a time.
 SCOPE_BATCH = 50_000
 
 
-def _scope_ids(scope: Scope, remapped: bool, src) -> tuple[set[int], set[int], object]:
+def _scope_ids(scope: Scope, remapped: bool) -> tuple[set[int], set[int], set[int] | None]:
     """(way ids, relation ids) of the scope's changed objects, as the reader sees them (new ids moved for an
-    XML file), and the ways using a modified node (an osmium IdSet found in C++, or None)."""
-    import osmium
+    XML file), and the modified nodes whose ways changed too (None: none to look for)."""
 
     def mv(i: int) -> int:
         return NEG_BASE - i if remapped and i <= 0 else i
 
     ways = {mv(i) for t, i in scope.ids if t == "way"}
     rels = {mv(i) for t, i in scope.ids if t == "relation"}
-    if scope.nodes and not remapped:
-        tracker = osmium.IdTracker()
-        for n in scope.nodes:
-            tracker.add_node(n)
-        tracker.complete_forward_references(src, relation_depth=0)
-        return ways, rels, tracker.way_ids()
-    return ways, rels, None
+    return ways, rels, (scope.nodes if scope.nodes and not remapped else None)
 
 
 def _resolve_pending(src, pending: list, member_wkb: dict) -> int:
@@ -515,11 +549,14 @@ def _keep_near(maybe: list, scope: Scope, rel_polys: list) -> int:
 def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | None = None) -> Features:
     import osmium
 
-    members, mp_members, mp_buildings = _relations(src)
     if scope is not None and not scope.area_only:
-        s_ways, s_rels, moved = _scope_ids(scope, remapped, src)
+        s_ways, s_rels, moved_nodes = _scope_ids(scope, remapped)
     else:
-        s_ways, s_rels, moved = set(), set(), None
+        s_ways, s_rels, moved_nodes = set(), set(), None
+    areas = osmium.area.AreaManager()
+    first = _first_pass(src, moved_nodes, areas)
+    members, mp_members, mp_buildings = first.members, first.mp_members, first.buildings
+    moved = first.moved if moved_nodes else None
     neighbours_only = scope is not None and not scope.area_only
     maybe: list = []  # scoped read: (target, id, user, geometry, extra) of ways not changed, to test in bulk
     near = 0
@@ -581,20 +618,24 @@ def _read(src, label: str, remapped: bool, edited, stats: dict, scope: Scope | N
             return ("pending", refs, coords) if any(r < 0 for r in refs) and not remapped else None
         return coords if len(coords) >= 2 else None
 
-    for o in _ways_and_building_areas(src, list(mp_buildings)):
+    cells = scope.cells if scope is not None else None  # Scope.far, inlined: once per building of the file
+    for o in _main_pass(src, areas, list(mp_buildings)):
         if o.is_way():
             n_ways += 1
             wid = o.id
             tags = o.tags
-            if moved is not None and wid > 0 and moved.get(wid):
+            if moved is not None and wid > 0 and wid in moved:
                 s_ways.add(wid)  # a way whose node was moved: changed too
-            if neighbours_only and "building" not in tags and "highway" not in tags and wid not in s_ways:
-                continue  # near the changes, only buildings and highways are read
             b = tags.get("building")
-            if b is not None and scope is not None and wid not in s_ways and len(o.nodes) and \
-                    scope.far(o.nodes[0].location):
-                continue  # a building far from the changes (or the area): its first node tells
             h = tags.get("highway")
+            if neighbours_only and b is None and h is None and wid not in s_ways:
+                continue  # near the changes, only buildings and highways are read
+            if b is not None and cells is not None and wid not in s_ways:
+                first = o.nodes
+                if len(first):
+                    loc = first[0].location
+                    if (loc.x // CELL_E7, loc.y // CELL_E7) not in cells:
+                        continue  # a building far from the changes (or the area): its first node tells (Scope.far)
             target = None
             extra = None
             if _is_building(b):

@@ -104,6 +104,14 @@ def change_position(result, c) -> list | None:
     return None
 
 
+def change_positions(result) -> list:
+    """:func:`change_position` of every change of *result* (in ``result.changes`` order), computed once and
+    kept on the result: the scope of the checks and the credit both place the changes."""
+    if result._positions is None:
+        result._positions = [change_position(result, c) for c in result.changes]
+    return result._positions
+
+
 def area_scope(project, *, bbox: str | None = None, tasks: str | None = None, village: str | None = None):
     """The :class:`~mapathon.quality.features.Scope` of ``check --bbox/--tasks/--village`` (None: the whole
     file); tasks and villages are the project's, chosen as ``imagery plan`` and ``print`` choose them."""
@@ -137,16 +145,16 @@ def merge_scope(result, distance_m: float = NEAR_M):
     and the boxes around them (*distance_m* wider) where the base's buildings and highways are read."""
     from .features import Scope
 
-    changes = [c for c in result.changes if c.action != "delete"]
+    placed = [(c, cs) for c, cs in zip(result.changes, change_positions(result)) if c.action != "delete"]
+    changes = [c for c, _cs in placed]
     ids = {(c.kind, c.id) for c in changes}
     nodes = {c.id for c in changes if c.kind == "node" and c.id > 0}  # modified nodes: their ways moved
     in_ways = {r for c in changes if c.kind == "way" for r in c.obj.refs}
     boxes = []
     way_coords = {}
-    for c in changes:
+    for c, cs in placed:
         if c.kind == "node" and c.id in in_ways:  # inside its way's box
             continue
-        cs = change_position(result, c)
         if cs and c.kind == "way" and c.id < 0 and len(cs) >= 2:
             way_coords[c.id] = cs
         if cs:

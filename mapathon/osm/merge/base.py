@@ -14,12 +14,12 @@ them.
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 
 from ...errors import MapathonError
+from ...parallel import Helper, can_fork
 from ..readers import KINDS, NODE, RELATION, WAY, OsmObject, from_osmium, osmium_refs
 from .reading import _pack_tables, _unpack_tables
 
@@ -178,10 +178,11 @@ _FORK_MIN_NEW = 20_000
 
 
 class _BaseJob:
-    """The two reads of the base (:class:`_BaseLookup`), in a forked helper process for big merges.
+    """The two reads of the base (:class:`_BaseLookup`), each in a forked helper process for big merges.
 
-    The helper reads while the parent renumbers and de-duplicates *new_objects* new objects; without a
-    base, or for a small merge, the reads happen in :meth:`result`.
+    The helpers read (the objects the inputs touch; the ways and relations using deleted objects)
+    while the parent renumbers and de-duplicates *new_objects* new objects; without a base, or for a
+    small merge, the reads happen in :meth:`result`.
     """
 
     def __init__(self, base: Path | list[Path] | None, need: dict, deleted: dict, *, new_objects: int):
@@ -189,82 +190,57 @@ class _BaseJob:
         self.files = [] if base is None else (list(base) if isinstance(base, (list, tuple)) else [base])
         self.base = self.files[0] if self.files else None
         self.need, self.deleted = need, deleted
-        self.pid = None
-        self.fd = None
-        if base is None or new_objects < _FORK_MIN_NEW or not hasattr(os, "fork") or os.environ.get("MAPATHON_JOBS") == "1" \
-                or (os.cpu_count() or 1) < 2:
+        self.helpers: list[Helper] = []
+        if base is None or new_objects < _FORK_MIN_NEW or not can_fork():
             return
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the helper
-            code = 0
-            try:
-                os.close(r)
-                try:
-                    payload = ("ok",) + self._read_packed()
-                except MapathonError as e:
-                    payload = ("error", str(e))
-                import marshal
+        import marshal
 
-                with os.fdopen(w, "wb") as f:
-                    f.write(marshal.dumps(payload))
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        os.close(w)
-        self.pid, self.fd = pid, r
+        self.helpers = [Helper(lambda: self._payload("base_lookup"), dumps=marshal.dumps, loads=marshal.loads),
+                        Helper(lambda: self._payload("base_referrers"), dumps=marshal.dumps, loads=marshal.loads)]
 
-    def _read(self):
-        times = {"base_lookup": 0.0, "base_referrers": 0.0}
-        objs = refs = None
+    def _read_one(self, what: str) -> tuple[dict, float]:
+        """The objects the inputs touch ("base_lookup") or the users of deleted objects ("base_referrers")
+        in every file, and the seconds it took."""
+        t = time.perf_counter()
+        out = None
         for path in self.files:
             lookup = _BaseLookup(path)
-            t = time.perf_counter()
-            objs = _newest(objs, lookup.fetch(self.need))
-            times["base_lookup"] += time.perf_counter() - t
-            t = time.perf_counter()
-            refs = _newest(refs, lookup.referrers(self.deleted))
-            times["base_referrers"] += time.perf_counter() - t
-        return objs, refs, times
+            out = _newest(out, lookup.fetch(self.need) if what == "base_lookup" else lookup.referrers(self.deleted))
+        return out, time.perf_counter() - t
 
-    def _read_packed(self):
-        objs, refs, times = self._read()
-        return _pack_tables(objs), _pack_tables(refs), times
+    def _read(self):
+        objs, t_objs = self._read_one("base_lookup")
+        refs, t_refs = self._read_one("base_referrers")
+        return objs, refs, {"base_lookup": t_objs, "base_referrers": t_refs}
+
+    def _payload(self, what: str) -> tuple:
+        """What a helper sends: ("ok", packed objects, seconds) or ("error", message)."""
+        try:
+            objs, seconds = self._read_one(what)
+        except MapathonError as e:
+            return ("error", str(e))
+        return ("ok", _pack_tables(objs), seconds)
 
     def result(self):
         """(base objects, base referrers of deletions, timings)."""
         if self.base is None:
             return {k: {} for k in KINDS}, {k: {} for k in KINDS}, {}
-        if self.pid is None:
+        if not self.helpers:
             return self._read()
-        import marshal
-
-        with os.fdopen(self.fd, "rb") as f:
-            self.fd = None
-            data = f.read()
-        _pid, status = os.waitpid(self.pid, 0)
-        self.pid = None
-        if status != 0 or not data:
-            return self._read()  # the helper failed: read here
-        payload = marshal.loads(data)
-        if payload[0] == "error":
-            raise MapathonError(payload[1])
-        _ok, objs, refs, times = payload
-        return _unpack_tables(objs), _unpack_tables(refs), times
+        try:
+            payloads = [h.result() for h in self.helpers]  # each read here if its helper failed
+        finally:
+            self.close()
+        for p in payloads:  # the objects' read first, as without helpers
+            if p[0] == "error":
+                raise MapathonError(p[1])
+        (_ok, objs, t_objs), (_ok2, refs, t_refs) = payloads
+        return _unpack_tables(objs), _unpack_tables(refs), {"base_lookup": t_objs, "base_referrers": t_refs}
 
     def close(self) -> None:
         """Do not leave a helper behind (after an error or Ctrl-C)."""
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-        if self.pid is not None:
-            try:
-                os.kill(self.pid, 9)
-                os.waitpid(self.pid, 0)
-            except OSError:
-                pass
-            self.pid = None
+        for h in self.helpers:
+            h.close()
 
 
 def _newest(into: dict | None, more: dict) -> dict:

@@ -142,6 +142,7 @@ class MergeResult:
         self._also = also
         self._changes: list[Change] | None = None
         self._by_key: dict | None = None
+        self._positions: list | None = None  # of the changes (mapathon.quality.where.change_positions)
         self._new_opl: bytes | None = None  # the new objects already serialised for the snapshot
         self._extracts: list[Path] = []  # inputs that are extracts: merged by libosmium like the base
 
@@ -193,11 +194,12 @@ class MergeResult:
         if w is None:
             return None
         out = []
-        for r in w.refs:
-            p = self.node_location(r)
-            if p is None:
+        final, base = self._final.get(NODE, {}), self._base_objs.get(NODE, {})
+        for r in w.refs:  # node_location, inlined: called for every node of every changed way
+            o = final.get(r) or base.get(r)
+            if o is None or o.lon is None or not o.visible:
                 return None
-            out.append(p)
+            out.append((o.lon / 1e7, o.lat / 1e7))
         return out
 
     def summary(self) -> dict:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ...errors import MapathonError
+from ...parallel import Helper, can_fork
 from ..readers import KINDS, OsmData, OsmObject, read_osm_file
 from .model import InputFile, InputSpec
 
@@ -76,48 +77,20 @@ _PARALLEL_MIN_FILES = 16
 
 def _load_all(todo: list[tuple[int, InputSpec]], base: Path | None) -> list:
     """_load_one for every (src, spec), in order; the second half in a forked process when worthwhile."""
-    jobs = os.environ.get("MAPATHON_JOBS", "")
-    parallel = (len(todo) >= _PARALLEL_MIN_FILES and hasattr(os, "fork") and (os.cpu_count() or 1) >= 2
-                and jobs != "1")
-    if not parallel:
+    if len(todo) < _PARALLEL_MIN_FILES or not can_fork():
         return [_load_one(spec, base, src) for src, spec in todo]
     import marshal  # our own tuples of str/int/None/dict: marshal is several times faster than pickle
 
     mid = (len(todo) * 53) // 100  # the helper also packs its objects for the pipe: give it a bit less
     mine, theirs = todo[:mid], todo[mid:]
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the helper: parse, send, exit without running any cleanup of the parent's state
-        code = 0
-        try:
-            os.close(r)
-            payload = marshal.dumps([_pack(_load_one(spec, base, src)) for src, spec in theirs])
-            with os.fdopen(w, "wb") as f:
-                f.write(payload)
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    results = None
+    helper = Helper(lambda: [_pack(_load_one(spec, base, src)) for src, spec in theirs],
+                    dumps=marshal.dumps, loads=marshal.loads)
     try:
         out = [_load_one(spec, base, src) for src, spec in mine]
-        with os.fdopen(r, "rb") as f:
-            payload = f.read()
-        _pid, status = os.waitpid(pid, 0)
-        pid = None
-        if status == 0 and payload:
-            results = [_unpack(p) for p in marshal.loads(payload)]
+        packed = helper.result()
     finally:
-        if pid is not None:  # interrupted: do not leave the helper behind
-            try:
-                os.kill(pid, 9)
-                os.waitpid(pid, 0)
-            except OSError:
-                pass
-    if results is None:  # the helper failed: read its share here
-        results = [_load_one(spec, base, src) for src, spec in theirs]
-    return out + results
+        helper.close()  # interrupted: do not leave the helper behind
+    return out + [_unpack(p) for p in packed]
 
 
 def _read_inputs(specs: Sequence[InputSpec], skip_bad: bool, skipped: list[dict], exclude: set[int],

@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import time
 from pathlib import Path
@@ -15,27 +14,12 @@ from typing import Callable, Iterable, Sequence
 from ... import __version__
 from ...errors import MapathonError
 from ...fsutil import atomic_path
+from ...parallel import paused_gc
 from ..readers import KINDS, NODE, WAY, OsmObject
 from ..writers import OscWriter, opl_bytes, write_josm
 from .base import _read_base_header
 from .model import InputSpec, MergeResult
 from .rules import plan_merge
-
-
-@contextlib.contextmanager
-def _no_gc():
-    """Pause Python's cyclic garbage collector while hundreds of thousands of objects are made.
-
-    The merge creates no reference cycles worth collecting, and the collector's
-    repeated passes over the growing heap cost about a fifth of the merge time.
-    """
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def check_outputs(output: str | os.PathLike, upload=None, josm=None, inputs: Iterable[str | os.PathLike] = ()) -> None:
@@ -242,7 +226,7 @@ def merge(specs: Sequence[InputSpec | str | os.PathLike], output: str | os.PathL
 
         check_upload_dir(upload_dir, [output, upload, josm, base, *(s.path for s in specs)])
     t = time.perf_counter()
-    with _no_gc():
+    with paused_gc():
         result = plan_merge(specs, base=base, skip_bad=skip_bad, progress=progress, _for_writing=True)
         write_merge(result, output, upload=upload, josm=josm, upload_dir=upload_dir, guide=guide)
     result.stats["seconds"] = round(time.perf_counter() - t, 3)
