@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -74,6 +75,18 @@ def test_form_converts_with_pyxform_without_warnings(proj, tmp_path):
     Cli(proj)("survey", "form", "--preset", mine, "--data", BASE_OSM)
     assert (proj / "survey/forms/water_points/versions/2026120702.yaml").is_file()
     assert (proj / "survey/forms/water_points/versions/2026120701.yaml").is_file()  # older phones still heard
+
+
+@pytest.mark.skipif(shutil.which("java") is None, reason="ODK Validate (bundled with pyxform) needs Java")
+@pytest.mark.parametrize("preset", ["water", "buildings"])
+def test_forms_pass_odk_validate(proj, tmp_path, preset):
+    """ODK Validate (the JavaRosa check that ODK Collect's own form loader makes; its jar comes with pyxform
+    and runs offline) accepts both presets' forms, entities and the map pick included."""
+    xlsx = tmp_path / f"{preset}.xlsx"
+    Cli(proj)("survey", "form", "--preset", preset, "--data", BASE_OSM, "-o", xlsx)
+    warnings: list[str] = []
+    convert(xlsform=str(xlsx), warnings=warnings, validate=True)  # raises ODKValidateError if not valid
+    assert warnings == []
 
 
 def test_buildings_preset_and_tags(proj):

@@ -294,7 +294,7 @@ def xlsform_sheets(preset: dict, langs: list[str], with_existing: bool) -> dict[
 
 def to_xform(xlsx: str | Path | bytes, label: str) -> str:
     """The XForm XML of an XLSForm, converted by pyxform; any error or warning is a MapathonError.
-    (pyxform's own checks run offline; its ODK Validate step needs Java and is not run.)"""
+    (pyxform's own checks run offline; its ODK Validate step needs Java: the tests run it, not this.)"""
     from pyxform.errors import PyXFormError
     from pyxform.xls2xform import convert
 
