@@ -213,6 +213,7 @@ def test_a_name_close_to_a_volunteer_is_refused(odk):
     (instance("uuid:cut")[:-40], "truncated"),
     (instance("uuid:unknown-form", form="wells_2020"), "no such survey form"),
     (instance("uuid:unknown-version", version="1999"), "unknown version '1999'"),
+    (instance("uuid:deep", extra="<g>" * 20000 + "</g>" * 20000), "nested deeper than"),  # was a 500
 ])
 def test_bad_submissions_are_refused_in_one_line(odk, body, words):
     r = submit(odk, body)
@@ -220,7 +221,8 @@ def test_bad_submissions_are_refused_in_one_line(odk, body, words):
     text = message(r)
     assert words in text and "\n" not in text and "Traceback" not in r.text
     kept = json.loads(Cli(odk.folder)("survey", "list", "--json").stdout)
-    assert not any(s["instance_id"] in ("uuid:cut", "uuid:unknown-form", "uuid:unknown-version") for s in kept)
+    assert not any(s["instance_id"] in ("uuid:cut", "uuid:unknown-form", "uuid:unknown-version", "uuid:deep")
+                   for s in kept)
 
 
 def test_multipart_cut_short_is_refused(odk):
