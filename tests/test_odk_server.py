@@ -254,3 +254,17 @@ def test_room_page_settings_qr_for_odk_collect(odk):
     assert settings["general"]["username"] == "Fanta" and settings["general"]["password"] == odk.password
     assert got["svg"].startswith("<svg")
     assert requests.get(odk.url + "/odk/settings", timeout=30).status_code == 401  # signed-in volunteers only
+
+
+@pytest.mark.parametrize("extra, words", [
+    ([(f"f{i}", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(150)], "more than 100 parts"),
+    ([("x" * 20000, ("a.jpg", b"x", "image/jpeg"))], "headers over 8 KiB"),
+])
+def test_multipart_with_too_many_parts_or_huge_headers_is_refused(odk, extra, words):
+    """A body of many tiny parts or a huge part header took seconds of the event loop, that of every
+    volunteer of the room (700,000 parts: 4 s): refused before."""
+    iid = "uuid:many-parts"
+    r = requests.post(odk.url + "/odk/submission", auth=odk.auth, headers=HEAD, timeout=30, files=[
+        ("xml_submission_file", ("submission.xml", instance(iid), "text/xml")), *extra])
+    assert r.status_code == 400 and words in message(r), r.text
+    assert stored(odk, iid) == []
