@@ -155,7 +155,7 @@ def _parts(body: bytes, content_type: str) -> dict[str, tuple[str | None, memory
         if body[pos:pos + 2] == b"\r\n":
             pos += 2
         head_end = body.find(b"\r\n\r\n", pos, pos + MAX_PART_HEAD + 4)
-        if head_end < 0 and body.find(b"\r\n\r\n", pos) >= 0:
+        if head_end < 0 and len(body) >= pos + MAX_PART_HEAD + 4:  # else cut short (below)
             raise MapathonError(f"submission: a part with headers over {MAX_PART_HEAD // 1024} KiB")
         nxt = body.find(b"\r\n" + delim, head_end + 4) if head_end >= 0 else -1
         if nxt < 0:
