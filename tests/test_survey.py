@@ -276,9 +276,12 @@ def test_the_photo_of_a_form_sent_twice_in_one_batch_is_kept(proj):
     with open_project(proj) as p:
         got = openrosa.receive_many(p, [item("uuid:d-1"), item("uuid:d-1", files={"1.jpg": JPEG}),
                                         item("uuid:d-1", files={"1.jpg": JPEG}),
-                                        item("uuid:d-2", "Mousa Konate"), item("uuid:d-2", "Mousa Konate")])
+                                        item("uuid:d-2", "Mousa Konate"), item("uuid:d-2", "Mousa Konate"),
+                                        item("uuid:d-3", "Mousa Konate"), item("uuid:d-3", "Awa")])
     assert [g[1:] if isinstance(g, tuple) else type(g).__name__ for g in got] == [
-        (True, 0), (None, 1), (None, 0), "UnknownVolunteer", "UnknownVolunteer"]
-    (kept,) = listed(proj)
-    assert kept["photos"] == ["survey/photos/d-1/1.jpg"] and (proj / kept["photos"][0]).read_bytes() == JPEG
+        (True, 0), (None, 1), (None, 0), "UnknownVolunteer", "UnknownVolunteer", "UnknownVolunteer", (True, 0)]
+    kept = {s["instance_id"]: s for s in listed(proj)}
+    assert set(kept) == {"uuid:d-1", "uuid:d-3"} and kept["uuid:d-3"]["surveyor"] == "Awa"
+    assert kept["uuid:d-1"]["photos"] == ["survey/photos/d-1/1.jpg"]
+    assert (proj / kept["uuid:d-1"]["photos"][0]).read_bytes() == JPEG
     assert not (proj / "survey/photos/d-2").exists()

@@ -234,10 +234,14 @@ def receive_many(project, items: list[tuple]) -> list:
         new.append((i, sub))
     for (i, sub), stored in zip(new, store.insert_many(project, [sub for _, sub in new])):
         out[i] = (sub, stored, 0)
-    for i, sub, photos in again:  # as if sent after the first copy: refused as it was, or its new photos kept
-        done = out[first[sub.instance_id]]
-        out[i] = done if isinstance(done, BaseException) else (
-            sub, None, store.add_photos(project, sub.instance_id, photos) if photos else 0)
+    # the later copies, as if sent after the first: its new photos kept, or received anew when the first
+    # was refused (by another surveyor's name, say)
+    retry = [i for i, sub, _ in again if isinstance(out[first[sub.instance_id]], BaseException)]
+    for i, sub, photos in again:
+        if i not in retry:
+            out[i] = (sub, None, store.add_photos(project, sub.instance_id, photos) if photos else 0)
+    for i, got in zip(retry, receive_many(project, [items[i] for i in retry]) if retry else ()):
+        out[i] = got
     return out
 
 
