@@ -24,7 +24,7 @@ import zlib
 from xml.etree.ElementTree import Element, ParseError
 from xml.sax.saxutils import escape
 
-from ..errors import MapathonError
+from ..errors import MapathonError, only_outcome
 from . import forms
 from .store import Submission, now
 
@@ -186,10 +186,7 @@ def receive(project, inst: dict, surveyor: str, label: str, files: dict[str, byt
     also when it came earlier in the same call), (submission, False, 0) when
     another request stored it meanwhile. Run it again after a rollback: the same photos land on the same
     paths (the room server's writer may, see Writer.change)."""
-    got = receive_many(project, [(inst, surveyor, label, files, limit)])[0]
-    if isinstance(got, BaseException):
-        raise got
-    return got
+    return only_outcome(receive_many(project, [(inst, surveyor, label, files, limit)]))
 
 
 def receive_many(project, items: list[tuple]) -> list:
