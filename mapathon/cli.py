@@ -1459,7 +1459,8 @@ def survey_form(
     from .survey import forms
 
     with _open(ctx) as p:
-        info = forms.publish(p, forms.load_preset(preset), forms.parse_langs(lang), base=base, out=out)
+        chosen = forms.load_preset(preset)
+        info = forms.publish(p, chosen, forms.parse_langs(lang), base=base, out=out)
     if as_json:
         print(json.dumps(info, ensure_ascii=False, indent=2))
         return
@@ -1467,6 +1468,9 @@ def survey_form(
                   f"{info['existing']} existing feature(s) to pick on the map"
                   + (f" from {info['existing_from']}" if info["existing_from"] else "")
                   + (f"; wrote {', '.join(info['written'])}" if info["written"] else ""), soft_wrap=True)
+    if chosen.get("existing") and info["existing_from"] is None:
+        console.print("No merged data yet: make the form again after 'mapathon merge', or give --data FILE.osm.pbf, "
+                      "for the existing features to go with it.", soft_wrap=True)
 
 
 @survey_app.command("list")

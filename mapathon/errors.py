@@ -44,6 +44,15 @@ def _quoted(value: object) -> str:
     return f"'{value}'" if isinstance(value, str) else str(value)
 
 
+def only_outcome(outcomes: list):
+    """The outcome of a function for many items (``..._many``: one outcome each, a value or the error that
+    refuses it) called for one item: its value, or its error raised."""
+    got = outcomes[0]
+    if isinstance(got, BaseException):
+        raise got
+    return got
+
+
 def describe(e: MapathonError) -> tuple[str | None, str]:
     """(field or None, message) for an error: what the room server shows next to the field."""
     return getattr(e, "field", None), str(e)

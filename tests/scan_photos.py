@@ -145,3 +145,20 @@ def on_screen(page: np.ndarray, tall: int = 1000) -> np.ndarray:
     big *= np.tile(mask, (1, big.shape[1] // 3, 1))[:, :big.shape[1]] * 0.8 + 0.2
     big[2::3] *= 0.5
     return np.clip(big * 1.6, 0, 255).astype(np.uint8)
+
+
+def place_or_fail(pic, *args):
+    """mapathon.scan.run.place_one, except for a picture whose file is named ``crash*`` (its process
+    stops at once, as when the system kills it for memory) or ``bug*`` (an error that is not a
+    MapathonError): what a process of a scan batch may meet. Here, so that spawned processes import it."""
+    import os
+    from pathlib import Path
+
+    from mapathon.scan import run
+
+    name = Path(pic.path).name
+    if name.startswith("crash"):
+        os._exit(9)
+    if name.startswith("bug"):
+        raise ValueError("a bug")
+    return run.place_one(pic, *args)

@@ -213,6 +213,7 @@ def test_a_name_close_to_a_volunteer_is_refused(odk):
     (instance("uuid:cut")[:-40], "truncated"),
     (instance("uuid:unknown-form", form="wells_2020"), "no such survey form"),
     (instance("uuid:unknown-version", version="1999"), "unknown version '1999'"),
+    (instance("uuid:deep", extra="<g>" * 20000 + "</g>" * 20000), "nested deeper than"),  # was a 500
 ])
 def test_bad_submissions_are_refused_in_one_line(odk, body, words):
     r = submit(odk, body)
@@ -220,7 +221,8 @@ def test_bad_submissions_are_refused_in_one_line(odk, body, words):
     text = message(r)
     assert words in text and "\n" not in text and "Traceback" not in r.text
     kept = json.loads(Cli(odk.folder)("survey", "list", "--json").stdout)
-    assert not any(s["instance_id"] in ("uuid:cut", "uuid:unknown-form", "uuid:unknown-version") for s in kept)
+    assert not any(s["instance_id"] in ("uuid:cut", "uuid:unknown-form", "uuid:unknown-version", "uuid:deep")
+                   for s in kept)
 
 
 def test_multipart_cut_short_is_refused(odk):
@@ -252,3 +254,17 @@ def test_room_page_settings_qr_for_odk_collect(odk):
     assert settings["general"]["username"] == "Fanta" and settings["general"]["password"] == odk.password
     assert got["svg"].startswith("<svg")
     assert requests.get(odk.url + "/odk/settings", timeout=30).status_code == 401  # signed-in volunteers only
+
+
+@pytest.mark.parametrize("extra, words", [
+    ([(f"f{i}", (f"{i}.jpg", b"x", "image/jpeg")) for i in range(150)], "more than 100 parts"),
+    ([("x" * 20000, ("a.jpg", b"x", "image/jpeg"))], "headers over 8 KiB"),
+])
+def test_multipart_with_too_many_parts_or_huge_headers_is_refused(odk, extra, words):
+    """A body of many tiny parts or a huge part header took seconds of the event loop, that of every
+    volunteer of the room (700,000 parts: 4 s): refused before."""
+    iid = "uuid:many-parts"
+    r = requests.post(odk.url + "/odk/submission", auth=odk.auth, headers=HEAD, timeout=30, files=[
+        ("xml_submission_file", ("submission.xml", instance(iid), "text/xml")), *extra])
+    assert r.status_code == 400 and words in message(r), r.text
+    assert stored(odk, iid) == []

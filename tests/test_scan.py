@@ -330,3 +330,45 @@ def test_project_scan_is_served_and_in_josm(project_atlas, page, tmp_path):
     assert any(t.startswith("http://room/tiles/scans/") for t in listed)
     urls = json.loads(cli("josm", "1", "--json").stdout)
     assert any(u["what"] == "scans" and "/tiles/scans/" in urllib.request.unquote(u["url"]) for u in urls)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".mapathon-" in p.name or p.name.startswith("."))
+
+
+def test_batch_goes_on_when_a_process_stops_or_a_picture_fails(page, tmp_path, monkeypatch):
+    """A process of the batch killed (out of memory) or an unexpected error on one picture: that
+    picture gets its line, the others are placed, nothing half-written is left."""
+    import scan_photos
+    from mapathon.scan import run
+
+    monkeypatch.setattr(run, "place_one", scan_photos.place_or_fail)
+    monkeypatch.setenv("MAPATHON_JOBS", "2")
+    photo = make_photo(page, DPI, megapixels=4).rgb
+    files = [save(tmp_path, n, photo) for n in ("a.jpg", "crash.jpg", "b.jpg", "bug.jpg", "c.jpg")]
+    out = tmp_path / "out"
+    res = run.scan_files(files, out)
+    assert [Path(r.source).name for r in res] == ["a.jpg", "crash.jpg", "b.jpg", "bug.jpg", "c.jpg"]
+    assert [r.ok for r in res] == [True, False, True, False, True], [r.message for r in res]
+    assert "crash.jpg: the process placing it stopped" in res[1].message and "\n" not in res[1].message
+    assert "bug.jpg" in res[3].message and "ValueError" in res[3].message
+    assert _leftovers(out) == [] and {p.suffix for p in out.iterdir()} == {".tif", ".json"}
+
+
+def test_interrupted_batch_leaves_no_temporary_file(page, tmp_path, monkeypatch):
+    """Ctrl-C in the middle of a batch: the pictures kept stay, no temporary GeoTIFF is left behind
+    (those the other process had placed meanwhile included)."""
+    from mapathon.scan import run
+
+    monkeypatch.setenv("MAPATHON_JOBS", "2")
+    photo = make_photo(page, DPI, megapixels=4).rgb
+    files = [save(tmp_path, f"p{i}.jpg", photo) for i in range(4)]
+    out = tmp_path / "out"
+
+    def stop(_path):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run.scan_files(files, out, progress=stop)
+    assert _leftovers(out) == []
+    assert sorted(p.suffix for p in out.iterdir()) == [".json", ".tif"]  # the first picture, kept

@@ -7,6 +7,7 @@ A file that cannot be placed is reported in one line and the batch goes on; noth
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -157,8 +158,9 @@ def write_json(data: dict, dest: Path) -> None:
 # -- the batch ----------------------------------------------------------------------------------------------
 
 #: Processes placing pictures at once: the 2 cores of the laptop the scan is made for. Each peaks at
-#: about 400 MB with a 12-MP photo (docs/performance.md), so the batch stays under 1 GB. MAPATHON_JOBS=1
-#: places them one after the other in this process.
+#: about 500 MB with a 12-MP photo and its marks (docs/performance.md: the batch's processes about 1 GB
+#: together, shared libraries counted in each). MAPATHON_JOBS=1 places them one after the other in
+#: this process.
 MAX_WORKERS = 2
 
 
@@ -229,11 +231,16 @@ def scan_files(paths: list[Path], out_dir: Path, *, project=None, progress=None,
         workers = _workers(len(todo))
         if workers <= 1:
             for pic in todo:
-                keep(place_one(pic, *args))
+                try:
+                    placed = place_one(pic, *args)
+                except Exception as e:  # noqa: BLE001 - not a MapathonError: this picture's line, the rest goes on
+                    placed = _failed(pic, e)
+                keep(placed)
         else:
             _warm_cache(project)
-            for placed in _in_pool(todo, args, workers):
-                keep(placed)
+            with contextlib.closing(_in_pool(todo, args, workers)) as placed_in_order:
+                for placed in placed_in_order:
+                    keep(placed)
     return results
 
 
@@ -246,31 +253,71 @@ def _workers(n: int) -> int:
 
 
 def _in_pool(todo: list[Picture], args: tuple, workers: int):
-    """place_one(pic, *args) for every picture in *workers* fresh processes; yields in *todo*'s order."""
+    """place_one(pic, *args) for every picture in *workers* fresh processes; yields in *todo*'s order.
+
+    A process that stops (killed by the system, out of memory) stops the pool: the pictures not placed
+    yet are placed again by one process at a time, where the picture that stops that one too is given
+    up with its line. An error that is not a MapathonError fails its picture only. Pictures placed but
+    not kept (Ctrl-C, or the caller stopped) have their files removed; the processes ignore Ctrl-C
+    (this one stops the batch) and finish the picture they are placing."""
     import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
     # spawned, not forked: this process runs the progress bar's thread and holds the project's database
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker)
-    try:
-        futures = [pool.submit(place_one, pic, *args) for pic in todo]
-        for i, fut in enumerate(futures):
-            while not fut.done():
-                wait(futures[i:], return_when=FIRST_COMPLETED)
-            try:
-                yield fut.result()
-            except BrokenProcessPool:
-                raise MapathonError(f"{todo[i].label}: the process placing it stopped (out of memory?); "
-                                    "run again with MAPATHON_JOBS=1") from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    ctx = multiprocessing.get_context("spawn")
+    at = 0
+    while at < len(todo):
+        pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker)
+        futures, given, broken = [], 0, False
+        try:
+            futures = [pool.submit(place_one, pic, *args) for pic in todo[at:]]
+            for fut in futures:
+                try:
+                    placed = fut.result()
+                except BrokenProcessPool:
+                    broken = True
+                    break
+                except Exception as e:  # noqa: BLE001 - this picture's line, the rest goes on
+                    placed = _failed(todo[at], e)
+                at, given = at + 1, given + 1
+                yield placed
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            for fut in futures[given:]:  # placed meanwhile, not given to be kept: nothing of them stays
+                if fut.done() and not fut.cancelled() and fut.exception() is None:
+                    _discard(fut.result())
+        if broken:
+            if workers == 1:  # alone in its process, and it stopped it: this picture is the cause
+                pic = todo[at]
+                at += 1
+                yield _Placed(ScanResult(pic.label, False, f"{pic.label}: the process placing it stopped (out of "
+                                                           "memory?); try it again alone"))
+            workers = 1
+
+
+def _failed(pic: Picture, e: BaseException) -> _Placed:
+    """A picture that failed with an error that is not a MapathonError (a bug): its one line."""
+    why = " ".join(str(e).split())[:200]
+    return _Placed(ScanResult(pic.label, False, f"{pic.label}: could not be placed ({e.__class__.__name__}"
+                                                f"{': ' + why if why else ''}); please report it"))
+
+
+def _discard(placed: _Placed) -> None:
+    """Remove what a process wrote for a picture that is not kept: its temporary GeoTIFF, its tiles and
+    its marks' review files (they would describe a placement that is not there)."""
+    for f in (placed.tmp_tif, placed.tiles, *placed.result.outputs):
+        if f is not None:
+            Path(f).unlink(missing_ok=True)
 
 
 def _init_worker() -> None:
+    import signal
+
     import cv2
 
     cv2.setNumThreads(1)  # one process per core already
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops the batch, cleanly
 
 
 def _warm_cache(project) -> None:

@@ -30,6 +30,7 @@ import time
 from collections import deque
 
 from .. import events
+from ..errors import only_outcome
 from ..project import Project
 from ..tasks import volunteers
 from .refusal import Refusal, err
@@ -93,10 +94,7 @@ class Sessions:
         return out
 
     def name_of(self, p: Project, token: str) -> str:
-        got = self.names_of(p, [token])[0]
-        if isinstance(got, BaseException):
-            raise got
-        return got
+        return only_outcome(self.names_of(p, [token]))
 
     def sweep(self, p: Project, force: bool = False) -> int:
         """Delete the expired sign-ins (at most once a minute unless *force*). Returns how many."""

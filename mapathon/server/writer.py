@@ -36,7 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import store
-from ..errors import MapathonError
+from ..errors import MapathonError, only_outcome
 from ..project import Project, open_project
 
 
@@ -63,10 +63,7 @@ class _Change:
 
 def _one_of(p, batch, arg):
     """A batched change run on its own: its outcome, raised when it is an error."""
-    got = batch(p, [arg])[0]
-    if isinstance(got, BaseException):
-        raise got
-    return got
+    return only_outcome(batch(p, [arg]))
 
 
 _STOP = object()

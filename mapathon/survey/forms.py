@@ -216,24 +216,21 @@ def media_name(preset: dict) -> str:
     return f"{preset['entities']}.csv" if preset.get("entities") else EXISTING_CSV
 
 
-_entity_lists: dict[tuple[str, int], dict[str, str]] = {}
+_entity_lists: dict[tuple, dict[str, str]] = {}
 
 
 def entity_features(project, form_id: str, entities: str) -> dict[str, str]:
     """Entity id -> OSM id (``node/123``) in the entity list the form is published with (read once while
     its file is unchanged)."""
     path = project.path / FORMS_DIR / safe_id(form_id) / "media" / f"{entities}.csv"
+
+    def read() -> dict[str, str]:
+        return {r["name"]: r.get("osm_id") or "" for r in csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))}
+
     try:
-        key = (str(path), path.stat().st_mtime_ns)
-    except OSError:
+        return _while_unchanged(_entity_lists, path, read, 16)
+    except OSError:  # no list (the form was made again without it)
         return {}
-    got = _entity_lists.get(key)
-    if got is None:
-        if len(_entity_lists) > 16:
-            _entity_lists.clear()
-        rows = csv.DictReader(io.StringIO(path.read_text(encoding="utf-8")))
-        got = _entity_lists[key] = {r["name"]: r.get("osm_id") or "" for r in rows}
-    return got
 
 
 # -- XLSForm and XForm -------------------------------------------------------------------------
@@ -422,18 +419,25 @@ def preset_of(project, form_id: str, version: str) -> dict:
     return _load_kept(path)
 
 
-_kept: dict[tuple[str, int], dict] = {}
+_kept: dict[tuple, dict] = {}
 
 
 def _load_kept(path: Path) -> dict:
     """A kept preset, read once while its file is unchanged (submissions come by the thousand).
     The same object is handed to every caller: read it, never change it."""
-    key = (str(path), path.stat().st_mtime_ns)
-    got = _kept.get(key)
+    return _while_unchanged(_kept, path, lambda: _read_kept_yaml(path.read_text(encoding="utf-8")), 256)
+
+
+def _while_unchanged(cache: dict, path: Path, read, most: int):
+    """``read()``, kept in *cache* while *path* is unchanged (the same time of change, size and file: the
+    project's files are replaced whole, fsutil.write_bytes); *cache* is emptied past *most* entries."""
+    st = path.stat()
+    key = (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+    got = cache.get(key)
     if got is None:
-        if len(_kept) > 256:
-            _kept.clear()
-        got = _kept[key] = _read_kept_yaml(path.read_text(encoding="utf-8"))
+        if len(cache) > most:
+            cache.clear()
+        got = cache[key] = read()
     return got
 
 

@@ -24,13 +24,14 @@ import zlib
 from xml.etree.ElementTree import Element, ParseError
 from xml.sax.saxutils import escape
 
-from ..errors import MapathonError
+from ..errors import MapathonError, only_outcome
 from . import forms
 from .store import Submission, now
 
 OPENROSA_VERSION = "1.0"
 MAX_PHOTO_BYTES = 10 * 1024 * 1024  # one photo; forms ask phones to scale photos to forms.MAX_PIXELS
 MAX_XML_BYTES = 2 * 1024 * 1024  # one instance XML
+MAX_XML_DEPTH = 64  # groups within groups in an instance (ODK forms nest a few)
 MAX_SUBMISSION_BYTES = 60 * 1024 * 1024  # one request: the XML and its photos (X-OpenRosa-Accept-Content-Length)
 PHOTO_TYPES = (".jpg", ".jpeg", ".png", ".webp", ".heic")
 REALM = "mapathon"
@@ -83,8 +84,10 @@ def read_instance(data: bytes, label: str) -> dict:
     instance_id = None
     entity = None
 
-    def walk(el: Element) -> None:
+    def walk(el: Element, depth: int) -> None:
         nonlocal instance_id, entity
+        if depth > MAX_XML_DEPTH:  # else RecursionError: a 500 instead of one line
+            raise MapathonError(f"{label}: instance XML nested deeper than {MAX_XML_DEPTH} groups")
         for child in el:
             name = _local(child.tag)
             if name == "meta":
@@ -95,11 +98,11 @@ def read_instance(data: bytes, label: str) -> dict:
                         entity = {k: (m.get(k) or "").strip() for k in ("dataset", "id", "update", "baseVersion")}
                 continue
             if len(child):
-                walk(child)  # a group: its questions keep their own names
+                walk(child, depth + 1)  # a group: its questions keep their own names
             else:
                 answers[name] = (child.text or "").strip()
 
-    walk(root)
+    walk(root, 0)
     if not instance_id:
         raise MapathonError(f"{label}: no <meta><instanceID> (is this an ODK instance?)")
     return {"form_id": form_id, "version": root.get("version") or "", "instance_id": instance_id,
@@ -179,13 +182,11 @@ def receive(project, inst: dict, surveyor: str, label: str, files: dict[str, byt
     """A read instance and its files (name -> bytes) from a phone, kept in the project: its photos written,
     then its row recorded (``survey.submit`` event), its surveyor registered on first use. Returns
     (submission, True, 0) when stored, (submission, None, photos added) when its instanceID was already
-    there (ODK Collect sends the photos that did not fit in a later request), (submission, False, 0) when
+    there (ODK Collect sends the photos that did not fit in a later request; with :func:`receive_many`,
+    also when it came earlier in the same call), (submission, False, 0) when
     another request stored it meanwhile. Run it again after a rollback: the same photos land on the same
     paths (the room server's writer may, see Writer.change)."""
-    got = receive_many(project, [(inst, surveyor, label, files, limit)])[0]
-    if isinstance(got, BaseException):
-        raise got
-    return got
+    return only_outcome(receive_many(project, [(inst, surveyor, label, files, limit)]))
 
 
 def receive_many(project, items: list[tuple]) -> list:
@@ -208,16 +209,16 @@ def receive_many(project, items: list[tuple]) -> list:
             ready.append((i, sub, photos, volunteers.check_name(surveyor)))
         except MapathonError as e:
             out[i] = e
-    ids = list({sub.instance_id for _, sub, _, _ in ready})
-    have: set[str] = set()
-    for at in range(0, len(ids), 500):
-        part = ids[at:at + 500]
-        have.update(r[0] for r in project.conn.execute(
-            f"SELECT instance_id FROM survey_submissions WHERE instance_id IN ({','.join('?' * len(part))})", part))
-    fresh = [(i, sub, photos, who) for i, sub, photos, who in ready if sub.instance_id not in have]
+    have = store.stored_ids(project, [sub.instance_id for _, sub, _, _ in ready])
+    fresh, again, first = [], [], {}  # again: a later copy of a form of this call (its photos may be new)
     for i, sub, photos, who in ready:
         if sub.instance_id in have:
             out[i] = (sub, None, store.add_photos(project, sub.instance_id, photos) if photos else 0)
+        elif sub.instance_id in first:
+            again.append((i, sub, photos))
+        else:
+            first[sub.instance_id] = i
+            fresh.append((i, sub, photos, who))
     # the surveyors, registered on their first form (a name that looks like a volunteer's is refused)
     vols = volunteers.ensure_many(project, [who for *_, who in fresh])
     new: list[tuple[int, Submission]] = []
@@ -230,6 +231,14 @@ def receive_many(project, items: list[tuple]) -> list:
         new.append((i, sub))
     for (i, sub), stored in zip(new, store.insert_many(project, [sub for _, sub in new])):
         out[i] = (sub, stored, 0)
+    # the later copies, as if sent after the first: its new photos kept, or received anew when the first
+    # was refused (by another surveyor's name, say)
+    retry = [i for i, sub, _ in again if isinstance(out[first[sub.instance_id]], BaseException)]
+    for i, sub, photos in again:
+        if i not in retry:
+            out[i] = (sub, None, store.add_photos(project, sub.instance_id, photos) if photos else 0)
+    for i, got in zip(retry, receive_many(project, [items[i] for i in retry]) if retry else ()):
+        out[i] = got
     return out
 
 

@@ -102,6 +102,16 @@ def has_submission(project: Project, instance_id: str) -> bool:
                                 (instance_id,)).fetchone() is not None
 
 
+def stored_ids(project: Project, instance_ids) -> set[str]:
+    """Those of *instance_ids* already stored (read with one statement per 500)."""
+    ids, have = list(dict.fromkeys(instance_ids)), set()
+    for at in range(0, len(ids), 500):
+        part = ids[at:at + 500]
+        have.update(r[0] for r in project.conn.execute(
+            f"SELECT instance_id FROM survey_submissions WHERE instance_id IN ({', '.join('?' * len(part))})", part))
+    return have
+
+
 def _write_photo(dest: Path, data: bytes | memoryview) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fsutil.write_bytes(dest, data)
@@ -123,15 +133,19 @@ FIELDS = ("instance_id", "form_id", "form_version", "surveyor", "received", "lon
           "tags", "picked_feature", "photos", "village")
 
 
+def _row(sub: Submission) -> tuple:
+    """The values of *sub*'s row, in the order of :data:`FIELDS`."""
+    return (sub.instance_id, sub.form_id, sub.form_version, sub.surveyor, sub.received, sub.lon, sub.lat,
+            sub.accuracy_m, json.dumps(sub.answers, ensure_ascii=False, sort_keys=True),
+            json.dumps(sub.tags, ensure_ascii=False, sort_keys=True), sub.picked_feature,
+            json.dumps(sub.photos), sub.village)
+
+
 def insert_row(conn, sub: Submission) -> bool:
     """The row of *sub*, inside the caller's transaction (sync imports use it too); False if already there."""
     cur = conn.execute(
         f"""INSERT INTO survey_submissions ({', '.join(FIELDS)}) VALUES ({', '.join('?' * len(FIELDS))})
-            ON CONFLICT (instance_id) DO NOTHING""",
-        (sub.instance_id, sub.form_id, sub.form_version, sub.surveyor, sub.received, sub.lon, sub.lat,
-         sub.accuracy_m, json.dumps(sub.answers, ensure_ascii=False, sort_keys=True),
-         json.dumps(sub.tags, ensure_ascii=False, sort_keys=True), sub.picked_feature,
-         json.dumps(sub.photos), sub.village))
+            ON CONFLICT (instance_id) DO NOTHING""", _row(sub))
     return cur.rowcount > 0
 
 
@@ -151,10 +165,7 @@ def insert_many(project: Project, subs: list[Submission]) -> list[bool]:
     for sub in subs:
         if sub.village is None:
             sub.village = village_at(project, sub.lon, sub.lat, areas)
-    rows = [(sub.instance_id, sub.form_id, sub.form_version, sub.surveyor, sub.received, sub.lon, sub.lat,
-             sub.accuracy_m, json.dumps(sub.answers, ensure_ascii=False, sort_keys=True),
-             json.dumps(sub.tags, ensure_ascii=False, sort_keys=True), sub.picked_feature,
-             json.dumps(sub.photos), sub.village) for sub in subs]
+    rows = [_row(sub) for sub in subs]
     marks = "(" + ", ".join("?" * len(FIELDS)) + ")"
     with project.transaction():
         stored: set[str] = set()  # the rows written now (not there before)

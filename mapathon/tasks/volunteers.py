@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from .. import events, names
-from ..errors import MapathonError, UsageMistake, UnknownVolunteer
+from ..errors import MapathonError, UnknownVolunteer, UsageMistake, only_outcome
 from ..project import Project
 
 SIMILAR = 85.0  # names.suggest's cutoff for volunteers' names: closer than this is probably a typo
@@ -192,10 +192,7 @@ def ensure(project: Project, name: str, *, new: bool = False) -> tuple[Volunteer
     A name close to a registered volunteer's (``Mousa Konate`` for ``Moussa Konaté``) is refused with
     :class:`UnknownVolunteer` naming that one, unless *new* says it is indeed someone new.
     """
-    got = ensure_many(project, [name], new=new)[0]
-    if isinstance(got, BaseException):
-        raise got
-    return got
+    return only_outcome(ensure_many(project, [name], new=new))
 
 
 def ensure_many(project: Project, wanted: list[str], *, new: bool = False) -> list:
