@@ -135,19 +135,23 @@ def write_geotiff(page: ScannedPage, dest: Path) -> None:
 def _write_tif(page: ScannedPage, path: Path) -> None:
     import rasterio
     from rasterio.enums import Resampling
+    from rasterio.io import MemoryFile
+    from rasterio.shutil import copy as rio_copy
     from rasterio.transform import from_bounds
 
     rows, cols = page.shape
     (minx, maxy), _, (maxx, miny), _ = page.frame_corners_crs
-    profile = {"driver": "GTiff", "width": cols, "height": rows, "count": 3, "dtype": "uint8",
-               "crs": f"EPSG:{page.crs}", "transform": from_bounds(minx, miny, maxx, maxy, cols, rows),
-               "tiled": True, "blockxsize": 256, "blockysize": 256, "compress": "jpeg", "jpeg_quality": 88,
-               "photometric": "YCBCR", "interleave": "pixel"}  # a photo: JPEG is 5x faster than deflate
+    grid = {"width": cols, "height": rows, "count": 3, "dtype": "uint8", "crs": f"EPSG:{page.crs}",
+            "transform": from_bounds(minx, miny, maxx, maxy, cols, rows)}
+    # The overviews are made in memory and copied with the image: building them in the JPEG GeoTIFF
+    # itself reads its blocks back, 0.3 s a page against 0.15 s. A photo: JPEG is 5x faster than deflate.
     with rasterio.Env(GDAL_CACHEMAX=64):  # MB: GDAL's default is 5 % of the RAM
-        with rasterio.open(path, "w", **profile) as ds:
+        with MemoryFile() as mem, mem.open(driver="MEM", **grid) as ds:
             ds.write(np.moveaxis(page.rectified, 2, 0))
             ds.build_overviews([2, 4, 8, 16], Resampling.average)
             ds.update_tags(mapathon_page=page.page_id, mapathon_source=Path(page.source).name)
+            rio_copy(ds, str(path), driver="GTiff", COPY_SRC_OVERVIEWS="YES", TILED="YES", BLOCKXSIZE=256,
+                     BLOCKYSIZE=256, COMPRESS="JPEG", JPEG_QUALITY=88, PHOTOMETRIC="YCBCR", INTERLEAVE="PIXEL")
 
 
 def write_json(data: dict, dest: Path) -> None:
