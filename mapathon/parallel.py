@@ -32,9 +32,19 @@ def paused_gc():
             gc.enable()
 
 
+def jobs(most: int) -> int:
+    """How many processes may work at once: at most *most*, the machine's cores and ``MAPATHON_JOBS``
+    (a number; anything else is ignored). The one reading of ``MAPATHON_JOBS``."""
+    try:
+        wanted = int(os.environ.get("MAPATHON_JOBS") or most)
+    except ValueError:
+        wanted = most
+    return max(1, min(wanted, most, os.cpu_count() or 1))
+
+
 def can_fork() -> bool:
     """Whether a helper process can run beside this one (fork available, two cores, not MAPATHON_JOBS=1)."""
-    return hasattr(os, "fork") and (os.cpu_count() or 1) >= 2 and os.environ.get("MAPATHON_JOBS", "") != "1"
+    return hasattr(os, "fork") and jobs(2) >= 2
 
 
 class Helper:

@@ -52,21 +52,25 @@ def _frame_pixels(pdf, info) -> np.ndarray:
     return img[top: top + int(round(f.h * PPM)), left: left + int(round(f.w * PPM))].copy()
 
 
-@pytest.fixture(scope="module")
-def printed(tmp_path_factory):
-    """A one-page atlas of central Vaduz, its map page's frame as a clean picture, and what the
-    QR code says about it."""
+def _print_map_pages(folder, bbox: str) -> list:
+    """Print an atlas of *bbox* into *folder*/atlas.pdf; the map pages' layout infos, as drawn."""
     from mapathon.atlas import atlas, furniture
 
-    folder = tmp_path_factory.mktemp("marks")
     seen = []
     orig = furniture.draw_map_page
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(furniture, "draw_map_page", lambda c, info, pal, words: (seen.append(info), orig(c, info, pal, words)))
-        atlas.make_atlas(atlas.PrintOptions(output=folder / "atlas.pdf", data=LIECHTENSTEIN,
-                                            bbox="9.519,47.139,9.523,47.142", scale=f"1:{SCALE}",
-                                            project_dir=folder / "no-project"))
-    info = seen[0]
+        atlas.make_atlas(atlas.PrintOptions(output=folder / "atlas.pdf", data=LIECHTENSTEIN, bbox=bbox,
+                                            scale=f"1:{SCALE}", project_dir=folder / "no-project"))
+    return seen
+
+
+@pytest.fixture(scope="module")
+def printed(tmp_path_factory):
+    """A one-page atlas of central Vaduz, its map page's frame as a clean picture, and what the
+    QR code says about it."""
+    folder = tmp_path_factory.mktemp("marks")
+    info = _print_map_pages(folder, "9.519,47.139,9.523,47.142")[0]
     frame = _frame_pixels(folder / "atlas.pdf", info)
     f = info.layout.frame
     minx, miny, maxx, maxy = info.box
@@ -485,17 +489,8 @@ def atlas_page(tmp_path_factory):
     """A map page of a two-page atlas of Vaduz as printed (its frame rasterized from the PDF) and its
     QR code's JSON as printed: the frame holds street and place labels, symbols, and the arrow to
     the neighbouring page (drawn by the furniture with ReportLab, not by Mapnik)."""
-    from mapathon.atlas import atlas, furniture
-
     folder = tmp_path_factory.mktemp("marks-atlas")
-    seen = []
-    orig = furniture.draw_map_page
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(furniture, "draw_map_page", lambda c, info, pal, words: (seen.append(info), orig(c, info, pal, words)))
-        atlas.make_atlas(atlas.PrintOptions(output=folder / "atlas.pdf", data=LIECHTENSTEIN,
-                                            bbox="9.514,47.138,9.528,47.143", scale=f"1:{SCALE}",
-                                            project_dir=folder / "no-project"))
-    info = next(i for i in seen if i.neighbours)
+    info = next(i for i in _print_map_pages(folder, "9.514,47.138,9.528,47.143") if i.neighbours)
     frame = _frame_pixels(folder / "atlas.pdf", info)
     meta = json.loads(info.qr_payload)
     return {"frame": frame, "meta": meta, "box": info.box, "frame_mm": tuple(meta["frame_mm"]),

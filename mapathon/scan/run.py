@@ -126,12 +126,6 @@ def read(pic: Picture) -> np.ndarray:
 # -- outputs ------------------------------------------------------------------------------------------------
 
 
-def write_geotiff(page: ScannedPage, dest: Path) -> None:
-    """The rectified map frame as a tiled GeoTIFF in the page's CRS, with overviews (atomic)."""
-    with atomic_path(dest) as tmp:
-        _write_tif(page, tmp)
-
-
 def _write_tif(page: ScannedPage, path: Path) -> None:
     import rasterio
     from rasterio.enums import Resampling
@@ -249,11 +243,9 @@ def scan_files(paths: list[Path], out_dir: Path, *, project=None, progress=None,
 
 
 def _workers(n: int) -> int:
-    try:
-        jobs = int(os.environ.get("MAPATHON_JOBS") or MAX_WORKERS)
-    except ValueError:
-        jobs = MAX_WORKERS
-    return max(1, min(jobs, MAX_WORKERS, os.cpu_count() or 1, n))
+    from ..parallel import jobs
+
+    return min(jobs(MAX_WORKERS), n) if n else 1
 
 
 def _in_pool(todo: list[Picture], args: tuple, workers: int):
